@@ -1,0 +1,412 @@
+/*
+ * agent.c - the daemon skeleton of agent.h.
+ *
+ * Signals: SIGTERM, SIGINT and SIGHUP are blocked before any thread starts
+ * (NNG's threads inherit the mask) and the main thread takes them with
+ * sigtimedwait, so there are no signal handlers at all and no async-signal
+ * safety to get wrong.
+ *
+ * Stop: quiesce every RPC server (bounded, so the agent is gone within a
+ * second), then _exit. NNG 1.5.2's nng_close can hang when a message is in
+ * flight, and everything that matters is durable before it is
+ * acknowledged, so exiting is both the safe and the cheap way out.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.pb-c.h"
+#include "failback/agent.h"
+#include "failback/clock.h"
+#include "failback/config.h"
+#include "failback/log.h"
+#include "failback/tls.h"
+
+#define STOP_BUDGET_MS 600
+
+struct fb_agent {
+	enum fb_agent_kind kind;
+	fb_agent_settings  set;
+	fb_rpc_registry   *reg;
+	fb_rpc_server     *control; /* operator + monitor listeners */
+	fb_rpc_server     *resync;  /* primary: agent listener */
+	fb_events_pub     *events;
+	uint64_t           started_ms;
+};
+
+static const char *
+agent_prog(enum fb_agent_kind kind)
+{
+	return kind == FB_AGENT_PRIMARY ? "failback-primary" : "failback-replica";
+}
+
+/* Builds the settings table for kind; returns the number of rows. */
+static size_t
+agent_keys(fb_agent *a, fb_config_key *k)
+{
+	size_t n = 0;
+
+#define KEY(field, text) k[n++] = (fb_config_key){#field, &a->set.field, text}
+	KEY(config, "settings file (key = value lines); flags override it");
+	KEY(data_dir, "directory for the agent's state (required)");
+	KEY(listen_control, "operators' control listener URL");
+	KEY(listen_monitor, "monitors' read-only listener URL");
+	KEY(listen_events, "job events (pub/sub) listener URL");
+	if (a->kind == FB_AGENT_PRIMARY)
+		KEY(listen_resync, "replica agents' resync listener URL");
+	KEY(cert, "this agent's certificate (PEM)");
+	KEY(key, "this agent's private key (PEM, mode 0600)");
+	KEY(ca_operators, "CA that issues operator certificates");
+	KEY(ca_monitors, "CA that issues monitor certificates");
+	KEY(ca_agents, "CA that issues agent certificates");
+	if (a->kind == FB_AGENT_REPLICA) {
+		KEY(peer_url, "the primary agent's resync URL");
+		KEY(peer_name, "DNS name in the primary agent's certificate");
+	}
+	KEY(log_level, "error, warn, info (default) or debug");
+	KEY(workers, "handler threads (default 4)");
+#undef KEY
+	return n;
+}
+
+static void
+agent_usage(fb_agent *a, const fb_config_key *keys, size_t n, FILE *f)
+{
+	fprintf(f,
+	        "usage: %s --data-dir DIR [--config FILE] [options]\n\n"
+	        "The %s agent of failback. Every listener speaks TLS 1.2 with mutual\n"
+	        "authentication; each trusts only the CA of the role it serves.\n"
+	        "Bound URLs are written to DIR/agent.addr. SIGTERM or SIGINT stops it.\n\n"
+	        "Options (each is also a key in the settings file, with '_' for '-'):\n",
+	        agent_prog(a->kind), a->kind == FB_AGENT_PRIMARY ? "primary" : "replica");
+	fb_config_help(keys, n, f);
+	fprintf(f, "  --%-22s %s\n", "help", "show this text");
+	fprintf(f, "  --%-22s %s\n", "version", "print the version");
+}
+
+static void
+agent_default(char **slot, const char *value)
+{
+	if (*slot == NULL)
+		*slot = strdup(value);
+}
+
+static uint32_t
+agent_require(const char *value, const char *flag, fb_err *err)
+{
+	if (value == NULL || *value == '\0')
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "missing setting --%s", flag);
+	return FB_RV_OK;
+}
+
+static uint32_t
+agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
+{
+	fb_config_key keys[20];
+	size_t        n = agent_keys(a, keys);
+	uint32_t      rv;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			agent_usage(a, keys, n, stdout);
+			fb_rpc_exit(0);
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("%s %s\n", agent_prog(a->kind), FB_VERSION);
+			fb_rpc_exit(0);
+		}
+	}
+	/* The file first, then every flag over it. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			if ((rv = fb_config_load(argv[i + 1], keys, n, err)) != FB_RV_OK)
+				return rv;
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			if ((rv = fb_config_load(argv[i] + 9, keys, n, err)) != FB_RV_OK)
+				return rv;
+		}
+	}
+	for (int i = 1; i < argc; i++)
+		if ((rv = fb_config_flag(keys, n, argc, argv, &i, err)) != FB_RV_OK)
+			return rv;
+
+	if (a->kind == FB_AGENT_PRIMARY) {
+		agent_default(&a->set.listen_control, "tls+tcp://127.0.0.1:7410");
+		agent_default(&a->set.listen_monitor, "tls+tcp://127.0.0.1:7411");
+		agent_default(&a->set.listen_events, "tls+tcp://127.0.0.1:7412");
+		agent_default(&a->set.listen_resync, "tls+tcp://127.0.0.1:7413");
+	} else {
+		agent_default(&a->set.listen_control, "tls+tcp://127.0.0.1:7400");
+		agent_default(&a->set.listen_monitor, "tls+tcp://127.0.0.1:7401");
+		agent_default(&a->set.listen_events, "tls+tcp://127.0.0.1:7402");
+		agent_default(&a->set.peer_url, "tls+tcp://127.0.0.1:7413");
+		agent_default(&a->set.peer_name, "primary.failback.test");
+	}
+	agent_default(&a->set.log_level, "info");
+	agent_default(&a->set.workers, "4");
+	if ((rv = agent_require(a->set.data_dir, "data-dir", err)) != FB_RV_OK ||
+	    (rv = agent_require(a->set.cert, "cert", err)) != FB_RV_OK ||
+	    (rv = agent_require(a->set.key, "key", err)) != FB_RV_OK ||
+	    (rv = agent_require(a->set.ca_operators, "ca-operators", err)) != FB_RV_OK ||
+	    (rv = agent_require(a->set.ca_monitors, "ca-monitors", err)) != FB_RV_OK ||
+	    (rv = agent_require(a->set.ca_agents, "ca-agents", err)) != FB_RV_OK)
+		return rv;
+	{
+		enum fb_log_level lvl;
+		char             *end;
+		long              w = strtol(a->set.workers, &end, 10);
+
+		if (fb_log_level_parse(a->set.log_level, &lvl) != 0)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "--log-level: '%s' is not error, warn, info or debug",
+			                  a->set.log_level);
+		fb_log_init(agent_prog(a->kind), lvl);
+		if (*end != '\0' || w < 1 || w > 64)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "--workers: '%s' is not a number from 1 to 64",
+			                  a->set.workers);
+	}
+	return FB_RV_OK;
+}
+
+static uint32_t
+agent_data_dir(fb_agent *a, fb_err *err)
+{
+	char        path[4096];
+	struct stat st;
+	int         fd;
+
+	if (mkdir(a->set.data_dir, 0700) != 0 && errno != EEXIST)
+		return fb_err_errno(err, errno, a->set.data_dir);
+	if (stat(a->set.data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: not a directory",
+		                  a->set.data_dir);
+	/* One agent per data directory: the lock lives as long as the process. */
+	snprintf(path, sizeof(path), "%s/agent.lock", a->set.data_dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		return fb_err_errno(err, errno, path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return fb_err_set(err, FB_RV_SYSTEM_IN_USE,
+		                  "%s: another agent is running on this data directory",
+		                  a->set.data_dir);
+	}
+	return FB_RV_OK;
+}
+
+static uint32_t
+agent_write_addr(fb_agent *a, const char *text, fb_err *err)
+{
+	char tmp[4096], path[4096];
+	int  fd;
+
+	snprintf(path, sizeof(path), "%s/agent.addr", a->set.data_dir);
+	snprintf(tmp, sizeof(tmp), "%s/agent.addr.tmp", a->set.data_dir);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+		return fb_err_errno(err, errno, tmp);
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd) != 0) {
+		int e = errno;
+		close(fd);
+		return fb_err_errno(err, e, tmp);
+	}
+	close(fd);
+	if (rename(tmp, path) != 0)
+		return fb_err_errno(err, errno, path);
+	return FB_RV_OK;
+}
+
+static unsigned
+agent_count_fds(void)
+{
+	DIR           *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned       n = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n > 0 ? n - 1 : 0; /* not the one opendir holds */
+}
+
+static uint32_t
+agent_get_status(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	fb_agent                         *a = arg;
+	Failback__GetAgentStatusResponse *r = (Failback__GetAgentStatusResponse *)out;
+	fb_rpc_server_stats               st;
+
+	(void)in;
+	r->agent       = a->kind == FB_AGENT_PRIMARY ? "primary" : "replica";
+	r->version     = FB_VERSION;
+	r->caller_role = (char *)fb_role_name(fb_rpc_call_role(call));
+	r->uptime_ms   = fb_clock_mono_ms() - a->started_ms;
+	r->open_fds    = agent_count_fds();
+	fb_rpc_server_stats_get(a->control, &st);
+	r->open_pipes     = st.open_pipes;
+	r->calls_served   = st.calls_served;
+	r->calls_rejected = st.calls_rejected;
+	if (a->resync != NULL) {
+		fb_rpc_server_stats_get(a->resync, &st);
+		r->open_pipes += st.open_pipes;
+		r->calls_served += st.calls_served;
+		r->calls_rejected += st.calls_rejected;
+	}
+	return FB_RV_OK;
+}
+
+static const fb_rpc_method agent_methods[] = {
+    {"GetAgentStatus", agent_get_status, FB_ROLES_ALL},
+};
+
+static uint32_t
+agent_listen(fb_agent *a, fb_rpc_server *srv, const char *url, const char *ca, unsigned role,
+             char *addr, size_t addrlen, fb_err *err)
+{
+	const char     *cas[2] = {ca, NULL};
+	nng_tls_config *tls;
+	char            bound[512];
+	uint32_t        rv;
+
+	if ((rv = fb_tls_config_server(&tls, cas, a->set.cert, a->set.key, FB_TLS_REFUSE_EXPIRED,
+	                               err)) != FB_RV_OK)
+		return rv;
+	rv = fb_rpc_server_listen(srv, url, tls, role, bound, sizeof(bound), err);
+	nng_tls_config_free(tls);
+	if (rv != FB_RV_OK)
+		return rv;
+	fb_log_info("FB1002", "listening for %s calls on %s", fb_role_name(role), bound);
+	snprintf(addr + strlen(addr), addrlen - strlen(addr), "%s %s\n", fb_role_name(role),
+	         bound);
+	return FB_RV_OK;
+}
+
+static uint32_t
+agent_start(fb_agent *a, fb_agent_setup_fn setup, fb_err *err)
+{
+	const char     *event_cas[3] = {a->set.ca_operators, a->set.ca_monitors, NULL};
+	nng_tls_config *tls;
+	char            addr[2048] = "", bound[512], subject[256], until[16];
+	int             workers    = atoi(a->set.workers);
+	uint32_t        rv;
+
+	if ((rv = fb_tls_cert_subject(a->set.cert, subject, sizeof(subject), until,
+	                              sizeof(until), err)) != FB_RV_OK)
+		return rv;
+	fb_log_info("FB1001", "%s %s starting as %s (certificate valid until %s)",
+	            agent_prog(a->kind), FB_VERSION, subject, until);
+	if ((rv = agent_data_dir(a, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_rpc_registry_create(&a->reg, err)) != FB_RV_OK ||
+	    (rv = fb_rpc_registry_add(a->reg, &failback__agent_service__descriptor, agent_methods,
+	                              1, a, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_events_pub_create(&a->events, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = setup(a, a->reg, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_rpc_server_create(&a->control, a->reg, 32, workers, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = agent_listen(a, a->control, a->set.listen_control, a->set.ca_operators,
+	                       FB_ROLE_OPERATOR, addr, sizeof(addr), err)) != FB_RV_OK ||
+	    (rv = agent_listen(a, a->control, a->set.listen_monitor, a->set.ca_monitors,
+	                       FB_ROLE_MONITOR, addr, sizeof(addr), err)) != FB_RV_OK)
+		return rv;
+	if (a->kind == FB_AGENT_PRIMARY) {
+		if ((rv = fb_rpc_server_create(&a->resync, a->reg, 32, workers, err)) != FB_RV_OK ||
+		    (rv = agent_listen(a, a->resync, a->set.listen_resync, a->set.ca_agents,
+		                       FB_ROLE_AGENT, addr, sizeof(addr), err)) != FB_RV_OK)
+			return rv;
+	}
+	if ((rv = fb_tls_config_server(&tls, event_cas, a->set.cert, a->set.key,
+	                               FB_TLS_REFUSE_EXPIRED, err)) != FB_RV_OK)
+		return rv;
+	rv = fb_events_pub_listen(a->events, a->set.listen_events, tls, bound, sizeof(bound), err);
+	nng_tls_config_free(tls);
+	if (rv != FB_RV_OK)
+		return rv;
+	fb_log_info("FB1002", "publishing events on %s", bound);
+	snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "events %s\n", bound);
+
+	a->started_ms = fb_clock_mono_ms();
+	if ((rv = fb_rpc_server_start(a->control, err)) != FB_RV_OK ||
+	    (a->resync != NULL && (rv = fb_rpc_server_start(a->resync, err)) != FB_RV_OK))
+		return rv;
+	return agent_write_addr(a, addr, err);
+}
+
+void
+fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn setup)
+{
+	static fb_agent a;
+	fb_err          err = {0};
+	sigset_t        set;
+	siginfo_t       si;
+	uint64_t        stop_at;
+	uint32_t        rv;
+
+	a.kind = kind;
+	fb_log_init(agent_prog(kind), FB_LOG_INFO);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((rv = agent_settings(&a, argc, argv, &err)) != FB_RV_OK) {
+		fprintf(stderr, "%s: %s\n(see %s --help)\n", agent_prog(kind), err.msg,
+		        agent_prog(kind));
+		fb_rpc_exit(2);
+	}
+	if ((rv = agent_start(&a, setup, &err)) != FB_RV_OK) {
+		fb_log_error("FB1003", "cannot start: %s", err.msg);
+		fb_rpc_exit(rv == FB_RV_INVALID_PARAMETER || rv == FB_RV_ACCESS_DENIED ||
+		                    rv == FB_RV_FILE_NOT_FOUND
+		                ? 2
+		                : 1);
+	}
+	fb_log_info("FB1004", "ready");
+	for (;;) {
+		struct timespec ts = {1, 0};
+		int             sig = sigtimedwait(&set, &si, &ts);
+
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig == SIGHUP)
+			fb_log_info("FB1005", "SIGHUP ignored: restart the agent to apply settings");
+	}
+	stop_at = fb_clock_mono_ms();
+	fb_log_info("FB1090", "stopping: no new calls, waiting for calls in progress");
+	rv = fb_rpc_server_quiesce(a.control, STOP_BUDGET_MS);
+	if (a.resync != NULL && rv == FB_RV_OK)
+		rv = fb_rpc_server_quiesce(a.resync,
+		                           STOP_BUDGET_MS - (uint32_t)(fb_clock_mono_ms() - stop_at));
+	if (rv != FB_RV_OK)
+		fb_log_warn("FB1091", "calls still in progress after %u ms; exiting anyway",
+		            STOP_BUDGET_MS);
+	fb_log_info("FB1092", "stopped after %llu ms",
+	            (unsigned long long)(fb_clock_mono_ms() - stop_at));
+	fb_rpc_exit(0);
+}
+
+const fb_agent_settings *
+fb_agent_settings_get(const fb_agent *agent)
+{
+	return &agent->set;
+}
+
+fb_events_pub *
+fb_agent_events(fb_agent *agent)
+{
+	return agent->events;
+}

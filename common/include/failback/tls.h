@@ -1,0 +1,54 @@
+/*
+ * tls.h - mutual-TLS configurations for NNG listeners and dialers.
+ *
+ * Every configuration made here requires the peer to present a certificate
+ * that chains to ca_file (auth mode REQUIRED), speaks TLS 1.2 (the only
+ * version NNG 1.5.2 + mbedTLS 2.28 offer), and presents our own certificate.
+ * Client configurations also check the server's DNS name: NNG checks no name
+ * unless one is set, and mbedTLS 2.28 cannot match IP-address SANs.
+ *
+ * Files are validated with mbedTLS before NNG sees them, so a bad path, a
+ * non-PEM file, a key that does not match its certificate or a key that group
+ * or others can read is reported by name, not as NNG's "Invalid argument".
+ * Key material read into memory is zeroed before it is freed.
+ */
+#ifndef FAILBACK_TLS_H
+#define FAILBACK_TLS_H
+
+#include <stdint.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include "failback/err.h"
+
+/* Flags for fb_tls_config_* */
+#define FB_TLS_REFUSE_EXPIRED 1 /* our own certificate must be valid now */
+
+/* fb_tls_check_key_mode fails (Access Denied) when path is not a regular
+ * file or has any group/other permission bit, with a message that says how
+ * to fix it. */
+uint32_t fb_tls_check_key_mode(const char *path, fb_err *err);
+
+/* fb_tls_config_server makes a server configuration that accepts clients
+ * whose certificate chains to any of ca_files (a NULL-terminated list). On
+ * success *out holds one reference, which the caller releases with
+ * nng_tls_config_free after setting it on its listeners (they hold their
+ * own). */
+uint32_t fb_tls_config_server(nng_tls_config **out, const char *const *ca_files,
+                              const char *cert_file, const char *key_file, int flags,
+                              fb_err *err);
+
+/* fb_tls_config_client makes a client configuration that verifies the
+ * server's certificate against ca_file and its DNS name against
+ * server_name (required, non-empty). */
+uint32_t fb_tls_config_client(nng_tls_config **out, const char *ca_file, const char *cert_file,
+                              const char *key_file, const char *server_name, int flags,
+                              fb_err *err);
+
+/* fb_tls_cert_subject writes the subject DN of the first certificate in
+ * cert_file and its notAfter as "YYYY-MM-DD" into the given buffers. */
+uint32_t fb_tls_cert_subject(const char *cert_file, char *subject, size_t subject_len,
+                             char *not_after, size_t not_after_len, fb_err *err);
+
+#endif

@@ -1,0 +1,262 @@
+/*
+ * tls.c - building NNG TLS configurations from PEM files (see tls.h).
+ *
+ * Order of checks: key permissions first (a world-readable key is a
+ * security incident whatever else is wrong), then parse with mbedTLS (clear
+ * messages), then hand the PEM text to NNG.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/x509_crt.h>
+
+#include "failback/log.h"
+#include "failback/tls.h"
+
+#define PEM_MAX (1u << 20)
+
+uint32_t
+fb_tls_check_key_mode(const char *path, fb_err *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return fb_err_errno(err, errno, path);
+	if (!S_ISREG(st.st_mode))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: key is not a regular file",
+		                  path);
+	if ((st.st_mode & 077) != 0)
+		return fb_err_set(err, FB_RV_ACCESS_DENIED,
+		                  "%s: private key is accessible by group or others (mode %04o); "
+		                  "fix with: chmod 600 %s",
+		                  path, (unsigned)(st.st_mode & 07777), path);
+	return FB_RV_OK;
+}
+
+/* Reads a whole PEM file into a NUL-terminated heap buffer. */
+static uint32_t
+tls_read_pem(const char *path, char **out, size_t *outlen, fb_err *err)
+{
+	FILE       *f;
+	struct stat st;
+	char       *buf;
+	size_t      n;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return fb_err_errno(err, errno, path);
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)PEM_MAX) {
+		fclose(f);
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "%s: not a regular file of at most 1 MiB", path);
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		fclose(f);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	n      = fread(buf, 1, (size_t)st.st_size, f);
+	buf[n] = '\0';
+	fclose(f);
+	*out    = buf;
+	*outlen = n;
+	return FB_RV_OK;
+}
+
+static void
+tls_free_secret(char *buf, size_t len)
+{
+	if (buf != NULL) {
+		mbedtls_platform_zeroize(buf, len);
+		free(buf);
+	}
+}
+
+static uint32_t
+tls_mbed_err(fb_err *err, int mrv, const char *path, const char *what)
+{
+	char text[160];
+
+	mbedtls_strerror(mrv, text, sizeof(text));
+	return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: %s (%s)", path, what, text);
+}
+
+/* Validates the CA files, our certificate and its key with mbedTLS. */
+static uint32_t
+tls_validate(const char *const *ca_files, const char *cert_file, const char *key_file,
+             int flags, fb_err *err)
+{
+	mbedtls_x509_crt ca, crt;
+	mbedtls_pk_context pk;
+	uint32_t           rv = FB_RV_OK;
+	int                mrv;
+
+	mbedtls_x509_crt_init(&ca);
+	mbedtls_x509_crt_init(&crt);
+	mbedtls_pk_init(&pk);
+	for (size_t i = 0; ca_files[i] != NULL; i++) {
+		if ((mrv = mbedtls_x509_crt_parse_file(&ca, ca_files[i])) != 0) {
+			rv = tls_mbed_err(err, mrv, ca_files[i], "cannot load CA certificate(s)");
+			goto out;
+		}
+	}
+	if ((mrv = mbedtls_x509_crt_parse_file(&crt, cert_file)) != 0) {
+		rv = tls_mbed_err(err, mrv, cert_file, "cannot load certificate");
+		goto out;
+	}
+	if ((mrv = mbedtls_pk_parse_keyfile(&pk, key_file, NULL)) != 0) {
+		rv = tls_mbed_err(err, mrv, key_file, "cannot load private key (encrypted keys "
+		                                      "are not supported)");
+		goto out;
+	}
+	if ((mrv = mbedtls_pk_check_pair(&crt.pk, &pk)) != 0) {
+		rv = fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                "%s: private key does not belong to certificate %s", key_file,
+		                cert_file);
+		goto out;
+	}
+	if (mbedtls_x509_time_is_past(&crt.valid_to)) {
+		if (flags & FB_TLS_REFUSE_EXPIRED) {
+			rv = fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                "%s: certificate expired on %04d-%02d-%02d", cert_file,
+			                crt.valid_to.year, crt.valid_to.mon, crt.valid_to.day);
+			goto out;
+		}
+		fb_log_warn("FB0101", "%s: certificate expired on %04d-%02d-%02d; peers will "
+		                      "refuse it", cert_file, crt.valid_to.year, crt.valid_to.mon,
+		            crt.valid_to.day);
+	}
+out:
+	mbedtls_pk_free(&pk);
+	mbedtls_x509_crt_free(&crt);
+	mbedtls_x509_crt_free(&ca);
+	return rv;
+}
+
+/* Concatenates the PEM text of every CA file. */
+static uint32_t
+tls_read_cas(const char *const *ca_files, char **out, fb_err *err)
+{
+	char    *all = NULL;
+	size_t   alllen = 0;
+	uint32_t rv;
+
+	for (size_t i = 0; ca_files[i] != NULL; i++) {
+		char  *one, *grown;
+		size_t len;
+
+		if ((rv = tls_read_pem(ca_files[i], &one, &len, err)) != FB_RV_OK) {
+			free(all);
+			return rv;
+		}
+		if ((grown = realloc(all, alllen + len + 2)) == NULL) {
+			free(one);
+			free(all);
+			return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		}
+		all = grown;
+		memcpy(all + alllen, one, len);
+		alllen += len;
+		all[alllen++] = '\n';
+		all[alllen]   = '\0';
+		free(one);
+	}
+	*out = all;
+	return FB_RV_OK;
+}
+
+static uint32_t
+tls_config(nng_tls_config **out, nng_tls_mode mode, const char *const *ca_files,
+           const char *cert_file, const char *key_file, const char *server_name, int flags,
+           fb_err *err)
+{
+	nng_tls_config *cfg = NULL;
+	char           *ca = NULL, *cert = NULL, *key = NULL;
+	size_t          certlen = 0, keylen = 0;
+	uint32_t        rv;
+	int             nrv;
+
+	if (ca_files == NULL || ca_files[0] == NULL || !*ca_files[0] || cert_file == NULL ||
+	    key_file == NULL || !*cert_file || !*key_file)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "TLS needs a CA file, a certificate and a key");
+	if (mode == NNG_TLS_MODE_CLIENT && (server_name == NULL || *server_name == '\0'))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "TLS client needs the server's expected DNS name");
+	if ((rv = fb_tls_check_key_mode(key_file, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = tls_validate(ca_files, cert_file, key_file, flags, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = tls_read_cas(ca_files, &ca, err)) != FB_RV_OK)
+		goto fail;
+	if ((rv = tls_read_pem(cert_file, &cert, &certlen, err)) != FB_RV_OK)
+		goto fail;
+	if ((rv = tls_read_pem(key_file, &key, &keylen, err)) != FB_RV_OK)
+		goto fail;
+	if ((nrv = nng_tls_config_alloc(&cfg, mode)) != 0) {
+		rv = fb_err_nng(err, nrv, "TLS configuration");
+		goto fail;
+	}
+	if ((nrv = nng_tls_config_version(cfg, NNG_TLS_1_2, NNG_TLS_1_2)) != 0 ||
+	    (nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+	    (nrv = nng_tls_config_ca_chain(cfg, ca, NULL)) != 0 ||
+	    (nrv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0 ||
+	    (server_name != NULL && (nrv = nng_tls_config_server_name(cfg, server_name)) != 0)) {
+		rv = fb_err_nng(err, nrv, "TLS configuration");
+		goto fail;
+	}
+	tls_free_secret(key, keylen);
+	free(cert);
+	free(ca);
+	*out = cfg;
+	return FB_RV_OK;
+fail:
+	if (cfg != NULL)
+		nng_tls_config_free(cfg);
+	tls_free_secret(key, keylen);
+	free(cert);
+	free(ca);
+	return rv;
+}
+
+uint32_t
+fb_tls_config_server(nng_tls_config **out, const char *const *ca_files, const char *cert_file,
+                     const char *key_file, int flags, fb_err *err)
+{
+	return tls_config(out, NNG_TLS_MODE_SERVER, ca_files, cert_file, key_file, NULL, flags,
+	                  err);
+}
+
+uint32_t
+fb_tls_config_client(nng_tls_config **out, const char *ca_file, const char *cert_file,
+                     const char *key_file, const char *server_name, int flags, fb_err *err)
+{
+	const char *cas[2] = {ca_file, NULL};
+
+	return tls_config(out, NNG_TLS_MODE_CLIENT, cas, cert_file, key_file, server_name,
+	                  flags, err);
+}
+
+uint32_t
+fb_tls_cert_subject(const char *cert_file, char *subject, size_t subject_len, char *not_after,
+                    size_t not_after_len, fb_err *err)
+{
+	mbedtls_x509_crt crt;
+	int              mrv;
+
+	mbedtls_x509_crt_init(&crt);
+	if ((mrv = mbedtls_x509_crt_parse_file(&crt, cert_file)) != 0) {
+		mbedtls_x509_crt_free(&crt);
+		return tls_mbed_err(err, mrv, cert_file, "cannot load certificate");
+	}
+	if (mbedtls_x509_dn_gets(subject, subject_len, &crt.subject) < 0)
+		snprintf(subject, subject_len, "?");
+	snprintf(not_after, not_after_len, "%04d-%02d-%02d", crt.valid_to.year, crt.valid_to.mon,
+	         crt.valid_to.day);
+	mbedtls_x509_crt_free(&crt);
+	return FB_RV_OK;
+}
