@@ -168,3 +168,12 @@ fb_events_sub_next(fb_events_sub *sub, uint32_t timeout_ms, Failback__JobEvent *
 			return FB_RV_OK;
 	}
 }
+
+void
+fb_events_sub_close(fb_events_sub *sub)
+{
+	if (sub == NULL)
+		return;
+	nng_close(sub->sock);
+	free(sub);
+}

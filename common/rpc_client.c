@@ -170,8 +170,9 @@ fb_rpc_client_call(fb_rpc_client *cli, const ProtobufCServiceDescriptor *svc, co
 	}
 	nng_ctx_recv(ctx, aio);
 	if ((nrv = (int)client_aio_wait(aio)) != 0) {
+		/* Whatever ended the wait, part of a reply may still be arriving. */
+		atomic_store(&cli->tainted, 1);
 		if (nrv == NNG_ETIMEDOUT) {
-			atomic_store(&cli->tainted, 1);
 			rv = fb_err_set(err, FB_RV_TIMEOUT, "%s: no reply from %s within %u ms", name,
 			                cli->url, timeout_ms);
 		} else {

@@ -42,6 +42,12 @@ uint32_t fb_events_sub_open(fb_events_sub **out, const char *url, nng_tls_config
 uint32_t fb_events_sub_next(fb_events_sub *sub, uint32_t timeout_ms, Failback__JobEvent **ev,
                             fb_err *err);
 
+/* fb_events_sub_close closes the subscriber. NNG 1.5.2 can hang closing a
+ * socket while a message is arriving, so call it only when the publisher
+ * cannot be sending (tests); a program that stops while events flow exits
+ * instead. close(NULL) is a no-op. */
+void fb_events_sub_close(fb_events_sub *sub);
+
 /* fb_events_decode splits one message body into topic and event (pure; the
  * fuzz target drives it). */
 uint32_t fb_events_decode(const void *body, size_t len, char *topic, size_t topic_len,

@@ -1,0 +1,371 @@
+/*
+ * auth_test.c - the RPC layer and the role model with real agents on
+ * loopback: who may connect to which listener, who may call which method,
+ * and that bad input is answered without hurting the next caller.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "agent.pb-c.h"
+#include "failback/events.h"
+#include "failback/rpc.h"
+#include "failback/tls.h"
+#include "harness.h"
+#include "resync.pb-c.h"
+#include "rpc.pb-c.h"
+
+static fbt_agent replica, primary, wrongname;
+static char      out[1 << 16];
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	if (fbt_setup() != 0)
+		return -1;
+	if (fbt_agent_start(&replica, "replica", "replica", NULL) != 0)
+		return -1;
+	if (fbt_agent_start(&primary, "primary", "primary", NULL) != 0)
+		return -1;
+	if (fbt_agent_start(&wrongname, "replica", "wrongname-replica", NULL) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	fbt_agent_stop(&replica, SIGTERM, 5000);
+	fbt_agent_stop(&primary, SIGTERM, 5000);
+	fbt_agent_stop(&wrongname, SIGTERM, 5000);
+	fbt_teardown();
+	return 0;
+}
+
+static fb_rpc_client *
+client_as(const char *url, const char *id, const char *sname, fb_err *err, uint32_t *rv)
+{
+	nng_tls_config *tls;
+	fb_rpc_client  *cli = NULL;
+	char            cert[64], key[64];
+
+	snprintf(cert, sizeof(cert), "%s.pem", id);
+	snprintf(key, sizeof(key), "%s.key", id);
+	*rv = fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"), fbt_pki_file(cert),
+	                           fbt_pki_file(key), sname, 0, err);
+	if (*rv != FB_RV_OK)
+		return NULL;
+	*rv = fb_rpc_client_open(&cli, url, tls, err);
+	nng_tls_config_free(tls);
+	return cli;
+}
+
+static void
+operator_status_round_trip_through_failbackctl(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "operator",
+	                         "replica.failback.test", "status", NULL),
+	                 0);
+	assert_non_null(strstr(out, "agent: replica"));
+	assert_non_null(strstr(out, "caller_role: operator"));
+}
+
+static void
+json_output_carries_return_value_and_result(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.monitor, "monitor",
+	                         "replica.failback.test", "--json", "status", NULL),
+	                 0);
+	assert_non_null(strstr(out, "\"return_value\":0"));
+	assert_non_null(strstr(out, "\"caller_role\":\"monitor\""));
+}
+
+static void
+monitor_calling_control_method_gets_access_denied_reply(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.monitor, "monitor",
+	                         "replica.failback.test", "failback", "vm1", NULL),
+	                 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_non_null(strstr(out, "monitor role may not call ReplicationService.InitiateFailback"));
+}
+
+static void
+monitor_on_operator_listener_is_refused_at_handshake(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "monitor",
+	                         "replica.failback.test", "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+}
+
+static void
+rogue_ca_certificate_is_refused(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "rogue-operator",
+	                         "replica.failback.test", "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_non_null(strstr(out, "handshake"));
+}
+
+static void
+expired_certificate_is_refused(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "expired-operator",
+	                         "replica.failback.test", "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+}
+
+static void
+client_without_certificate_is_refused(void **state)
+{
+	nng_tls_config *tls;
+	nng_socket      s;
+	nng_dialer      d;
+
+	(void)state;
+	assert_int_equal(nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT), 0);
+	assert_int_equal(nng_tls_config_ca_file(tls, fbt_pki_file("agents-ca.pem")), 0);
+	assert_int_equal(nng_tls_config_server_name(tls, "replica.failback.test"), 0);
+	assert_int_equal(nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_REQUIRED), 0);
+	assert_int_equal(nng_req0_open(&s), 0);
+	assert_int_equal(nng_dialer_create(&d, s, replica.control), 0);
+	assert_int_equal(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls), 0);
+	assert_int_not_equal(nng_dialer_start(d, 0), 0);
+	nng_close(s); /* never connected: nothing in flight */
+	nng_tls_config_free(tls);
+}
+
+static void
+wrong_server_name_is_refused_by_the_client(void **state)
+{
+	(void)state;
+	/* The agent's certificate is from the right CA but names another host. */
+	assert_int_equal(fbt_ctl(out, sizeof(out), wrongname.control, "operator",
+	                         "replica.failback.test", "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+	/* The same agent is accepted under the name it does carry. */
+	assert_int_equal(fbt_ctl(out, sizeof(out), wrongname.control, "operator",
+	                         "wrong.failback.test", "status", NULL),
+	                 0);
+}
+
+static void
+agent_certificate_cannot_reach_control_listener(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "primary",
+	                         "replica.failback.test", "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+}
+
+static void
+operator_cannot_reach_resync_listener(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), primary.resync, "operator",
+	                         "primary.failback.test", "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+}
+
+static void
+operator_calling_resync_source_gets_access_denied_reply(void **state)
+{
+	Failback__NegotiateRequest in = FAILBACK__NEGOTIATE_REQUEST__INIT;
+	ProtobufCMessage          *o  = NULL;
+	fb_rpc_client             *cli;
+	fb_err                     err = {0};
+	uint32_t                   rv;
+
+	(void)state;
+	cli = client_as(primary.control, "operator", "primary.failback.test", &err, &rv);
+	assert_int_equal(rv, FB_RV_OK);
+	rv = fb_rpc_client_call(cli, &failback__resync_source__descriptor, "Negotiate", &in.base,
+	                        &o, 10000, &err);
+	assert_int_equal(rv, FB_RV_ACCESS_DENIED);
+	assert_non_null(strstr(err.msg, "operator role may not call ResyncSource.Negotiate"));
+	fb_rpc_client_close(cli);
+}
+
+static void
+replica_agent_reaches_resync_source(void **state)
+{
+	Failback__NegotiateRequest in = FAILBACK__NEGOTIATE_REQUEST__INIT;
+	ProtobufCMessage          *o  = NULL;
+	fb_rpc_client             *cli;
+	fb_err                     err = {0};
+	uint32_t                   rv;
+
+	(void)state;
+	cli = client_as(primary.resync, "replica", "primary.failback.test", &err, &rv);
+	assert_int_equal(rv, FB_RV_OK);
+	/* The agent role passes the role check; the method itself is the next issue's. */
+	rv = fb_rpc_client_call(cli, &failback__resync_source__descriptor, "Negotiate", &in.base,
+	                        &o, 10000, &err);
+	assert_int_not_equal(rv, FB_RV_ACCESS_DENIED);
+	fb_rpc_client_close(cli);
+}
+
+static void
+declared_but_unbuilt_method_answers_not_supported(void **state)
+{
+	(void)state;
+	assert_int_equal(fbt_ctl(out, sizeof(out), primary.control, "operator",
+	                         "primary.failback.test", "primary-rp", "list", "vm1", NULL),
+	                 1);
+	assert_non_null(strstr(out, "Not Supported (32770)"));
+}
+
+/* Sends raw bytes on an operator connection and decodes the reply. */
+static uint32_t
+raw_call(const void *bytes, size_t len, char *desc, size_t desclen)
+{
+	nng_tls_config  *tls;
+	nng_socket       s;
+	nng_msg         *m;
+	Failback__Reply *rep;
+	fb_err           err = {0};
+	uint32_t         rv;
+
+	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
+	                                      fbt_pki_file("operator.pem"),
+	                                      fbt_pki_file("operator.key"),
+	                                      "replica.failback.test", 0, &err),
+	                 0);
+	assert_int_equal(nng_req0_open(&s), 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000);
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	{
+		nng_dialer d;
+		assert_int_equal(nng_dialer_create(&d, s, replica.control), 0);
+		assert_int_equal(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls), 0);
+		assert_int_equal(nng_dialer_start(d, 0), 0);
+	}
+	assert_int_equal(nng_send(s, (void *)bytes, len, 0), 0);
+	assert_int_equal(nng_recvmsg(s, &m, 0), 0);
+	rep = failback__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	assert_non_null(rep);
+	rv = rep->return_value;
+	snprintf(desc, desclen, "%s", rep->description);
+	failback__reply__free_unpacked(rep, NULL);
+	nng_msg_free(m);
+	nng_close(s); /* the reply was received: nothing in flight */
+	nng_tls_config_free(tls);
+	return rv;
+}
+
+static void
+malformed_requests_get_error_replies_and_agent_keeps_serving(void **state)
+{
+	static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
+	Failback__Request    env       = FAILBACK__REQUEST__INIT;
+	uint8_t              buf[256];
+	char                 desc[512];
+
+	(void)state;
+	assert_int_equal(raw_call(garbage, sizeof(garbage), desc, sizeof(desc)),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(desc, "malformed request envelope"));
+
+	env.method = "NoSuchService.Method";
+	assert_int_equal(raw_call(buf, failback__request__pack(&env, buf), desc, sizeof(desc)),
+	                 FB_RV_NOT_SUPPORTED);
+	assert_non_null(strstr(desc, "unknown method"));
+
+	env.method       = "AgentService.GetAgentStatus";
+	env.payload.data = (uint8_t *)garbage;
+	env.payload.len  = sizeof(garbage);
+	assert_int_equal(raw_call(buf, failback__request__pack(&env, buf), desc, sizeof(desc)),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(desc, "malformed AgentService.GetAgentStatus request"));
+
+	/* The next well-formed call succeeds and the agent counted the rejects. */
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "operator",
+	                         "replica.failback.test", "status", NULL),
+	                 0);
+	assert_null(strstr(out, "calls_rejected: 0\n"));
+	assert_true(fbt_file_contains(replica.log, "FB2001"));
+}
+
+static void
+unreachable_agent_is_system_not_available(void **state)
+{
+	(void)state;
+	/* Port 1 on loopback has no listener. */
+	assert_int_equal(fbt_ctl(out, sizeof(out), "tls+tcp://127.0.0.1:1", "operator",
+	                         "replica.failback.test", "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "System is not available (32777)"));
+}
+
+static void
+events_listener_admits_operators_and_monitors_only(void **state)
+{
+	const char *ids[]  = {"operator", "monitor", "primary", "rogue-operator"};
+	uint32_t    want[] = {FB_RV_OK, FB_RV_OK, FB_RV_ACCESS_DENIED, FB_RV_ACCESS_DENIED};
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		nng_tls_config *tls;
+		fb_events_sub  *sub = NULL;
+		fb_err          err = {0};
+		char            cert[64], key[64];
+
+		snprintf(cert, sizeof(cert), "%s.pem", ids[i]);
+		snprintf(key, sizeof(key), "%s.key", ids[i]);
+		assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
+		                                      fbt_pki_file(cert), fbt_pki_file(key),
+		                                      "replica.failback.test", 0, &err),
+		                 0);
+		assert_int_equal(fb_events_sub_open(&sub, replica.events, tls, "job/", &err),
+		                 want[i]);
+		nng_tls_config_free(tls);
+		/* No job runs, so nothing can be in flight: closing is safe. */
+		fb_events_sub_close(sub);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(operator_status_round_trip_through_failbackctl),
+	    cmocka_unit_test(json_output_carries_return_value_and_result),
+	    cmocka_unit_test(monitor_calling_control_method_gets_access_denied_reply),
+	    cmocka_unit_test(monitor_on_operator_listener_is_refused_at_handshake),
+	    cmocka_unit_test(rogue_ca_certificate_is_refused),
+	    cmocka_unit_test(expired_certificate_is_refused),
+	    cmocka_unit_test(client_without_certificate_is_refused),
+	    cmocka_unit_test(wrong_server_name_is_refused_by_the_client),
+	    cmocka_unit_test(agent_certificate_cannot_reach_control_listener),
+	    cmocka_unit_test(operator_cannot_reach_resync_listener),
+	    cmocka_unit_test(operator_calling_resync_source_gets_access_denied_reply),
+	    cmocka_unit_test(replica_agent_reaches_resync_source),
+	    cmocka_unit_test(declared_but_unbuilt_method_answers_not_supported),
+	    cmocka_unit_test(malformed_requests_get_error_replies_and_agent_keeps_serving),
+	    cmocka_unit_test(unreachable_agent_is_system_not_available),
+	    cmocka_unit_test(events_listener_admits_operators_and_monitors_only),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

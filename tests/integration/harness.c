@@ -1,0 +1,324 @@
+/*
+ * harness.c - see harness.h. Paths to the programs under test come from
+ * the build (FBT_* definitions), so the tests always run what was built.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+extern char **environ;
+
+static char root[256];
+static char pki[300];
+
+/* Agents this program started, so teardown can kill the ones a failed
+ * assertion left running. */
+static pid_t started[64];
+static int   nstarted;
+
+const char *
+fbt_root(void)
+{
+	return root;
+}
+
+const char *
+fbt_pki(void)
+{
+	return pki;
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+nap_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+int
+fbt_setup(void)
+{
+	char        out[4096];
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char *const argv[] = {(char *)"/bin/sh", (char *)FBT_PKI_SCRIPT, pki, NULL};
+
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(root, sizeof(root), "%s/fbtest.XXXXXX", tmp);
+	if (mkdtemp(root) == NULL)
+		return -1;
+	snprintf(pki, sizeof(pki), "%s/pki", root);
+	if (fbt_run(argv, out, sizeof(out)) != 0) {
+		fprintf(stderr, "make-dev-pki failed: %s\n", out);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void
+fbt_teardown(void)
+{
+	for (int i = 0; i < nstarted; i++) {
+		if (started[i] > 0 && waitpid(started[i], NULL, WNOHANG) == 0) {
+			kill(started[i], SIGKILL);
+			waitpid(started[i], NULL, 0);
+		}
+	}
+	nstarted = 0;
+	if (root[0] != '\0' && getenv("FBT_KEEP") == NULL)
+		nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *
+fbt_pki_file(const char *name)
+{
+	static char bufs[8][600];
+	static int  next;
+	char       *b = bufs[next++ % 8];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", pki, name);
+	return b;
+}
+
+static int
+wait_exit(pid_t pid, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	int       st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (r < 0)
+			return -1;
+		if (now_ms() >= deadline)
+			return -2;
+		nap_ms(10);
+	}
+}
+
+int
+fbt_run(char *const argv[], char *out, size_t cap)
+{
+	char                       path[600];
+	posix_spawn_file_actions_t fa;
+	pid_t                      pid;
+	int                        fd, st;
+	ssize_t                    n;
+	static int                 seq;
+
+	snprintf(path, sizeof(path), "%s/run.%d.%d.out", root[0] ? root : "/tmp", (int)getpid(),
+	         seq++);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		snprintf(out, cap, "cannot run %s", argv[0]);
+		return -1;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	st = wait_exit(pid, 60000);
+	if (st < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	out[0] = '\0';
+	if ((fd = open(path, O_RDONLY)) >= 0) {
+		n = read(fd, out, cap - 1);
+		out[n > 0 ? n : 0] = '\0';
+		close(fd);
+	}
+	unlink(path);
+	return st < 0 ? -1 : st;
+}
+
+int
+fbt_ctl(char *out, size_t cap, const char *url, const char *id, const char *sname, ...)
+{
+	char   *argv[64];
+	char    ca[600], cert[600], key[600];
+	int     n = 0;
+	va_list ap;
+
+	snprintf(ca, sizeof(ca), "--ca=%s/agents-ca.pem", pki);
+	snprintf(cert, sizeof(cert), "--cert=%s/%s.pem", pki, id);
+	snprintf(key, sizeof(key), "--key=%s/%s.key", pki, id);
+	argv[n++] = (char *)FBT_CTL;
+	argv[n++] = (char *)"--url";
+	argv[n++] = (char *)url;
+	argv[n++] = (char *)"--server-name";
+	argv[n++] = (char *)sname;
+	argv[n++] = ca;
+	argv[n++] = cert;
+	argv[n++] = key;
+	argv[n++] = (char *)"--timeout=20000";
+	va_start(ap, sname);
+	for (const char *a; n < 62 && (a = va_arg(ap, const char *)) != NULL;)
+		argv[n++] = (char *)a;
+	va_end(ap);
+	argv[n] = NULL;
+	return fbt_run(argv, out, cap);
+}
+
+int
+fbt_file_contains(const char *path, const char *text)
+{
+	char  buf[1 << 16];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (f == NULL)
+		return 0;
+	n      = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return strstr(buf, text) != NULL;
+}
+
+/* Reads "<role> <url>" lines from <dir>/agent.addr. */
+static int
+read_addr(fbt_agent *a)
+{
+	char  path[600], role[32], url[128];
+	FILE *f;
+	int   got = 0;
+
+	snprintf(path, sizeof(path), "%s/agent.addr", a->dir);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fscanf(f, "%31s %127s", role, url) == 2) {
+		if (strcmp(role, "operator") == 0)
+			snprintf(a->control, sizeof(a->control), "%s", url);
+		else if (strcmp(role, "monitor") == 0)
+			snprintf(a->monitor, sizeof(a->monitor), "%s", url);
+		else if (strcmp(role, "events") == 0)
+			snprintf(a->events, sizeof(a->events), "%s", url);
+		else if (strcmp(role, "agent") == 0)
+			snprintf(a->resync, sizeof(a->resync), "%s", url);
+		got++;
+	}
+	fclose(f);
+	return got > 0 ? 0 : -1;
+}
+
+int
+fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *const *extra)
+{
+	static int                 seq;
+	char                      *argv[64];
+	char                       s[16][700];
+	int                        n = 0, k = 0;
+	long long                  deadline;
+	int                        primary = strcmp(kind, "primary") == 0;
+
+	memset(a, 0, sizeof(*a));
+	snprintf(a->dir, sizeof(a->dir), "%s/%s-%d", root, kind, seq++);
+	snprintf(a->log, sizeof(a->log), "%s.log", a->dir);
+#define ARG(...) (snprintf(s[k], sizeof(s[0]), __VA_ARGS__), argv[n++] = s[k++])
+	argv[n++] = (char *)(primary ? FBT_PRIMARY : FBT_REPLICA);
+	ARG("--data-dir=%s", a->dir);
+	ARG("--cert=%s/%s.pem", pki, cert);
+	ARG("--key=%s/%s.key", pki, cert);
+	ARG("--ca-operators=%s/operators-ca.pem", pki);
+	ARG("--ca-monitors=%s/monitors-ca.pem", pki);
+	ARG("--ca-agents=%s/agents-ca.pem", pki);
+	argv[n++] = (char *)"--listen-control=tls+tcp://127.0.0.1:0";
+	argv[n++] = (char *)"--listen-monitor=tls+tcp://127.0.0.1:0";
+	argv[n++] = (char *)"--listen-events=tls+tcp://127.0.0.1:0";
+	if (primary)
+		argv[n++] = (char *)"--listen-resync=tls+tcp://127.0.0.1:0";
+#undef ARG
+	for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
+		argv[n++] = (char *)extra[i];
+	argv[n] = NULL;
+
+	if ((a->pid = fork()) < 0) {
+		a->pid = 0;
+		return -1;
+	}
+	if (a->pid == 0) {
+		/* The agent dies with this test program, however it ends. */
+		int fd = open(a->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		int nul = open("/dev/null", O_RDWR);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(fd, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (nstarted < (int)(sizeof(started) / sizeof(started[0])))
+		started[nstarted++] = a->pid;
+	deadline = now_ms() + 20000;
+	while (now_ms() < deadline) {
+		int st;
+
+		if (read_addr(a) == 0)
+			return 0;
+		if (waitpid(a->pid, &st, WNOHANG) == a->pid) {
+			a->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			a->pid         = 0;
+			return -1;
+		}
+		nap_ms(10);
+	}
+	kill(a->pid, SIGKILL);
+	waitpid(a->pid, NULL, 0);
+	a->pid = 0;
+	return -1;
+}
+
+int
+fbt_agent_stop(fbt_agent *a, int sig, int timeout_ms)
+{
+	int st;
+
+	if (a->pid <= 0)
+		return -1;
+	kill(a->pid, sig);
+	st = wait_exit(a->pid, timeout_ms);
+	if (st == -2) {
+		kill(a->pid, SIGKILL);
+		waitpid(a->pid, NULL, 0);
+		st = -1;
+	}
+	a->pid = 0;
+	return st;
+}

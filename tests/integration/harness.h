@@ -1,0 +1,64 @@
+/*
+ * harness.h - real agents on loopback for integration tests.
+ *
+ * fbt_setup makes a scratch directory and a fresh development PKI in it
+ * (certs/make-dev-pki.sh). fbt_agent_start spawns the real
+ * failback-primary or failback-replica with every listener on
+ * 127.0.0.1:0 and waits (with a deadline, polling) for the URLs it bound;
+ * fbt_ctl runs the real failbackctl and captures what it printed. Nothing
+ * here sleeps for a fixed time.
+ */
+#ifndef FBT_HARNESS_H
+#define FBT_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct fbt_agent {
+	pid_t pid;
+	char  dir[512];     /* data directory */
+	char  log[600];     /* stderr of the agent */
+	char  control[128]; /* operator listener URL */
+	char  monitor[128];
+	char  events[128];
+	char  resync[128]; /* primary only */
+	int   exit_status; /* set when it exited during fbt_agent_start */
+} fbt_agent;
+
+/* The scratch directory and PKI directory of this test program. */
+const char *fbt_root(void);
+const char *fbt_pki(void);
+
+/* fbt_setup creates the scratch directory and PKI once; fbt_teardown
+ * removes the scratch directory. Return 0 on success. */
+int  fbt_setup(void);
+void fbt_teardown(void);
+
+/* fbt_pki_file writes "<pki>/<name>" into a static rotating buffer of 8:
+ * not for use from several threads. */
+const char *fbt_pki_file(const char *name);
+
+/* fbt_agent_start starts "primary" or "replica" with the named identity
+ * (certificate and key "<cert>.pem/.key" from the PKI) and any extra
+ * arguments (NULL-terminated). Returns 0 when its listeners are up, -1 when
+ * it exited or did not come up within 20 s (a->pid is then 0 or reaped). */
+int fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *const *extra);
+
+/* fbt_agent_stop sends sig and waits up to timeout_ms for the exit.
+ * Returns the exit status (0-255), 128+signal if killed by a signal, or -1
+ * if it was still running at the deadline (it is then SIGKILLed). */
+int fbt_agent_stop(fbt_agent *a, int sig, int timeout_ms);
+
+/* fbt_run runs argv (NULL-terminated), waits up to 60 s, and captures
+ * stdout+stderr into out (cap bytes, NUL-terminated). Returns the exit
+ * status, or -1. */
+int fbt_run(char *const argv[], char *out, size_t cap);
+
+/* fbt_ctl runs failbackctl as identity id ("operator", "monitor", ...)
+ * against url, with server name sname, then the given arguments. */
+int fbt_ctl(char *out, size_t cap, const char *url, const char *id, const char *sname, ...);
+
+/* fbt_file_contains is 1 if file contains text. */
+int fbt_file_contains(const char *path, const char *text);
+
+#endif

@@ -1,0 +1,241 @@
+/*
+ * lifecycle_test.c - the agents refuse to start on unsafe or wrong
+ * settings (with a message that says what to fix), and stop promptly and
+ * cleanly on SIGTERM/SIGINT, also while calls are in flight.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent.pb-c.h"
+#include "failback/rpc.h"
+#include "failback/tls.h"
+#include "harness.h"
+
+static char out[1 << 16];
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	return fbt_setup();
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	fbt_teardown();
+	return 0;
+}
+
+static void
+copy_file(const char *from, const char *to, mode_t mode)
+{
+	char   buf[8192];
+	FILE  *in = fopen(from, "rb"), *o = fopen(to, "wb");
+	size_t n;
+
+	assert_non_null(in);
+	assert_non_null(o);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, o), n);
+	fclose(in);
+	fclose(o);
+	assert_int_equal(chmod(to, mode), 0);
+}
+
+static void
+agent_refuses_key_readable_by_others(void **state)
+{
+	fbt_agent a;
+
+	(void)state;
+	copy_file(fbt_pki_file("replica.pem"), fbt_pki_file("loose.pem"), 0644);
+	copy_file(fbt_pki_file("replica.key"), fbt_pki_file("loose.key"), 0644);
+	assert_int_equal(fbt_agent_start(&a, "replica", "loose", NULL), -1);
+	assert_int_equal(a.exit_status, 2);
+	assert_true(fbt_file_contains(a.log, "accessible by group or others"));
+	assert_true(fbt_file_contains(a.log, "chmod 600"));
+}
+
+static void
+agent_refuses_expired_own_certificate(void **state)
+{
+	fbt_agent a;
+
+	(void)state;
+	assert_int_equal(fbt_agent_start(&a, "replica", "expired-operator", NULL), -1);
+	assert_int_equal(a.exit_status, 2);
+	assert_true(fbt_file_contains(a.log, "certificate expired"));
+}
+
+static void
+agent_refuses_unknown_config_key_naming_the_line(void **state)
+{
+	char        path[600], arg[620];
+	FILE       *f;
+	fbt_agent   a;
+	const char *extra[] = {arg, NULL};
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/bad.conf", fbt_root());
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("# replica settings\nlog_level = info\nlisten_contrl = tls+tcp://127.0.0.1:0\n", f);
+	fclose(f);
+	snprintf(arg, sizeof(arg), "--config=%s", path);
+	assert_int_equal(fbt_agent_start(&a, "replica", "replica", extra), -1);
+	assert_int_equal(a.exit_status, 2);
+	assert_true(fbt_file_contains(a.log, "bad.conf:3: unknown key 'listen_contrl'"));
+}
+
+static void
+agent_without_data_dir_is_a_usage_error(void **state)
+{
+	char *const argv[] = {(char *)FBT_REPLICA, (char *)"--cert=x", NULL};
+
+	(void)state;
+	assert_int_equal(fbt_run(argv, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "missing setting --data-dir"));
+}
+
+static void
+help_lists_every_setting_and_exits_zero(void **state)
+{
+	char *const argv[] = {(char *)FBT_PRIMARY, (char *)"--help", NULL};
+
+	(void)state;
+	assert_int_equal(fbt_run(argv, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "--data-dir"));
+	assert_non_null(strstr(out, "--listen-resync"));
+	assert_non_null(strstr(out, "--ca-agents"));
+}
+
+static void
+second_agent_on_same_data_dir_is_refused(void **state)
+{
+	fbt_agent   a, b;
+	char        arg[600];
+	const char *extra[] = {arg, NULL};
+
+	(void)state;
+	assert_int_equal(fbt_agent_start(&a, "replica", "replica", NULL), 0);
+	snprintf(arg, sizeof(arg), "--data-dir=%s", a.dir);
+	assert_int_equal(fbt_agent_start(&b, "replica", "replica", extra), -1);
+	assert_true(fbt_file_contains(b.log, "another agent is running"));
+	assert_int_equal(fbt_agent_stop(&a, SIGTERM, 5000), 0);
+}
+
+static void
+sigint_stops_an_idle_agent_cleanly(void **state)
+{
+	fbt_agent a;
+
+	(void)state;
+	assert_int_equal(fbt_agent_start(&a, "primary", "primary", NULL), 0);
+	assert_int_equal(fbt_agent_stop(&a, SIGINT, 5000), 0);
+	assert_true(fbt_file_contains(a.log, "FB1092 stopped"));
+}
+
+struct hammer {
+	const char *url;
+	int         calls_ok;
+	int         done;
+};
+
+static void *
+hammer_calls(void *arg)
+{
+	struct hammer                  *h = arg;
+	Failback__GetAgentStatusRequest in = FAILBACK__GET_AGENT_STATUS_REQUEST__INIT;
+	nng_tls_config                 *tls;
+	fb_rpc_client                  *cli;
+	fb_err                          err = {0};
+	char                            ca[600], cert[600], key[600];
+
+	/* fbt_pki_file's buffers are shared: build this thread's paths itself. */
+	snprintf(ca, sizeof(ca), "%s/agents-ca.pem", fbt_pki());
+	snprintf(cert, sizeof(cert), "%s/operator.pem", fbt_pki());
+	snprintf(key, sizeof(key), "%s/operator.key", fbt_pki());
+	if (fb_tls_config_client(&tls, ca, cert, key, "replica.failback.test", 0, &err) != 0 ||
+	    fb_rpc_client_open(&cli, h->url, tls, &err) != 0) {
+		h->done = 1;
+		return NULL;
+	}
+	nng_tls_config_free(tls);
+	for (;;) {
+		ProtobufCMessage *o = NULL;
+
+		if (fb_rpc_client_call(cli, &failback__agent_service__descriptor, "GetAgentStatus",
+		                       &in.base, &o, 3000, &err) != FB_RV_OK)
+			break;
+		protobuf_c_message_free_unpacked(o, NULL);
+		__atomic_add_fetch(&h->calls_ok, 1, __ATOMIC_SEQ_CST);
+	}
+	/* The agent is gone; a reply may have been cut mid-flight, so the
+	 * socket is left for the process exit (fb_rpc_client_close knows). */
+	fb_rpc_client_close(cli);
+	__atomic_store_n(&h->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void
+sigterm_during_calls_stops_the_agent_in_time(void **state)
+{
+	fbt_agent     a;
+	struct hammer h[3];
+	pthread_t     t[3];
+	int           spins = 0;
+
+	(void)state;
+	assert_int_equal(fbt_agent_start(&a, "replica", "replica", NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		h[i] = (struct hammer){a.control, 0, 0};
+		assert_int_equal(pthread_create(&t[i], NULL, hammer_calls, &h[i]), 0);
+	}
+	/* Wait (bounded) until calls are flowing on every connection. */
+	for (;;) {
+		int flowing = 0, dead = 0;
+
+		for (int i = 0; i < 3; i++) {
+			flowing += __atomic_load_n(&h[i].calls_ok, __ATOMIC_SEQ_CST) >= 20;
+			dead += __atomic_load_n(&h[i].done, __ATOMIC_SEQ_CST);
+		}
+		if (flowing == 3 || dead > 0 || spins++ > 3000)
+			break;
+		usleep(10000);
+	}
+	assert_true(h[0].calls_ok >= 20 && h[1].calls_ok >= 20 && h[2].calls_ok >= 20);
+	/* The agent must be gone within its stop budget plus scheduling slack. */
+	assert_int_equal(fbt_agent_stop(&a, SIGTERM, 3000), 0);
+	assert_true(fbt_file_contains(a.log, "FB1090 stopping"));
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(agent_refuses_key_readable_by_others),
+	    cmocka_unit_test(agent_refuses_expired_own_certificate),
+	    cmocka_unit_test(agent_refuses_unknown_config_key_naming_the_line),
+	    cmocka_unit_test(agent_without_data_dir_is_a_usage_error),
+	    cmocka_unit_test(help_lists_every_setting_and_exits_zero),
+	    cmocka_unit_test(second_agent_on_same_data_dir_is_refused),
+	    cmocka_unit_test(sigint_stops_an_idle_agent_cleanly),
+	    cmocka_unit_test(sigterm_during_calls_stops_the_agent_in_time),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
