@@ -198,6 +198,10 @@ agent_data_dir(fb_agent *a, fb_err *err)
 		                  "%s: another agent is running on this data directory",
 		                  a->set.data_dir);
 	}
+	/* Addresses of a previous run are not ours until we have bound them. */
+	snprintf(path, sizeof(path), "%s/agent.addr", a->set.data_dir);
+	if (unlink(path) != 0 && errno != ENOENT)
+		return fb_err_errno(err, errno, path);
 	return FB_RV_OK;
 }
 
@@ -337,6 +341,7 @@ agent_start(fb_agent *a, fb_agent_setup_fn setup, fb_err *err)
 	fb_log_info("FB1002", "publishing events on %s", bound);
 	snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "events %s\n", bound);
 
+	snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "pid %d\n", (int)getpid());
 	a->started_ms = fb_clock_mono_ms();
 	if ((rv = fb_rpc_server_start(a->control, err)) != FB_RV_OK ||
 	    (a->resync != NULL && (rv = fb_rpc_server_start(a->resync, err)) != FB_RV_OK))

@@ -217,7 +217,7 @@ read_addr(fbt_agent *a)
 {
 	char  path[600], role[32], url[128];
 	FILE *f;
-	int   got = 0;
+	int   got = 0, mine = 0;
 
 	snprintf(path, sizeof(path), "%s/agent.addr", a->dir);
 	if ((f = fopen(path, "r")) == NULL)
@@ -231,10 +231,12 @@ read_addr(fbt_agent *a)
 			snprintf(a->events, sizeof(a->events), "%s", url);
 		else if (strcmp(role, "agent") == 0)
 			snprintf(a->resync, sizeof(a->resync), "%s", url);
+		else if (strcmp(role, "pid") == 0)
+			mine = atoi(url) == (int)a->pid;
 		got++;
 	}
 	fclose(f);
-	return got > 0 ? 0 : -1;
+	return got > 0 && mine ? 0 : -1;
 }
 
 int
@@ -264,8 +266,11 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 	if (primary)
 		argv[n++] = (char *)"--listen-resync=tls+tcp://127.0.0.1:0";
 #undef ARG
-	for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
+	for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++) {
 		argv[n++] = (char *)extra[i];
+		if (strncmp(extra[i], "--data-dir=", 11) == 0)
+			snprintf(a->dir, sizeof(a->dir), "%s", extra[i] + 11);
+	}
 	argv[n] = NULL;
 
 	if ((a->pid = fork()) < 0) {

@@ -9,7 +9,8 @@
  * calls, lets calls in progress answer, and exits without nng_close.
  *
  * The bound URLs are written to <data_dir>/agent.addr ("<role> <url>" per
- * line, replaced atomically), so tools and tests can use port 0.
+ * line, then "pid <pid>"; replaced atomically, removed at start), so tools
+ * and tests can use port 0.
  */
 #ifndef FAILBACK_AGENT_H
 #define FAILBACK_AGENT_H
