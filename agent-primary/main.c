@@ -7,17 +7,12 @@
  * listener). Every method has its role set decided here, including the
  * ones not built yet, which answer Not Supported.
  */
+#include <stdio.h>
+
 #include "failback/agent.h"
+#include "primary.h"
 #include "primary.pb-c.h"
 #include "resync.pb-c.h"
-
-static const fb_rpc_method primary_methods[] = {
-    {"AddVirtualSystem", NULL, FB_ROLE_OPERATOR},
-    {"CreateRecoveryPoint", NULL, FB_ROLE_OPERATOR},
-    {"ListRecoveryPoints", NULL, FB_ROLES_READ},
-    {"RemoveRecoveryPoint", NULL, FB_ROLE_OPERATOR},
-    {"ListVirtualSystems", NULL, FB_ROLES_READ},
-};
 
 static const fb_rpc_method resync_methods[] = {
     {"Negotiate", NULL, FB_ROLE_AGENT},
@@ -25,17 +20,29 @@ static const fb_rpc_method resync_methods[] = {
     {"ReadBlocks", NULL, FB_ROLE_AGENT},
 };
 
+static primary the_primary;
+
 static uint32_t
 primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 {
-	uint32_t rv;
+	const char *dir = fb_agent_settings_get(agent)->data_dir;
+	char        path[4096];
+	uint32_t    rv;
 
-	if ((rv = fb_rpc_registry_add(reg, &failback__primary_service__descriptor, primary_methods,
-	                              sizeof(primary_methods) / sizeof(primary_methods[0]), agent,
-	                              err)) != FB_RV_OK)
+	the_primary.agent = agent;
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	if ((rv = fb_db_open(&the_primary.db, path, err)) != FB_RV_OK)
+		return rv;
+	snprintf(path, sizeof(path), "%s/blocks", dir);
+	if ((rv = fb_store_open(&the_primary.store, the_primary.db, path, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_rpc_registry_add(reg, &failback__primary_service__descriptor,
+	                              primary_control_methods, primary_control_nmethods,
+	                              &the_primary, err)) != FB_RV_OK)
 		return rv;
 	return fb_rpc_registry_add(reg, &failback__resync_source__descriptor, resync_methods,
-	                           sizeof(resync_methods) / sizeof(resync_methods[0]), agent, err);
+	                           sizeof(resync_methods) / sizeof(resync_methods[0]),
+	                           &the_primary, err);
 }
 
 int

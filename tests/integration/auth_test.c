@@ -231,8 +231,8 @@ static void
 declared_but_unbuilt_method_answers_not_supported(void **state)
 {
 	(void)state;
-	assert_int_equal(fbt_ctl(out, sizeof(out), primary.control, "operator",
-	                         "primary.failback.test", "primary-rp", "list", "vm1", NULL),
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "operator",
+	                         "replica.failback.test", "vm", "list", NULL),
 	                 1);
 	assert_non_null(strstr(out, "Not Supported (32770)"));
 }

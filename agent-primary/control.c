@@ -1,0 +1,133 @@
+/*
+ * control.c - the primary's PrimaryService: register VMs (their raw images
+ * are adopted in place, never copied), take, list and remove recovery
+ * points. Taking a point runs on the handler thread: it reads each disk
+ * once, on every core, and returns when the point is durable.
+ */
+#include <stdlib.h>
+
+#include "failback/log.h"
+#include "failback/pb.h"
+#include "failback/rp.h"
+#include "primary.h"
+#include "primary.pb-c.h"
+
+static uint32_t
+oom(fb_rpc_call *call)
+{
+	return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory building the reply");
+}
+
+static uint32_t
+add_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                                 *p   = arg;
+	const Failback__AddVirtualSystemRequest *req = (const void *)in;
+	Failback__AddVirtualSystemResponse      *rsp = (void *)out;
+	fb_vm                                   *vm;
+	fb_err                                   err = {0};
+
+	if (fb_vm_add(p->db, req->name, (const char *const *)req->disk_paths, req->n_disk_paths,
+	              req->recovery_history, FAILBACK__REPLICATION_MODE__RM_PRIMARY,
+	              FAILBACK__REPLICATION_STATE__RS_READY, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	fb_log_info("FB4001", "VM %s (%s) added with %zu disk(s), RecoveryHistory %u", vm->name,
+	            vm->id, vm->ndisks, vm->recovery_history);
+	rsp->vm = fb_pb_vm(call, vm);
+	free(vm);
+	return rsp->vm != NULL ? FB_RV_OK : oom(call);
+}
+
+static uint32_t
+create_rp(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                                    *p   = arg;
+	const Failback__CreateRecoveryPointRequest *req = (const void *)in;
+	Failback__CreateRecoveryPointResponse      *rsp = (void *)out;
+	fb_rp                                      *rp;
+	fb_rp_stats                                 st  = {0};
+	fb_err                                      err = {0};
+
+	if (fb_rp_create(p->db, p->store, req->vm, (int)req->type, &rp, &st, &err) != FB_RV_OK) {
+		fb_log_warn("FB4003", "recovery point of %s failed: %s", req->vm, err.msg);
+		return fb_pb_fail(call, &err);
+	}
+	fb_log_info("FB4002",
+	            "recovery point %s of %s: read %llu bytes, stored %llu new blocks (%llu "
+	            "bytes), pruned %llu point(s), freed %llu blocks",
+	            rp->id, req->vm, (unsigned long long)st.bytes_read,
+	            (unsigned long long)st.blocks_new, (unsigned long long)st.bytes_stored,
+	            (unsigned long long)st.points_pruned, (unsigned long long)st.blocks_freed);
+	rsp->point = fb_pb_rp(call, rp);
+	free(rp);
+	return rsp->point != NULL ? FB_RV_OK : oom(call);
+}
+
+static uint32_t
+list_rps(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                                          *p   = arg;
+	const Failback__PrimaryListRecoveryPointsRequest *req = (const void *)in;
+	Failback__PrimaryListRecoveryPointsResponse      *rsp = (void *)out;
+	fb_rp                                            *rps;
+	size_t                                            n;
+	fb_err                                            err = {0};
+
+	if (fb_rp_list(p->db, req->vm, &rps, &n, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	rsp->points   = fb_rpc_alloc(call, n * sizeof(*rsp->points) + 1);
+	rsp->n_points = n;
+	for (size_t i = 0; rsp->points != NULL && i < n; i++)
+		if ((rsp->points[i] = fb_pb_rp(call, &rps[i])) == NULL)
+			rsp->points = NULL;
+	free(rps);
+	return rsp->points != NULL ? FB_RV_OK : oom(call);
+}
+
+static uint32_t
+remove_rp(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                                    *p   = arg;
+	const Failback__RemoveRecoveryPointRequest *req = (const void *)in;
+	fb_rp_stats                                 st  = {0};
+	fb_err                                      err = {0};
+
+	(void)out;
+	if (fb_rp_remove(p->db, p->store, req->vm, req->recovery_point_identifier, &st, &err) !=
+	    FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	fb_log_info("FB4004", "recovery point %s of %s removed, %llu blocks freed",
+	            req->recovery_point_identifier, req->vm, (unsigned long long)st.blocks_freed);
+	return FB_RV_OK;
+}
+
+static uint32_t
+list_vms(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                                     *p   = arg;
+	Failback__PrimaryListVirtualSystemsResponse *rsp = (void *)out;
+	fb_vm                                       *vms;
+	size_t                                       n;
+	fb_err                                       err = {0};
+
+	(void)in;
+	if (fb_vm_list(p->db, &vms, &n, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	rsp->vms   = fb_rpc_alloc(call, n * sizeof(*rsp->vms) + 1);
+	rsp->n_vms = n;
+	for (size_t i = 0; rsp->vms != NULL && i < n; i++)
+		if ((rsp->vms[i] = fb_pb_vm(call, &vms[i])) == NULL)
+			rsp->vms = NULL;
+	fb_vm_list_free(vms);
+	return rsp->vms != NULL ? FB_RV_OK : oom(call);
+}
+
+const fb_rpc_method primary_control_methods[] = {
+    {"AddVirtualSystem", add_vm, FB_ROLE_OPERATOR},
+    {"CreateRecoveryPoint", create_rp, FB_ROLE_OPERATOR},
+    {"ListRecoveryPoints", list_rps, FB_ROLES_READ},
+    {"RemoveRecoveryPoint", remove_rp, FB_ROLE_OPERATOR},
+    {"ListVirtualSystems", list_vms, FB_ROLES_READ},
+};
+const size_t primary_control_nmethods =
+    sizeof(primary_control_methods) / sizeof(primary_control_methods[0]);

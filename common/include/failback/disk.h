@@ -1,0 +1,38 @@
+/*
+ * disk.h - hashing a raw disk image into its leaf list.
+ *
+ * The image is read sequentially in 4 MiB batches by the calling thread
+ * and each batch is hashed by every core (a small pool made for the scan).
+ * Holes of a sparse file are found with SEEK_DATA/SEEK_HOLE and become
+ * zero blocks without being read. Memory is the leaf list plus two
+ * batches, whatever the disk size.
+ *
+ * visit, if given, sees every block in order on the calling thread (with
+ * its data, valid only during the call) so a caller can store new blocks
+ * as the scan goes. A disk whose size changes during the scan is an error.
+ */
+#ifndef FAILBACK_DISK_H
+#define FAILBACK_DISK_H
+
+#include <stdint.h>
+
+#include "failback/err.h"
+#include "failback/hash.h"
+
+typedef uint32_t (*fb_disk_visit)(void *arg, uint64_t index, const uint8_t *data, uint32_t len,
+                                  const fb_hash *h, int zero, fb_err *err);
+
+typedef struct fb_disk_scan {
+	fb_hash *leaves;  /* malloc'd, nblocks entries; caller frees */
+	uint64_t nblocks;
+	uint64_t size;
+	uint64_t bytes_read; /* bytes actually read (holes skipped) */
+} fb_disk_scan;
+
+/* fb_disk_hash scans path. Errors: not a regular file or unreadable
+ * (Invalid parameter / File not found / Access Denied), empty disk,
+ * size changed while hashing, read errors. */
+uint32_t fb_disk_hash(const char *path, fb_disk_visit visit, void *arg, fb_disk_scan *out,
+                      fb_err *err);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * fsops.h - the disk operations whose failure must never lose data, behind
+ * one table so tests can fail any one of them (SQLite's way of testing
+ * I/O errors and crashes). Production code calls fb_fs_*; a test swaps the
+ * table with fb_fsops_set and counts or fails calls.
+ *
+ * "commit" is the point just before a SQLite COMMIT: failing it makes the
+ * transaction roll back, as a crash before the commit would.
+ */
+#ifndef FAILBACK_FSOPS_H
+#define FAILBACK_FSOPS_H
+
+#include <sys/types.h>
+
+typedef struct fb_fsops {
+	ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
+	int (*fsync)(int fd);
+	int (*rename)(const char *from, const char *to);
+	int (*ftruncate)(int fd, off_t len);
+	int (*commit)(void); /* 0 to go ahead, an errno to fail the commit */
+} fb_fsops;
+
+/* fb_fsops_set installs ops (NULL restores the real ones). Not thread-safe:
+ * tests call it while nothing else runs. */
+void fb_fsops_set(const fb_fsops *ops);
+
+ssize_t fb_fs_pwrite(int fd, const void *buf, size_t n, off_t off); /* all n bytes or -1 */
+int     fb_fs_fsync(int fd);
+int     fb_fs_rename(const char *from, const char *to);
+int     fb_fs_ftruncate(int fd, off_t len);
+int     fb_fs_commit(void);
+
+/* fb_fs_fsync_dir fsyncs the directory holding path (after a create or
+ * rename in it). */
+int fb_fs_fsync_dir(const char *path);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * rp.h - recovery points: immutable manifests of a VM's disks.
+ *
+ * A point has a GUID, its VM, a time, a type (standard,
+ * application-consistent, planned) and per disk: size, block size, block
+ * count, leaf hashes (stored) and Merkle root (DESIGN §4). The algorithm id
+ * (FB_HASH_ALGORITHM) is recorded with it.
+ *
+ * Taking a point reads each disk once (disk.h), stores the blocks the store
+ * lacks, makes them durable, then commits the manifest, the new index rows,
+ * the reference counts and the pruning that RecoveryHistory asks for in ONE
+ * transaction: after a crash at any step the point is wholly there or
+ * absent, and no block it needs is missing. RecoveryHistory N keeps the
+ * newest point plus N older ones; blocks no point references any more are
+ * freed.
+ *
+ * Operations on the points of one VM are serialised; a second one while
+ * the first runs gets System is in use.
+ */
+#ifndef FAILBACK_RP_H
+#define FAILBACK_RP_H
+
+#include "failback/db.h"
+#include "failback/hash.h"
+#include "failback/store.h"
+#include "failback/vm.h"
+
+typedef struct fb_rp_disk {
+	char     name[FB_NAME_MAX + 1];
+	uint64_t size;
+	uint32_t block_size;
+	uint64_t nblocks;
+	fb_hash  root;
+} fb_rp_disk;
+
+typedef struct fb_rp {
+	char       id[FB_ID_LEN + 1];
+	char       vm_id[FB_ID_LEN + 1];
+	int64_t    time_ms;
+	int        type;
+	char       algorithm[16];
+	size_t     ndisks;
+	fb_rp_disk disks[FB_MAX_DISKS];
+} fb_rp;
+
+typedef struct fb_rp_stats {
+	uint64_t bytes_read;    /* from the disks (holes not read) */
+	uint64_t blocks_new;    /* stored by this point */
+	uint64_t bytes_stored;  /* pack bytes written by this point */
+	uint64_t points_pruned;
+	uint64_t blocks_freed;
+} fb_rp_stats;
+
+/* fb_rp_create takes a point of VM vm_ref. *out (may be NULL) receives it
+ * (free with free()); stats (may be NULL) what it cost. */
+uint32_t fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **out,
+                      fb_rp_stats *stats, fb_err *err);
+
+/* fb_rp_list returns the VM's points, oldest first (free with free()). */
+uint32_t fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_err *err);
+
+/* fb_rp_remove removes one point and frees the blocks only it used. */
+uint32_t fb_rp_remove(fb_db *db, fb_store *store, const char *vm_ref, const char *rp_id,
+                      fb_rp_stats *stats, fb_err *err);
+
+/* fb_rp_leaves loads one disk's leaf hashes (free with free()). */
+uint32_t fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves,
+                      uint64_t *n, fb_err *err);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * vm.h - the registry of virtual systems in the agent database: identity,
+ * replication state and mode (Hyper-V's numbers), RecoveryHistory and the
+ * disks. Disk images are adopted in place: the registry records the path
+ * of each raw image and never copies or moves it.
+ */
+#ifndef FAILBACK_VM_H
+#define FAILBACK_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "failback/db.h"
+#include "failback/id.h"
+
+#define FB_MAX_DISKS   16
+#define FB_MAX_HISTORY 24
+
+typedef struct fb_vm_disk {
+	char     name[FB_NAME_MAX + 1]; /* the image's file name */
+	char     path[4096];
+	uint64_t size;
+} fb_vm_disk;
+
+typedef struct fb_vm {
+	char       id[FB_ID_LEN + 1];
+	char       name[FB_NAME_MAX + 1];
+	int        state;  /* ReplicationState */
+	int        mode;   /* ReplicationMode */
+	int        health; /* ReplicationHealth */
+	uint32_t   recovery_history;
+	size_t     ndisks;
+	fb_vm_disk disks[FB_MAX_DISKS];
+} fb_vm;
+
+/* fb_vm_add registers a VM named name with the raw images at paths
+ * (absolute, regular, readable, non-empty, distinct file names). Invalid
+ * parameter for a bad name or path, File not found for a missing image.
+ * On success *out (may be NULL) receives a copy; free with free(). */
+uint32_t fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths,
+                   uint32_t history, int mode, int state, fb_vm **out, fb_err *err);
+
+/* fb_vm_get finds a VM by GUID or name. File not found if there is none. */
+uint32_t fb_vm_get(fb_db *db, const char *ref, fb_vm **out, fb_err *err);
+
+/* fb_vm_list returns every VM, by name (free the array with fb_vm_list_free). */
+uint32_t fb_vm_list(fb_db *db, fb_vm **out, size_t *n, fb_err *err);
+void     fb_vm_list_free(fb_vm *vms);
+
+#endif

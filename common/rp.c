@@ -1,0 +1,562 @@
+/*
+ * rp.c - taking, listing and removing recovery points (see rp.h).
+ *
+ * New blocks found during the scan are appended to the store at once and
+ * remembered in a small open-addressing set (so a block repeated within
+ * the point is stored once); nothing touches the index until the single
+ * commit at the end. A failure before that commit punches the appended
+ * records back out; a crash leaves them unindexed, and the store drops them
+ * when it next opens.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "failback/clock.h"
+#include "failback/disk.h"
+#include "failback/merkle.h"
+#include "failback/rp.h"
+
+/* --- per-VM busy set and the store-wide writer lock --- */
+
+static pthread_mutex_t busy_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t write_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char            busy[64][FB_ID_LEN + 1];
+
+static int
+rp_busy_take(const char *vm_id)
+{
+	int slot = -1;
+
+	pthread_mutex_lock(&busy_mtx);
+	for (int i = 0; i < 64; i++) {
+		if (strcmp(busy[i], vm_id) == 0) {
+			pthread_mutex_unlock(&busy_mtx);
+			return 0;
+		}
+		if (slot < 0 && busy[i][0] == '\0')
+			slot = i;
+	}
+	if (slot >= 0)
+		snprintf(busy[slot], sizeof(busy[slot]), "%s", vm_id);
+	pthread_mutex_unlock(&busy_mtx);
+	return slot >= 0;
+}
+
+static void
+rp_busy_give(const char *vm_id)
+{
+	pthread_mutex_lock(&busy_mtx);
+	for (int i = 0; i < 64; i++)
+		if (strcmp(busy[i], vm_id) == 0)
+			busy[i][0] = '\0';
+	pthread_mutex_unlock(&busy_mtx);
+}
+
+/* --- the set of blocks this point stored --- */
+
+struct pending {
+	fb_hash      h;
+	fb_store_loc loc;
+	int          used;
+};
+
+struct newset {
+	struct pending *slots;
+	size_t          cap, n;
+};
+
+static uint64_t
+set_key(const fb_hash *h)
+{
+	uint64_t k;
+
+	memcpy(&k, h->b, sizeof(k));
+	return k;
+}
+
+static struct pending *
+set_find(struct newset *s, const fb_hash *h)
+{
+	size_t i;
+
+	if (s->cap == 0)
+		return NULL;
+	for (i = set_key(h) & (s->cap - 1); s->slots[i].used; i = (i + 1) & (s->cap - 1))
+		if (memcmp(&s->slots[i].h, h, sizeof(*h)) == 0)
+			return &s->slots[i];
+	return NULL;
+}
+
+static int
+set_add(struct newset *s, const fb_hash *h, const fb_store_loc *loc)
+{
+	size_t i;
+
+	if ((s->n + 1) * 2 > s->cap) {
+		struct newset g = {calloc(s->cap ? s->cap * 2 : 1024, sizeof(struct pending)),
+		                   s->cap ? s->cap * 2 : 1024, 0};
+		if (g.slots == NULL)
+			return -1;
+		for (size_t j = 0; j < s->cap; j++)
+			if (s->slots[j].used)
+				set_add(&g, &s->slots[j].h, &s->slots[j].loc);
+		free(s->slots);
+		*s = g;
+	}
+	for (i = set_key(h) & (s->cap - 1); s->slots[i].used; i = (i + 1) & (s->cap - 1))
+		;
+	s->slots[i] = (struct pending){*h, *loc, 1};
+	s->n++;
+	return 0;
+}
+
+struct scan_ctx {
+	fb_store      *store;
+	struct newset *set;
+	fb_rp_stats   *stats;
+};
+
+static uint32_t
+rp_visit(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const fb_hash *h, int zero,
+         fb_err *err)
+{
+	struct scan_ctx *c = arg;
+	fb_store_loc     loc;
+	int              present;
+	uint32_t         rv;
+
+	(void)index;
+	if (zero || set_find(c->set, h) != NULL)
+		return FB_RV_OK;
+	if ((rv = fb_store_contains(c->store, h, &present, err)) != FB_RV_OK || present)
+		return rv;
+	if ((rv = fb_store_append(c->store, h, data, len, &loc, err)) != FB_RV_OK)
+		return rv;
+	if (set_add(c->set, h, &loc) != 0)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	c->stats->blocks_new++;
+	c->stats->bytes_stored += 48 + loc.stored_len;
+	return FB_RV_OK;
+}
+
+/* Punches the records of a point that will never commit. */
+static void
+rp_unappend(fb_store *store, struct newset *set)
+{
+	for (size_t i = 0; i < set->cap; i++) {
+		char path[4096];
+		int  fd;
+
+		if (!set->slots[i].used)
+			continue;
+		fb_store_pack_path(store, set->slots[i].loc.pack, path, sizeof(path));
+		if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+			continue;
+		fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		          (off_t)set->slots[i].loc.offset, (off_t)(48 + set->slots[i].loc.stored_len));
+		close(fd);
+	}
+}
+
+/* Adds delta to the reference count of every non-zero leaf. */
+static uint32_t
+rp_ref_leaves(fb_store *store, const fb_hash *leaves, uint64_t n, int64_t delta, fb_err *err)
+{
+	const fb_hash *zero = fb_hash_zero(FB_BLOCK_SIZE);
+	uint32_t       rv;
+
+	for (uint64_t i = 0; i < n; i++) {
+		if (memcmp(&leaves[i], zero, sizeof(*zero)) == 0)
+			continue;
+		if ((rv = fb_store_ref(store, &leaves[i], delta, err)) != FB_RV_OK)
+			return rv;
+	}
+	return FB_RV_OK;
+}
+
+/* Inside a transaction: drop one point, releasing its references. */
+static uint32_t
+rp_drop(fb_db *db, fb_store *store, const char *rp_id, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv = FB_RV_OK;
+	int           rc;
+
+	if ((rv = fb_db_prepare(db, "SELECT leaves FROM rp_disks WHERE rp_id = ?", &st, err)) !=
+	    FB_RV_OK)
+		return rv;
+	sqlite3_bind_text(st, 1, rp_id, -1, SQLITE_TRANSIENT);
+	while (rv == FB_RV_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		rv = rp_ref_leaves(store, sqlite3_column_blob(st, 0),
+		                   (uint64_t)sqlite3_column_bytes(st, 0) / sizeof(fb_hash), -1, err);
+	sqlite3_finalize(st);
+	if (rv != FB_RV_OK)
+		return rv;
+	if ((rv = fb_db_prepare(db, "DELETE FROM rps WHERE id = ?", &st, err)) != FB_RV_OK)
+		return rv;
+	sqlite3_bind_text(st, 1, rp_id, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? FB_RV_OK : fb_db_err(db, rc, "remove point", err);
+}
+
+/* Inside a transaction: drop the oldest points beyond history + 1. */
+static uint32_t
+rp_prune(fb_db *db, fb_store *store, const fb_vm *vm, fb_rp_stats *stats, fb_err *err)
+{
+	for (;;) {
+		sqlite3_stmt *st;
+		char          oldest[FB_ID_LEN + 1] = "";
+		int64_t       count                 = 0;
+		uint32_t      rv;
+
+		if ((rv = fb_db_prepare(db,
+		                        "SELECT count(*), (SELECT id FROM rps WHERE vm_id = ?1 "
+		                        "ORDER BY seq LIMIT 1) FROM rps WHERE vm_id = ?1",
+		                        &st, err)) != FB_RV_OK)
+			return rv;
+		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			count = sqlite3_column_int64(st, 0);
+			if (sqlite3_column_text(st, 1) != NULL)
+				snprintf(oldest, sizeof(oldest), "%s",
+				         (const char *)sqlite3_column_text(st, 1));
+		}
+		sqlite3_finalize(st);
+		if (count <= (int64_t)vm->recovery_history + 1)
+			return FB_RV_OK;
+		if ((rv = rp_drop(db, store, oldest, err)) != FB_RV_OK)
+			return rv;
+		stats->points_pruned++;
+	}
+}
+
+static uint32_t
+rp_insert(fb_db *db, const fb_rp *rp, fb_hash *const *leaves, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	if ((rv = fb_db_prepare(db,
+	                        "INSERT INTO rps (id, vm_id, time_ms, type, algorithm, seq) VALUES "
+	                        "(?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM rps))",
+	                        &st, err)) != FB_RV_OK)
+		return rv;
+	sqlite3_bind_text(st, 1, rp->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, rp->vm_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, rp->time_ms);
+	sqlite3_bind_int(st, 4, rp->type);
+	sqlite3_bind_text(st, 5, rp->algorithm, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fb_db_err(db, rc, "insert point", err);
+	for (size_t i = 0; i < rp->ndisks; i++) {
+		const fb_rp_disk *d = &rp->disks[i];
+
+		if ((rv = fb_db_prepare(db,
+		                        "INSERT INTO rp_disks (rp_id, disk, size, block_size, "
+		                        "block_count, root, leaves) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		                        &st, err)) != FB_RV_OK)
+			return rv;
+		sqlite3_bind_text(st, 1, rp->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, d->name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)d->size);
+		sqlite3_bind_int64(st, 4, d->block_size);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)d->nblocks);
+		sqlite3_bind_blob(st, 6, d->root.b, FB_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_blob64(st, 7, leaves[i], d->nblocks * sizeof(fb_hash), SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return fb_db_err(db, rc, "insert manifest", err);
+	}
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **out,
+             fb_rp_stats *stats, fb_err *err)
+{
+	fb_vm          *vm = NULL;
+	fb_rp          *rp;
+	fb_hash        *leaves[FB_MAX_DISKS] = {0};
+	struct newset   set                  = {0};
+	fb_rp_stats     local                = {0};
+	struct scan_ctx ctx                  = {store, &set, stats ? stats : &local};
+	uint32_t        rv;
+
+	if (type < 0 || type > 2)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "recovery point type %d", type);
+	if ((rv = fb_vm_get(db, vm_ref, &vm, err)) != FB_RV_OK)
+		return rv;
+	if ((rp = calloc(1, sizeof(*rp))) == NULL) {
+		free(vm);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	if (!rp_busy_take(vm->id)) {
+		free(rp);
+		rv = fb_err_set(err, FB_RV_SYSTEM_IN_USE,
+		                "VM '%s' has a recovery point operation in progress", vm->name);
+		free(vm);
+		return rv;
+	}
+	pthread_mutex_lock(&write_mtx);
+	if ((rv = fb_id_new(rp->id, err)) != FB_RV_OK)
+		goto out;
+	snprintf(rp->vm_id, sizeof(rp->vm_id), "%s", vm->id);
+	snprintf(rp->algorithm, sizeof(rp->algorithm), "%s", FB_HASH_ALGORITHM);
+	rp->time_ms = fb_clock_unix_ms();
+	rp->type    = type;
+	rp->ndisks  = vm->ndisks;
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		fb_disk_scan scan;
+
+		if ((rv = fb_disk_hash(vm->disks[i].path, rp_visit, &ctx, &scan, err)) != FB_RV_OK)
+			goto out;
+		leaves[i] = scan.leaves;
+		ctx.stats->bytes_read += scan.bytes_read;
+		snprintf(rp->disks[i].name, sizeof(rp->disks[i].name), "%s", vm->disks[i].name);
+		rp->disks[i].size       = scan.size;
+		rp->disks[i].block_size = FB_BLOCK_SIZE;
+		rp->disks[i].nblocks    = scan.nblocks;
+		if ((rv = fb_merkle_root_of(scan.leaves, scan.nblocks, &rp->disks[i].root, err)) !=
+		    FB_RV_OK)
+			goto out;
+	}
+	if ((rv = fb_store_sync(store, err)) != FB_RV_OK)
+		goto out;
+
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+		goto out;
+	for (size_t i = 0; i < set.cap && rv == FB_RV_OK; i++)
+		if (set.slots[i].used)
+			rv = fb_store_index_add(store, &set.slots[i].h, &set.slots[i].loc, 0, NULL,
+			                        err);
+	for (size_t i = 0; i < rp->ndisks && rv == FB_RV_OK; i++)
+		rv = rp_ref_leaves(store, leaves[i], rp->disks[i].nblocks, +1, err);
+	if (rv == FB_RV_OK)
+		rv = rp_insert(db, rp, leaves, err);
+	if (rv == FB_RV_OK)
+		rv = rp_prune(db, store, vm, ctx.stats, err);
+	if (rv == FB_RV_OK)
+		rv = fb_store_sweep(store, &ctx.stats->blocks_freed, err);
+	if (rv != FB_RV_OK) {
+		fb_db_rollback(db);
+		fb_store_forget(store);
+		goto out;
+	}
+	if ((rv = fb_db_commit(db, err)) != FB_RV_OK) {
+		fb_store_forget(store);
+		goto out;
+	}
+	fb_store_release(store);
+out:
+	if (rv != FB_RV_OK)
+		rp_unappend(store, &set);
+	pthread_mutex_unlock(&write_mtx);
+	rp_busy_give(vm->id);
+	for (size_t i = 0; i < FB_MAX_DISKS; i++)
+		free(leaves[i]);
+	free(set.slots);
+	free(vm);
+	if (rv != FB_RV_OK || out == NULL)
+		free(rp);
+	else
+		*out = rp;
+	return rv;
+}
+
+/* Loads the disks of each point in rps[0..n). */
+static uint32_t
+rp_load_disks(fb_db *db, fb_rp *rp, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+
+	if ((rv = fb_db_prepare(db,
+	                        "SELECT disk, size, block_size, block_count, root FROM rp_disks "
+	                        "WHERE rp_id = ? ORDER BY rowid",
+	                        &st, err)) != FB_RV_OK)
+		return rv;
+	sqlite3_bind_text(st, 1, rp->id, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW && rp->ndisks < FB_MAX_DISKS) {
+		fb_rp_disk *d = &rp->disks[rp->ndisks++];
+
+		snprintf(d->name, sizeof(d->name), "%s", (const char *)sqlite3_column_text(st, 0));
+		d->size       = (uint64_t)sqlite3_column_int64(st, 1);
+		d->block_size = (uint32_t)sqlite3_column_int64(st, 2);
+		d->nblocks    = (uint64_t)sqlite3_column_int64(st, 3);
+		if (sqlite3_column_bytes(st, 4) == FB_HASH_LEN)
+			memcpy(d->root.b, sqlite3_column_blob(st, 4), FB_HASH_LEN);
+	}
+	sqlite3_finalize(st);
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_err *err)
+{
+	fb_vm        *vm;
+	sqlite3_stmt *st;
+	fb_rp        *rps = NULL;
+	size_t        cnt = 0, cap = 0;
+	uint32_t      rv;
+
+	if ((rv = fb_vm_get(db, vm_ref, &vm, err)) != FB_RV_OK)
+		return rv;
+	fb_db_lock(db);
+	if ((rv = fb_db_prepare(db,
+	                        "SELECT id, vm_id, time_ms, type, algorithm FROM rps "
+	                        "WHERE vm_id = ? ORDER BY seq",
+	                        &st, err)) != FB_RV_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+	while (rv == FB_RV_OK && sqlite3_step(st) == SQLITE_ROW) {
+		fb_rp *rp;
+
+		if (cnt == cap) {
+			fb_rp *g;
+			cap = cap ? cap * 2 : 8;
+			if ((g = realloc(rps, cap * sizeof(*rps))) == NULL) {
+				rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+				break;
+			}
+			rps = g;
+		}
+		rp = &rps[cnt++];
+		memset(rp, 0, sizeof(*rp));
+		snprintf(rp->id, sizeof(rp->id), "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(rp->vm_id, sizeof(rp->vm_id), "%s", (const char *)sqlite3_column_text(st, 1));
+		rp->time_ms = sqlite3_column_int64(st, 2);
+		rp->type    = sqlite3_column_int(st, 3);
+		snprintf(rp->algorithm, sizeof(rp->algorithm), "%s",
+		         (const char *)sqlite3_column_text(st, 4));
+		rv = rp_load_disks(db, rp, err);
+	}
+	sqlite3_finalize(st);
+out:
+	fb_db_unlock(db);
+	free(vm);
+	if (rv != FB_RV_OK) {
+		free(rps);
+		return rv;
+	}
+	*out = rps;
+	*n   = cnt;
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_rp_remove(fb_db *db, fb_store *store, const char *vm_ref, const char *rp_id,
+             fb_rp_stats *stats, fb_err *err)
+{
+	fb_vm        *vm;
+	sqlite3_stmt *st;
+	fb_rp_stats   local = {0};
+	uint32_t      rv;
+	int           rc;
+
+	if (stats == NULL)
+		stats = &local;
+	if (!fb_id_valid(rp_id))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "'%.80s' is not a recovery point identifier", rp_id ? rp_id : "");
+	if ((rv = fb_vm_get(db, vm_ref, &vm, err)) != FB_RV_OK)
+		return rv;
+	if (!rp_busy_take(vm->id)) {
+		rv = fb_err_set(err, FB_RV_SYSTEM_IN_USE,
+		                "VM '%s' has a recovery point operation in progress", vm->name);
+		free(vm);
+		return rv;
+	}
+	pthread_mutex_lock(&write_mtx);
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+		goto out;
+	if ((rv = fb_db_prepare(db, "SELECT 1 FROM rps WHERE id = lower(?) AND vm_id = ?", &st,
+	                        err)) != FB_RV_OK) {
+		fb_db_rollback(db);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, rp_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		fb_db_rollback(db);
+		rv = fb_err_set(err, FB_RV_FILE_NOT_FOUND, "VM '%s' has no recovery point %s",
+		                vm->name, rp_id);
+		goto out;
+	}
+	{
+		char lower[FB_ID_LEN + 1];
+		for (int i = 0; i <= FB_ID_LEN; i++)
+			lower[i] = (char)(rp_id[i] >= 'A' && rp_id[i] <= 'F' ? rp_id[i] + 32 : rp_id[i]);
+		rv = rp_drop(db, store, lower, err);
+	}
+	if (rv == FB_RV_OK)
+		rv = fb_store_sweep(store, &stats->blocks_freed, err);
+	if (rv != FB_RV_OK) {
+		fb_db_rollback(db);
+		fb_store_forget(store);
+		goto out;
+	}
+	if ((rv = fb_db_commit(db, err)) != FB_RV_OK) {
+		fb_store_forget(store);
+		goto out;
+	}
+	fb_store_release(store);
+	stats->points_pruned = 1;
+out:
+	pthread_mutex_unlock(&write_mtx);
+	rp_busy_give(vm->id);
+	free(vm);
+	return rv;
+}
+
+uint32_t
+fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves, uint64_t *n,
+             fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	if (!fb_id_valid(rp_id) || !fb_name_valid(disk))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "bad recovery point or disk name");
+	fb_db_lock(db);
+	if ((rv = fb_db_prepare(db,
+	                        "SELECT leaves, block_count FROM rp_disks WHERE rp_id = lower(?) "
+	                        "AND disk = ?",
+	                        &st, err)) != FB_RV_OK) {
+		fb_db_unlock(db);
+		return rv;
+	}
+	sqlite3_bind_text(st, 1, rp_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, disk, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		size_t bytes = (size_t)sqlite3_column_bytes(st, 0);
+
+		*n = (uint64_t)sqlite3_column_int64(st, 1);
+		if (bytes != *n * sizeof(fb_hash)) {
+			rv = fb_err_set(err, FB_RV_FAILED, "manifest of %s/%s is corrupt", rp_id, disk);
+		} else if ((*leaves = malloc(bytes ? bytes : 1)) == NULL) {
+			rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		} else {
+			memcpy(*leaves, sqlite3_column_blob(st, 0), bytes);
+		}
+	} else {
+		rv = fb_err_set(err, FB_RV_FILE_NOT_FOUND, "no disk '%s' in recovery point %s", disk,
+		                rp_id);
+	}
+	sqlite3_finalize(st);
+	fb_db_unlock(db);
+	return rv;
+}

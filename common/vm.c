@@ -1,0 +1,262 @@
+/*
+ * vm.c - the VM registry of vm.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "failback/clock.h"
+#include "failback/vm.h"
+
+static uint32_t
+vm_check_disk(const char *given, fb_vm_disk *d, fb_err *err)
+{
+	const char *base;
+	struct stat st;
+	char        path[PATH_MAX];
+	int         fd;
+
+	if (given == NULL || given[0] != '/' || strlen(given) >= sizeof(d->path))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "disk image path must be absolute (got '%.200s')",
+		                  given ? given : "");
+	/* Record the canonical path: no "..", no symlink that can be re-pointed. */
+	if (realpath(given, path) == NULL)
+		return fb_err_errno(err, errno, given);
+	base = strrchr(path, '/') + 1;
+	if (!fb_name_valid(base))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "disk image file name '%.80s' must be 1-64 characters of "
+		                  "A-Z a-z 0-9 . _ -",
+		                  base);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return fb_err_errno(err, errno, path);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: not a regular file", path);
+	}
+	close(fd);
+	if (st.st_size == 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: empty disk image", path);
+	snprintf(d->name, sizeof(d->name), "%s", base);
+	snprintf(d->path, sizeof(d->path), "%s", path);
+	d->size = (uint64_t)st.st_size;
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, uint32_t history,
+          int mode, int state, fb_vm **out, fb_err *err)
+{
+	fb_vm        *vm;
+	sqlite3_stmt *st = NULL;
+	uint32_t      rv;
+	int           rc;
+
+	if (!fb_name_valid(name))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "VM name must be 1-64 characters of A-Z a-z 0-9 . _ - "
+		                  "(got '%.80s')", name ? name : "");
+	if (npaths == 0 || npaths > FB_MAX_DISKS)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "a VM has 1 to %d disks",
+		                  FB_MAX_DISKS);
+	if (history > FB_MAX_HISTORY)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "RecoveryHistory is 0 to %d",
+		                  FB_MAX_HISTORY);
+	if ((vm = calloc(1, sizeof(*vm))) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	for (size_t i = 0; i < npaths; i++) {
+		if ((rv = vm_check_disk(paths[i], &vm->disks[i], err)) != FB_RV_OK)
+			goto fail;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(vm->disks[i].name, vm->disks[j].name) == 0) {
+				rv = fb_err_set(err, FB_RV_INVALID_PARAMETER,
+				                "two disks are named '%s'", vm->disks[i].name);
+				goto fail;
+			}
+	}
+	vm->ndisks           = npaths;
+	vm->recovery_history = history;
+	vm->mode             = mode;
+	vm->state            = state;
+	vm->health           = 1;
+	snprintf(vm->name, sizeof(vm->name), "%s", name);
+	if ((rv = fb_id_new(vm->id, err)) != FB_RV_OK)
+		goto fail;
+
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+		goto fail;
+	if ((rv = fb_db_prepare(db, "SELECT 1 FROM vms WHERE name = ?", &st, err)) != FB_RV_OK)
+		goto rollback;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW) {
+		rv = fb_err_set(err, FB_RV_INVALID_PARAMETER, "a VM named '%s' already exists", name);
+		goto rollback;
+	}
+	if ((rv = fb_db_prepare(db,
+	                        "INSERT INTO vms (id, name, state, mode, health, recovery_history, "
+	                        "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	                        &st, err)) != FB_RV_OK)
+		goto rollback;
+	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, vm->state);
+	sqlite3_bind_int(st, 4, vm->mode);
+	sqlite3_bind_int(st, 5, vm->health);
+	sqlite3_bind_int(st, 6, (int)history);
+	sqlite3_bind_int64(st, 7, fb_clock_unix_ms());
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rv = fb_db_err(db, rc, "add VM", err);
+		goto rollback;
+	}
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		if ((rv = fb_db_prepare(db,
+		                        "INSERT INTO disks (vm_id, name, path, size) VALUES (?,?,?,?)",
+		                        &st, err)) != FB_RV_OK)
+			goto rollback;
+		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, vm->disks[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, vm->disks[i].path, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)vm->disks[i].size);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE) {
+			rv = fb_db_err(db, rc, "add disk", err);
+			goto rollback;
+		}
+	}
+	if ((rv = fb_db_commit(db, err)) != FB_RV_OK)
+		goto fail;
+	if (out != NULL)
+		*out = vm;
+	else
+		free(vm);
+	return FB_RV_OK;
+rollback:
+	fb_db_rollback(db);
+fail:
+	free(vm);
+	return rv;
+}
+
+/* Fills vm from the current row of a "SELECT id, name, state, mode, health,
+ * recovery_history FROM vms" statement, then loads its disks. */
+static uint32_t
+vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+
+	memset(vm, 0, sizeof(*vm));
+	snprintf(vm->id, sizeof(vm->id), "%s", (const char *)sqlite3_column_text(row, 0));
+	snprintf(vm->name, sizeof(vm->name), "%s", (const char *)sqlite3_column_text(row, 1));
+	vm->state            = sqlite3_column_int(row, 2);
+	vm->mode             = sqlite3_column_int(row, 3);
+	vm->health           = sqlite3_column_int(row, 4);
+	vm->recovery_history = (uint32_t)sqlite3_column_int(row, 5);
+	if ((rv = fb_db_prepare(db,
+	                        "SELECT name, path, size FROM disks WHERE vm_id = ? ORDER BY rowid",
+	                        &st, err)) != FB_RV_OK)
+		return rv;
+	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_TRANSIENT);
+	while (sqlite3_step(st) == SQLITE_ROW && vm->ndisks < FB_MAX_DISKS) {
+		fb_vm_disk *d = &vm->disks[vm->ndisks++];
+
+		snprintf(d->name, sizeof(d->name), "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(d->path, sizeof(d->path), "%s", (const char *)sqlite3_column_text(st, 1));
+		d->size = (uint64_t)sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	return FB_RV_OK;
+}
+
+#define VM_COLUMNS "SELECT id, name, state, mode, health, recovery_history FROM vms "
+
+uint32_t
+fb_vm_get(fb_db *db, const char *ref, fb_vm **out, fb_err *err)
+{
+	sqlite3_stmt *st;
+	fb_vm        *vm;
+	uint32_t      rv;
+	int           rc;
+
+	if (!fb_id_valid(ref) && !fb_name_valid(ref))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "'%.80s' is neither a VM GUID nor a VM name", ref ? ref : "");
+	if ((vm = malloc(sizeof(*vm))) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	fb_db_lock(db);
+	if ((rv = fb_db_prepare(db, VM_COLUMNS "WHERE id = lower(?1) OR name = ?1", &st, err)) !=
+	    FB_RV_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		rv = vm_load(db, st, vm, err);
+	else if (rc == SQLITE_DONE)
+		rv = fb_err_set(err, FB_RV_FILE_NOT_FOUND, "no VM '%s'", ref);
+	else
+		rv = fb_db_err(db, rc, "VM lookup", err);
+	sqlite3_finalize(st);
+out:
+	fb_db_unlock(db);
+	if (rv != FB_RV_OK) {
+		free(vm);
+		return rv;
+	}
+	*out = vm;
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_vm_list(fb_db *db, fb_vm **out, size_t *n, fb_err *err)
+{
+	sqlite3_stmt *st;
+	fb_vm        *vms = NULL;
+	size_t        cnt = 0, cap = 0;
+	uint32_t      rv;
+
+	fb_db_lock(db);
+	if ((rv = fb_db_prepare(db, VM_COLUMNS "ORDER BY name", &st, err)) != FB_RV_OK) {
+		fb_db_unlock(db);
+		return rv;
+	}
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (cnt == cap) {
+			fb_vm *g;
+			cap = cap ? cap * 2 : 8;
+			if ((g = realloc(vms, cap * sizeof(*vms))) == NULL) {
+				rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+				break;
+			}
+			vms = g;
+		}
+		if ((rv = vm_load(db, st, &vms[cnt], err)) != FB_RV_OK)
+			break;
+		cnt++;
+	}
+	sqlite3_finalize(st);
+	fb_db_unlock(db);
+	if (rv != FB_RV_OK) {
+		free(vms);
+		return rv;
+	}
+	*out = vms;
+	*n   = cnt;
+	return FB_RV_OK;
+}
+
+void
+fb_vm_list_free(fb_vm *vms)
+{
+	free(vms);
+}

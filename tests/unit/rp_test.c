@@ -1,0 +1,423 @@
+/*
+ * rp_test.c - VMs and recovery points: registration checks, points that
+ * read back byte-for-byte, deduplication, RecoveryHistory pruning, sparse
+ * disks, a disk that changes size, and crash safety proved by failing every
+ * write, fsync and commit of taking and of removing a point in turn.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "failback/disk.h"
+#include "failback/fsops.h"
+#include "failback/rp.h"
+#include "image.h"
+
+static char      dir[256], dbpath[300], blocks[300], img[300], v1[300];
+static fb_db    *db;
+static fb_store *st;
+
+static void
+reopen(void)
+{
+	fb_err err;
+
+	fb_store_close(st);
+	fb_db_close(db);
+	assert_int_equal(fb_db_open(&db, dbpath, &err), FB_RV_OK);
+	assert_int_equal(fb_store_open(&st, db, blocks, &err), FB_RV_OK);
+}
+
+static int
+setup(void **state)
+{
+	fb_err err;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/fbrp.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(dbpath, sizeof(dbpath), "%s/state.db", dir);
+	snprintf(blocks, sizeof(blocks), "%s/blocks", dir);
+	snprintf(img, sizeof(img), "%s/disk0.img", dir);
+	snprintf(v1, sizeof(v1), "%s/disk0.v1", dir);
+	if (fb_db_open(&db, dbpath, &err) != 0 || fb_store_open(&st, db, blocks, &err) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[400];
+
+	(void)state;
+	fb_store_close(st);
+	fb_db_close(db);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void
+copy(const char *from, const char *to)
+{
+	char cmd[700];
+
+	snprintf(cmd, sizeof(cmd), "cp --sparse=always '%s' '%s'", from, to);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Rebuilds disk d of point rp from the store and compares it with file. */
+static void
+assert_point_matches(const fb_rp *rp, size_t d, const char *file)
+{
+	static uint8_t blk[FB_BLOCK_SIZE], want[FB_BLOCK_SIZE];
+	fb_hash       *leaves;
+	uint64_t       n;
+	fb_err         err;
+	int            fd = open(file, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fb_rp_leaves(db, rp->id, rp->disks[d].name, &leaves, &n, &err), FB_RV_OK);
+	assert_int_equal(n, rp->disks[d].nblocks);
+	for (uint64_t i = 0; i < n; i++) {
+		ssize_t r;
+
+		memset(want, 0, sizeof(want));
+		r = pread(fd, want, sizeof(want), (off_t)(i * FB_BLOCK_SIZE));
+		assert_true(r > 0);
+		if (fb_store_get(st, &leaves[i], blk, &err) != FB_RV_OK)
+			fail_msg("block %llu: %s", (unsigned long long)i, err.msg);
+		assert_memory_equal(blk, want, sizeof(blk));
+	}
+	free(leaves);
+	close(fd);
+}
+
+static const char *
+add_vm(const char *name, uint32_t history)
+{
+	const char *paths[] = {img};
+	fb_err      err;
+
+	assert_int_equal(fb_vm_add(db, name, paths, 1, history, 1, 1, NULL, &err), FB_RV_OK);
+	return name;
+}
+
+static void
+registration_refuses_bad_names_paths_and_history(void **state)
+{
+	const char *rel[] = {"disk0.img"}, *missing[] = {"/nonexistent/d.img"};
+	const char *ok[] = {img}, *dir_as_disk[] = {dir};
+	fb_err      err;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 1 << 20, 1), 0);
+	assert_int_equal(fb_vm_add(db, "../etc", ok, 1, 0, 1, 1, NULL, &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_int_equal(fb_vm_add(db, "vm", rel, 1, 0, 1, 1, NULL, &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_int_equal(fb_vm_add(db, "vm", missing, 1, 0, 1, 1, NULL, &err),
+	                 FB_RV_FILE_NOT_FOUND);
+	assert_int_equal(fb_vm_add(db, "vm", dir_as_disk, 1, 0, 1, 1, NULL, &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_int_equal(fb_vm_add(db, "vm", ok, 1, 25, 1, 1, NULL, &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_int_equal(fb_vm_add(db, "vm", ok, 1, 0, 1, 1, NULL, &err), FB_RV_OK);
+	assert_int_equal(fb_vm_add(db, "vm", ok, 1, 0, 1, 1, NULL, &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(err.msg, "already exists"));
+}
+
+static void
+point_reads_back_the_disk_and_unknowns_are_file_not_found(void **state)
+{
+	fb_rp      *rp;
+	fb_rp_stats s = {0};
+	fb_err      err;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 8 << 20, 2), 0);
+	add_vm("web", 0);
+	assert_int_equal(fb_rp_create(db, st, "web", 0, &rp, &s, &err), FB_RV_OK);
+	assert_string_equal(rp->algorithm, "sha256");
+	assert_int_equal(rp->disks[0].nblocks, 128);
+	assert_true(s.bytes_read < (8u << 20)); /* holes were not read */
+	assert_point_matches(rp, 0, img);
+	free(rp);
+	assert_int_equal(fb_rp_create(db, st, "nosuch", 0, NULL, NULL, &err),
+	                 FB_RV_FILE_NOT_FOUND);
+	assert_int_equal(fb_rp_remove(db, st, "web", "00000000-0000-4000-8000-000000000000", NULL,
+	                              &err),
+	                 FB_RV_FILE_NOT_FOUND);
+	assert_int_equal(fb_rp_remove(db, st, "web", "../../x", NULL, &err),
+	                 FB_RV_INVALID_PARAMETER);
+}
+
+static void
+unchanged_disk_stores_nothing_new_and_changes_cost_only_themselves(void **state)
+{
+	fb_rp_stats s = {0};
+	fb_rp      *rp;
+	fb_err      err;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 16 << 20, 3), 0);
+	add_vm("db", 24);
+	assert_int_equal(fb_rp_create(db, st, "db", 0, NULL, &s, &err), FB_RV_OK);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(fb_rp_create(db, st, "db", 0, NULL, &s, &err), FB_RV_OK);
+	assert_int_equal(s.blocks_new, 0);
+	assert_int_equal(s.bytes_stored, 0);
+	assert_int_equal(fbt_image_mutate(img, 3, 9), 3);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(fb_rp_create(db, st, "db", 0, &rp, &s, &err), FB_RV_OK);
+	assert_true(s.blocks_new >= 1 && s.blocks_new <= 3);
+	assert_true(s.bytes_stored <= 3 * (FB_BLOCK_SIZE + 48));
+	assert_point_matches(rp, 0, img);
+	free(rp);
+}
+
+static void
+history_keeps_newest_plus_n_and_frees_unreferenced_blocks(void **state)
+{
+	fb_rp_stats s = {0};
+	fb_rp      *rps;
+	size_t      n;
+	fb_err      err;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 4 << 20, 4), 0);
+	add_vm("app", 1);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(fbt_image_mutate(img, 2, 100 + (uint32_t)i), 2);
+		memset(&s, 0, sizeof(s));
+		assert_int_equal(fb_rp_create(db, st, "app", 0, NULL, &s, &err), FB_RV_OK);
+		if (i >= 2) {
+			assert_int_equal(s.points_pruned, 1);
+			assert_true(s.blocks_freed >= 1);
+		}
+	}
+	assert_int_equal(fb_rp_list(db, "app", &rps, &n, &err), FB_RV_OK);
+	assert_int_equal(n, 2);
+	assert_true(rps[0].time_ms <= rps[1].time_ms);
+	assert_point_matches(&rps[1], 0, img);
+	assert_int_equal(fb_rp_remove(db, st, "app", rps[0].id, &s, &err), FB_RV_OK);
+	free(rps);
+	assert_int_equal(fb_rp_list(db, "app", &rps, &n, &err), FB_RV_OK);
+	assert_int_equal(n, 1);
+	assert_point_matches(&rps[0], 0, img);
+	free(rps);
+}
+
+static uint32_t
+grow_file(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const fb_hash *h,
+          int zero, fb_err *err)
+{
+	(void)data;
+	(void)len;
+	(void)h;
+	(void)zero;
+	(void)err;
+	if (index == 5)
+		assert_int_equal(truncate((const char *)arg, 16 << 20), 0);
+	return FB_RV_OK;
+}
+
+static void
+disk_that_changes_size_while_hashing_makes_no_point(void **state)
+{
+	fb_disk_scan scan;
+	fb_err       err;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 8 << 20, 5), 0);
+	assert_int_equal(fb_disk_hash(img, grow_file, img, &scan, &err), FB_RV_FAILED);
+	assert_non_null(strstr(err.msg, "changed size while hashing"));
+}
+
+/* --- fault injection --- */
+
+static int fi_count, fi_fail_at, fi_crashed, fi_crash_mode, fi_errno;
+
+static int
+fi_hit(void)
+{
+	fi_count++;
+	if (fi_crashed || fi_count == fi_fail_at) {
+		fi_crashed = fi_crash_mode;
+		errno      = fi_errno;
+		return 1;
+	}
+	return 0;
+}
+
+static ssize_t
+fi_pwrite(int fd, const void *b, size_t n, off_t off)
+{
+	return fi_hit() ? -1 : pwrite(fd, b, n, off);
+}
+static int
+fi_fsync(int fd)
+{
+	return fi_hit() ? -1 : fsync(fd);
+}
+static int
+fi_rename(const char *a, const char *b)
+{
+	return fi_hit() ? -1 : rename(a, b);
+}
+static int
+fi_ftruncate(int fd, off_t len)
+{
+	return fi_hit() ? -1 : ftruncate(fd, len);
+}
+static int
+fi_commit(void)
+{
+	return fi_hit() ? fi_errno : 0;
+}
+
+static const fb_fsops fi_ops = {fi_pwrite, fi_fsync, fi_rename, fi_ftruncate, fi_commit};
+
+static void
+arm(int k, int crash, int e)
+{
+	fi_count = 0;
+	fi_fail_at = k;
+	fi_crashed = 0;
+	fi_crash_mode = crash;
+	fi_errno = e;
+	fb_fsops_set(&fi_ops);
+}
+
+/* After each injected failure: reopen as after a crash, then every point of
+ * the VM must read back exactly as the disk it was taken from. */
+static void
+take_point_fails_at_every_step_without_losing_anything(int crash)
+{
+	fb_rp      *base, *rps;
+	size_t      n;
+	fb_err      err;
+	int         k, ops_seen;
+	char        name[16];
+
+	snprintf(name, sizeof(name), "fi%d", crash);
+	assert_int_equal(fbt_image_make(img, 2 << 20, 6), 0);
+	add_vm(name, 0);
+	assert_int_equal(fb_rp_create(db, st, name, 0, &base, NULL, &err), FB_RV_OK);
+	copy(img, v1);
+	assert_int_equal(fbt_image_mutate(img, 4, 77), 4);
+	for (k = 1;; k++) {
+		uint32_t rv;
+
+		arm(k, crash, crash ? EIO : ENOSPC);
+		rv       = fb_rp_create(db, st, name, 0, NULL, NULL, &err);
+		ops_seen = fi_count;
+		fb_fsops_set(NULL);
+		if (!crash && rv != FB_RV_OK && fi_errno == ENOSPC)
+			assert_non_null(strstr(err.msg, "No space left"));
+		reopen();
+		assert_int_equal(fb_rp_list(db, name, &rps, &n, &err), FB_RV_OK);
+		assert_int_equal(n, 1); /* history 0: the old point or the new one, never both */
+		if (rv != FB_RV_OK) {
+			assert_string_equal(rps[0].id, base->id);
+			assert_point_matches(&rps[0], 0, v1);
+		} else {
+			assert_string_not_equal(rps[0].id, base->id);
+			assert_point_matches(&rps[0], 0, img);
+		}
+		free(rps);
+		if (ops_seen < k) /* the operation finished before step k: all steps done */
+			break;
+	}
+	assert_true(k > 3); /* appends, fsync and commit were all failed once */
+	free(base);
+}
+
+static void
+take_point_survives_a_crash_at_every_step(void **state)
+{
+	(void)state;
+	take_point_fails_at_every_step_without_losing_anything(1);
+}
+
+static void
+take_point_survives_each_single_failure_like_disk_full(void **state)
+{
+	(void)state;
+	take_point_fails_at_every_step_without_losing_anything(0);
+}
+
+static void
+removing_a_point_survives_a_crash_at_every_step(void **state)
+{
+	fb_rp  *a, *b, *rps;
+	size_t  n;
+	fb_err  err;
+	int     k;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 2 << 20, 8), 0);
+	add_vm("rm", 1);
+	assert_int_equal(fb_rp_create(db, st, "rm", 0, &a, NULL, &err), FB_RV_OK);
+	copy(img, v1);
+	assert_int_equal(fbt_image_mutate(img, 4, 55), 4);
+	assert_int_equal(fb_rp_create(db, st, "rm", 0, &b, NULL, &err), FB_RV_OK);
+	for (k = 1;; k++) {
+		uint32_t rv;
+		int      seen;
+
+		arm(k, 1, EIO);
+		rv   = fb_rp_remove(db, st, "rm", a->id, NULL, &err);
+		seen = fi_count;
+		fb_fsops_set(NULL);
+		reopen();
+		assert_int_equal(fb_rp_list(db, "rm", &rps, &n, &err), FB_RV_OK);
+		assert_int_equal(n, rv == FB_RV_OK ? 1 : 2);
+		assert_string_equal(rps[n - 1].id, b->id);
+		assert_point_matches(&rps[n - 1], 0, img);
+		if (n == 2)
+			assert_point_matches(&rps[0], 0, v1);
+		free(rps);
+		if (seen < k)
+			break;
+	}
+	free(a);
+	free(b);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(registration_refuses_bad_names_paths_and_history,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        point_reads_back_the_disk_and_unknowns_are_file_not_found, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        unchanged_disk_stores_nothing_new_and_changes_cost_only_themselves, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        history_keeps_newest_plus_n_and_frees_unreferenced_blocks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(disk_that_changes_size_while_hashing_makes_no_point,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(take_point_survives_a_crash_at_every_step, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(take_point_survives_each_single_failure_like_disk_full,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(removing_a_point_survives_a_crash_at_every_step, setup,
+	                                    teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,242 @@
+/*
+ * store_test.c - the block store: what goes in comes out verified, a
+ * corrupted byte is reported with its pack and offset, a crash's unindexed
+ * tail is dropped at open, and freed blocks give their space back.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "failback/store.h"
+
+static char     dir[256], dbpath[300], blocks[300];
+static fb_db   *db;
+static fb_store *st;
+
+static int
+setup(void **state)
+{
+	fb_err err;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/fbstore.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(dbpath, sizeof(dbpath), "%s/state.db", dir);
+	snprintf(blocks, sizeof(blocks), "%s/blocks", dir);
+	if (fb_db_open(&db, dbpath, &err) != 0 || fb_store_open(&st, db, blocks, &err) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[400];
+
+	(void)state;
+	fb_store_close(st);
+	fb_db_close(db);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Appends, syncs and indexes one block with one reference. */
+static void
+put(const void *data, uint32_t len, fb_hash *h, fb_store_loc *loc)
+{
+	fb_err err;
+	int    added;
+
+	fb_hash_block(data, len, FB_BLOCK_SIZE, h);
+	assert_int_equal(fb_store_append(st, h, data, len, loc, &err), FB_RV_OK);
+	assert_int_equal(fb_store_sync(st, &err), FB_RV_OK);
+	assert_int_equal(fb_db_begin(db, &err), FB_RV_OK);
+	assert_int_equal(fb_store_index_add(st, h, loc, 1, &added, &err), FB_RV_OK);
+	assert_int_equal(fb_db_commit(db, &err), FB_RV_OK);
+	assert_true(added);
+}
+
+static void
+random_and_text_blocks_round_trip_verified(void **state)
+{
+	static uint8_t rnd[FB_BLOCK_SIZE], txt[FB_BLOCK_SIZE], got[FB_BLOCK_SIZE];
+	fb_hash        h1, h2;
+	fb_store_loc   l1, l2;
+	fb_err         err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		rnd[i] = (uint8_t)(rand() >> 5);
+	for (size_t i = 0; i < sizeof(txt); i++)
+		txt[i] = "failback replica "[i % 17];
+	put(rnd, sizeof(rnd), &h1, &l1);
+	put(txt, sizeof(txt), &h2, &l2);
+	assert_int_equal(l1.flags, 0);             /* random data is stored raw */
+	assert_int_equal(l2.flags, FB_STORE_ZSTD); /* text compresses */
+	assert_true(l2.stored_len < FB_BLOCK_SIZE / 8);
+	assert_int_equal(fb_store_get(st, &h1, got, &err), FB_RV_OK);
+	assert_memory_equal(got, rnd, sizeof(rnd));
+	assert_int_equal(fb_store_get(st, &h2, got, &err), FB_RV_OK);
+	assert_memory_equal(got, txt, sizeof(txt));
+}
+
+static void
+short_block_reads_back_zero_padded(void **state)
+{
+	static uint8_t got[FB_BLOCK_SIZE];
+	fb_hash        h;
+	fb_store_loc   l;
+	fb_err         err;
+
+	(void)state;
+	put("last bytes of a disk", 20, &h, &l);
+	memset(got, 0xaa, sizeof(got));
+	assert_int_equal(fb_store_get(st, &h, got, &err), FB_RV_OK);
+	assert_memory_equal(got, "last bytes of a disk", 20);
+	assert_true(got[20] == 0 && got[FB_BLOCK_SIZE - 1] == 0);
+}
+
+static void
+zero_hash_reads_zeros_without_a_lookup(void **state)
+{
+	static uint8_t got[FB_BLOCK_SIZE];
+	fb_err         err;
+
+	(void)state;
+	memset(got, 1, sizeof(got));
+	assert_int_equal(fb_store_get(st, fb_hash_zero(FB_BLOCK_SIZE), got, &err), FB_RV_OK);
+	assert_true(got[0] == 0 && got[FB_BLOCK_SIZE - 1] == 0);
+}
+
+static void
+flipped_byte_in_pack_is_reported_with_pack_and_offset(void **state)
+{
+	static uint8_t data[FB_BLOCK_SIZE], got[FB_BLOCK_SIZE];
+	fb_hash        h;
+	fb_store_loc   l;
+	fb_err         err;
+	char           path[400], want[64];
+	uint8_t        b;
+	int            fd;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(rand() >> 3);
+	put(data, sizeof(data), &h, &l);
+	fb_store_pack_path(st, l.pack, path, sizeof(path));
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, (off_t)(l.offset + 48 + 1000)), 1);
+	b ^= 0x40;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)(l.offset + 48 + 1000)), 1);
+	close(fd);
+	assert_int_equal(fb_store_get(st, &h, got, &err), FB_RV_FAILED);
+	assert_non_null(strstr(err.msg, "fails verification"));
+	assert_non_null(strstr(err.msg, path));
+	snprintf(want, sizeof(want), "offset %llu", (unsigned long long)l.offset);
+	assert_non_null(strstr(err.msg, want));
+}
+
+static void
+unindexed_tail_from_a_crash_is_dropped_at_open(void **state)
+{
+	static uint8_t data[FB_BLOCK_SIZE];
+	fb_hash        h;
+	fb_store_loc   l;
+	fb_err         err;
+	struct stat    sb;
+	char           path[400];
+	off_t          before;
+	int            present;
+
+	(void)state;
+	fb_store_pack_path(st, 1, path, sizeof(path));
+	assert_int_equal(stat(path, &sb), 0);
+	before = sb.st_size;
+	memset(data, 7, sizeof(data));
+	data[0] = 1;
+	fb_hash_block(data, sizeof(data), FB_BLOCK_SIZE, &h);
+	/* Appended and even synced, but the crash came before the commit. */
+	assert_int_equal(fb_store_append(st, &h, data, sizeof(data), &l, &err), FB_RV_OK);
+	assert_int_equal(fb_store_sync(st, &err), FB_RV_OK);
+	fb_store_close(st);
+	assert_int_equal(fb_store_open(&st, db, blocks, &err), FB_RV_OK);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, before);
+	assert_int_equal(fb_store_contains(st, &h, &present, &err), FB_RV_OK);
+	assert_false(present);
+}
+
+static void
+swept_blocks_give_their_space_back(void **state)
+{
+	static uint8_t data[FB_BLOCK_SIZE];
+	fb_hash        h[8];
+	fb_store_loc   l;
+	fb_err         err;
+	struct stat    a, b;
+	char           path[400];
+	uint64_t       freed = 0;
+
+	(void)state;
+	fb_store_pack_path(st, 1, path, sizeof(path));
+	for (int i = 0; i < 8; i++) {
+		for (size_t k = 0; k < sizeof(data); k++)
+			data[k] = (uint8_t)(rand() >> 4);
+		put(data, sizeof(data), &h[i], &l);
+	}
+	assert_int_equal(stat(path, &a), 0);
+	assert_int_equal(fb_db_begin(db, &err), FB_RV_OK);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(fb_store_ref(st, &h[i], -1, &err), FB_RV_OK);
+	assert_int_equal(fb_store_sweep(st, &freed, &err), FB_RV_OK);
+	assert_int_equal(fb_db_commit(db, &err), FB_RV_OK);
+	fb_store_release(st);
+	assert_true(freed >= 8);
+	assert_int_equal(stat(path, &b), 0);
+	/* Records are not aligned to filesystem blocks, so a punch frees a little
+	 * less than each record: at least seven blocks' worth for eight. */
+	assert_true(b.st_blocks * 512 <= a.st_blocks * 512 - 7 * FB_BLOCK_SIZE);
+	assert_int_equal(fb_store_get(st, &h[3], data, &err), FB_RV_FILE_NOT_FOUND);
+}
+
+static void
+referencing_a_missing_block_names_it(void **state)
+{
+	fb_hash h;
+	fb_err  err;
+	char    hex[65];
+
+	(void)state;
+	memset(&h, 0x5a, sizeof(h));
+	fb_hash_hex(&h, hex);
+	assert_int_equal(fb_db_begin(db, &err), FB_RV_OK);
+	assert_int_equal(fb_store_ref(st, &h, 1, &err), FB_RV_FAILED);
+	fb_db_rollback(db);
+	assert_non_null(strstr(err.msg, hex));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(random_and_text_blocks_round_trip_verified),
+	    cmocka_unit_test(short_block_reads_back_zero_padded),
+	    cmocka_unit_test(zero_hash_reads_zeros_without_a_lookup),
+	    cmocka_unit_test(flipped_byte_in_pack_is_reported_with_pack_and_offset),
+	    cmocka_unit_test(unindexed_tail_from_a_crash_is_dropped_at_open),
+	    cmocka_unit_test(swept_blocks_give_their_space_back),
+	    cmocka_unit_test(referencing_a_missing_block_names_it),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
