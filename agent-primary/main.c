@@ -14,12 +14,6 @@
 #include "primary.pb-c.h"
 #include "resync.pb-c.h"
 
-static const fb_rpc_method resync_methods[] = {
-    {"Negotiate", NULL, FB_ROLE_AGENT},
-    {"GetTreeNodes", NULL, FB_ROLE_AGENT},
-    {"ReadBlocks", NULL, FB_ROLE_AGENT},
-};
-
 static primary the_primary;
 
 static uint32_t
@@ -34,15 +28,15 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	if ((rv = fb_db_open(&the_primary.db, path, err)) != FB_RV_OK)
 		return rv;
 	snprintf(path, sizeof(path), "%s/blocks", dir);
-	if ((rv = fb_store_open(&the_primary.store, the_primary.db, path, err)) != FB_RV_OK)
+	if ((rv = fb_store_open(&the_primary.store, the_primary.db, path, 0, err)) != FB_RV_OK)
 		return rv;
 	if ((rv = fb_rpc_registry_add(reg, &failback__primary_service__descriptor,
 	                              primary_control_methods, primary_control_nmethods,
 	                              &the_primary, err)) != FB_RV_OK)
 		return rv;
-	return fb_rpc_registry_add(reg, &failback__resync_source__descriptor, resync_methods,
-	                           sizeof(resync_methods) / sizeof(resync_methods[0]),
-	                           &the_primary, err);
+	return fb_rpc_registry_add(reg, &failback__resync_source__descriptor,
+	                           primary_resync_methods, primary_resync_nmethods, &the_primary,
+	                           err);
 }
 
 int

@@ -16,5 +16,7 @@ typedef struct primary {
 
 extern const fb_rpc_method primary_control_methods[];
 extern const size_t        primary_control_nmethods;
+extern const fb_rpc_method primary_resync_methods[];
+extern const size_t        primary_resync_nmethods;
 
 #endif

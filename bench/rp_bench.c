@@ -70,7 +70,7 @@ main(int argc, char **argv)
 	if (fb_db_open(&db, path, &err) != 0)
 		return 1;
 	snprintf(path, sizeof(path), "%s/blocks", dir);
-	if (fb_store_open(&st, db, path, &err) != 0 ||
+	if (fb_store_open(&st, db, path, 0, &err) != 0 ||
 	    fb_vm_add(db, "bench", paths, 1, 24, 1, 1, NULL, &err) != 0) {
 		fprintf(stderr, "rp_bench: %s\n", err.msg);
 		return 1;

@@ -63,6 +63,8 @@ fb_store_pack_path(const fb_store *s, uint32_t pack, char *out, size_t len)
 	snprintf(out, len, "%s/pack-%06u", s->dir, pack);
 }
 
+/* Creates the first pack numbered >= pack that nobody else has: every
+ * opener (the agent, a supervised worker) appends to a pack of its own. */
 static uint32_t
 store_open_pack(fb_store *s, uint32_t pack, fb_err *err)
 {
@@ -70,9 +72,13 @@ store_open_pack(fb_store *s, uint32_t pack, fb_err *err)
 	struct stat st;
 	int         fd;
 
-	fb_store_pack_path(s, pack, path, sizeof(path));
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
-		return fb_err_errno(err, errno, path);
+	for (;; pack++) {
+		fb_store_pack_path(s, pack, path, sizeof(path));
+		if ((fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0)
+			break;
+		if (errno != EEXIST)
+			return fb_err_errno(err, errno, path);
+	}
 	if (fstat(fd, &st) != 0) {
 		close(fd);
 		return fb_err_errno(err, errno, path);
@@ -103,6 +109,11 @@ store_reclaim(fb_store *s, uint32_t maxpack, fb_err *err)
 		fb_store_pack_path(s, p, path, sizeof(path));
 		if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
 			continue;
+		if (fstat(fd, &sb) == 0 && sb.st_size == 0) { /* an opener that wrote nothing */
+			close(fd);
+			unlink(path);
+			continue;
+		}
 		fb_db_lock(s->db);
 		if ((rv = fb_db_prepare(s->db,
 		                        "SELECT offset, stored_len FROM blocks WHERE pack = ? "
@@ -140,7 +151,7 @@ store_reclaim(fb_store *s, uint32_t maxpack, fb_err *err)
 }
 
 uint32_t
-fb_store_open(fb_store **out, fb_db *db, const char *dir, fb_err *err)
+fb_store_open(fb_store **out, fb_db *db, const char *dir, int flags, fb_err *err)
 {
 	fb_store      *s;
 	DIR           *d;
@@ -168,8 +179,8 @@ fb_store_open(fb_store **out, fb_db *db, const char *dir, fb_err *err)
 			maxpack = p;
 	}
 	closedir(d);
-	if ((rv = store_reclaim(s, maxpack, err)) != FB_RV_OK ||
-	    (rv = store_open_pack(s, maxpack > 0 ? maxpack : 1, err)) != FB_RV_OK) {
+	if (((flags & FB_STORE_NO_RECLAIM) == 0 && (rv = store_reclaim(s, maxpack, err)) != FB_RV_OK) ||
+	    (rv = store_open_pack(s, maxpack + 1, err)) != FB_RV_OK) {
 		fb_store_close(s);
 		return rv;
 	}

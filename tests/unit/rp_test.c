@@ -35,7 +35,7 @@ reopen(void)
 	fb_store_close(st);
 	fb_db_close(db);
 	assert_int_equal(fb_db_open(&db, dbpath, &err), FB_RV_OK);
-	assert_int_equal(fb_store_open(&st, db, blocks, &err), FB_RV_OK);
+	assert_int_equal(fb_store_open(&st, db, blocks, 0, &err), FB_RV_OK);
 }
 
 static int
@@ -51,7 +51,7 @@ setup(void **state)
 	snprintf(blocks, sizeof(blocks), "%s/blocks", dir);
 	snprintf(img, sizeof(img), "%s/disk0.img", dir);
 	snprintf(v1, sizeof(v1), "%s/disk0.v1", dir);
-	if (fb_db_open(&db, dbpath, &err) != 0 || fb_store_open(&st, db, blocks, &err) != 0)
+	if (fb_db_open(&db, dbpath, &err) != 0 || fb_store_open(&st, db, blocks, 0, &err) != 0)
 		return -1;
 	return 0;
 }

@@ -43,9 +43,14 @@ typedef struct fb_store_loc {
 
 #define FB_STORE_ZSTD 1u
 
-/* fb_store_open opens dir (creating it) over db and reclaims what a crash
- * left unindexed. The db must outlive the store. */
-uint32_t fb_store_open(fb_store **out, fb_db *db, const char *dir, fb_err *err);
+#define FB_STORE_NO_RECLAIM 1 /* another process may be writing: leave packs alone */
+
+/* fb_store_open opens dir (creating it) over db and, unless flags has
+ * FB_STORE_NO_RECLAIM, reclaims what a crash left unindexed (only the
+ * process that owns the data directory, at start, may do that). Each
+ * opener appends to a new pack of its own, so several processes can add
+ * blocks at once. The db must outlive the store. */
+uint32_t fb_store_open(fb_store **out, fb_db *db, const char *dir, int flags, fb_err *err);
 void     fb_store_close(fb_store *s);
 
 /* fb_store_append writes one block (len <= FB_BLOCK_SIZE bytes, hash h)

@@ -1,0 +1,260 @@
+/*
+ * resync.c - the primary's ResyncSource: the reverse resync stream served
+ * to replica agents (agent role only).
+ *
+ * Negotiate names the target point and the points both sides hold;
+ * GetTreeNodes returns the children of Merkle nodes so the replica can walk
+ * down only where its disk differs; ReadBlocks returns blocks, each read
+ * through the store's verifying path, zero blocks as a flag, zstd when the
+ * replica asks and it pays.
+ *
+ * Trees are rebuilt from the stored leaves on first use and kept in a small
+ * cache (points are immutable, so an entry never goes stale).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#include "failback/log.h"
+#include "failback/merkle.h"
+#include "failback/pb.h"
+#include "primary.h"
+#include "resync.pb-c.h"
+
+#define CACHE_SLOTS    4
+#define MAX_TREE_NODES 4096
+#define MAX_READ       64
+
+struct tree_slot {
+	char       rp[FB_ID_LEN + 1];
+	char       disk[FB_NAME_MAX + 1];
+	uint64_t   size;
+	fb_merkle *tree;
+	uint64_t   used;
+};
+
+static pthread_mutex_t  cache_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct tree_slot cache[CACHE_SLOTS];
+static uint64_t         cache_tick;
+
+/* Finds or builds the tree of rp/disk; returns with cache_mtx held. */
+static struct tree_slot *
+tree_get(primary *p, const char *rp_id, const char *disk, fb_err *err)
+{
+	struct tree_slot *victim = &cache[0];
+	fb_hash          *leaves;
+	uint64_t          n;
+	fb_rp            *rps  = NULL;
+	size_t            nrps = 0;
+
+	pthread_mutex_lock(&cache_mtx);
+	for (int i = 0; i < CACHE_SLOTS; i++) {
+		if (cache[i].tree != NULL && strcasecmp(cache[i].rp, rp_id) == 0 &&
+		    strcmp(cache[i].disk, disk) == 0) {
+			cache[i].used = ++cache_tick;
+			return &cache[i];
+		}
+		if (cache[i].used < victim->used)
+			victim = &cache[i];
+	}
+	if (fb_rp_leaves(p->db, rp_id, disk, &leaves, &n, err) != FB_RV_OK) {
+		pthread_mutex_unlock(&cache_mtx);
+		return NULL;
+	}
+	fb_merkle_free(victim->tree);
+	victim->tree = NULL;
+	if (fb_merkle_build(&victim->tree, leaves, n, err) != FB_RV_OK) {
+		free(leaves);
+		pthread_mutex_unlock(&cache_mtx);
+		return NULL;
+	}
+	free(leaves);
+	(void)rps;
+	(void)nrps;
+	snprintf(victim->rp, sizeof(victim->rp), "%s", rp_id);
+	snprintf(victim->disk, sizeof(victim->disk), "%s", disk);
+	victim->size = 0;
+	victim->used = ++cache_tick;
+	return victim;
+}
+
+static uint32_t
+negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                          *p   = arg;
+	const Failback__NegotiateRequest *req = (const void *)in;
+	Failback__NegotiateResponse      *rsp = (void *)out;
+	fb_rp                            *rps;
+	fb_vm                            *vm;
+	size_t                            n, t;
+	fb_err                            err = {0};
+
+	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	rsp->vm_name = fb_rpc_strdup(call, vm->name);
+	free(vm);
+	if (fb_rp_list(p->db, req->vm, &rps, &n, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (n == 0) {
+		free(rps);
+		return fb_rpc_fail(call, FB_RV_FILE_NOT_FOUND, "VM '%s' has no recovery point",
+		                   req->vm);
+	}
+	t = n - 1;
+	if (req->recovery_point_identifier[0] != '\0') {
+		for (t = 0; t < n && strcasecmp(rps[t].id, req->recovery_point_identifier) != 0; t++)
+			;
+		if (t == n) {
+			free(rps);
+			return fb_rpc_fail(call, FB_RV_FILE_NOT_FOUND,
+			                   "recovery point %.40s of VM '%s' does not exist on the "
+			                   "primary",
+			                   req->recovery_point_identifier, req->vm);
+		}
+	}
+	rsp->target        = fb_pb_rp(call, &rps[t]);
+	rsp->tree_fanout   = FB_MERKLE_FANOUT;
+	rsp->shared_points = fb_rpc_alloc(call, (req->n_known_points + 1) * sizeof(char *));
+	for (size_t k = 0; rsp->shared_points != NULL && k < req->n_known_points; k++)
+		for (size_t i = 0; i < n; i++)
+			if (strcasecmp(rps[i].id, req->known_points[k]) == 0)
+				rsp->shared_points[rsp->n_shared_points++] =
+				    fb_rpc_strdup(call, rps[i].id);
+	free(rps);
+	if (rsp->target == NULL || rsp->shared_points == NULL || rsp->vm_name == NULL)
+		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+	return FB_RV_OK;
+}
+
+static uint32_t
+get_tree_nodes(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	const Failback__GetTreeNodesRequest *req = (const void *)in;
+	Failback__GetTreeNodesResponse      *rsp = (void *)out;
+	struct tree_slot                    *slot;
+	fb_hash                             *buf;
+	size_t                               nh = 0;
+	fb_err                               err = {0};
+
+	if (req->n_nodes == 0 || req->n_nodes > MAX_TREE_NODES)
+		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "ask for 1 to %d nodes",
+		                   MAX_TREE_NODES);
+	if ((buf = fb_rpc_alloc(call, req->n_nodes * FB_MERKLE_FANOUT * sizeof(fb_hash))) == NULL)
+		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if ((slot = tree_get(arg, req->recovery_point_identifier, req->disk, &err)) == NULL)
+		return fb_pb_fail(call, &err);
+	for (size_t i = 0; i < req->n_nodes; i++) {
+		uint64_t first;
+		unsigned cnt;
+
+		if (req->nodes[i]->level == 0 ||
+		    req->nodes[i]->index >= fb_merkle_width(slot->tree, req->nodes[i]->level)) {
+			pthread_mutex_unlock(&cache_mtx);
+			return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
+			                   "no interior node %llu at level %u",
+			                   (unsigned long long)req->nodes[i]->index,
+			                   req->nodes[i]->level);
+		}
+		fb_merkle_children(slot->tree, req->nodes[i]->level, req->nodes[i]->index, &first,
+		                   &cnt);
+		for (unsigned c = 0; c < cnt; c++)
+			buf[nh++] = *fb_merkle_node(slot->tree, req->nodes[i]->level - 1, first + c);
+	}
+	pthread_mutex_unlock(&cache_mtx);
+	rsp->hashes.data = (uint8_t *)buf;
+	rsp->hashes.len  = nh * sizeof(fb_hash);
+	return FB_RV_OK;
+}
+
+static uint32_t
+read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                           *p   = arg;
+	const Failback__ReadBlocksRequest *req = (const void *)in;
+	Failback__ReadBlocksResponse      *rsp = (void *)out;
+	struct tree_slot                  *slot;
+	fb_hash                            want[MAX_READ];
+	uint64_t                           nleaves;
+	uint8_t                           *blk;
+	ZSTD_CCtx                         *cctx = NULL;
+	fb_err                             err  = {0};
+	uint32_t                           rv   = FB_RV_OK;
+
+	if (req->n_blocks == 0 || req->n_blocks > MAX_READ)
+		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "ask for 1 to %d blocks",
+		                   MAX_READ);
+	if ((slot = tree_get(p, req->recovery_point_identifier, req->disk, &err)) == NULL)
+		return fb_pb_fail(call, &err);
+	nleaves = fb_merkle_width(slot->tree, 0);
+	for (size_t i = 0; i < req->n_blocks; i++) {
+		if (req->blocks[i] >= nleaves) {
+			pthread_mutex_unlock(&cache_mtx);
+			return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "no block %llu in %s",
+			                   (unsigned long long)req->blocks[i], req->disk);
+		}
+		want[i] = *fb_merkle_node(slot->tree, 0, req->blocks[i]);
+	}
+	pthread_mutex_unlock(&cache_mtx);
+
+	rsp->blocks = fb_rpc_alloc(call, req->n_blocks * sizeof(*rsp->blocks));
+	if (rsp->blocks == NULL || (blk = fb_rpc_alloc(call, FB_BLOCK_SIZE)) == NULL)
+		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (req->compress)
+		cctx = ZSTD_createCCtx();
+	for (size_t i = 0; i < req->n_blocks && rv == FB_RV_OK; i++) {
+		Failback__BlockData *b = fb_rpc_alloc(call, sizeof(*b));
+		uint8_t             *data;
+
+		if (b == NULL) {
+			rv = fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+			break;
+		}
+		failback__block_data__init(b);
+		b->index              = req->blocks[i];
+		rsp->blocks[i]        = b;
+		rsp->n_blocks         = i + 1;
+		if (memcmp(&want[i], fb_hash_zero(FB_BLOCK_SIZE), sizeof(fb_hash)) == 0) {
+			b->zero = 1;
+			continue;
+		}
+		if (fb_store_get(p->store, &want[i], blk, &err) != FB_RV_OK) {
+			fb_log_error("FB4010", "serving %s/%s block %llu: %s",
+			             req->recovery_point_identifier, req->disk,
+			             (unsigned long long)req->blocks[i], err.msg);
+			rv = fb_pb_fail(call, &err);
+			break;
+		}
+		if (cctx != NULL) {
+			uint8_t *z = fb_rpc_alloc(call, ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE));
+			size_t   c = z ? ZSTD_compressCCtx(cctx, z, ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE),
+			                                   blk, FB_BLOCK_SIZE, 1)
+			               : 0;
+			if (z != NULL && !ZSTD_isError(c) && c < FB_BLOCK_SIZE - FB_BLOCK_SIZE / 8) {
+				b->compressed = 1;
+				b->data.data  = z;
+				b->data.len   = c;
+				continue;
+			}
+		}
+		if ((data = fb_rpc_alloc(call, FB_BLOCK_SIZE)) == NULL) {
+			rv = fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+			break;
+		}
+		memcpy(data, blk, FB_BLOCK_SIZE);
+		b->data.data = data;
+		b->data.len  = FB_BLOCK_SIZE;
+	}
+	ZSTD_freeCCtx(cctx);
+	return rv;
+}
+
+const fb_rpc_method primary_resync_methods[] = {
+    {"Negotiate", negotiate, FB_ROLE_AGENT},
+    {"GetTreeNodes", get_tree_nodes, FB_ROLE_AGENT},
+    {"ReadBlocks", read_blocks, FB_ROLE_AGENT},
+};
+const size_t primary_resync_nmethods =
+    sizeof(primary_resync_methods) / sizeof(primary_resync_methods[0]);
