@@ -77,6 +77,8 @@ static const char *const migrations[] = {
     "  ended_ms INTEGER NOT NULL,"
     "  params BLOB,"
     "  checkpoint BLOB);",
+    /* 1 → 2: which point a failed-over VM runs from. */
+    "ALTER TABLE vms ADD COLUMN failover_rp TEXT NOT NULL DEFAULT '';",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

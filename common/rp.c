@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "failback/clock.h"
@@ -280,6 +281,100 @@ rp_insert(fb_db *db, const fb_rp *rp, fb_hash *const *leaves, fb_err *err)
 	return FB_RV_OK;
 }
 
+/* The one transaction that makes a point exist (see rp.h). */
+static uint32_t
+rp_commit(fb_db *db, fb_store *store, const fb_vm *vm, const fb_rp *rp, fb_hash *const *leaves,
+          const fb_rp_block *added, size_t nadded, fb_rp_stats *stats, fb_err *err)
+{
+	uint32_t rv;
+
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+		return rv;
+	for (size_t i = 0; i < nadded && rv == FB_RV_OK; i++)
+		rv = fb_store_index_add(store, &added[i].h, &added[i].loc, 0, NULL, err);
+	for (size_t i = 0; i < rp->ndisks && rv == FB_RV_OK; i++)
+		rv = rp_ref_leaves(store, leaves[i], rp->disks[i].nblocks, +1, err);
+	if (rv == FB_RV_OK)
+		rv = rp_insert(db, rp, leaves, err);
+	if (rv == FB_RV_OK)
+		rv = rp_prune(db, store, vm, stats, err);
+	if (rv == FB_RV_OK)
+		rv = fb_store_sweep(store, &stats->blocks_freed, err);
+	if (rv != FB_RV_OK) {
+		fb_db_rollback(db);
+		fb_store_forget(store);
+		return rv;
+	}
+	if ((rv = fb_db_commit(db, err)) != FB_RV_OK) {
+		fb_store_forget(store);
+		return rv;
+	}
+	fb_store_release(store);
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_rp_adopt(fb_db *db, fb_store *store, const fb_rp *rp, fb_hash *const *leaves,
+            const fb_rp_block *added, size_t nadded, fb_rp_stats *stats, fb_err *err)
+{
+	fb_rp_stats local = {0};
+	fb_vm      *vm;
+	uint32_t    rv;
+
+	for (size_t i = 0; i < rp->ndisks; i++) {
+		fb_hash root;
+
+		if ((rv = fb_merkle_root_of(leaves[i], rp->disks[i].nblocks, &root, err)) != FB_RV_OK)
+			return rv;
+		if (memcmp(&root, &rp->disks[i].root, sizeof(root)) != 0)
+			return fb_err_set(err, FB_RV_FAILED,
+			                  "recovery point %s disk %s: leaves do not give its root",
+			                  rp->id, rp->disks[i].name);
+	}
+	if ((rv = fb_vm_get(db, rp->vm_id, &vm, err)) != FB_RV_OK)
+		return rv;
+	pthread_mutex_lock(&write_mtx);
+	rv = rp_commit(db, store, vm, rp, leaves, added, nadded, stats ? stats : &local, err);
+	pthread_mutex_unlock(&write_mtx);
+	free(vm);
+	return rv;
+}
+
+uint32_t
+fb_rp_get(fb_db *db, const char *vm_ref, const char *rp_id, fb_rp **out, fb_err *err)
+{
+	fb_rp   *rps, *rp;
+	size_t   n, i;
+	uint32_t rv;
+
+	if ((rv = fb_rp_list(db, vm_ref, &rps, &n, err)) != FB_RV_OK)
+		return rv;
+	if (rp_id == NULL || rp_id[0] == '\0') {
+		if (n == 0) {
+			free(rps);
+			return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "VM '%s' has no recovery point",
+			                  vm_ref);
+		}
+		i = n - 1;
+	} else {
+		for (i = 0; i < n && strcasecmp(rps[i].id, rp_id) != 0; i++)
+			;
+		if (i == n) {
+			free(rps);
+			return fb_err_set(err, FB_RV_FILE_NOT_FOUND,
+			                  "VM '%s' has no recovery point %.40s", vm_ref, rp_id);
+		}
+	}
+	if ((rp = malloc(sizeof(*rp))) == NULL) {
+		free(rps);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	*rp = rps[i];
+	free(rps);
+	*out = rp;
+	return FB_RV_OK;
+}
+
 uint32_t
 fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **out,
              fb_rp_stats *stats, fb_err *err)
@@ -333,30 +428,20 @@ fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **o
 	if ((rv = fb_store_sync(store, err)) != FB_RV_OK)
 		goto out;
 
-	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
-		goto out;
-	for (size_t i = 0; i < set.cap && rv == FB_RV_OK; i++)
-		if (set.slots[i].used)
-			rv = fb_store_index_add(store, &set.slots[i].h, &set.slots[i].loc, 0, NULL,
-			                        err);
-	for (size_t i = 0; i < rp->ndisks && rv == FB_RV_OK; i++)
-		rv = rp_ref_leaves(store, leaves[i], rp->disks[i].nblocks, +1, err);
-	if (rv == FB_RV_OK)
-		rv = rp_insert(db, rp, leaves, err);
-	if (rv == FB_RV_OK)
-		rv = rp_prune(db, store, vm, ctx.stats, err);
-	if (rv == FB_RV_OK)
-		rv = fb_store_sweep(store, &ctx.stats->blocks_freed, err);
-	if (rv != FB_RV_OK) {
-		fb_db_rollback(db);
-		fb_store_forget(store);
-		goto out;
+	{
+		fb_rp_block *added = calloc(set.n + 1, sizeof(*added));
+		size_t       k     = 0;
+
+		if (added == NULL) {
+			rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < set.cap; i++)
+			if (set.slots[i].used)
+				added[k++] = (fb_rp_block){set.slots[i].h, set.slots[i].loc};
+		rv = rp_commit(db, store, vm, rp, leaves, added, k, ctx.stats, err);
+		free(added);
 	}
-	if ((rv = fb_db_commit(db, err)) != FB_RV_OK) {
-		fb_store_forget(store);
-		goto out;
-	}
-	fb_store_release(store);
 out:
 	if (rv != FB_RV_OK)
 		rp_unappend(store, &set);

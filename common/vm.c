@@ -163,6 +163,8 @@ vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 	vm->mode             = sqlite3_column_int(row, 3);
 	vm->health           = sqlite3_column_int(row, 4);
 	vm->recovery_history = (uint32_t)sqlite3_column_int(row, 5);
+	snprintf(vm->failover_rp, sizeof(vm->failover_rp), "%s",
+	         (const char *)sqlite3_column_text(row, 6));
 	if ((rv = fb_db_prepare(db,
 	                        "SELECT name, path, size FROM disks WHERE vm_id = ? ORDER BY rowid",
 	                        &st, err)) != FB_RV_OK)
@@ -179,7 +181,8 @@ vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 	return FB_RV_OK;
 }
 
-#define VM_COLUMNS "SELECT id, name, state, mode, health, recovery_history FROM vms "
+#define VM_COLUMNS                                                                             \
+	"SELECT id, name, state, mode, health, recovery_history, failover_rp FROM vms "
 
 uint32_t
 fb_vm_get(fb_db *db, const char *ref, fb_vm **out, fb_err *err)
@@ -259,4 +262,100 @@ void
 fb_vm_list_free(fb_vm *vms)
 {
 	free(vms);
+}
+
+uint32_t
+fb_vm_add_replica(fb_db *db, const char *id, const char *name, const fb_vm_disk *disks,
+                  size_t ndisks, const char *vm_dir, uint32_t history, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	if (!fb_id_valid(id) || !fb_name_valid(name) || ndisks == 0 || ndisks > FB_MAX_DISKS)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "bad VM identity from the primary");
+	for (size_t i = 0; i < ndisks; i++)
+		if (!fb_name_valid(disks[i].name))
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "bad disk name from the primary");
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_db_prepare(db,
+	                        "INSERT INTO vms (id, name, state, mode, health, recovery_history, "
+	                        "created_ms) VALUES (lower(?), ?, 2, 2, 1, ?, ?)",
+	                        &st, err)) != FB_RV_OK)
+		goto rollback;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, (int)history);
+	sqlite3_bind_int64(st, 4, fb_clock_unix_ms());
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rv = fb_db_err(db, rc, "add VM", err);
+		goto rollback;
+	}
+	for (size_t i = 0; i < ndisks; i++) {
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/%s", vm_dir, disks[i].name);
+		if ((rv = fb_db_prepare(db,
+		                        "INSERT INTO disks (vm_id, name, path, size) VALUES "
+		                        "(lower(?), ?, ?, ?)",
+		                        &st, err)) != FB_RV_OK)
+			goto rollback;
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, disks[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, path, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)disks[i].size);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE) {
+			rv = fb_db_err(db, rc, "add disk", err);
+			goto rollback;
+		}
+	}
+	return fb_db_commit(db, err);
+rollback:
+	fb_db_rollback(db);
+	return rv;
+}
+
+static uint32_t
+vm_update(fb_db *db, const char *sql, const char *id, int a, int b, const char *text,
+          fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	fb_db_lock(db);
+	if ((rv = fb_db_prepare(db, sql, &st, err)) != FB_RV_OK) {
+		fb_db_unlock(db);
+		return rv;
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (text != NULL) {
+		sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_int(st, 2, a);
+		sqlite3_bind_int(st, 3, b);
+	}
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	fb_db_unlock(db);
+	return rc == SQLITE_DONE ? FB_RV_OK : fb_db_err(db, rc, "update VM", err);
+}
+
+uint32_t
+fb_vm_set_state(fb_db *db, const char *id, int state, int health, fb_err *err)
+{
+	return vm_update(db, "UPDATE vms SET state = ?2, health = ?3 WHERE id = ?1", id, state,
+	                 health, NULL, err);
+}
+
+uint32_t
+fb_vm_set_failover_rp(fb_db *db, const char *id, const char *rp, fb_err *err)
+{
+	return vm_update(db, "UPDATE vms SET failover_rp = ?2 WHERE id = ?1", id, 0, 0, rp, err);
 }

@@ -92,7 +92,8 @@ failed_commit_rolls_back(void **state)
 	assert_int_equal(fb_db_open(&db, path, &err), FB_RV_OK);
 	assert_int_equal(fb_db_begin(db, &err), FB_RV_OK);
 	assert_int_equal(fb_db_exec(db,
-	                            "INSERT INTO vms VALUES ('a', 'vm', 0, 0, 0, 0, 0)", &err),
+	                            "INSERT INTO vms (id, name, state, mode, health, recovery_history, "
+	                            "created_ms) VALUES ('a', 'vm', 0, 0, 0, 0, 0)", &err),
 	                 FB_RV_OK);
 	memset(&ops, 0, sizeof(ops));
 	ops.commit = fail_commit;

@@ -63,6 +63,23 @@ uint32_t fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_er
 uint32_t fb_rp_remove(fb_db *db, fb_store *store, const char *vm_ref, const char *rp_id,
                       fb_rp_stats *stats, fb_err *err);
 
+/* A block a caller appended to the store for a point it is about to adopt. */
+typedef struct fb_rp_block {
+	fb_hash      h;
+	fb_store_loc loc;
+} fb_rp_block;
+
+/* fb_rp_adopt commits a point built elsewhere (a replica pulling the
+ * primary's point keeps its id): the blocks the caller appended (already
+ * synced), the manifest with leaves[i] for disk i, references, pruning by
+ * the VM's RecoveryHistory and the sweep, in one transaction. The point's
+ * roots must match its leaves. */
+uint32_t fb_rp_adopt(fb_db *db, fb_store *store, const fb_rp *rp, fb_hash *const *leaves,
+                     const fb_rp_block *added, size_t nadded, fb_rp_stats *stats, fb_err *err);
+
+/* fb_rp_get finds one point of a VM by id, or the newest for "". */
+uint32_t fb_rp_get(fb_db *db, const char *vm_ref, const char *rp_id, fb_rp **out, fb_err *err);
+
 /* fb_rp_leaves loads one disk's leaf hashes (free with free()). */
 uint32_t fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves,
                       uint64_t *n, fb_err *err);

@@ -29,6 +29,7 @@ typedef struct fb_vm {
 	int        mode;   /* ReplicationMode */
 	int        health; /* ReplicationHealth */
 	uint32_t   recovery_history;
+	char       failover_rp[FB_ID_LEN + 1]; /* replica: the point failed over to */
 	size_t     ndisks;
 	fb_vm_disk disks[FB_MAX_DISKS];
 } fb_vm;
@@ -39,6 +40,18 @@ typedef struct fb_vm {
  * On success *out (may be NULL) receives a copy; free with free(). */
 uint32_t fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths,
                    uint32_t history, int mode, int state, fb_vm **out, fb_err *err);
+
+/* fb_vm_add_replica registers, on a replica, the VM id/name of the primary
+ * with its disks (names and sizes) at <vm_dir>/<disk name>. No file is
+ * touched: the disks are made by a failover. */
+uint32_t fb_vm_add_replica(fb_db *db, const char *id, const char *name, const fb_vm_disk *disks,
+                           size_t ndisks, const char *vm_dir, uint32_t history, fb_err *err);
+
+/* fb_vm_set_state records a VM's ReplicationState (and health). */
+uint32_t fb_vm_set_state(fb_db *db, const char *id, int state, int health, fb_err *err);
+
+/* fb_vm_set_failover_rp records the point a failover materialised ("" none). */
+uint32_t fb_vm_set_failover_rp(fb_db *db, const char *id, const char *rp, fb_err *err);
 
 /* fb_vm_get finds a VM by GUID or name. File not found if there is none. */
 uint32_t fb_vm_get(fb_db *db, const char *ref, fb_vm **out, fb_err *err);
