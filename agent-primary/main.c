@@ -42,5 +42,5 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 int
 main(int argc, char **argv)
 {
-	fb_agent_main(argc, argv, FB_AGENT_PRIMARY, primary_setup);
+	fb_agent_main(argc, argv, FB_AGENT_PRIMARY, primary_setup, NULL);
 }

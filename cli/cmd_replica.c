@@ -146,7 +146,7 @@ cmd_failback(ctl *c, int argc, char **argv)
 	const ctl_cmd *me       = self("failback", NULL);
 	char          *settings = NULL;
 	const char    *vm       = NULL;
-	int            code;
+	int            code, wait = 0;
 
 	in.replication_setting_data  = "";
 	in.recovery_point_identifier = "";
@@ -160,6 +160,8 @@ cmd_failback(ctl *c, int argc, char **argv)
 			if ((settings = read_settings(v)) == NULL)
 				return CTL_EXIT_USAGE;
 			in.replication_setting_data = settings;
+		} else if (strcmp(argv[i], "--wait") == 0) {
+			wait = 1;
 		} else if (vm == NULL && argv[i][0] != '-') {
 			vm = argv[i];
 		} else {
@@ -172,7 +174,7 @@ cmd_failback(ctl *c, int argc, char **argv)
 		return ctl_usage(me, "name the recovery VM");
 	}
 	in.vm = (char *)vm;
-	code = ctl_call(c, SVC, "InitiateFailback", &in.base, NULL);
+	code = ctl_call_and_wait(c, "InitiateFailback", &in.base, wait);
 	free(settings);
 	return code;
 }
@@ -182,6 +184,7 @@ cmd_failover(ctl *c, int argc, char **argv)
 {
 	Failback__InitiateFailoverRequest in = FAILBACK__INITIATE_FAILOVER_REQUEST__INIT;
 	const char                       *vm = NULL;
+	int                               wait = 0;
 
 	in.recovery_point_identifier = "";
 	for (int i = 0; i < argc; i++) {
@@ -189,6 +192,8 @@ cmd_failover(ctl *c, int argc, char **argv)
 
 		if ((v = ctl_opt(argc, argv, &i, "--rp")) != NULL)
 			in.recovery_point_identifier = (char *)v;
+		else if (strcmp(argv[i], "--wait") == 0)
+			wait = 1;
 		else if (vm == NULL && argv[i][0] != '-')
 			vm = argv[i];
 		else
@@ -197,7 +202,24 @@ cmd_failover(ctl *c, int argc, char **argv)
 	if (vm == NULL)
 		return ctl_usage(self("failover", NULL), "name the VM");
 	in.vm = (char *)vm;
-	return ctl_call(c, SVC, "InitiateFailover", &in.base, NULL);
+	return ctl_call_and_wait(c, "InitiateFailover", &in.base, wait);
+}
+
+/* Takes "VM [--wait]" into *vm and *wait; returns 0 or -1. */
+static int
+vm_and_wait(int argc, char **argv, const char **vm, int *wait)
+{
+	*vm   = NULL;
+	*wait = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--wait") == 0)
+			*wait = 1;
+		else if (*vm == NULL && argv[i][0] != '-')
+			*vm = argv[i];
+		else
+			return -1;
+	}
+	return *vm != NULL ? 0 : -1;
 }
 
 static int
@@ -205,11 +227,13 @@ cmd_vm_method(ctl *c, int argc, char **argv, const char *group, const char *sub,
               const char *method)
 {
 	Failback__VmRef in = FAILBACK__VM_REF__INIT;
+	const char     *vm;
+	int             wait;
 
-	if (argc != 1)
+	if (vm_and_wait(argc, argv, &vm, &wait) != 0)
 		return ctl_usage(self(group, sub), "name one VM");
-	in.vm = argv[0];
-	return ctl_call(c, SVC, method, &in.base, NULL);
+	in.vm = (char *)vm;
+	return ctl_call_and_wait(c, method, &in.base, wait);
 }
 
 static int
@@ -228,11 +252,13 @@ static int
 cmd_replicate(ctl *c, int argc, char **argv)
 {
 	Failback__ReplicateRequest in = FAILBACK__REPLICATE_REQUEST__INIT;
+	const char                *vm;
+	int                        wait;
 
-	if (argc != 1)
+	if (vm_and_wait(argc, argv, &vm, &wait) != 0)
 		return ctl_usage(self("replicate", NULL), "name one VM");
-	in.vm = argv[0];
-	return ctl_call(c, SVC, "Replicate", &in.base, NULL);
+	in.vm = (char *)vm;
+	return ctl_call_and_wait(c, "Replicate", &in.base, wait);
 }
 
 const ctl_cmd ctl_replica_cmds[] = {
@@ -243,12 +269,15 @@ const ctl_cmd ctl_replica_cmds[] = {
     {"job", "show", "JOB", "one job (CIM_ConcreteJob fields and progress)", cmd_job_show},
     {"job", "error", "JOB", "why a job failed (GetError)", cmd_job_error},
     {"job", "cancel", "JOB [--kill]", "terminate (or kill) a job", cmd_job_cancel},
-    {"failback", NULL, "VM [--rp ID] [--settings FILE|-]", "InitiateFailback on a recovery VM",
-     cmd_failback},
-    {"failover", NULL, "VM [--rp ID]", "InitiateFailover to a recovery point", cmd_failover},
-    {"failover-revert", NULL, "VM", "RevertFailover", cmd_revert},
-    {"failover-commit", NULL, "VM", "CommitFailover", cmd_commit},
-    {"replicate", NULL, "VM", "pull VM's newest recovery point from the primary",
+    {"failback", NULL, "VM [--rp ID] [--settings FILE|-] [--wait]",
+     "InitiateFailback on a recovery VM", cmd_failback},
+    {"failover", NULL, "VM [--rp ID] [--wait]", "InitiateFailover to a recovery point",
+     cmd_failover},
+    {"failover-revert", NULL, "VM [--wait]", "RevertFailover: discard the failover",
+     cmd_revert},
+    {"failover-commit", NULL, "VM [--wait]", "CommitFailover: keep only the failed-over point",
+     cmd_commit},
+    {"replicate", NULL, "VM [--wait]", "pull VM's newest recovery point from the primary",
      cmd_replicate},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -46,6 +46,14 @@ extern const ctl_cmd ctl_agent_cmds[];
 extern const ctl_cmd ctl_replica_cmds[];
 extern const ctl_cmd ctl_primary_cmds[];
 extern const ctl_cmd ctl_events_cmds[];
+extern const ctl_cmd ctl_wait_cmds[];
+
+/* ctl_connect opens c->cli if it is not open yet. */
+uint32_t ctl_connect(ctl *c, fb_err *err);
+
+/* ctl_call_and_wait calls a ReplicationService method that starts a job
+ * and, with wait, follows the job to its end (cmd_wait.c). */
+int ctl_call_and_wait(ctl *c, const char *method, const ProtobufCMessage *in, int wait);
 
 /* ctl_call calls svc.method and prints the outcome (text or JSON). On
  * success, if keep is not NULL the decoded output is handed over through it

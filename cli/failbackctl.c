@@ -17,8 +17,8 @@
 #include "failback/log.h"
 #include "failback/tls.h"
 
-static const ctl_cmd *const ctl_tables[] = {ctl_agent_cmds, ctl_replica_cmds, ctl_primary_cmds,
-                                            ctl_events_cmds};
+static const ctl_cmd *const ctl_tables[] = {ctl_agent_cmds, ctl_replica_cmds, ctl_wait_cmds,
+                                            ctl_primary_cmds, ctl_events_cmds};
 
 static size_t
 ctl_keys(ctl *c, fb_config_key *k)
@@ -101,7 +101,7 @@ ctl_fail(ctl *c, const fb_err *err)
 	return CTL_EXIT_FAILED;
 }
 
-static uint32_t
+uint32_t
 ctl_connect(ctl *c, fb_err *err)
 {
 	nng_tls_config *tls;

@@ -39,6 +39,8 @@ struct fb_agent {
 	fb_rpc_server     *resync;  /* primary: agent listener */
 	fb_events_pub     *events;
 	uint64_t           started_ms;
+	int                argc;
+	char             **argv;
 };
 
 static const char *
@@ -72,6 +74,8 @@ agent_keys(fb_agent *a, fb_config_key *k)
 	}
 	KEY(log_level, "error, warn, info (default) or debug");
 	KEY(workers, "handler threads (default 4)");
+	if (a->kind == FB_AGENT_REPLICA)
+		KEY(worker_job, "internal: run one job's transfer (the agent starts these)");
 #undef KEY
 	return n;
 }
@@ -350,7 +354,8 @@ agent_start(fb_agent *a, fb_agent_setup_fn setup, fb_err *err)
 }
 
 void
-fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn setup)
+fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn setup,
+              fb_agent_worker_fn worker)
 {
 	static fb_agent a;
 	fb_err          err = {0};
@@ -360,6 +365,8 @@ fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn 
 	uint32_t        rv;
 
 	a.kind = kind;
+	a.argc = argc;
+	a.argv = argv;
 	fb_log_init(agent_prog(kind), FB_LOG_INFO);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -372,6 +379,11 @@ fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn 
 		fprintf(stderr, "%s: %s\n(see %s --help)\n", agent_prog(kind), err.msg,
 		        agent_prog(kind));
 		fb_rpc_exit(2);
+	}
+	if (a.set.worker_job != NULL && worker != NULL) {
+		fb_log_init("failback-worker", fb_log_enabled(FB_LOG_DEBUG) ? FB_LOG_DEBUG : FB_LOG_INFO);
+		worker(&a, a.set.worker_job);
+		fb_rpc_exit(1);
 	}
 	if ((rv = agent_start(&a, setup, &err)) != FB_RV_OK) {
 		fb_log_error("FB1003", "cannot start: %s", err.msg);
@@ -414,4 +426,11 @@ fb_events_pub *
 fb_agent_events(fb_agent *agent)
 {
 	return agent->events;
+}
+
+char **
+fb_agent_argv(const fb_agent *agent, int *argc)
+{
+	*argc = agent->argc;
+	return agent->argv;
 }

@@ -11,7 +11,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/sha1.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/ssl.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/x509_crt.h>
@@ -259,4 +265,104 @@ fb_tls_cert_subject(const char *cert_file, char *subject, size_t subject_len, ch
 	         crt.valid_to.day);
 	mbedtls_x509_crt_free(&crt);
 	return FB_RV_OK;
+}
+
+static void
+tls_hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i]     = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+uint32_t
+fb_tls_peer_thumbprint(const char *url, const char *ca_file, const char *cert_file,
+                       const char *key_file, const char *server_name, char *sha1hex,
+                       char *sha256hex, fb_err *err)
+{
+	mbedtls_net_context      net;
+	mbedtls_ssl_context      ssl;
+	mbedtls_ssl_config       conf;
+	mbedtls_x509_crt         ca, own;
+	mbedtls_pk_context       pk;
+	mbedtls_entropy_context  ent;
+	mbedtls_ctr_drbg_context drbg;
+	const mbedtls_x509_crt  *peer;
+	char                     host[256], port[16];
+	const char              *hp = strstr(url, "://"), *colon;
+	unsigned char            md[32];
+	uint32_t                 rv = FB_RV_OK;
+	int                      mrv;
+
+	if (hp == NULL || (colon = strrchr(hp + 3, ':')) == NULL ||
+	    (size_t)(colon - hp - 3) >= sizeof(host))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "cannot probe %s", url);
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - hp - 3), hp + 3);
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	mbedtls_net_init(&net);
+	mbedtls_ssl_init(&ssl);
+	mbedtls_ssl_config_init(&conf);
+	mbedtls_x509_crt_init(&ca);
+	mbedtls_x509_crt_init(&own);
+	mbedtls_pk_init(&pk);
+	mbedtls_entropy_init(&ent);
+	mbedtls_ctr_drbg_init(&drbg);
+	if ((mrv = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &ent, NULL, 0)) != 0 ||
+	    (mrv = mbedtls_x509_crt_parse_file(&ca, ca_file)) != 0 ||
+	    (mrv = mbedtls_x509_crt_parse_file(&own, cert_file)) != 0 ||
+	    (mrv = mbedtls_pk_parse_keyfile(&pk, key_file, NULL)) != 0 ||
+	    (mrv = mbedtls_ssl_config_defaults(&conf, MBEDTLS_SSL_IS_CLIENT,
+	                                       MBEDTLS_SSL_TRANSPORT_STREAM,
+	                                       MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+		rv = tls_mbed_err(err, mrv, url, "cannot set up the certificate probe");
+		goto out;
+	}
+	mbedtls_ssl_conf_authmode(&conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+	mbedtls_ssl_conf_ca_chain(&conf, &ca, NULL);
+	mbedtls_ssl_conf_rng(&conf, mbedtls_ctr_drbg_random, &drbg);
+	mbedtls_ssl_conf_read_timeout(&conf, 10000);
+	if ((mrv = mbedtls_ssl_conf_own_cert(&conf, &own, &pk)) != 0 ||
+	    (mrv = mbedtls_ssl_setup(&ssl, &conf)) != 0 ||
+	    (mrv = mbedtls_ssl_set_hostname(&ssl, server_name)) != 0) {
+		rv = tls_mbed_err(err, mrv, url, "cannot set up the certificate probe");
+		goto out;
+	}
+	if ((mrv = mbedtls_net_connect(&net, host, port, MBEDTLS_NET_PROTO_TCP)) != 0) {
+		rv = fb_err_set(err, FB_RV_NOT_AVAILABLE, "cannot reach %s to check its certificate",
+		                url);
+		goto out;
+	}
+	mbedtls_ssl_set_bio(&ssl, &net, mbedtls_net_send, NULL, mbedtls_net_recv_timeout);
+	while ((mrv = mbedtls_ssl_handshake(&ssl)) != 0) {
+		if (mrv != MBEDTLS_ERR_SSL_WANT_READ && mrv != MBEDTLS_ERR_SSL_WANT_WRITE) {
+			char text[160];
+			mbedtls_strerror(mrv, text, sizeof(text));
+			rv = fb_err_set(err, FB_RV_ACCESS_DENIED, "TLS handshake with %s failed: %s",
+			                url, text);
+			goto out;
+		}
+	}
+	if ((peer = mbedtls_ssl_get_peer_cert(&ssl)) == NULL) {
+		rv = fb_err_set(err, FB_RV_ACCESS_DENIED, "%s presented no certificate", url);
+		goto out;
+	}
+	mbedtls_sha1_ret(peer->raw.p, peer->raw.len, md);
+	tls_hex(md, 20, sha1hex);
+	mbedtls_sha256_ret(peer->raw.p, peer->raw.len, md, 0);
+	tls_hex(md, 32, sha256hex);
+	mbedtls_ssl_close_notify(&ssl);
+out:
+	mbedtls_net_free(&net);
+	mbedtls_ssl_free(&ssl);
+	mbedtls_ssl_config_free(&conf);
+	mbedtls_x509_crt_free(&ca);
+	mbedtls_x509_crt_free(&own);
+	mbedtls_pk_free(&pk);
+	mbedtls_ctr_drbg_free(&drbg);
+	mbedtls_entropy_free(&ent);
+	return rv;
 }

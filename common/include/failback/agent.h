@@ -38,16 +38,24 @@ typedef struct fb_agent_settings {
 	char *peer_name; /* replica only: DNS name in the primary's certificate */
 	char *log_level;
 	char *workers;
+	char *worker_job; /* replica only, internal: run one job's pull as a worker */
 } fb_agent_settings;
 
 /* The daemon's hook: register its services on reg. Runs after the settings
  * are validated and before any listener accepts. */
 typedef uint32_t (*fb_agent_setup_fn)(fb_agent *agent, fb_rpc_registry *reg, fb_err *err);
 
+/* A worker process's body (see worker_job): no listeners, no lock. */
+typedef void (*fb_agent_worker_fn)(fb_agent *agent, const char *job);
+
 /* fb_agent_main never returns: it exits 0 after a clean stop, 1 on a
- * runtime failure and 2 on bad usage or settings. */
-void fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn setup)
-    __attribute__((noreturn));
+ * runtime failure and 2 on bad usage or settings. With --worker-job it runs
+ * worker instead of serving (worker may be NULL for agents without). */
+void fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn setup,
+                   fb_agent_worker_fn worker) __attribute__((noreturn));
+
+/* fb_agent_argv gives the agent's own command line (to start workers). */
+char **fb_agent_argv(const fb_agent *agent, int *argc);
 
 const fb_agent_settings *fb_agent_settings_get(const fb_agent *agent);
 fb_events_pub           *fb_agent_events(fb_agent *agent);

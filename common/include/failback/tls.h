@@ -51,4 +51,15 @@ uint32_t fb_tls_config_client(nng_tls_config **out, const char *ca_file, const c
 uint32_t fb_tls_cert_subject(const char *cert_file, char *subject, size_t subject_len,
                              char *not_after, size_t not_after_len, fb_err *err);
 
+/* fb_tls_peer_thumbprint completes one mutual-TLS handshake with the
+ * server at url (tls+tcp://host:port), verifying it as the client configs
+ * do, and writes the SHA-1 and SHA-256 thumbprints (lower-case hex, as
+ * `openssl x509 -fingerprint` shows them without colons) of the
+ * certificate it presented. NNG 1.5.2 does not expose a peer certificate,
+ * so a CertificateThumbPrint pin is checked with this probe right before
+ * the real connection. */
+uint32_t fb_tls_peer_thumbprint(const char *url, const char *ca_file, const char *cert_file,
+                                const char *key_file, const char *server_name, char *sha1hex,
+                                char *sha256hex, fb_err *err);
+
 #endif

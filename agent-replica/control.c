@@ -1,0 +1,431 @@
+/*
+ * control.c - the replica's ReplicationService. Methods that start work
+ * check their parameters synchronously, in this order, so the first problem
+ * is the one reported and nothing changes: the VM reference (32773 / 32779),
+ * the settings string (32773 / 32776 / 32770), the recovery point
+ * identifier (32773), the VM's state (32775), a running job (32774). Then
+ * the job is persisted and the method returns 4096 with its reference.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "failback/id.h"
+#include "failback/log.h"
+#include "failback/pb.h"
+#include "failback/rsd.h"
+#include "replica.h"
+#include "replica.pb-c.h"
+
+#define JOB_REF_FMT "Msvm_ConcreteJob.InstanceID=\"%s\""
+
+static uint32_t
+oom(fb_rpc_call *call)
+{
+	return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory building the reply");
+}
+
+/* Accepts a GUID or Msvm_ConcreteJob.InstanceID="<GUID>". */
+static const char *
+job_guid(const char *ref, char *buf, size_t len)
+{
+	const char *q = strchr(ref, '"');
+
+	if (q == NULL)
+		return ref;
+	snprintf(buf, len, "%.36s", q + 1);
+	return buf;
+}
+
+static uint32_t
+started(fb_rpc_call *call, ProtobufCMessage *out, const char *job_id)
+{
+	Failback__JobStartedResponse *rsp = (void *)out;
+	char                          ref[128];
+
+	snprintf(ref, sizeof(ref), JOB_REF_FMT, job_id);
+	if ((rsp->job = fb_rpc_strdup(call, ref)) == NULL)
+		return oom(call);
+	return FB_RV_JOB_STARTED;
+}
+
+static int
+state_in(int state, const int *allowed, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (state == allowed[i])
+			return 1;
+	return 0;
+}
+
+static uint32_t
+initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	static const int                         ok[] = {5, 6, 8, 14};
+	replica                                 *r    = arg;
+	const Failback__InitiateFailbackRequest *req  = (const void *)in;
+	Failback__JobParams                      p    = FAILBACK__JOB_PARAMS__INIT;
+	fb_rsd                                   rsd;
+	fb_vm                                   *vm;
+	fb_err                                   err = {0};
+	char                                     id[FB_ID_LEN + 1];
+
+	if (fb_vm_get(r->db, req->vm, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (fb_rsd_parse(req->replication_setting_data, strlen(req->replication_setting_data), &rsd,
+	                 &err) != FB_RV_OK)
+		goto fail;
+	for (size_t i = 0; i < rsd.nincluded; i++) {
+		int found = 0;
+		for (size_t d = 0; d < vm->ndisks; d++) {
+			fb_rsd one = rsd;
+			one.nincluded = 1;
+			memcpy(one.included[0], rsd.included[i], sizeof(one.included[0]));
+			found |= fb_rsd_includes(&one, vm->disks[d].name);
+		}
+		if (!found) {
+			fb_err_set(&err, FB_RV_INVALID_PARAMETER,
+			           "IncludedDisks names '%.100s', which VM %s does not have",
+			           rsd.included[i], vm->name);
+			goto fail;
+		}
+	}
+	if (req->recovery_point_identifier[0] != '\0' &&
+	    !fb_id_valid(req->recovery_point_identifier)) {
+		fb_err_set(&err, FB_RV_INVALID_PARAMETER,
+		           "RecoveryPointIdentifier '%.80s' is not a recovery point GUID",
+		           req->recovery_point_identifier);
+		goto fail;
+	}
+	if (!state_in(vm->state, ok, 4)) {
+		fb_err_set(&err, FB_RV_INVALID_STATE,
+		           "VM %s is in ReplicationState %d; InitiateFailback needs a recovery VM "
+		           "(5 Recovered, 6 Committed, 8 Critical or 14 Failback complete)",
+		           vm->name, vm->state);
+		goto fail;
+	}
+	p.vm                        = vm->id;
+	p.recovery_point_identifier = req->recovery_point_identifier;
+	p.replication_setting_data  = req->replication_setting_data;
+	p.prev_state                = (uint32_t)vm->state;
+	if (jobs_submit(r, JT_FAILBACK, vm->id, &p, id, &err) != FB_RV_OK)
+		goto fail;
+	free(vm);
+	return started(call, out, id);
+fail:
+	free(vm);
+	return fb_pb_fail(call, &err);
+}
+
+/* The shared shape of the local jobs: VM, state check, submit. */
+static uint32_t
+local_job(replica *r, fb_rpc_call *call, ProtobufCMessage *out, const char *vm_ref, int type,
+          const int *ok, size_t nok, const char *rp)
+{
+	Failback__JobParams p = FAILBACK__JOB_PARAMS__INIT;
+	fb_vm              *vm;
+	fb_rp              *point;
+	fb_err              err = {0};
+	char                id[FB_ID_LEN + 1];
+
+	if (fb_vm_get(r->db, vm_ref, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (rp != NULL && rp[0] != '\0' && !fb_id_valid(rp)) {
+		fb_err_set(&err, FB_RV_INVALID_PARAMETER, "'%.80s' is not a recovery point GUID", rp);
+		goto fail;
+	}
+	if (!state_in(vm->state, ok, nok)) {
+		fb_err_set(&err, FB_RV_INVALID_STATE,
+		           "VM %s is in ReplicationState %d, which does not allow this method",
+		           vm->name, vm->state);
+		goto fail;
+	}
+	if (rp != NULL) {
+		if (fb_rp_get(r->db, vm->id, rp, &point, &err) != FB_RV_OK)
+			goto fail;
+		free(point);
+	}
+	p.vm                        = vm->id;
+	p.recovery_point_identifier = (char *)(rp != NULL ? rp : "");
+	p.replication_setting_data  = "";
+	p.prev_state                = (uint32_t)vm->state;
+	if (jobs_submit(r, type, vm->id, &p, id, &err) != FB_RV_OK)
+		goto fail;
+	free(vm);
+	return started(call, out, id);
+fail:
+	free(vm);
+	return fb_pb_fail(call, &err);
+}
+
+static uint32_t
+initiate_failover(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	static const int                         ok[] = {3};
+	const Failback__InitiateFailoverRequest *req  = (const void *)in;
+
+	return local_job(arg, call, out, req->vm, JT_FAILOVER, ok, 1,
+	                 req->recovery_point_identifier);
+}
+
+static uint32_t
+revert_failover(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	static const int ok[] = {5};
+
+	return local_job(arg, call, out, ((const Failback__VmRef *)in)->vm, JT_REVERT, ok, 1, NULL);
+}
+
+static uint32_t
+commit_failover(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	static const int ok[] = {5};
+
+	return local_job(arg, call, out, ((const Failback__VmRef *)in)->vm, JT_COMMIT, ok, 1, NULL);
+}
+
+static uint32_t
+replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	static const int                  ok[] = {2, 3};
+	replica                          *r    = arg;
+	const Failback__ReplicateRequest *req  = (const void *)in;
+	Failback__JobParams               p    = FAILBACK__JOB_PARAMS__INIT;
+	fb_vm                            *vm   = NULL;
+	fb_err                            err  = {0};
+	char                              id[FB_ID_LEN + 1];
+	const char                       *key  = req->vm;
+
+	if (!fb_id_valid(req->vm) && !fb_name_valid(req->vm))
+		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
+		                   "'%.80s' is neither a VM GUID nor a VM name", req->vm);
+	/* A VM the replica does not hold yet is learnt from the primary. */
+	if (fb_vm_get(r->db, req->vm, &vm, &err) == FB_RV_OK) {
+		if (!state_in(vm->state, ok, 2)) {
+			fb_err_set(&err, FB_RV_INVALID_STATE,
+			           "VM %s is in ReplicationState %d; replication needs 2 or 3",
+			           vm->name, vm->state);
+			free(vm);
+			return fb_pb_fail(call, &err);
+		}
+		key = vm->id;
+	}
+	p.vm                        = (char *)key;
+	p.recovery_point_identifier = "";
+	p.replication_setting_data  = "";
+	p.prev_state                = vm != NULL ? (uint32_t)vm->state : 0;
+	if (jobs_submit(r, JT_REPLICATE, key, &p, id, &err) != FB_RV_OK) {
+		free(vm);
+		return fb_pb_fail(call, &err);
+	}
+	free(vm);
+	return started(call, out, id);
+}
+
+static uint32_t
+get_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	replica                          *r   = arg;
+	Failback__GetVirtualSystemResponse *rsp = (void *)out;
+	fb_vm                            *vm;
+	fb_err                            err = {0};
+	char                              jobs_of[FB_ID_LEN + 1];
+
+	if (fb_vm_get(r->db, ((const Failback__VmRef *)in)->vm, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	rsp->vm = fb_pb_vm(call, vm);
+	snprintf(jobs_of, sizeof(jobs_of), "%s", vm->id);
+	free(vm);
+	if (rsp->vm == NULL)
+		return oom(call);
+	if (jobs_vm_busy(jobs_of)) {
+		char (*ids)[FB_ID_LEN + 1];
+		size_t n;
+		if (jobs_list(r, jobs_of, &ids, &n, &err) == FB_RV_OK && n > 0)
+			rsp->vm->current_job = fb_rpc_strdup(call, ids[n - 1]);
+		free(ids);
+	}
+	return FB_RV_OK;
+}
+
+static uint32_t
+list_vms(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	replica                              *r   = arg;
+	Failback__ListVirtualSystemsResponse *rsp = (void *)out;
+	fb_vm                                *vms;
+	size_t                                n;
+	fb_err                                err = {0};
+
+	(void)in;
+	if (fb_vm_list(r->db, &vms, &n, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	rsp->vms   = fb_rpc_alloc(call, n * sizeof(*rsp->vms) + 1);
+	rsp->n_vms = n;
+	for (size_t i = 0; rsp->vms != NULL && i < n; i++)
+		if ((rsp->vms[i] = fb_pb_vm(call, &vms[i])) == NULL)
+			rsp->vms = NULL;
+	fb_vm_list_free(vms);
+	return rsp->vms != NULL ? FB_RV_OK : oom(call);
+}
+
+static uint32_t
+list_rps(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	replica                              *r   = arg;
+	Failback__ListRecoveryPointsResponse *rsp = (void *)out;
+	fb_rp                                *rps;
+	size_t                                n;
+	fb_err                                err = {0};
+
+	if (fb_rp_list(r->db, ((const Failback__ListRecoveryPointsRequest *)in)->vm, &rps, &n,
+	               &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	rsp->points   = fb_rpc_alloc(call, n * sizeof(*rsp->points) + 1);
+	rsp->n_points = n;
+	for (size_t i = 0; rsp->points != NULL && i < n; i++)
+		if ((rsp->points[i] = fb_pb_rp(call, &rps[i])) == NULL)
+			rsp->points = NULL;
+	free(rps);
+	return rsp->points != NULL ? FB_RV_OK : oom(call);
+}
+
+/* Loads a job into an arena-owned message. */
+static Failback__Job *
+job_message(replica *r, fb_rpc_call *call, const char *ref, fb_err *err)
+{
+	Failback__Job *job = fb_rpc_alloc(call, sizeof(*job));
+	char           guid[FB_ID_LEN + 1], vm[64];
+	char          *phase, *desc, *id;
+
+	if (job == NULL) {
+		fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		return NULL;
+	}
+	failback__job__init(job);
+	if (jobs_load(r, job_guid(ref, guid, sizeof(guid)), job, NULL, vm, sizeof(vm), err) !=
+	    FB_RV_OK)
+		return NULL;
+	/* jobs_load returns heap strings; move them into the arena. */
+	phase = job->phase;
+	desc  = job->error_description;
+	id    = job->instance_id;
+	job->phase             = fb_rpc_strdup(call, phase);
+	job->error_description = fb_rpc_strdup(call, desc);
+	job->instance_id       = fb_rpc_strdup(call, id);
+	job->vm_id             = fb_rpc_strdup(call, vm);
+	free(phase);
+	free(desc);
+	free(id);
+	return job;
+}
+
+static uint32_t
+get_job(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	Failback__GetJobResponse *rsp = (void *)out;
+	fb_err                    err = {0};
+
+	if ((rsp->job = job_message(arg, call, ((const Failback__JobRef *)in)->job, &err)) == NULL)
+		return fb_pb_fail(call, &err);
+	return FB_RV_OK;
+}
+
+static uint32_t
+list_jobs(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	replica                        *r   = arg;
+	const Failback__ListJobsRequest *req = (const void *)in;
+	Failback__ListJobsResponse     *rsp = (void *)out;
+	char (*ids)[FB_ID_LEN + 1]          = NULL;
+	char                            vm_id[FB_ID_LEN + 1] = "";
+	size_t                          n;
+	fb_err                          err = {0};
+
+	if (req->vm[0] != '\0') {
+		fb_vm *vm;
+		if (fb_vm_get(r->db, req->vm, &vm, &err) != FB_RV_OK)
+			return fb_pb_fail(call, &err);
+		snprintf(vm_id, sizeof(vm_id), "%s", vm->id);
+		free(vm);
+	}
+	if (jobs_list(r, vm_id, &ids, &n, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	rsp->jobs = fb_rpc_alloc(call, n * sizeof(*rsp->jobs) + 1);
+	for (size_t i = 0; rsp->jobs != NULL && i < n; i++)
+		if ((rsp->jobs[rsp->n_jobs] = job_message(r, call, ids[i], &err)) != NULL)
+			rsp->n_jobs++;
+	free(ids);
+	return rsp->jobs != NULL ? FB_RV_OK : oom(call);
+}
+
+static uint32_t
+request_job_state_change(void *arg, fb_rpc_call *call, const ProtobufCMessage *in,
+                         ProtobufCMessage *out)
+{
+	const Failback__RequestJobStateChangeRequest *req = (const void *)in;
+	fb_err                                       err = {0};
+	char                                         guid[FB_ID_LEN + 1];
+
+	(void)out;
+	if (jobs_cancel(arg, job_guid(req->job, guid, sizeof(guid)), req->requested_state, &err) !=
+	    FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	return FB_RV_OK;
+}
+
+/* GetError: the job's error as an embedded Msvm_Error instance. */
+static uint32_t
+get_job_error(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	Failback__GetJobErrorResponse *rsp = (void *)out;
+	Failback__Job                 *job;
+	fb_err                         err = {0};
+	char                           xml[2048], msg[1200];
+	size_t                         k = 0;
+
+	if ((job = job_message(arg, call, ((const Failback__JobRef *)in)->job, &err)) == NULL)
+		return fb_pb_fail(call, &err);
+	rsp->error_code        = job->error_code;
+	rsp->error_description = job->error_description;
+	for (const char *c = job->error_description; *c && k < sizeof(msg) - 8; c++) {
+		const char *rep = *c == '<' ? "&lt;" : *c == '>' ? "&gt;" : *c == '&' ? "&amp;"
+		                : *c == '"' ? "&quot;" : NULL;
+		if (rep != NULL)
+			k += (size_t)snprintf(msg + k, sizeof(msg) - k, "%s", rep);
+		else
+			msg[k++] = *c;
+	}
+	msg[k] = '\0';
+	if (job->error_code == 0) {
+		rsp->error = "";
+		return FB_RV_OK;
+	}
+	snprintf(xml, sizeof(xml),
+	         "<INSTANCE CLASSNAME=\"Msvm_Error\">"
+	         "<PROPERTY NAME=\"Message\" TYPE=\"string\"><VALUE>%s</VALUE></PROPERTY>"
+	         "<PROPERTY NAME=\"CIMStatusCode\" TYPE=\"uint32\"><VALUE>%u</VALUE></PROPERTY>"
+	         "<PROPERTY NAME=\"ErrorSource\" TYPE=\"string\"><VALUE>%s</VALUE></PROPERTY>"
+	         "</INSTANCE>",
+	         msg, job->error_code, job->instance_id);
+	rsp->error = fb_rpc_strdup(call, xml);
+	return rsp->error != NULL ? FB_RV_OK : oom(call);
+}
+
+const fb_rpc_method replica_control_methods[] = {
+    {"InitiateFailback", initiate_failback, FB_ROLE_OPERATOR},
+    {"InitiateFailover", initiate_failover, FB_ROLE_OPERATOR},
+    {"RevertFailover", revert_failover, FB_ROLE_OPERATOR},
+    {"CommitFailover", commit_failover, FB_ROLE_OPERATOR},
+    {"Replicate", replicate, FB_ROLE_OPERATOR},
+    {"GetVirtualSystem", get_vm, FB_ROLES_READ},
+    {"ListVirtualSystems", list_vms, FB_ROLES_READ},
+    {"ListRecoveryPoints", list_rps, FB_ROLES_READ},
+    {"GetJob", get_job, FB_ROLES_READ},
+    {"ListJobs", list_jobs, FB_ROLES_READ},
+    {"RequestJobStateChange", request_job_state_change, FB_ROLE_OPERATOR},
+    {"GetJobError", get_job_error, FB_ROLES_READ},
+};
+const size_t replica_control_nmethods =
+    sizeof(replica_control_methods) / sizeof(replica_control_methods[0]);

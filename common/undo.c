@@ -1,0 +1,184 @@
+/*
+ * undo.c - the undo log of undo.h. Record: 56-byte header (magic, disk,
+ * flags, block, length, SHA-256 of header fields and data) + data.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "failback/fsops.h"
+#include "failback/hash.h"
+#include "failback/undo.h"
+
+#define U_MAGIC  0x31554246u /* "FBU1" */
+#define U_HDR    56u
+#define U_ZERO   1u
+
+struct fb_undo {
+	int   fd;
+	off_t end;
+	char  path[4096];
+};
+
+struct hdr {
+	uint32_t magic, disk, flags, len;
+	uint64_t block;
+	uint8_t  sum[32];
+};
+
+static void
+u_sum(const struct hdr *h, const void *data, uint8_t *out)
+{
+	EVP_MD_CTX  *c = EVP_MD_CTX_new();
+	unsigned int n;
+
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	EVP_DigestUpdate(c, h, offsetof(struct hdr, sum));
+	if (data != NULL)
+		EVP_DigestUpdate(c, data, h->len);
+	EVP_DigestFinal_ex(c, out, &n);
+	EVP_MD_CTX_free(c);
+}
+
+uint32_t
+fb_undo_open(fb_undo **out, const char *path, fb_err *err)
+{
+	fb_undo    *u = calloc(1, sizeof(*u));
+	struct stat st;
+
+	if (u == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	snprintf(u->path, sizeof(u->path), "%s", path);
+	if ((u->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 || fstat(u->fd, &st) != 0) {
+		uint32_t rv = fb_err_errno(err, errno, path);
+		if (u->fd >= 0)
+			close(u->fd);
+		free(u);
+		return rv;
+	}
+	u->end = st.st_size;
+	if (fb_fs_fsync_dir(path) != 0) {
+		close(u->fd);
+		free(u);
+		return fb_err_errno(err, errno, "fsync undo directory");
+	}
+	*out = u;
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_undo_append(fb_undo *u, uint32_t disk, uint64_t block, const void *data, uint32_t len,
+               fb_err *err)
+{
+	struct hdr h;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = U_MAGIC;
+	h.disk  = disk;
+	h.block = block;
+	h.len   = len;
+	if (data == NULL || fb_is_zero(data, len)) {
+		h.flags = U_ZERO;
+		data    = NULL;
+	}
+	u_sum(&h, data, h.sum);
+	if (fb_fs_pwrite(u->fd, &h, U_HDR, u->end) < 0 ||
+	    (data != NULL && fb_fs_pwrite(u->fd, data, len, u->end + U_HDR) < 0))
+		return fb_err_errno(err, errno, u->path);
+	u->end += U_HDR + (data != NULL ? len : 0);
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_undo_sync(fb_undo *u, fb_err *err)
+{
+	return fb_fs_fsync(u->fd) == 0 ? FB_RV_OK : fb_err_errno(err, errno, u->path);
+}
+
+void
+fb_undo_close(fb_undo *u)
+{
+	if (u == NULL)
+		return;
+	close(u->fd);
+	free(u);
+}
+
+uint32_t
+fb_undo_replay(const char *path, fb_undo_apply_fn fn, void *arg, uint64_t *records, fb_err *err)
+{
+	int      fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t   *offs = NULL;
+	size_t   n = 0, cap = 0;
+	off_t    pos = 0;
+	uint8_t *data = malloc(FB_BLOCK_SIZE);
+	uint32_t rv   = FB_RV_OK;
+
+	if (records != NULL)
+		*records = 0;
+	if (fd < 0) {
+		free(data);
+		return errno == ENOENT ? FB_RV_OK : fb_err_errno(err, errno, path);
+	}
+	if (data == NULL) {
+		close(fd);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	for (;;) { /* index the intact records */
+		struct hdr h;
+		uint8_t    sum[32];
+
+		if (pread(fd, &h, U_HDR, pos) != U_HDR || h.magic != U_MAGIC || h.len > FB_BLOCK_SIZE)
+			break;
+		if (!(h.flags & U_ZERO) && pread(fd, data, h.len, pos + U_HDR) != (ssize_t)h.len)
+			break;
+		u_sum(&h, (h.flags & U_ZERO) ? NULL : data, sum);
+		if (memcmp(sum, h.sum, sizeof(sum)) != 0)
+			break;
+		if (n == cap) {
+			off_t *g = realloc(offs, (cap = cap ? cap * 2 : 1024) * sizeof(*offs));
+			if (g == NULL) {
+				rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+				goto out;
+			}
+			offs = g;
+		}
+		offs[n++] = pos;
+		pos += U_HDR + ((h.flags & U_ZERO) ? 0 : h.len);
+	}
+	while (n > 0 && rv == FB_RV_OK) { /* newest first */
+		struct hdr h;
+
+		pos = offs[--n];
+		if (pread(fd, &h, U_HDR, pos) != U_HDR ||
+		    (!(h.flags & U_ZERO) && pread(fd, data, h.len, pos + U_HDR) != (ssize_t)h.len)) {
+			rv = fb_err_errno(err, errno, path);
+			break;
+		}
+		rv = fn(arg, h.disk, h.block, (h.flags & U_ZERO) ? NULL : data, h.len, err);
+		if (rv == FB_RV_OK && records != NULL)
+			(*records)++;
+	}
+out:
+	free(offs);
+	free(data);
+	close(fd);
+	return rv;
+}
+
+uint32_t
+fb_undo_remove(const char *path, fb_err *err)
+{
+	if (unlink(path) != 0 && errno != ENOENT)
+		return fb_err_errno(err, errno, path);
+	if (fb_fs_fsync_dir(path) != 0 && errno != ENOENT)
+		return fb_err_errno(err, errno, "fsync undo directory");
+	return FB_RV_OK;
+}
