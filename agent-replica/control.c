@@ -3,7 +3,8 @@
  * check their parameters synchronously, in this order, so the first problem
  * is the one reported and nothing changes: the VM reference (32773 / 32779),
  * the settings string (32773 / 32776 / 32770), the recovery point
- * identifier (32773), the VM's state (32775), a running job (32774). Then
+ * identifier (32773), a running job (32774; checked before the state, which
+ * a running job has changed), the VM's state (32775). Then
  * the job is persisted and the method returns 4096 with its reference.
  */
 #include <stdio.h>
@@ -98,6 +99,10 @@ initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Prot
 		           req->recovery_point_identifier);
 		goto fail;
 	}
+	if (jobs_vm_busy(vm->id)) {
+		fb_err_set(&err, FB_RV_SYSTEM_IN_USE, "VM %s already has a running job", vm->name);
+		goto fail;
+	}
 	if (!state_in(vm->state, ok, 4)) {
 		fb_err_set(&err, FB_RV_INVALID_STATE,
 		           "VM %s is in ReplicationState %d; InitiateFailback needs a recovery VM "
@@ -133,6 +138,10 @@ local_job(replica *r, fb_rpc_call *call, ProtobufCMessage *out, const char *vm_r
 		return fb_pb_fail(call, &err);
 	if (rp != NULL && rp[0] != '\0' && !fb_id_valid(rp)) {
 		fb_err_set(&err, FB_RV_INVALID_PARAMETER, "'%.80s' is not a recovery point GUID", rp);
+		goto fail;
+	}
+	if (jobs_vm_busy(vm->id)) {
+		fb_err_set(&err, FB_RV_SYSTEM_IN_USE, "VM %s already has a running job", vm->name);
 		goto fail;
 	}
 	if (!state_in(vm->state, ok, nok)) {

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -77,6 +78,8 @@ typedef struct worker {
 	uint64_t             bytes_done, bytes_total, blocks_done, blocks_total;
 	uint64_t             last_emit;
 	uint64_t             wire;
+	uint64_t             rate_cap;   /* bytes/s, 0 = none */
+	uint64_t             xfer_t0, xfer_b0;
 } worker;
 
 static void
@@ -133,6 +136,25 @@ w_sleep_ms(worker *w, unsigned ms)
 	}
 }
 
+/* Holds the pull to the operator's --max-transfer-rate. */
+static void
+w_throttle(worker *w)
+{
+	uint64_t due, now;
+
+	if (w->rate_cap == 0)
+		return;
+	if (w->xfer_t0 == 0) {
+		w->xfer_t0 = fb_clock_mono_ms();
+		w->xfer_b0 = w->bytes_done;
+	}
+	due = w->xfer_t0 + (w->bytes_done - w->xfer_b0) * 1000 / w->rate_cap;
+	while ((now = fb_clock_mono_ms()) < due) {
+		usleep((useconds_t)((due - now < 50 ? due - now : 50) * 1000));
+		w_emit(w, 0);
+	}
+}
+
 static int
 is_ip_literal(const char *host)
 {
@@ -176,7 +198,7 @@ w_connect(worker *w, int i)
 			break;
 		fb_log_info("FB6002", "job %s: primary %s: %s (attempt %d)", w->job, w->url, err.msg,
 		            attempt + 1);
-		w_sleep_ms(w, 250u << attempt);
+		w_sleep_ms(w, attempt < 3 ? 250u << attempt : 2000u);
 	}
 	w_die(w, rv, "cannot reach the primary at %s: %s", w->url, err.msg);
 }
@@ -194,7 +216,7 @@ w_call(worker *w, int i, const char *method, const ProtobufCMessage *in, Protobu
 		if (rv != FB_RV_NOT_AVAILABLE && rv != FB_RV_TIMEOUT)
 			return rv;
 		fb_log_info("FB6003", "job %s: %s: %s; retrying", w->job, method, err->msg);
-		usleep((useconds_t)(250000u << attempt));
+		usleep(attempt < 3 ? (useconds_t)(250000u << attempt) : 2000000u);
 	}
 	return rv;
 }
@@ -642,6 +664,7 @@ apply_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 	w->blocks_done += n;
 	w->bytes_done += n * FB_BLOCK_SIZE;
 	w_emit(w, 0);
+	w_throttle(w);
 }
 
 struct hash_progress {
@@ -835,6 +858,7 @@ w_failback(worker *w)
 	items            = calloc(nitems + cp->n_disks * BATCH + 1, sizeof(*items));
 	w->blocks_total  = nitems;
 	w->blocks_done   = 0;
+	w->bytes_done    = 0;
 	w->bytes_total   = nitems * FB_BLOCK_SIZE;
 	w->wire          = cp->bytes_on_wire;
 	replica_undo_path(w->r, a.vm->id, undo, sizeof(undo));
@@ -902,6 +926,7 @@ store_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 	w->blocks_done += n;
 	w->bytes_done += n * FB_BLOCK_SIZE;
 	w_emit(w, 0);
+	w_throttle(w);
 }
 
 static int
@@ -1024,6 +1049,10 @@ worker_main(replica *r, const char *job_id)
 	w.r   = r;
 	w.job = job_id;
 	signal(SIGPIPE, SIG_IGN);
+	/* A worker never outlives its agent: a restarted agent starts its own. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		w_die(&w, FB_RV_FAILED, "the agent is gone");
 	snprintf(path, sizeof(path), "%s/state.db", r->dir);
 	if (fb_db_open(&w.db, path, &err) != FB_RV_OK)
 		w_die(&w, err.rv, "%s", err.msg);
@@ -1040,6 +1069,7 @@ worker_main(replica *r, const char *job_id)
 	                 strlen(w.params->replication_setting_data), &w.rsd, &err) != FB_RV_OK)
 		w_die(&w, err.rv, "%s", err.msg);
 	w_target(&w);
+	w.rate_cap = strtoull(r->set->max_transfer_rate, NULL, 10) << 20;
 	if (w.rsd.thumbprint[0] != '\0') {
 		char sha1[41], sha256[65];
 

@@ -173,6 +173,7 @@ ctl_call_and_wait(ctl *c, const char *method, const ProtobufCMessage *in, int wa
 		                (ProtobufCMessage **)&out);
 		if (code != CTL_EXIT_OK)
 			return code;
+		fflush(stdout);
 	}
 	code = waiter_run(c, &w, out->job);
 	protobuf_c_message_free_unpacked(&out->base, NULL);

@@ -74,8 +74,10 @@ agent_keys(fb_agent *a, fb_config_key *k)
 	}
 	KEY(log_level, "error, warn, info (default) or debug");
 	KEY(workers, "handler threads (default 4)");
-	if (a->kind == FB_AGENT_REPLICA)
+	if (a->kind == FB_AGENT_REPLICA) {
+		KEY(max_transfer_rate, "MiB/s a job may pull from the primary (default 0: no cap)");
 		KEY(worker_job, "internal: run one job's transfer (the agent starts these)");
+	}
 #undef KEY
 	return n;
 }
@@ -154,6 +156,15 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 		agent_default(&a->set.peer_name, "primary.failback.test");
 	}
 	agent_default(&a->set.log_level, "info");
+	if (a->kind == FB_AGENT_REPLICA) {
+		char *end;
+		agent_default(&a->set.max_transfer_rate, "0");
+		(void)strtoul(a->set.max_transfer_rate, &end, 10);
+		if (*end != '\0' || a->set.max_transfer_rate[0] == '\0')
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "--max-transfer-rate: '%s' is not a whole number of MiB/s",
+			                  a->set.max_transfer_rate);
+	}
 	agent_default(&a->set.workers, "4");
 	if ((rv = agent_require(a->set.data_dir, "data-dir", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.cert, "cert", err)) != FB_RV_OK ||

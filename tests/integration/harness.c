@@ -197,6 +197,32 @@ fbt_ctl(char *out, size_t cap, const char *url, const char *id, const char *snam
 }
 
 int
+fbt_ctlv(char *out, size_t cap, const char *url, const char *id, const char *sname,
+         const char *const *args)
+{
+	char *argv[64];
+	char  ca[600], cert[600], key[600];
+	int   n = 0;
+
+	snprintf(ca, sizeof(ca), "--ca=%s/agents-ca.pem", pki);
+	snprintf(cert, sizeof(cert), "--cert=%s/%s.pem", pki, id);
+	snprintf(key, sizeof(key), "--key=%s/%s.key", pki, id);
+	argv[n++] = (char *)FBT_CTL;
+	argv[n++] = (char *)"--url";
+	argv[n++] = (char *)url;
+	argv[n++] = (char *)"--server-name";
+	argv[n++] = (char *)sname;
+	argv[n++] = ca;
+	argv[n++] = cert;
+	argv[n++] = key;
+	argv[n++] = (char *)"--timeout=20000";
+	for (int i = 0; args[i] != NULL && n < 62; i++)
+		argv[n++] = (char *)args[i];
+	argv[n] = NULL;
+	return fbt_run(argv, out, cap);
+}
+
+int
 fbt_file_contains(const char *path, const char *text)
 {
 	char  buf[1 << 16];

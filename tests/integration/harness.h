@@ -58,6 +58,10 @@ int fbt_run(char *const argv[], char *out, size_t cap);
  * against url, with server name sname, then the given arguments. */
 int fbt_ctl(char *out, size_t cap, const char *url, const char *id, const char *sname, ...);
 
+/* fbt_ctlv is fbt_ctl with a NULL-terminated argument array. */
+int fbt_ctlv(char *out, size_t cap, const char *url, const char *id, const char *sname,
+             const char *const *args);
+
 /* fbt_file_contains is 1 if file contains text. */
 int fbt_file_contains(const char *path, const char *text);
 

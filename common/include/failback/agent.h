@@ -38,6 +38,7 @@ typedef struct fb_agent_settings {
 	char *peer_name; /* replica only: DNS name in the primary's certificate */
 	char *log_level;
 	char *workers;
+	char *max_transfer_rate; /* replica only: MiB/s per job, 0 = unlimited */
 	char *worker_job; /* replica only, internal: run one job's pull as a worker */
 } fb_agent_settings;
 

@@ -1,0 +1,505 @@
+/*
+ * failback_test.c - InitiateFailback end to end with real agents on
+ * loopback: a VM is replicated, changed, replicated again, failed over and
+ * committed; the recovery disk is written to; then failing back to an
+ * older point must make it byte-identical to that point. Around that: every
+ * synchronous return value, and the faults an operator must be able to
+ * trust it with (cancel, the replica agent killed, the primary killed
+ * mid-transfer, the primary unreachable, a wrong certificate pin).
+ *
+ * The replica runs with --max-transfer-rate so a transfer lasts long enough
+ * to be interrupted on purpose; no test waits a fixed time.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "failback/events.h"
+#include "failback/tls.h"
+#include "harness.h"
+#include "image.h"
+
+#define PNAME "primary.failback.test"
+#define RNAME "replica.failback.test"
+#define RATE  "16"
+
+static fbt_agent primary, replica;
+static char      out[1 << 16], img[600], p1img[600], disk[700], p1[40], pin[80];
+
+#define P(...) pctl((const char *[]){__VA_ARGS__, NULL})
+#define R(...) rctl((const char *[]){__VA_ARGS__, NULL})
+
+static int
+pctl(const char *const *args)
+{
+	return fbt_ctlv(out, sizeof(out), primary.control, "operator", PNAME, args);
+}
+
+static int
+rctl(const char *const *args)
+{
+	const char *full[32];
+	int         n = 0;
+
+	full[n++] = "--events-url";
+	full[n++] = replica.events;
+	for (int i = 0; args[i] != NULL && n < 30; i++)
+		full[n++] = args[i];
+	full[n] = NULL;
+	return fbt_ctlv(out, sizeof(out), replica.control, "operator", RNAME, full);
+}
+
+/* Copies the value after key in out ("key": value or key=\"value\"). */
+static void
+grab(const char *key, char *dst, size_t len)
+{
+	const char *p = strstr(out, key);
+
+	assert_non_null(p);
+	snprintf(dst, len, "%.36s", p + strlen(key));
+}
+
+static void
+sha(const char *path, char *hex)
+{
+	assert_int_equal(fbt_file_sha256(path, hex), 0);
+}
+
+static int
+start_primary(const char *const *extra)
+{
+	return fbt_agent_start(&primary, "primary", "primary", extra);
+}
+
+static int
+start_replica(const char *const *more)
+{
+	char        peer[200], dd[700];
+	const char *extra[12] = {peer, "--peer-name=" PNAME, "--max-transfer-rate=" RATE};
+	int         n         = 3;
+
+	snprintf(peer, sizeof(peer), "--peer-url=%s", primary.resync);
+	if (more != NULL) {
+		snprintf(dd, sizeof(dd), "--data-dir=%s", replica.dir);
+		extra[n++] = dd;
+		for (int i = 0; more[i] != NULL && n < 11; i++)
+			extra[n++] = more[i];
+	}
+	extra[n] = NULL;
+	return fbt_agent_start(&replica, "replica", "replica", extra);
+}
+
+static void
+thumbprint_of(const char *pem, char *dst)
+{
+	char *const argv[] = {(char *)"/usr/bin/openssl", (char *)"x509", (char *)"-in", (char *)pem,
+	                      (char *)"-noout", (char *)"-fingerprint", (char *)"-sha256", NULL};
+	char        buf[512], *eq;
+	size_t      k = 0;
+
+	assert_int_equal(fbt_run(argv, buf, sizeof(buf)), 0);
+	eq = strchr(buf, '=');
+	assert_non_null(eq);
+	for (char *c = eq + 1; *c && *c != '\n'; c++)
+		if (*c != ':')
+			dst[k++] = *c;
+	dst[k] = '\0';
+}
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	if (fbt_setup() != 0 || start_primary(NULL) != 0 || start_replica(NULL) != 0)
+		return -1;
+	snprintf(img, sizeof(img), "%s/web.img", fbt_root());
+	snprintf(p1img, sizeof(p1img), "%s/web.p1", fbt_root());
+	if (fbt_image_make(img, 64u << 20, 21) != 0)
+		return -1;
+	thumbprint_of(fbt_pki_file("primary.pem"), pin);
+	if (P("primary-vm", "add", "web", img, "--history", "2") != 0)
+		return -1;
+	if (P("--json", "primary-rp", "create", "web") != 0)
+		return -1;
+	grab("\"point\":{\"id\":\"", p1, sizeof(p1));
+	{
+		char *const cp[] = {(char *)"/bin/cp", (char *)"--sparse=always", img, p1img, NULL};
+		if (fbt_run(cp, out, sizeof(out)) != 0)
+			return -1;
+	}
+	if (R("replicate", "web", "--wait") != 0)
+		return -1;
+	if (fbt_image_mutate(img, 52, 5) != 52) /* 5% of 1024 blocks */
+		return -1;
+	if (P("primary-rp", "create", "web") != 0 || R("replicate", "web", "--wait") != 0 ||
+	    R("failover", "web", "--wait") != 0 || R("failover-commit", "web", "--wait") != 0)
+		return -1;
+	if (R("vm", "show", "web") != 0)
+		return -1;
+	{
+		const char *p = strstr(out, "path: ");
+		if (p == NULL)
+			return -1;
+		sscanf(p + 6, "%699s", disk);
+	}
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	fbt_agent_stop(&replica, SIGTERM, 5000);
+	fbt_agent_stop(&primary, SIGTERM, 5000);
+	fbt_teardown();
+	return 0;
+}
+
+static void
+replica_holds_the_committed_point_and_its_disk(void **state)
+{
+	(void)state;
+	assert_int_equal(R("--json", "rp", "list", "web"), 0);
+	assert_null(strstr(out, p1)); /* commit flattened the points: P1 is gone */
+	assert_non_null(strstr(out, "\"hash_algorithm\":\"sha256\""));
+	assert_int_equal(R("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "replication_state: RS_COMMITTED (6)"));
+	assert_non_null(strstr(out, "replication_mode: RM_RECOVERY (2)"));
+	assert_int_equal(access(disk, R_OK | W_OK), 0);
+}
+
+/* --- events --- */
+
+struct watch {
+	fb_events_sub *sub;
+	char           job[40];
+	volatile int   stop;
+	int            saw_compare, saw_transfer, saw_verify, saw_complete;
+	unsigned       max_pct;
+	uint64_t       events;
+};
+
+static void *
+watch_thread(void *arg)
+{
+	struct watch *w = arg;
+
+	while (!w->stop) {
+		Failback__JobEvent *ev;
+		fb_err              err;
+
+		if (fb_events_sub_next(w->sub, 200, &ev, &err) != FB_RV_OK)
+			continue;
+		if (w->job[0] == '\0' || strcmp(ev->job_id, w->job) == 0) {
+			w->events++;
+			w->saw_compare |= strcmp(ev->phase, "Comparing") == 0;
+			w->saw_transfer |= strcmp(ev->phase, "Transferring") == 0;
+			w->saw_verify |= strcmp(ev->phase, "Verifying") == 0;
+			w->saw_complete |= ev->job_state == 7;
+			if (ev->percent_complete > w->max_pct)
+				w->max_pct = ev->percent_complete;
+		}
+		failback__job_event__free_unpacked(ev, NULL);
+	}
+	return NULL;
+}
+
+static void
+failback_to_p1_makes_the_disk_identical_to_p1(void **state)
+{
+	struct watch    w;
+	pthread_t       t;
+	nng_tls_config *tls;
+	fb_err          err;
+	char            settings[2048], path[700], want[65], got[65], job[40];
+	FILE           *f;
+
+	(void)state;
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
+	                                      fbt_pki_file("monitor.pem"), fbt_pki_file("monitor.key"),
+	                                      RNAME, 0, &err),
+	                 0);
+	assert_int_equal(fb_events_sub_open(&w.sub, replica.events, tls, "job/", &err), 0);
+	assert_int_equal(pthread_create(&t, NULL, watch_thread, &w), 0);
+	/* The recovery VM ran and wrote to its disk. */
+	assert_int_equal(fbt_image_mutate(disk, 40, 77), 40);
+	snprintf(settings, sizeof(settings),
+	         "<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\">"
+	         "<PROPERTY NAME=\"PrimaryConnectionPoint\" TYPE=\"string\"><VALUE>127.0.0.1</VALUE>"
+	         "</PROPERTY><PROPERTY NAME=\"RecoveryServerPortNumber\" TYPE=\"uint16\"><VALUE>%s"
+	         "</VALUE></PROPERTY><PROPERTY NAME=\"AuthenticationType\" TYPE=\"uint16\"><VALUE>2"
+	         "</VALUE></PROPERTY><PROPERTY NAME=\"CertificateThumbPrint\" TYPE=\"string\">"
+	         "<VALUE>%s</VALUE></PROPERTY><PROPERTY NAME=\"CompressionEnabled\" "
+	         "TYPE=\"boolean\"><VALUE>TRUE</VALUE></PROPERTY></INSTANCE>",
+	         strrchr(primary.resync, ':') + 1, pin);
+	snprintf(path, sizeof(path), "%s/settings.xml", fbt_root());
+	f = fopen(path, "w");
+	fputs(settings, f);
+	fclose(f);
+	assert_int_equal(R("failback", "web", "--rp", p1, "--settings", path, "--wait"), 0);
+	assert_non_null(strstr(out, "Method Parameters Checked - Job Started (4096)"));
+	assert_non_null(strstr(out, "Completed (7)"));
+	grab("InstanceID=\"", job, sizeof(job));
+	sha(p1img, want);
+	sha(disk, got);
+	assert_string_equal(got, want);
+	assert_int_equal(R("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)"));
+	/* CIM_ConcreteJob fields. */
+	assert_int_equal(R("job", "show", job), 0);
+	assert_non_null(strstr(out, "job_type: 124"));
+	assert_non_null(strstr(out, "percent_complete: 100"));
+	assert_non_null(strstr(out, "time_before_removal_ms: 300000"));
+	assert_non_null(strstr(out, "error_code: 0"));
+	/* The differing blocks came over the wire, and only they. */
+	assert_true(fbt_file_contains(replica.log, "bytes on the wire"));
+	/* A subscriber saw the phases and 100%. */
+	for (int i = 0; i < 100 && !w.saw_complete; i++)
+		usleep(20000);
+	w.stop = 1;
+	pthread_join(t, NULL);
+	assert_true(w.saw_compare && w.saw_transfer && w.saw_verify && w.saw_complete);
+	assert_int_equal(w.max_pct, 100);
+	nng_tls_config_free(tls);
+}
+
+static void
+synchronous_checks_return_hyperv_codes_and_change_nothing(void **state)
+{
+	char path[700];
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(R("failback", "nosuch"), 1);
+	assert_non_null(strstr(out, "File not found (32779)"));
+	assert_int_equal(R("failback", "../etc"), 1);
+	assert_non_null(strstr(out, "Invalid parameter (32773)"));
+	assert_int_equal(R("failback", "web", "--rp", "not-a-guid"), 1);
+	assert_non_null(strstr(out, "Invalid parameter (32773)"));
+	snprintf(path, sizeof(path), "%s/bad.xml", fbt_root());
+	f = fopen(path, "w");
+	fputs("<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY", f);
+	fclose(f);
+	assert_int_equal(R("failback", "web", "--settings", path), 1);
+	assert_non_null(strstr(out, "Invalid parameter (32773)"));
+	f = fopen(path, "w");
+	fputs("<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
+	      "NAME=\"CompressionEnabled\" TYPE=\"boolean\"><VALUE>maybe</VALUE></PROPERTY>"
+	      "</INSTANCE>", f);
+	fclose(f);
+	assert_int_equal(R("failback", "web", "--settings", path), 1);
+	assert_non_null(strstr(out, "Incorrect data type (32776)"));
+	f = fopen(path, "w");
+	fputs("<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
+	      "NAME=\"AuthenticationType\" TYPE=\"uint16\"><VALUE>1</VALUE></PROPERTY></INSTANCE>",
+	      f);
+	fclose(f);
+	assert_int_equal(R("failback", "web", "--settings", path), 1);
+	assert_non_null(strstr(out, "Not Supported (32770)"));
+	/* Nothing changed: the VM is still where the last test left it. */
+	assert_int_equal(R("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)"));
+}
+
+static void
+failback_of_a_vm_that_is_not_a_recovery_vm_is_invalid_state(void **state)
+{
+	char idle[600];
+
+	(void)state;
+	snprintf(idle, sizeof(idle), "%s/idle.img", fbt_root());
+	assert_int_equal(fbt_image_make(idle, 4u << 20, 3), 0);
+	assert_int_equal(P("primary-vm", "add", "idle", idle), 0);
+	assert_int_equal(P("primary-rp", "create", "idle"), 0);
+	assert_int_equal(R("replicate", "idle", "--wait"), 0);
+	assert_int_equal(R("failback", "idle"), 1);
+	assert_non_null(strstr(out, "Invalid state for this operation (32775)"));
+}
+
+static void
+wait_job(const char *job, int want_exit)
+{
+	assert_int_equal(R("job", "wait", job), want_exit);
+}
+
+static void
+unknown_point_fails_the_job_with_file_not_found(void **state)
+{
+	char job[40];
+
+	(void)state;
+	assert_int_equal(R("failback", "web", "--rp", "00000000-0000-4000-8000-000000000001"), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_job(job, 1);
+	assert_non_null(strstr(out, "Exception (10)"));
+	assert_non_null(strstr(out, "File not found (32779)"));
+	assert_int_equal(R("job", "error", job), 0);
+	assert_non_null(strstr(out, "error_code: 32779"));
+	assert_non_null(strstr(out, "Msvm_Error"));
+	assert_int_equal(R("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_CRITICAL (8)"));
+}
+
+static void
+unreachable_primary_fails_with_32777_and_a_second_call_is_in_use(void **state)
+{
+	char path[700], job[40], want[65], got[65];
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/dead.xml", fbt_root());
+	f = fopen(path, "w");
+	fputs("<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
+	      "NAME=\"PrimaryConnectionPoint\" TYPE=\"string\"><VALUE>127.0.0.1</VALUE></PROPERTY>"
+	      "<PROPERTY NAME=\"RecoveryServerPortNumber\" TYPE=\"uint16\"><VALUE>1</VALUE>"
+	      "</PROPERTY></INSTANCE>", f);
+	fclose(f);
+	assert_int_equal(R("failback", "web", "--settings", path), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	/* The job retries for seconds: a second call meanwhile is refused. */
+	assert_int_equal(R("failback", "web"), 1);
+	if (strstr(out, "System is in use (32774)") == NULL)
+		fail_msg("second call: %s", out);
+	wait_job(job, 1);
+	assert_non_null(strstr(out, "System is not available (32777)"));
+	assert_int_equal(R("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_CRITICAL (8)"));
+	/* A later call, with the relationship's settings, completes. */
+	assert_int_equal(R("failback", "web", "--rp", p1, "--wait"), 0);
+	sha(p1img, want);
+	sha(disk, got);
+	assert_string_equal(got, want);
+}
+
+static void
+wrong_certificate_pin_fails_the_job(void **state)
+{
+	char path[700], job[40];
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/pin.xml", fbt_root());
+	f = fopen(path, "w");
+	fprintf(f, "<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
+	           "NAME=\"CertificateThumbPrint\" TYPE=\"string\"><VALUE>%064d</VALUE></PROPERTY>"
+	           "</INSTANCE>", 0);
+	fclose(f);
+	assert_int_equal(R("failback", "web", "--settings", path), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_job(job, 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_non_null(strstr(out, "CertificateThumbPrint"));
+}
+
+/* Waits (bounded) until the job is transferring and has applied blocks. */
+static void
+wait_transferring(const char *job)
+{
+	for (int i = 0; i < 600; i++) {
+		assert_int_equal(R("--json", "job", "show", job), 0);
+		if (strstr(out, "\"phase\":\"Transferring\"") != NULL &&
+		    strstr(out, "\"blocks_done\":0,") == NULL)
+			return;
+		usleep(50000);
+	}
+	fail_msg("job %s never started transferring: %s", job, out);
+}
+
+static void
+cancel_mid_transfer_restores_the_disk_byte_for_byte(void **state)
+{
+	char before[65], after[65], job[40];
+
+	(void)state;
+	assert_int_equal(fbt_image_mutate(disk, 800, 91), 800); /* ~50 MiB to undo */
+	sha(disk, before);
+	assert_int_equal(R("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)"));
+	assert_int_equal(R("failback", "web", "--rp", p1), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_transferring(job);
+	assert_int_equal(R("job", "cancel", job), 0);
+	wait_job(job, 1);
+	assert_non_null(strstr(out, "Terminated (8)"));
+	sha(disk, after);
+	assert_string_equal(after, before);
+	assert_int_equal(R("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)")); /* the state before the call */
+}
+
+static void
+replica_agent_killed_mid_transfer_resumes_and_completes(void **state)
+{
+	char        job[40], want[65], got[65];
+	char        lc[200], lm[200], le[200];
+	const char *keep[] = {lc, lm, le, NULL};
+
+	(void)state;
+	assert_int_equal(fbt_image_mutate(disk, 800, 93), 800);
+	assert_int_equal(R("failback", "web", "--rp", p1), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_transferring(job);
+	snprintf(lc, sizeof(lc), "--listen-control=%s", replica.control);
+	snprintf(lm, sizeof(lm), "--listen-monitor=%s", replica.monitor);
+	snprintf(le, sizeof(le), "--listen-events=%s", replica.events);
+	assert_int_equal(fbt_agent_stop(&replica, SIGKILL, 5000), 128 + SIGKILL);
+	assert_int_equal(start_replica(keep), 0);
+	wait_job(job, 0);
+	sha(p1img, want);
+	sha(disk, got);
+	assert_string_equal(got, want);
+	assert_true(fbt_file_contains(replica.log, "resuming job"));
+}
+
+static void
+primary_killed_mid_transfer_three_times_job_completes(void **state)
+{
+	char        job[40], want[65], got[65], dd[700], lr[200], lc[200];
+	const char *extra[] = {dd, lr, lc, NULL};
+
+	(void)state;
+	assert_int_equal(fbt_image_mutate(disk, 800, 92), 800);
+	assert_int_equal(R("failback", "web", "--rp", p1), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_transferring(job);
+	snprintf(dd, sizeof(dd), "--data-dir=%s", primary.dir);
+	snprintf(lr, sizeof(lr), "--listen-resync=%s", primary.resync);
+	snprintf(lc, sizeof(lc), "--listen-control=%s", primary.control);
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(fbt_agent_stop(&primary, SIGKILL, 5000), 128 + SIGKILL);
+		assert_int_equal(start_primary(extra), 0);
+		usleep(300000 * (useconds_t)(k + 1));
+	}
+	wait_job(job, 0);
+	sha(p1img, want);
+	sha(disk, got);
+	assert_string_equal(got, want);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(replica_holds_the_committed_point_and_its_disk),
+	    cmocka_unit_test(failback_to_p1_makes_the_disk_identical_to_p1),
+	    cmocka_unit_test(synchronous_checks_return_hyperv_codes_and_change_nothing),
+	    cmocka_unit_test(failback_of_a_vm_that_is_not_a_recovery_vm_is_invalid_state),
+	    cmocka_unit_test(cancel_mid_transfer_restores_the_disk_byte_for_byte),
+	    cmocka_unit_test(unknown_point_fails_the_job_with_file_not_found),
+	    cmocka_unit_test(unreachable_primary_fails_with_32777_and_a_second_call_is_in_use),
+	    cmocka_unit_test(wrong_certificate_pin_fails_the_job),
+	    cmocka_unit_test(replica_agent_killed_mid_transfer_resumes_and_completes),
+	    cmocka_unit_test(primary_killed_mid_transfer_three_times_job_completes),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
