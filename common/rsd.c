@@ -114,6 +114,19 @@ value_ok(enum ptype t, const char *s)
 	}
 }
 
+/* Copies a string property, refusing one longer than its CIM MaxLen. */
+static void
+set_str(struct parse *ps, char *dst, size_t size, const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n >= size) {
+		stop(ps, FB_RV_INVALID_PARAMETER, "property %s is longer than allowed", ps->name);
+		return;
+	}
+	memcpy(dst, v, n + 1);
+}
+
 static void
 apply(struct parse *ps)
 {
@@ -136,10 +149,10 @@ apply(struct parse *ps)
 	}
 	if (strcmp(ps->name, "PrimaryConnectionPoint") == 0) {
 		EXPECT(T_STRING);
-		snprintf(r->primary_connection_point, sizeof(r->primary_connection_point), "%s", v);
+		set_str(ps, r->primary_connection_point, sizeof(r->primary_connection_point), v);
 	} else if (strcmp(ps->name, "RecoveryConnectionPoint") == 0) {
 		EXPECT(T_STRING);
-		snprintf(r->recovery_connection_point, sizeof(r->recovery_connection_point), "%s", v);
+		set_str(ps, r->recovery_connection_point, sizeof(r->recovery_connection_point), v);
 	} else if (strcmp(ps->name, "RecoveryServerPortNumber") == 0) {
 		EXPECT(T_UINT16);
 		parse_uint(v, 65535, &n);
@@ -174,7 +187,7 @@ apply(struct parse *ps)
 			stop(ps, FB_RV_INVALID_PARAMETER, "%s has too many entries", "IncludedDisks");
 			return;
 		}
-		snprintf(r->included[r->nincluded++], sizeof(r->included[0]), "%s", v);
+		set_str(ps, r->included[r->nincluded++], sizeof(r->included[0]), v);
 	}
 #undef EXPECT
 }
