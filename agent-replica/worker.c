@@ -80,6 +80,7 @@ typedef struct worker {
 	uint64_t             wire;
 	uint64_t             rate_cap;   /* bytes/s, 0 = none */
 	uint64_t             xfer_t0, xfer_b0;
+	fb_hash             *local[FB_MAX_DISKS]; /* compare-phase leaves, NULL after a resume */
 } worker;
 
 static void
@@ -733,7 +734,7 @@ w_compare(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target)
 			      (unsigned long long)dm->size_bytes, target->id);
 		if (fb_merkle_build(&tree, scan.leaves, scan.nblocks, &err) != FB_RV_OK)
 			w_die(w, err.rv, "%s", err.msg);
-		free(scan.leaves);
+		w->local[k] = scan.leaves; /* kept for a verify that re-reads only what changes */
 		memcpy(&root, dm->root.data, sizeof(root));
 		w_walk(w, target->id, dm->name, dm->block_count, &root, tree, NULL, &diffs, &nd);
 		fb_merkle_free(tree);
@@ -755,12 +756,18 @@ w_compare(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target)
 	return cp;
 }
 
-/* Reads the written blocks back; with the rest of the disk they must give
- * the target's roots. */
+/*
+ * The written blocks are read back and hashed; with the leaves of the
+ * blocks left alone (hashed in the compare phase, on a VM that is not
+ * running) they must give the target's roots. A worker that resumed from a
+ * checkpoint has no compare-phase leaves and re-reads the whole disk.
+ */
 static void
-w_verify(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target)
+w_verify(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target,
+         const Failback__JobCheckpoint *cp)
 {
-	fb_err err = {0};
+	fb_err   err = {0};
+	uint8_t *blk = malloc(FB_BLOCK_SIZE);
 
 	w_phase(w, "Verifying");
 	for (size_t k = 0; k < target->n_disks; k++) {
@@ -773,14 +780,36 @@ w_verify(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target)
 			continue;
 		for (vd = 0; vd < vm->ndisks && strcmp(vm->disks[vd].name, dm->name) != 0; vd++)
 			;
-		if (fb_disk_hash(vm->disks[vd].path, NULL, NULL, &scan, &err) != FB_RV_OK)
-			w_die(w, err.rv, "verifying %s: %s", dm->name, err.msg);
-		fb_merkle_root_of(scan.leaves, scan.nblocks, &root, &err);
-		free(scan.leaves);
+		if (w->local[k] != NULL && k < cp->n_disks) {
+			const Failback__DiskCheckpoint *dc = cp->disks[k];
+			int                             fd = open(vm->disks[vd].path, O_RDONLY | O_CLOEXEC);
+
+			if (fd < 0)
+				w_die(w, FB_RV_FAILED, "verifying %s: %s", dm->name, strerror(errno));
+			for (size_t i = 0; i < dc->n_blocks; i++) {
+				uint64_t off = dc->blocks[i] * FB_BLOCK_SIZE;
+				uint64_t len = vm->disks[vd].size - off < FB_BLOCK_SIZE
+				                   ? vm->disks[vd].size - off
+				                   : FB_BLOCK_SIZE;
+
+				if (pread(fd, blk, len, (off_t)off) != (ssize_t)len)
+					w_die(w, FB_RV_FAILED, "verifying %s block %llu: %s", dm->name,
+					      (unsigned long long)dc->blocks[i], strerror(errno));
+				fb_hash_block(blk, len, FB_BLOCK_SIZE, &w->local[k][dc->blocks[i]]);
+			}
+			close(fd);
+			fb_merkle_root_of(w->local[k], dm->block_count, &root, &err);
+		} else {
+			if (fb_disk_hash(vm->disks[vd].path, NULL, NULL, &scan, &err) != FB_RV_OK)
+				w_die(w, err.rv, "verifying %s: %s", dm->name, err.msg);
+			fb_merkle_root_of(scan.leaves, scan.nblocks, &root, &err);
+			free(scan.leaves);
+		}
 		if (dm->root.len != sizeof(root) || memcmp(&root, dm->root.data, sizeof(root)) != 0)
 			w_die(w, FB_RV_FAILED, "disk %s does not match recovery point %s after failback",
 			      dm->name, target->id);
 	}
+	free(blk);
 }
 
 static const Failback__RecoveryPoint *
@@ -888,7 +917,7 @@ w_failback(worker *w)
 			           w->rsd.compression != 0, apply_batch, &a);
 	}
 	w_emit(w, 1);
-	w_verify(w, a.vm, target);
+	w_verify(w, a.vm, target, cp);
 	fb_log_info("FB6013", "job %s: %llu block(s) applied, %llu bytes on the wire", w->job,
 	            (unsigned long long)w->blocks_total, (unsigned long long)w->wire);
 	(void)!write(STDOUT_FILENO, "D\n", 2);

@@ -1,0 +1,151 @@
+/*
+ * failback_bench.c - prints what a failback costs against what it must
+ * beat (DESIGN §8): real agents on loopback with mutual TLS, a mixed-content
+ * image, 1% of its 64 KiB blocks changed on the replica, then
+ * InitiateFailback to the point they came from. Printed: the time to read
+ * and hash the replica disk once, the failback's time and its ratio to
+ * that, bytes on the wire against the changed bytes, and the initial
+ * replication's throughput (a full resync).
+ *
+ * usage: failback_bench [MiB] [percent changed]   (defaults 1024 and 1)
+ * Not a test: it asserts nothing and only prints numbers.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "failback/disk.h"
+#include "harness.h"
+#include "image.h"
+
+static fbt_agent primary, replica;
+static char      out[1 << 16];
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+#define P(...) fbt_ctlv(out, sizeof(out), primary.control, "operator", "primary.failback.test", \
+                        (const char *[]){__VA_ARGS__, NULL})
+#define R(...) fbt_ctlv(out, sizeof(out), replica.control, "operator", "replica.failback.test", \
+                        (const char *[]){"--events-url", replica.events, __VA_ARGS__, NULL})
+
+static void
+must(int rc, const char *what)
+{
+	if (rc != 0) {
+		fprintf(stderr, "failback_bench: %s failed:\n%s\n", what, out);
+		exit(1);
+	}
+}
+
+/* The last "N bytes on the wire" the replica logged. */
+static unsigned long long
+wire_bytes(void)
+{
+	char               line[2048];
+	unsigned long long last = 0;
+	FILE              *f    = fopen(replica.log, "r");
+
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+		char *p = strstr(line, " bytes on the wire");
+		if (p != NULL) {
+			while (p > line && p[-1] >= '0' && p[-1] <= '9')
+				p--;
+			last = strtoull(p, NULL, 10);
+		}
+	}
+	if (f != NULL)
+		fclose(f);
+	return last;
+}
+
+int
+main(int argc, char **argv)
+{
+	uint64_t     mib = argc > 1 ? strtoull(argv[1], NULL, 10) : 1024;
+	double       pct = argc > 2 ? atof(argv[2]) : 1.0;
+	uint64_t     size = mib << 20, nblocks = size / (64 << 10);
+	uint64_t     changed = (uint64_t)((double)nblocks * pct / 100.0);
+	char         img[600], peer[200], disk[700], p1[40];
+	const char  *rextra[] = {peer, "--peer-name=primary.failback.test", NULL};
+	fb_disk_scan scan;
+	fb_err       err;
+	double       t0, t_repl, t_hash, t_fb, t_fb2;
+	unsigned long long wire, wire2;
+
+	if (fbt_setup() != 0 || fbt_agent_start(&primary, "primary", "primary", NULL) != 0)
+		return 1;
+	snprintf(peer, sizeof(peer), "--peer-url=%s", primary.resync);
+	if (fbt_agent_start(&replica, "replica", "replica", rextra) != 0)
+		return 1;
+	snprintf(img, sizeof(img), "%s/bench.img", fbt_root());
+	if (fbt_image_make(img, size, 1) != 0)
+		return 1;
+	must(P("primary-vm", "add", "bench", img), "add");
+	must(P("--json", "primary-rp", "create", "bench"), "recovery point");
+	snprintf(p1, sizeof(p1), "%.36s", strstr(out, "\"point\":{\"id\":\"") + 15);
+
+	t0 = now_s();
+	must(R("replicate", "bench", "--wait"), "replicate");
+	t_repl = now_s() - t0;
+	must(R("failover", "bench", "--wait"), "failover");
+	must(R("failover-commit", "bench", "--wait"), "commit");
+	must(R("vm", "show", "bench"), "vm show");
+	sscanf(strstr(out, "path: ") + 6, "%699s", disk);
+	fbt_image_mutate(disk, changed, 2);
+
+	/* What a failback must compete with: one read and hash of the disk. */
+	system("sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null");
+	t0 = now_s();
+	if (fb_disk_hash(disk, NULL, NULL, &scan, &err) != 0)
+		return 1;
+	t_hash = now_s() - t0;
+	free(scan.leaves);
+
+	system("sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null");
+	t0 = now_s();
+	must(R("failback", "bench", "--rp", p1, "--wait"), "failback");
+	t_fb = now_s() - t0;
+	wire = wire_bytes();
+
+	/* The primary's data changed instead: the blocks must cross the wire. */
+	fbt_image_mutate(img, changed, 3);
+	must(P("primary-rp", "create", "bench"), "second recovery point");
+	t0 = now_s();
+	must(R("failback", "bench", "--wait"), "failback to the new point");
+	t_fb2 = now_s() - t0;
+	wire2 = wire_bytes();
+
+	printf("failback_bench: %llu MiB mixed image (%llu blocks), %llu blocks (%.1f%%) changed "
+	       "on the replica, mTLS on loopback, 2 cores\n",
+	       (unsigned long long)mib, (unsigned long long)nblocks, (unsigned long long)changed,
+	       pct);
+	printf("initial replication (full resync)  %7.2f s  %7.1f MiB/s of disk\n", t_repl,
+	       (double)mib / t_repl);
+	printf("read + hash the replica disk once  %7.2f s  %7.1f MiB/s\n", t_hash,
+	       (double)mib / t_hash);
+	printf("A. the replica's disk changed; failback to the point it came from "
+	       "(its blocks are in the replica's store):\n");
+	printf("   failback (call to Completed)    %7.2f s  = %.2f x read+hash\n", t_fb,
+	       t_fb / t_hash);
+	printf("   bytes on the wire               %llu\n", wire);
+	printf("B. the primary's disk changed too; failback to a point the replica never had:\n");
+	printf("   failback (call to Completed)    %7.2f s  = %.2f x read+hash\n", t_fb2,
+	       t_fb2 / t_hash);
+	printf("   bytes on the wire               %llu  (changed bytes %llu; budget changed x 1.02 "
+	       "+ 0.1%% of disk = %.0f)\n",
+	       wire2, (unsigned long long)(changed * 65536),
+	       (double)changed * 65536 * 1.02 + (double)size * 0.001);
+	fbt_agent_stop(&replica, SIGTERM, 5000);
+	fbt_agent_stop(&primary, SIGTERM, 5000);
+	fbt_teardown();
+	return 0;
+}
