@@ -87,10 +87,11 @@ log_vwrite(enum fb_log_level level, const char *msgid, const char *suffix, const
 	log_append(line, &n, cap, fmt, ap);
 	if (suffix != NULL)
 		log_appendf(line, &n, cap, ": %s", suffix);
-	/* Keep one event on one line even if a value carried a newline. */
+	/* One event, one line: control characters from the wire (a method name,
+	 * a path) must not be able to forge or break log lines. */
 	for (size_t i = 0; i < n; i++)
-		if (line[i] == '\n' || line[i] == '\r')
-			line[i] = ' ';
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, n);
 }
