@@ -270,13 +270,10 @@ list_vms(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMess
 	(void)in;
 	if (fb_vm_list(r->db, &vms, &n, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
-	rsp->vms   = fb_rpc_alloc(call, n * sizeof(*rsp->vms) + 1);
+	rsp->vms   = fb_pb_vms(call, vms, n);
 	rsp->n_vms = n;
-	for (size_t i = 0; rsp->vms != NULL && i < n; i++)
-		if ((rsp->vms[i] = fb_pb_vm(call, &vms[i])) == NULL)
-			rsp->vms = NULL;
 	fb_vm_list_free(vms);
-	return rsp->vms != NULL ? FB_RV_OK : oom(call);
+	return rsp->vms != NULL ? FB_RV_OK : FB_RV_OUT_OF_MEMORY;
 }
 
 static uint32_t
@@ -291,13 +288,10 @@ list_rps(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMess
 	if (fb_rp_list(r->db, ((const Failback__ListRecoveryPointsRequest *)in)->vm, &rps, &n,
 	               &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
-	rsp->points   = fb_rpc_alloc(call, n * sizeof(*rsp->points) + 1);
+	rsp->points   = fb_pb_rps(call, rps, n);
 	rsp->n_points = n;
-	for (size_t i = 0; rsp->points != NULL && i < n; i++)
-		if ((rsp->points[i] = fb_pb_rp(call, &rps[i])) == NULL)
-			rsp->points = NULL;
 	free(rps);
-	return rsp->points != NULL ? FB_RV_OK : oom(call);
+	return rsp->points != NULL ? FB_RV_OK : FB_RV_OUT_OF_MEMORY;
 }
 
 /* Loads a job into an arena-owned message. */

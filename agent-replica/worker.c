@@ -432,8 +432,14 @@ fetch_batch(struct pipe *p, int ci, size_t b, struct slot *s, fb_err *err)
 	req.blocks                    = idx;
 	req.n_blocks                  = nr;
 	req.compress                  = p->compress;
-	if (w_call(w, ci, "ReadBlocks", &req.base, (ProtobufCMessage **)&rsp, err) != FB_RV_OK)
-		return err->rv;
+	if (w_call(w, ci, "ReadBlocks", &req.base, (ProtobufCMessage **)&rsp, err) != FB_RV_OK) {
+		char why[FB_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return fb_err_set(err, err->rv, "VM %s disk %s blocks %llu-%llu: %s", w->params->vm,
+		                  req.disk, (unsigned long long)idx[0],
+		                  (unsigned long long)idx[nr - 1], why);
+	}
 	if (rsp->n_blocks != nr) {
 		failback__read_blocks_response__free_unpacked(rsp, NULL);
 		return fb_err_set(err, FB_RV_FAILED, "the primary returned %zu of %zu blocks",

@@ -13,6 +13,7 @@
 #include <nng/protocol/pubsub0/sub.h>
 
 #include "failback/events.h"
+#include "failback/rpc.h"
 
 struct fb_events_pub {
 	nng_socket    sock;
@@ -46,8 +47,7 @@ fb_events_pub_listen(fb_events_pub *pub, const char *url, nng_tls_config *tls, c
                      size_t bound_len, fb_err *err)
 {
 	nng_listener l;
-	int          rv, port = 0;
-	const char  *colon = strrchr(url, ':');
+	int          rv;
 
 	if ((rv = nng_listener_create(&l, pub->sock, url)) != 0)
 		return fb_err_nng(err, rv, url);
@@ -57,10 +57,7 @@ fb_events_pub_listen(fb_events_pub *pub, const char *url, nng_tls_config *tls, c
 		nng_listener_close(l);
 		return fb_err_nng(err, rv, url);
 	}
-	if (nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0 && colon != NULL)
-		snprintf(bound, bound_len, "%.*s:%d", (int)(colon - url), url, port);
-	else
-		snprintf(bound, bound_len, "%s", url);
+	fb_rpc_bound_url(l, url, bound, bound_len);
 	return FB_RV_OK;
 }
 

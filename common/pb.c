@@ -83,3 +83,29 @@ fb_pb_fail(fb_rpc_call *call, const fb_err *err)
 {
 	return fb_rpc_fail(call, err->rv, "%s", err->msg);
 }
+
+Failback__VirtualSystem **
+fb_pb_vms(fb_rpc_call *call, const fb_vm *vms, size_t n)
+{
+	Failback__VirtualSystem **out = fb_rpc_alloc(call, n * sizeof(*out) + 1);
+
+	for (size_t i = 0; out != NULL && i < n; i++)
+		if ((out[i] = fb_pb_vm(call, &vms[i])) == NULL)
+			out = NULL;
+	if (out == NULL)
+		fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory building the reply");
+	return out;
+}
+
+Failback__RecoveryPoint **
+fb_pb_rps(fb_rpc_call *call, const fb_rp *rps, size_t n)
+{
+	Failback__RecoveryPoint **out = fb_rpc_alloc(call, n * sizeof(*out) + 1);
+
+	for (size_t i = 0; out != NULL && i < n; i++)
+		if ((out[i] = fb_pb_rp(call, &rps[i])) == NULL)
+			out = NULL;
+	if (out == NULL)
+		fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory building the reply");
+	return out;
+}

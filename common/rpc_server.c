@@ -243,8 +243,7 @@ fb_rpc_server_listen(fb_rpc_server *srv, const char *url, nng_tls_config *tls, u
                      char *bound, size_t bound_len, fb_err *err)
 {
 	nng_listener l;
-	int          rv, port = 0;
-	const char  *colon;
+	int          rv;
 
 	if (srv->nlisteners == MAX_LISTENERS)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "too many listeners");
@@ -262,12 +261,20 @@ fb_rpc_server_listen(fb_rpc_server *srv, const char *url, nng_tls_config *tls, u
 	srv->listeners[srv->nlisteners].id   = (uint32_t)nng_listener_id(l);
 	srv->listeners[srv->nlisteners].role = role;
 	srv->nlisteners++;
-	colon = strrchr(url, ':');
+	fb_rpc_bound_url(l, url, bound, bound_len);
+	return FB_RV_OK;
+}
+
+void
+fb_rpc_bound_url(nng_listener l, const char *url, char *bound, size_t bound_len)
+{
+	const char *colon = strrchr(url, ':');
+	int         port  = 0;
+
 	if (nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0 && colon != NULL)
 		snprintf(bound, bound_len, "%.*s:%d", (int)(colon - url), url, port);
 	else
 		snprintf(bound, bound_len, "%s", url);
-	return FB_RV_OK;
 }
 
 uint32_t

@@ -37,7 +37,7 @@ int
 main(int argc, char **argv)
 {
 	uint8_t       *seeds[MAX_SEEDS], **extra = NULL;
-	size_t         lens[MAX_SEEDS], *extra_lens = NULL, n = 0, ne;
+	size_t         lens[MAX_SEEDS], *extra_lens = NULL, n = 0, ne, nfiles;
 	long           iters = argc > 2 ? atol(argv[2]) : 20000;
 	uint8_t       *buf   = malloc(FUZZ_MAX_INPUT);
 	DIR           *d;
@@ -65,7 +65,8 @@ main(int argc, char **argv)
 		}
 		closedir(d);
 	}
-	ne = fuzz_builtin_seeds(&extra, &extra_lens);
+	nfiles = n;
+	ne     = fuzz_builtin_seeds(&extra, &extra_lens);
 	for (size_t i = 0; i < ne && n < MAX_SEEDS; i++, n++) {
 		seeds[n] = extra[i];
 		lens[n]  = extra_lens[i];
@@ -128,5 +129,8 @@ main(int argc, char **argv)
 		LLVMFuzzerTestOneInput(buf, len);
 	}
 	printf("%s: %zu seeds, %ld mutated inputs, no crash\n", argv[0], n, iters);
+	for (size_t i = 0; i < nfiles; i++)
+		free(seeds[i]);
+	free(buf);
 	return 0;
 }

@@ -171,29 +171,16 @@ fbt_run(char *const argv[], char *out, size_t cap)
 int
 fbt_ctl(char *out, size_t cap, const char *url, const char *id, const char *sname, ...)
 {
-	char   *argv[64];
-	char    ca[600], cert[600], key[600];
-	int     n = 0;
-	va_list ap;
+	const char *args[56];
+	int         n = 0;
+	va_list     ap;
 
-	snprintf(ca, sizeof(ca), "--ca=%s/agents-ca.pem", pki);
-	snprintf(cert, sizeof(cert), "--cert=%s/%s.pem", pki, id);
-	snprintf(key, sizeof(key), "--key=%s/%s.key", pki, id);
-	argv[n++] = (char *)FBT_CTL;
-	argv[n++] = (char *)"--url";
-	argv[n++] = (char *)url;
-	argv[n++] = (char *)"--server-name";
-	argv[n++] = (char *)sname;
-	argv[n++] = ca;
-	argv[n++] = cert;
-	argv[n++] = key;
-	argv[n++] = (char *)"--timeout=20000";
 	va_start(ap, sname);
-	for (const char *a; n < 62 && (a = va_arg(ap, const char *)) != NULL;)
-		argv[n++] = (char *)a;
+	for (const char *a; n < 55 && (a = va_arg(ap, const char *)) != NULL;)
+		args[n++] = a;
 	va_end(ap);
-	argv[n] = NULL;
-	return fbt_run(argv, out, cap);
+	args[n] = NULL;
+	return fbt_ctlv(out, cap, url, id, sname, args);
 }
 
 int

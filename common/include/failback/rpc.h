@@ -114,6 +114,10 @@ uint32_t fb_rpc_server_create(fb_rpc_server **out, const fb_rpc_registry *reg, i
 uint32_t fb_rpc_server_listen(fb_rpc_server *srv, const char *url, nng_tls_config *tls,
                               unsigned role, char *bound, size_t bound_len, fb_err *err);
 
+/* fb_rpc_bound_url writes the URL listener l actually bound (url with its
+ * port replaced by the one the kernel chose for port 0). */
+void fb_rpc_bound_url(nng_listener l, const char *url, char *bound, size_t bound_len);
+
 /* fb_rpc_server_start starts the workers and the contexts. */
 uint32_t fb_rpc_server_start(fb_rpc_server *srv, fb_err *err);
 
