@@ -23,6 +23,7 @@
  *                unchanged leaves they must give the target's root.
  * Replicate walks the same tree against the newest point both sides hold,
  * pulls the blocks the local store lacks and adopts the point (same id).
+ * The walk and the fetch pipeline are in pull.c.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -52,39 +53,13 @@
 #include "failback/undo.h"
 #include "replica.h"
 #include "resync.pb-c.h"
+#include "worker.h"
 
-#define FETCHERS       3
 #define BATCH          32   /* blocks per ReadBlocks and per durable apply step */
-#define RING           6
-#define CALL_TIMEOUT   20000
-#define CALL_RETRIES   6
-#define TREE_CHUNK     4096
 #define EMIT_MS        100
-#define STALL_MS       25000
 
-typedef struct worker {
-	replica             *r;
-	fb_db               *db;
-	fb_store            *store;
-	const char          *job;
-	int                  type;
-	Failback__JobParams *params;
-	fb_rsd               rsd;
-	char                 url[600];
-	char                 sname[300];
-	nng_tls_config      *tls;
-	fb_rpc_client       *cli[FETCHERS];
-	char                 phase[32];
-	uint64_t             bytes_done, bytes_total, blocks_done, blocks_total;
-	uint64_t             last_emit;
-	uint64_t             wire;
-	uint64_t             rate_cap;   /* bytes/s, 0 = none */
-	uint64_t             xfer_t0, xfer_b0;
-	fb_hash             *local[FB_MAX_DISKS]; /* compare-phase leaves, NULL after a resume */
-} worker;
-
-static void
-w_emit(worker *w, int force)
+void
+worker_emit(worker *w, int force)
 {
 	char     line[256];
 	uint64_t now = fb_clock_mono_ms();
@@ -103,14 +78,11 @@ static void
 w_phase(worker *w, const char *phase)
 {
 	snprintf(w->phase, sizeof(w->phase), "%s", phase);
-	w_emit(w, 1);
+	worker_emit(w, 1);
 }
 
-static void w_die(worker *w, uint32_t rv, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4), noreturn));
-
-static void
-w_die(worker *w, uint32_t rv, const char *fmt, ...)
+void
+worker_die(worker *w, uint32_t rv, const char *fmt, ...)
 {
 	char    msg[FB_ERR_MSG_MAX], line[FB_ERR_MSG_MAX + 32];
 	va_list ap;
@@ -128,12 +100,12 @@ w_die(worker *w, uint32_t rv, const char *fmt, ...)
 	fb_rpc_exit(1);
 }
 
-static void
-w_sleep_ms(worker *w, unsigned ms)
+void
+worker_sleep_ms(worker *w, unsigned ms)
 {
 	for (unsigned t = 0; t < ms; t += 50) {
 		usleep(50000);
-		w_emit(w, 0);
+		worker_emit(w, 0);
 	}
 }
 
@@ -152,7 +124,7 @@ w_throttle(worker *w)
 	due = w->xfer_t0 + (w->bytes_done - w->xfer_b0) * 1000 / w->rate_cap;
 	while ((now = fb_clock_mono_ms()) < due) {
 		usleep((useconds_t)((due - now < 50 ? due - now : 50) * 1000));
-		w_emit(w, 0);
+		worker_emit(w, 0);
 	}
 }
 
@@ -192,417 +164,16 @@ w_connect(worker *w, int i)
 	fb_err   err = {0};
 	uint32_t rv  = FB_RV_NOT_AVAILABLE;
 
-	for (int attempt = 0; attempt < CALL_RETRIES; attempt++) {
+	for (int attempt = 0; attempt < FB_WORKER_RETRIES; attempt++) {
 		if ((rv = fb_rpc_client_open(&w->cli[i], w->url, w->tls, &err)) == FB_RV_OK)
 			return;
 		if (rv == FB_RV_ACCESS_DENIED)
 			break;
 		fb_log_info("FB6002", "job %s: primary %s: %s (attempt %d)", w->job, w->url, err.msg,
 		            attempt + 1);
-		w_sleep_ms(w, attempt < 3 ? 250u << attempt : 2000u);
+		worker_sleep_ms(w, attempt < 3 ? 250u << attempt : 2000u);
 	}
-	w_die(w, rv, "cannot reach the primary at %s: %s", w->url, err.msg);
-}
-
-/* One call with retries on a lost or silent primary. Thread-safe. */
-static uint32_t
-w_call(worker *w, int i, const char *method, const ProtobufCMessage *in, ProtobufCMessage **out,
-       fb_err *err)
-{
-	uint32_t rv = FB_RV_NOT_AVAILABLE;
-
-	for (int attempt = 0; attempt < CALL_RETRIES; attempt++) {
-		rv = fb_rpc_client_call(w->cli[i], &failback__resync_source__descriptor, method, in,
-		                        out, CALL_TIMEOUT, err);
-		if (rv != FB_RV_NOT_AVAILABLE && rv != FB_RV_TIMEOUT)
-			return rv;
-		fb_log_info("FB6003", "job %s: %s: %s; retrying", w->job, method, err->msg);
-		usleep(attempt < 3 ? (useconds_t)(250000u << attempt) : 2000000u);
-	}
-	return rv;
-}
-
-/* --- the top-down walk --- */
-
-static unsigned
-tree_levels(uint64_t n, uint64_t *width)
-{
-	unsigned L = 0;
-
-	width[L++] = n;
-	do {
-		width[L] = (width[L - 1] + FB_MERKLE_FANOUT - 1) / FB_MERKLE_FANOUT;
-		L++;
-	} while (width[L - 1] > 1);
-	return L;
-}
-
-struct diff {
-	uint64_t block;
-	fb_hash  h;
-};
-
-/*
- * Walks the target tree of rp/disk against local (may be NULL: everything
- * differs). Fills target_leaves (may be NULL) and the differing leaves.
- */
-static void
-w_walk(worker *w, const char *rp, const char *disk, uint64_t n, const fb_hash *target_root,
-       const fb_merkle *local, fb_hash *target_leaves, struct diff **diffs, size_t *ndiffs)
-{
-	uint64_t  width[40], *frontier, *next, nf = 1, nn, span = 1;
-	unsigned  L = tree_levels(n, width);
-	size_t    cap = 64;
-	fb_err    err = {0};
-
-	*ndiffs = 0;
-	*diffs  = malloc(cap * sizeof(**diffs));
-	if (local != NULL && memcmp(fb_merkle_root(local), target_root, sizeof(fb_hash)) == 0) {
-		if (target_leaves != NULL)
-			for (uint64_t i = 0; i < n; i++)
-				target_leaves[i] = *fb_merkle_node(local, 0, i);
-		return;
-	}
-	for (unsigned k = 1; k < L - 1; k++)
-		span *= FB_MERKLE_FANOUT;
-	frontier    = malloc(sizeof(uint64_t));
-	frontier[0] = 0;
-	for (unsigned level = L - 1; level >= 1; level--) {
-		next = malloc((nf * FB_MERKLE_FANOUT + 1) * sizeof(uint64_t));
-		nn   = 0;
-		for (uint64_t f0 = 0; f0 < nf; f0 += TREE_CHUNK) {
-			Failback__GetTreeNodesRequest  req = FAILBACK__GET_TREE_NODES_REQUEST__INIT;
-			Failback__GetTreeNodesResponse *rsp = NULL;
-			Failback__TreeNodeRef          *refs, **prefs;
-			uint64_t                        cnt = nf - f0 < TREE_CHUNK ? nf - f0 : TREE_CHUNK;
-			size_t                          hi  = 0;
-
-			refs  = calloc(cnt, sizeof(*refs));
-			prefs = calloc(cnt, sizeof(*prefs));
-			for (uint64_t i = 0; i < cnt; i++) {
-				failback__tree_node_ref__init(&refs[i]);
-				refs[i].level = level;
-				refs[i].index = frontier[f0 + i];
-				prefs[i]      = &refs[i];
-			}
-			req.recovery_point_identifier = (char *)rp;
-			req.disk                      = (char *)disk;
-			req.nodes                     = prefs;
-			req.n_nodes                   = cnt;
-			if (w_call(w, 0, "GetTreeNodes", &req.base, (ProtobufCMessage **)&rsp, &err) !=
-			    FB_RV_OK)
-				w_die(w, err.rv, "comparing %s: %s", disk, err.msg);
-			w->wire += failback__get_tree_nodes_request__get_packed_size(&req) +
-			           rsp->hashes.len;
-			for (uint64_t i = 0; i < cnt; i++) {
-				uint64_t first = frontier[f0 + i] * FB_MERKLE_FANOUT;
-				uint64_t kids  = width[level - 1] - first < FB_MERKLE_FANOUT
-				                     ? width[level - 1] - first
-				                     : FB_MERKLE_FANOUT;
-
-				for (uint64_t c = 0; c < kids; c++, hi++) {
-					fb_hash h;
-					int     same;
-
-					if ((hi + 1) * sizeof(fb_hash) > rsp->hashes.len)
-						w_die(w, FB_RV_FAILED, "short tree reply for %s", disk);
-					memcpy(&h, rsp->hashes.data + hi * sizeof(fb_hash), sizeof(h));
-					same = local != NULL &&
-					       memcmp(&h, fb_merkle_node(local, level - 1, first + c),
-					              sizeof(h)) == 0;
-					if (same) {
-						if (target_leaves != NULL) {
-							uint64_t s = level - 1 == 0 ? 1 : span;
-							uint64_t a = (first + c) * s, b = a + s;
-							for (uint64_t x = a; x < b && x < n; x++)
-								target_leaves[x] = *fb_merkle_node(local, 0, x);
-						}
-						continue;
-					}
-					if (level - 1 > 0) {
-						next[nn++] = first + c;
-						continue;
-					}
-					if (target_leaves != NULL)
-						target_leaves[first + c] = h;
-					if (*ndiffs == cap)
-						*diffs = realloc(*diffs, (cap *= 2) * sizeof(**diffs));
-					(*diffs)[(*ndiffs)++] = (struct diff){first + c, h};
-				}
-			}
-			failback__get_tree_nodes_response__free_unpacked(rsp, NULL);
-			free(refs);
-			free(prefs);
-			w_emit(w, 0);
-		}
-		free(frontier);
-		frontier = next;
-		nf       = nn;
-		span /= FB_MERKLE_FANOUT;
-		if (span == 0)
-			span = 1;
-		if (level == 1)
-			break;
-	}
-	free(frontier);
-	if (target_leaves != NULL) {
-		fb_hash root;
-		if (fb_merkle_root_of(target_leaves, n, &root, &err) != FB_RV_OK ||
-		    memcmp(&root, target_root, sizeof(root)) != 0)
-			w_die(w, FB_RV_FAILED, "the primary's tree for %s does not give its root", disk);
-	}
-}
-
-/* --- the fetch pipeline --- */
-
-struct item {
-	uint32_t disk;
-	uint64_t block;
-	fb_hash  h;
-};
-
-struct slot {
-	int      state; /* 0 free, 1 fetching, 2 ready */
-	size_t   batch;
-	uint8_t *data; /* BATCH blocks */
-	uint8_t  got[BATCH];
-};
-
-typedef void (*consume_fn)(worker *w, void *arg, const struct item *items, size_t n,
-                           uint8_t *data, const uint8_t *got);
-
-struct pipe {
-	worker            *w;
-	const char        *rp;
-	const char *const *disks;
-	const struct item *items;
-	size_t             n, nbatches, next, consumed;
-	struct slot        ring[RING];
-	pthread_mutex_t    mtx;
-	pthread_cond_t     cv;
-	uint32_t           fatal;
-	char               msg[FB_ERR_MSG_MAX];
-	uint64_t           activity;
-	int                compress;
-	int                idx;
-};
-
-static size_t
-batch_start(const struct pipe *p, size_t b)
-{
-	(void)p;
-	return b * BATCH;
-}
-
-static size_t
-batch_len(const struct pipe *p, size_t b)
-{
-	return p->n - b * BATCH < BATCH ? p->n - b * BATCH : BATCH;
-}
-
-/* Fetches the items of one batch that must come over the wire. */
-static uint32_t
-fetch_batch(struct pipe *p, int ci, size_t b, struct slot *s, fb_err *err)
-{
-	worker                      *w   = p->w;
-	const struct item           *it  = p->items + batch_start(p, b);
-	size_t                       len = batch_len(p, b);
-	uint64_t                     idx[BATCH];
-	size_t                       map[BATCH], nr = 0;
-	Failback__ReadBlocksRequest  req = FAILBACK__READ_BLOCKS_REQUEST__INIT;
-	Failback__ReadBlocksResponse *rsp = NULL;
-	static __thread ZSTD_DCtx   *dctx;
-
-	memset(s->got, 0, sizeof(s->got));
-	for (size_t i = 0; i < len; i++) {
-		int present = 0;
-
-		if (memcmp(&it[i].h, fb_hash_zero(FB_BLOCK_SIZE), sizeof(fb_hash)) == 0)
-			continue;
-		if (fb_store_contains(w->store, &it[i].h, &present, err) == FB_RV_OK && present)
-			continue;
-		/* A batch never mixes disks (the caller cuts at disk boundaries). */
-		idx[nr]   = it[i].block;
-		map[nr++] = i;
-	}
-	if (nr == 0)
-		return FB_RV_OK;
-	req.recovery_point_identifier = (char *)p->rp;
-	req.disk                      = (char *)p->disks[it[map[0]].disk];
-	req.blocks                    = idx;
-	req.n_blocks                  = nr;
-	req.compress                  = p->compress;
-	if (w_call(w, ci, "ReadBlocks", &req.base, (ProtobufCMessage **)&rsp, err) != FB_RV_OK) {
-		char why[FB_ERR_MSG_MAX];
-
-		snprintf(why, sizeof(why), "%s", err->msg);
-		return fb_err_set(err, err->rv, "VM %s disk %s blocks %llu-%llu: %s", w->params->vm,
-		                  req.disk, (unsigned long long)idx[0],
-		                  (unsigned long long)idx[nr - 1], why);
-	}
-	if (rsp->n_blocks != nr) {
-		failback__read_blocks_response__free_unpacked(rsp, NULL);
-		return fb_err_set(err, FB_RV_FAILED, "the primary returned %zu of %zu blocks",
-		                  rsp->n_blocks, nr);
-	}
-	if (dctx == NULL)
-		dctx = ZSTD_createDCtx();
-	for (size_t k = 0; k < nr; k++) {
-		const Failback__BlockData *bd  = rsp->blocks[k];
-		uint8_t                   *dst = s->data + map[k] * FB_BLOCK_SIZE;
-		fb_hash                    h;
-
-		__atomic_add_fetch(&w->wire, bd->data.len + 16, __ATOMIC_RELAXED);
-		memset(dst, 0, FB_BLOCK_SIZE);
-		if (bd->index != idx[k]) {
-			failback__read_blocks_response__free_unpacked(rsp, NULL);
-			return fb_err_set(err, FB_RV_FAILED, "the primary answered for block %llu",
-			                  (unsigned long long)bd->index);
-		}
-		if (bd->compressed) {
-			size_t d = ZSTD_decompressDCtx(dctx, dst, FB_BLOCK_SIZE, bd->data.data,
-			                               bd->data.len);
-			if (ZSTD_isError(d))
-				memset(dst, 0xff, 1);
-		} else if (!bd->zero) {
-			memcpy(dst, bd->data.data, bd->data.len < FB_BLOCK_SIZE ? bd->data.len
-			                                                        : FB_BLOCK_SIZE);
-		}
-		fb_hash_block(dst, FB_BLOCK_SIZE, FB_BLOCK_SIZE, &h);
-		if (memcmp(&h, &p->items[batch_start(p, b) + map[k]].h, sizeof(h)) != 0) {
-			failback__read_blocks_response__free_unpacked(rsp, NULL);
-			return fb_err_set(err, FB_RV_FAILED,
-			                  "VM %s disk %s block %llu failed verification: the primary "
-			                  "sent data that does not match its leaf hash",
-			                  w->params->vm, p->disks[it[map[k]].disk],
-			                  (unsigned long long)idx[k]);
-		}
-		s->got[map[k]] = 1;
-	}
-	failback__read_blocks_response__free_unpacked(rsp, NULL);
-	return FB_RV_OK;
-}
-
-struct fetcher_arg {
-	struct pipe *p;
-	int          ci;
-};
-
-static void *
-fetcher(void *arg)
-{
-	struct pipe *p  = ((struct fetcher_arg *)arg)->p;
-	int          ci = ((struct fetcher_arg *)arg)->ci;
-
-	for (;;) {
-		struct slot *s;
-		size_t       b;
-		fb_err       err = {0};
-		uint32_t     rv;
-
-		pthread_mutex_lock(&p->mtx);
-		if (p->next >= p->nbatches || p->fatal) {
-			pthread_mutex_unlock(&p->mtx);
-			return NULL;
-		}
-		b = p->next++;
-		s = &p->ring[b % RING];
-		while (s->state != 0 && !p->fatal)
-			pthread_cond_wait(&p->cv, &p->mtx);
-		s->state = 1;
-		s->batch = b;
-		pthread_mutex_unlock(&p->mtx);
-		rv = fetch_batch(p, ci, b, s, &err);
-		pthread_mutex_lock(&p->mtx);
-		p->activity = fb_clock_mono_ms();
-		if (rv != FB_RV_OK && !p->fatal) {
-			p->fatal = rv;
-			snprintf(p->msg, sizeof(p->msg), "%s", err.msg);
-		}
-		s->state = 2;
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mtx);
-	}
-}
-
-/* Runs items through FETCHERS connections; consume sees each batch in order. */
-static void
-w_pipeline(worker *w, const char *rp, const char *const *disks, const struct item *items,
-           size_t n, int compress, consume_fn consume, void *arg)
-{
-	struct pipe        p;
-	pthread_t          t[FETCHERS];
-	struct fetcher_arg fa[FETCHERS];
-
-	memset(&p, 0, sizeof(p));
-	p.w        = w;
-	p.rp       = rp;
-	p.disks    = disks;
-	p.items    = items;
-	p.n        = n;
-	p.nbatches = (n + BATCH - 1) / BATCH;
-	p.compress = compress;
-	p.activity = fb_clock_mono_ms();
-	pthread_mutex_init(&p.mtx, NULL);
-	pthread_cond_init(&p.cv, NULL);
-	for (int i = 0; i < RING; i++)
-		if ((p.ring[i].data = malloc((size_t)BATCH * FB_BLOCK_SIZE)) == NULL)
-			w_die(w, FB_RV_OUT_OF_MEMORY, "out of memory for transfer buffers");
-	for (int i = 0; i < FETCHERS; i++) {
-		fa[i] = (struct fetcher_arg){&p, i};
-		pthread_create(&t[i], NULL, fetcher, &fa[i]);
-	}
-	for (size_t b = 0; b < p.nbatches; b++) {
-		struct slot *s = &p.ring[b % RING];
-
-		pthread_mutex_lock(&p.mtx);
-		while (!(s->state == 2 && s->batch == b) && !p.fatal) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&p.cv, &p.mtx, &ts);
-			/* Report only while the fetchers make headway: a wedged
-			 * connection then goes quiet and the supervisor restarts us. */
-			if (fb_clock_mono_ms() - p.activity < STALL_MS) {
-				pthread_mutex_unlock(&p.mtx);
-				w_emit(w, 0);
-				pthread_mutex_lock(&p.mtx);
-			}
-		}
-		if (p.fatal) {
-			pthread_mutex_unlock(&p.mtx);
-			w_die(w, p.fatal, "%s", p.msg);
-		}
-		pthread_mutex_unlock(&p.mtx);
-		consume(w, arg, items + b * BATCH, batch_len(&p, b), s->data, s->got);
-		pthread_mutex_lock(&p.mtx);
-		s->state = 0;
-		pthread_cond_broadcast(&p.cv);
-		pthread_mutex_unlock(&p.mtx);
-	}
-	for (int i = 0; i < FETCHERS; i++)
-		pthread_join(t[i], NULL);
-	for (int i = 0; i < RING; i++)
-		free(p.ring[i].data);
-}
-
-/* Fills the blocks of a batch that did not come over the wire. */
-static void
-w_fill_local(worker *w, const struct item *it, size_t n, uint8_t *data, const uint8_t *got)
-{
-	fb_err err = {0};
-
-	for (size_t i = 0; i < n; i++) {
-		if (got[i])
-			continue;
-		if (fb_store_get(w->store, &it[i].h, data + i * FB_BLOCK_SIZE, &err) != FB_RV_OK)
-			w_die(w, err.rv, "local copy of block %llu: %s",
-			      (unsigned long long)it[i].block, err.msg);
-	}
+	worker_die(w, rv, "cannot reach the primary at %s: %s", w->url, err.msg);
 }
 
 /* --- failback --- */
@@ -626,7 +197,7 @@ apply_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 	int           fd;
 	int           vd;
 
-	w_fill_local(w, it, n, data, got);
+	pull_fill_local(w, it, n, data, got);
 	vd = a->vmdisk[it[0].disk];
 	fd = a->fds[it[0].disk];
 	/* 1. the old content, durable before anything is overwritten */
@@ -638,14 +209,14 @@ apply_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 		ssize_t  r   = pread(fd, a->old, len, (off_t)off);
 
 		if (r != (ssize_t)len)
-			w_die(w, FB_RV_FAILED, "%s: cannot read block %llu", a->vm->disks[vd].path,
+			worker_die(w, FB_RV_FAILED, "%s: cannot read block %llu", a->vm->disks[vd].path,
 			      (unsigned long long)it[i].block);
 		if (fb_undo_append(a->undo, (uint32_t)vd, it[i].block, a->old, (uint32_t)len, &err) !=
 		    FB_RV_OK)
-			w_die(w, err.rv, "undo log: %s", err.msg);
+			worker_die(w, err.rv, "undo log: %s", err.msg);
 	}
 	if (fb_undo_sync(a->undo, &err) != FB_RV_OK)
-		w_die(w, err.rv, "undo log: %s", err.msg);
+		worker_die(w, err.rv, "undo log: %s", err.msg);
 	/* 2. the new content */
 	for (size_t i = 0; i < n; i++) {
 		uint64_t off = it[i].block * FB_BLOCK_SIZE;
@@ -656,21 +227,21 @@ apply_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 		if (memcmp(&it[i].h, fb_hash_zero(FB_BLOCK_SIZE), sizeof(fb_hash)) == 0) {
 			if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
 			              (off_t)len) != 0)
-				w_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));
+				worker_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));
 		} else if (fb_fs_pwrite(fd, data + i * FB_BLOCK_SIZE, len, (off_t)off) < 0) {
-			w_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));
+			worker_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));
 		}
 	}
 	if (fb_fs_fsync(fd) != 0)
-		w_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));
+		worker_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));
 	/* 3. the checkpoint */
 	a->cp->disks[it[0].disk]->applied += n;
 	a->cp->bytes_on_wire = w->wire;
 	if (jobs_save_checkpoint(w->db, w->job, a->cp, &err) != FB_RV_OK)
-		w_die(w, err.rv, "checkpoint: %s", err.msg);
+		worker_die(w, err.rv, "checkpoint: %s", err.msg);
 	w->blocks_done += n;
 	w->bytes_done += n * FB_BLOCK_SIZE;
-	w_emit(w, 0);
+	worker_emit(w, 0);
 	w_throttle(w);
 }
 
@@ -690,7 +261,7 @@ hash_visit(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const f
 	(void)zero;
 	(void)err;
 	hp->w->bytes_done = hp->base + index * FB_BLOCK_SIZE + len;
-	w_emit(hp->w, 0);
+	worker_emit(hp->w, 0);
 	return FB_RV_OK;
 }
 
@@ -727,22 +298,22 @@ w_compare(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target)
 		for (vd = 0; vd < vm->ndisks && strcmp(vm->disks[vd].name, dm->name) != 0; vd++)
 			;
 		if (vd == vm->ndisks)
-			w_die(w, FB_RV_FILE_NOT_FOUND, "recovery point %s has disk %s, which VM %s lacks",
+			worker_die(w, FB_RV_FILE_NOT_FOUND, "recovery point %s has disk %s, which VM %s lacks",
 			      target->id, dm->name, vm->name);
 		if (fb_disk_hash(vm->disks[vd].path, hash_visit, &hp, &scan, &err) != FB_RV_OK)
-			w_die(w, err.rv == FB_RV_INVALID_PARAMETER ? FB_RV_FILE_NOT_FOUND : err.rv,
+			worker_die(w, err.rv == FB_RV_INVALID_PARAMETER ? FB_RV_FILE_NOT_FOUND : err.rv,
 			      "recovery-VM disk %s: %s", dm->name, err.msg);
 		base += vm->disks[vd].size;
 		if (scan.size != dm->size_bytes)
-			w_die(w, FB_RV_FAILED,
+			worker_die(w, FB_RV_FAILED,
 			      "disk %s is %llu bytes on the replica but %llu in recovery point %s",
 			      dm->name, (unsigned long long)scan.size,
 			      (unsigned long long)dm->size_bytes, target->id);
 		if (fb_merkle_build(&tree, scan.leaves, scan.nblocks, &err) != FB_RV_OK)
-			w_die(w, err.rv, "%s", err.msg);
+			worker_die(w, err.rv, "%s", err.msg);
 		w->local[k] = scan.leaves; /* kept for a verify that re-reads only what changes */
 		memcpy(&root, dm->root.data, sizeof(root));
-		w_walk(w, target->id, dm->name, dm->block_count, &root, tree, NULL, &diffs, &nd);
+		pull_walk(w, target->id, dm->name, dm->block_count, &root, tree, NULL, &diffs, &nd);
 		fb_merkle_free(tree);
 		dc->blocks      = malloc((nd + 1) * sizeof(uint64_t));
 		dc->hashes.data = malloc(nd * sizeof(fb_hash) + 1);
@@ -758,7 +329,7 @@ w_compare(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target)
 	}
 	cp->bytes_on_wire = w->wire;
 	if (jobs_save_checkpoint(w->db, w->job, cp, &err) != FB_RV_OK)
-		w_die(w, err.rv, "checkpoint: %s", err.msg);
+		worker_die(w, err.rv, "checkpoint: %s", err.msg);
 	return cp;
 }
 
@@ -791,7 +362,7 @@ w_verify(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target,
 			int                             fd = open(vm->disks[vd].path, O_RDONLY | O_CLOEXEC);
 
 			if (fd < 0)
-				w_die(w, FB_RV_FAILED, "verifying %s: %s", dm->name, strerror(errno));
+				worker_die(w, FB_RV_FAILED, "verifying %s: %s", dm->name, strerror(errno));
 			for (size_t i = 0; i < dc->n_blocks; i++) {
 				uint64_t off = dc->blocks[i] * FB_BLOCK_SIZE;
 				uint64_t len = vm->disks[vd].size - off < FB_BLOCK_SIZE
@@ -799,7 +370,7 @@ w_verify(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target,
 				                   : FB_BLOCK_SIZE;
 
 				if (pread(fd, blk, len, (off_t)off) != (ssize_t)len)
-					w_die(w, FB_RV_FAILED, "verifying %s block %llu: %s", dm->name,
+					worker_die(w, FB_RV_FAILED, "verifying %s block %llu: %s", dm->name,
 					      (unsigned long long)dc->blocks[i], strerror(errno));
 				fb_hash_block(blk, len, FB_BLOCK_SIZE, &w->local[k][dc->blocks[i]]);
 			}
@@ -807,12 +378,12 @@ w_verify(worker *w, fb_vm *vm, const Failback__RecoveryPoint *target,
 			fb_merkle_root_of(w->local[k], dm->block_count, &root, &err);
 		} else {
 			if (fb_disk_hash(vm->disks[vd].path, NULL, NULL, &scan, &err) != FB_RV_OK)
-				w_die(w, err.rv, "verifying %s: %s", dm->name, err.msg);
+				worker_die(w, err.rv, "verifying %s: %s", dm->name, err.msg);
 			fb_merkle_root_of(scan.leaves, scan.nblocks, &root, &err);
 			free(scan.leaves);
 		}
 		if (dm->root.len != sizeof(root) || memcmp(&root, dm->root.data, sizeof(root)) != 0)
-			w_die(w, FB_RV_FAILED, "disk %s does not match recovery point %s after failback",
+			worker_die(w, FB_RV_FAILED, "disk %s does not match recovery point %s after failback",
 			      dm->name, target->id);
 	}
 	free(blk);
@@ -836,17 +407,17 @@ w_negotiate(worker *w, const char *vm_ref, const char *rp, Failback__NegotiateRe
 	req.recovery_point_identifier = (char *)rp;
 	req.known_points              = known;
 	req.n_known_points            = n;
-	if (w_call(w, 0, "Negotiate", &req.base, (ProtobufCMessage **)rsp, &err) != FB_RV_OK)
-		w_die(w, err.rv, "negotiating with the primary: %s", err.msg);
+	if (pull_call(w, 0, "Negotiate", &req.base, (ProtobufCMessage **)rsp, &err) != FB_RV_OK)
+		worker_die(w, err.rv, "negotiating with the primary: %s", err.msg);
 	free(known);
 	free(rps);
 	if ((*rsp)->target == NULL || (*rsp)->target->n_disks == 0)
-		w_die(w, FB_RV_FAILED, "the primary named no target recovery point");
+		worker_die(w, FB_RV_FAILED, "the primary named no target recovery point");
 	for (size_t i = 0; i < (*rsp)->target->n_disks; i++)
 		if (!fb_name_valid((*rsp)->target->disks[i]->name) ||
 		    (*rsp)->target->disks[i]->root.len != FB_HASH_LEN ||
 		    (*rsp)->target->disks[i]->block_size != FB_BLOCK_SIZE)
-			w_die(w, FB_RV_FAILED, "the primary's manifest is not usable");
+			worker_die(w, FB_RV_FAILED, "the primary's manifest is not usable");
 	return (*rsp)->target;
 }
 
@@ -865,7 +436,7 @@ w_failback(worker *w)
 
 	memset(&a, 0, sizeof(a));
 	if (fb_vm_get(w->db, w->params->vm, &a.vm, &err) != FB_RV_OK)
-		w_die(w, err.rv, "%s", err.msg);
+		worker_die(w, err.rv, "%s", err.msg);
 	w_phase(w, "WaitingForFailback");
 	target = w_negotiate(w, a.vm->id, w->params->recovery_point_identifier, &nr);
 	fb_log_info("FB6011", "job %s: failing VM %s back to recovery point %s", w->job,
@@ -884,7 +455,7 @@ w_failback(worker *w)
 		a.vmdisk[k] = (int)vd;
 		a.fds[k]    = vd < a.vm->ndisks ? open(a.vm->disks[vd].path, O_RDWR | O_CLOEXEC) : -1;
 		if (cp->disks[k]->n_blocks > cp->disks[k]->applied && a.fds[k] < 0)
-			w_die(w, FB_RV_FILE_NOT_FOUND, "recovery-VM disk %s: %s", names[k],
+			worker_die(w, FB_RV_FILE_NOT_FOUND, "recovery-VM disk %s: %s", names[k],
 			      strerror(errno));
 		nitems += cp->disks[k]->n_blocks;
 	}
@@ -903,7 +474,7 @@ w_failback(worker *w)
 		mkdir(dir, 0700);
 	}
 	if (fb_undo_open(&a.undo, undo, &err) != FB_RV_OK)
-		w_die(w, err.rv, "undo log: %s", err.msg);
+		worker_die(w, err.rv, "undo log: %s", err.msg);
 	a.old = malloc(FB_BLOCK_SIZE);
 	w_phase(w, "Transferring");
 	for (size_t k = 0; k < cp->n_disks; k++) {
@@ -919,10 +490,10 @@ w_failback(worker *w)
 			n++;
 		}
 		if (n > 0)
-			w_pipeline(w, target->id, names, items, n,
+			pull_pipeline(w, target->id, names, items, n,
 			           w->rsd.compression != 0, apply_batch, &a);
 	}
-	w_emit(w, 1);
+	worker_emit(w, 1);
 	w_verify(w, a.vm, target, cp);
 	fb_log_info("FB6013", "job %s: %llu block(s) applied, %llu bytes on the wire", w->job,
 	            (unsigned long long)w->blocks_total, (unsigned long long)w->wire);
@@ -952,7 +523,7 @@ store_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 			continue;
 		if (fb_store_append(w->store, &it[i].h, data + i * FB_BLOCK_SIZE, FB_BLOCK_SIZE, &loc,
 		                    &err) != FB_RV_OK)
-			w_die(w, err.rv, "storing block: %s", err.msg);
+			worker_die(w, err.rv, "storing block: %s", err.msg);
 		if (ad->nadded == ad->cap)
 			ad->added = realloc(ad->added, (ad->cap = ad->cap ? ad->cap * 2 : 256) *
 			                                   sizeof(*ad->added));
@@ -960,7 +531,7 @@ store_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 	}
 	w->blocks_done += n;
 	w->bytes_done += n * FB_BLOCK_SIZE;
-	w_emit(w, 0);
+	worker_emit(w, 0);
 	w_throttle(w);
 }
 
@@ -989,7 +560,7 @@ w_replicate(worker *w)
 		fb_vm_disk disks[FB_MAX_DISKS];
 
 		if (target->n_disks > FB_MAX_DISKS)
-			w_die(w, FB_RV_NOT_SUPPORTED, "too many disks");
+			worker_die(w, FB_RV_NOT_SUPPORTED, "too many disks");
 		for (size_t i = 0; i < target->n_disks; i++) {
 			snprintf(disks[i].name, sizeof(disks[i].name), "%s", target->disks[i]->name);
 			disks[i].size = target->disks[i]->size_bytes;
@@ -998,7 +569,7 @@ w_replicate(worker *w)
 		if (fb_vm_add_replica(w->db, target->vm_id, nr->vm_name, disks, target->n_disks,
 		                      vmdir, FB_MAX_HISTORY, &err) != FB_RV_OK ||
 		    fb_vm_get(w->db, target->vm_id, &vm, &err) != FB_RV_OK)
-			w_die(w, err.rv, "registering VM %s: %s", nr->vm_name, err.msg);
+			worker_die(w, err.rv, "registering VM %s: %s", nr->vm_name, err.msg);
 	}
 	if (fb_rp_get(w->db, vm->id, target->id, &base, &err) == FB_RV_OK) {
 		fb_log_info("FB6020", "job %s: recovery point %s is already here", w->job, target->id);
@@ -1041,7 +612,7 @@ w_replicate(worker *w)
 			}
 		}
 		leaves[k] = malloc(dm->block_count * sizeof(fb_hash) + 1);
-		w_walk(w, target->id, dm->name, dm->block_count, &root, tree, leaves[k], &diffs, &nd);
+		pull_walk(w, target->id, dm->name, dm->block_count, &root, tree, leaves[k], &diffs, &nd);
 		fb_merkle_free(tree);
 		{ /* blocks to pull: differing, non-zero, unique, not already stored */
 			struct item *items = calloc(nd + 1, sizeof(*items));
@@ -1057,14 +628,14 @@ w_replicate(worker *w)
 			w->bytes_total += u * FB_BLOCK_SIZE;
 			w_phase(w, "Transferring");
 			if (u > 0)
-				w_pipeline(w, target->id, names, items, u, 1, store_batch, &ad);
+				pull_pipeline(w, target->id, names, items, u, 1, store_batch, &ad);
 			free(items);
 		}
 		free(diffs);
 	}
 	if (fb_store_sync(w->store, &err) != FB_RV_OK ||
 	    fb_rp_adopt(w->db, w->store, &rp, leaves, ad.added, ad.nadded, NULL, &err) != FB_RV_OK)
-		w_die(w, err.rv, "recording recovery point %s: %s", target->id, err.msg);
+		worker_die(w, err.rv, "recording recovery point %s: %s", target->id, err.msg);
 	fb_log_info("FB6021", "job %s: recovery point %s of %s replicated (%zu new blocks, %llu "
 	            "bytes on the wire)",
 	            w->job, target->id, vm->name, ad.nadded, (unsigned long long)w->wire);
@@ -1087,22 +658,22 @@ worker_main(replica *r, const char *job_id)
 	/* A worker never outlives its agent: a restarted agent starts its own. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() == 1)
-		w_die(&w, FB_RV_FAILED, "the agent is gone");
+		worker_die(&w, FB_RV_FAILED, "the agent is gone");
 	snprintf(path, sizeof(path), "%s/state.db", r->dir);
 	if (fb_db_open(&w.db, path, &err) != FB_RV_OK)
-		w_die(&w, err.rv, "%s", err.msg);
+		worker_die(&w, err.rv, "%s", err.msg);
 	snprintf(path, sizeof(path), "%s/blocks", r->dir);
 	if (fb_store_open(&w.store, w.db, path, FB_STORE_NO_RECLAIM, &err) != FB_RV_OK)
-		w_die(&w, err.rv, "%s", err.msg);
+		worker_die(&w, err.rv, "%s", err.msg);
 	r->db    = w.db;
 	r->store = w.store;
 	if (jobs_load(r, job_id, &job, &w.params, vm_id, sizeof(vm_id), &err) != FB_RV_OK ||
 	    w.params == NULL)
-		w_die(&w, err.rv ? err.rv : FB_RV_FAILED, "cannot load job: %s", err.msg);
+		worker_die(&w, err.rv ? err.rv : FB_RV_FAILED, "cannot load job: %s", err.msg);
 	w.type = (int)job.job_type;
 	if (fb_rsd_parse(w.params->replication_setting_data,
 	                 strlen(w.params->replication_setting_data), &w.rsd, &err) != FB_RV_OK)
-		w_die(&w, err.rv, "%s", err.msg);
+		worker_die(&w, err.rv, "%s", err.msg);
 	w_target(&w);
 	w.rate_cap = strtoull(r->set->max_transfer_rate, NULL, 10) << 20;
 	if (w.rsd.thumbprint[0] != '\0') {
@@ -1110,21 +681,21 @@ worker_main(replica *r, const char *job_id)
 
 		if (fb_tls_peer_thumbprint(w.url, r->set->ca_agents, r->set->cert, r->set->key,
 		                           w.sname, sha1, sha256, &err) != FB_RV_OK)
-			w_die(&w, err.rv, "%s", err.msg);
+			worker_die(&w, err.rv, "%s", err.msg);
 		if (strcmp(w.rsd.thumbprint, strlen(w.rsd.thumbprint) == 40 ? sha1 : sha256) != 0)
-			w_die(&w, FB_RV_ACCESS_DENIED,
+			worker_die(&w, FB_RV_ACCESS_DENIED,
 			      "the primary at %s presented certificate %s, not the pinned "
 			      "CertificateThumbPrint %s",
 			      w.url, strlen(w.rsd.thumbprint) == 40 ? sha1 : sha256, w.rsd.thumbprint);
 	}
 	if (fb_tls_config_client(&w.tls, r->set->ca_agents, r->set->cert, r->set->key, w.sname, 0,
 	                         &err) != FB_RV_OK)
-		w_die(&w, err.rv, "%s", err.msg);
-	for (int i = 0; i < FETCHERS; i++)
+		worker_die(&w, err.rv, "%s", err.msg);
+	for (int i = 0; i < FB_WORKER_FETCHERS; i++)
 		w_connect(&w, i);
 	if (w.type == JT_FAILBACK)
 		w_failback(&w);
 	if (w.type == JT_REPLICATE)
 		w_replicate(&w);
-	w_die(&w, FB_RV_NOT_SUPPORTED, "job type %d has no worker", w.type);
+	worker_die(&w, FB_RV_NOT_SUPPORTED, "job type %d has no worker", w.type);
 }
