@@ -37,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -495,8 +496,15 @@ w_failback(worker *w)
 	}
 	worker_emit(w, 1);
 	w_verify(w, a.vm, target, cp);
-	fb_log_info("FB6013", "job %s: %llu block(s) applied, %llu bytes on the wire", w->job,
-	            (unsigned long long)w->blocks_total, (unsigned long long)w->wire);
+	{
+		struct rusage ru;
+
+		getrusage(RUSAGE_SELF, &ru);
+		fb_log_info("FB6013",
+		            "job %s: %llu block(s) applied, %llu bytes on the wire, peak RSS %ld KiB",
+		            w->job, (unsigned long long)w->blocks_total, (unsigned long long)w->wire,
+		            ru.ru_maxrss);
+	}
 	(void)!write(STDOUT_FILENO, "D\n", 2);
 	fb_rpc_exit(0);
 }

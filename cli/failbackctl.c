@@ -54,6 +54,8 @@ ctl_help(ctl *c, FILE *f)
 			         cmd->sub ? " " : "", cmd->sub ? cmd->sub : "", cmd->args);
 			fprintf(f, "  %-44s %s\n", words, cmd->help);
 		}
+	fprintf(f, "\nprimary-* commands go to the primary agent: give its control URL and name\n"
+	           "(--url tls+tcp://HOST:7410 --server-name NAME). The others go to the replica.\n");
 	fprintf(f, "\nOptions (also keys in the settings file, and FAILBACKCTL_<KEY> in the "
 	           "environment):\n");
 	fb_config_help(keys, n, f);
