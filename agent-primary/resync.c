@@ -31,7 +31,6 @@
 struct tree_slot {
 	char       rp[FB_ID_LEN + 1];
 	char       disk[FB_NAME_MAX + 1];
-	uint64_t   size;
 	fb_merkle *tree;
 	uint64_t   used;
 };
@@ -47,8 +46,6 @@ tree_get(primary *p, const char *rp_id, const char *disk, fb_err *err)
 	struct tree_slot *victim = &cache[0];
 	fb_hash          *leaves;
 	uint64_t          n;
-	fb_rp            *rps  = NULL;
-	size_t            nrps = 0;
 
 	pthread_mutex_lock(&cache_mtx);
 	for (int i = 0; i < CACHE_SLOTS; i++) {
@@ -72,11 +69,8 @@ tree_get(primary *p, const char *rp_id, const char *disk, fb_err *err)
 		return NULL;
 	}
 	free(leaves);
-	(void)rps;
-	(void)nrps;
 	snprintf(victim->rp, sizeof(victim->rp), "%s", rp_id);
 	snprintf(victim->disk, sizeof(victim->disk), "%s", disk);
-	victim->size = 0;
 	victim->used = ++cache_tick;
 	return victim;
 }

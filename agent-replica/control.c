@@ -51,13 +51,19 @@ started(fb_rpc_call *call, ProtobufCMessage *out, const char *job_id)
 	return FB_RV_JOB_STARTED;
 }
 
-static int
-state_in(int state, const int *allowed, size_t n)
+/* A running job first (it has already moved the VM's state), then the state. */
+static uint32_t
+vm_ready(const fb_vm *vm, const int *allowed, size_t n, const char *method, fb_err *err)
 {
+	if (jobs_vm_busy(vm->id))
+		return fb_err_set(err, FB_RV_SYSTEM_IN_USE, "VM %s already has a running job",
+		                  vm->name);
 	for (size_t i = 0; i < n; i++)
-		if (state == allowed[i])
-			return 1;
-	return 0;
+		if (vm->state == allowed[i])
+			return FB_RV_OK;
+	return fb_err_set(err, FB_RV_INVALID_STATE,
+	                  "VM %s is in ReplicationState %d, which does not allow %s", vm->name,
+	                  vm->state, method);
 }
 
 static uint32_t
@@ -99,17 +105,9 @@ initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Prot
 		           req->recovery_point_identifier);
 		goto fail;
 	}
-	if (jobs_vm_busy(vm->id)) {
-		fb_err_set(&err, FB_RV_SYSTEM_IN_USE, "VM %s already has a running job", vm->name);
+	/* Allowed: 5 Recovered, 6 Committed, 8 Critical, 14 Failback complete. */
+	if (vm_ready(vm, ok, 4, "InitiateFailback", &err) != FB_RV_OK)
 		goto fail;
-	}
-	if (!state_in(vm->state, ok, 4)) {
-		fb_err_set(&err, FB_RV_INVALID_STATE,
-		           "VM %s is in ReplicationState %d; InitiateFailback needs a recovery VM "
-		           "(5 Recovered, 6 Committed, 8 Critical or 14 Failback complete)",
-		           vm->name, vm->state);
-		goto fail;
-	}
 	p.vm                        = vm->id;
 	p.recovery_point_identifier = req->recovery_point_identifier;
 	p.replication_setting_data  = req->replication_setting_data;
@@ -140,16 +138,11 @@ local_job(replica *r, fb_rpc_call *call, ProtobufCMessage *out, const char *vm_r
 		fb_err_set(&err, FB_RV_INVALID_PARAMETER, "'%.80s' is not a recovery point GUID", rp);
 		goto fail;
 	}
-	if (jobs_vm_busy(vm->id)) {
-		fb_err_set(&err, FB_RV_SYSTEM_IN_USE, "VM %s already has a running job", vm->name);
+	if (vm_ready(vm, ok, nok, type == JT_FAILOVER ? "InitiateFailover"
+	                          : type == JT_REVERT  ? "RevertFailover"
+	                                               : "CommitFailover",
+	             &err) != FB_RV_OK)
 		goto fail;
-	}
-	if (!state_in(vm->state, ok, nok)) {
-		fb_err_set(&err, FB_RV_INVALID_STATE,
-		           "VM %s is in ReplicationState %d, which does not allow this method",
-		           vm->name, vm->state);
-		goto fail;
-	}
 	if (rp != NULL) {
 		if (fb_rp_get(r->db, vm->id, rp, &point, &err) != FB_RV_OK)
 			goto fail;
@@ -211,10 +204,7 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 		                   "'%.80s' is neither a VM GUID nor a VM name", req->vm);
 	/* A VM the replica does not hold yet is learnt from the primary. */
 	if (fb_vm_get(r->db, req->vm, &vm, &err) == FB_RV_OK) {
-		if (!state_in(vm->state, ok, 2)) {
-			fb_err_set(&err, FB_RV_INVALID_STATE,
-			           "VM %s is in ReplicationState %d; replication needs 2 or 3",
-			           vm->name, vm->state);
+		if (vm_ready(vm, ok, 2, "Replicate", &err) != FB_RV_OK) {
 			free(vm);
 			return fb_pb_fail(call, &err);
 		}
