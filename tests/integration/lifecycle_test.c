@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -224,6 +227,40 @@ sigterm_during_calls_stops_the_agent_in_time(void **state)
 		pthread_join(t[i], NULL);
 }
 
+/* NNG 1.5.2's TLS listener is reported to stop accepting for good after
+ * clients drop during the handshake (upstream #1518): a port scanner or a
+ * health check could then take an agent off the air. */
+static void
+clients_dropping_mid_handshake_do_not_stop_the_listener(void **state)
+{
+	static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03,
+	                                0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+	fbt_agent            a;
+	struct sockaddr_in   sin;
+
+	(void)state;
+	assert_int_equal(fbt_agent_start(&a, "replica", "replica", NULL), 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family      = AF_INET;
+	sin.sin_port        = htons((uint16_t)atoi(strrchr(a.control, ':') + 1));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < 120; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		assert_true(fd >= 0);
+		assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		/* a third send nothing, a third a record header, a third a partial hello */
+		if (i % 3 > 0)
+			assert_true(send(fd, hello, i % 3 == 1 ? 3 : sizeof(hello), 0) > 0);
+		close(fd);
+	}
+	assert_int_equal(fbt_ctl(out, sizeof(out), a.control, "operator", "replica.failback.test",
+	                         "status", NULL),
+	                 0);
+	assert_non_null(strstr(out, "caller_role: operator"));
+	assert_int_equal(fbt_agent_stop(&a, SIGTERM, 5000), 0);
+}
+
 static void
 client_reconnects_after_agent_restart_on_same_address(void **state)
 {
@@ -287,6 +324,7 @@ main(void)
 	    cmocka_unit_test(sigint_stops_an_idle_agent_cleanly),
 	    cmocka_unit_test(sigterm_during_calls_stops_the_agent_in_time),
 	    cmocka_unit_test(client_reconnects_after_agent_restart_on_same_address),
+	    cmocka_unit_test(clients_dropping_mid_handshake_do_not_stop_the_listener),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
