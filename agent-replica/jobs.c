@@ -180,6 +180,18 @@ job_change(struct run *j, int state, const char *phase)
 }
 
 static void
+job_refresh_vm_id(struct run *j)
+{
+	fb_vm *vm;
+	fb_err err;
+
+	if (j->vm_id[0] == '\0' && fb_vm_get(j->r->db, j->vm_key, &vm, &err) == FB_RV_OK) {
+		snprintf(j->vm_id, sizeof(j->vm_id), "%s", vm->id);
+		free(vm);
+	}
+}
+
+static void
 job_progress_line(struct run *j, const char *line)
 {
 	char               phase[32];
@@ -187,6 +199,8 @@ job_progress_line(struct run *j, const char *line)
 
 	if (sscanf(line, "P %31s %llu %llu %llu %llu", phase, &bd, &bt, &kd, &kt) != 5)
 		return;
+	/* A first replication learns the VM's GUID from the primary. */
+	job_refresh_vm_id(j);
 	pthread_mutex_lock(&runs_mtx);
 	if (strcmp(phase, j->phase) != 0) {
 		j->rate_t0 = fb_clock_mono_ms();
@@ -336,18 +350,6 @@ job_supervise(struct run *j)
 			usleep(100000);
 		if (j->cancel)
 			return 2;
-	}
-}
-
-static void
-job_refresh_vm_id(struct run *j)
-{
-	fb_vm *vm;
-	fb_err err;
-
-	if (j->vm_id[0] == '\0' && fb_vm_get(j->r->db, j->vm_key, &vm, &err) == FB_RV_OK) {
-		snprintf(j->vm_id, sizeof(j->vm_id), "%s", vm->id);
-		free(vm);
 	}
 }
 
