@@ -16,12 +16,55 @@
 #include <string.h>
 #include <time.h>
 
+#include <pthread.h>
+
+#include "failback/clock.h"
 #include "failback/disk.h"
+#include "failback/events.h"
+#include "failback/tls.h"
 #include "harness.h"
 #include "image.h"
 
 static fbt_agent primary, replica;
 static char      out[1 << 16];
+
+/* Event latency: publisher's stamp to receipt, same clock (loopback). */
+static struct {
+	fb_events_sub *sub;
+	volatile int   stop;
+	double         lat[100000];
+	size_t         n, transferring;
+	int64_t        t_first, t_last;
+} ev;
+
+static void *
+ev_thread(void *arg)
+{
+	(void)arg;
+	while (!ev.stop) {
+		Failback__JobEvent *e;
+		fb_err              err;
+
+		if (fb_events_sub_next(ev.sub, 100, &e, &err) != 0)
+			continue;
+		if (ev.n < sizeof(ev.lat) / sizeof(ev.lat[0]))
+			ev.lat[ev.n++] = (double)(fb_clock_unix_ms() - e->time_unix_ms);
+		if (strcmp(e->phase, "Transferring") == 0) {
+			if (ev.transferring++ == 0)
+				ev.t_first = e->time_unix_ms;
+			ev.t_last = e->time_unix_ms;
+		}
+		failback__job_event__free_unpacked(e, NULL);
+	}
+	return NULL;
+}
+
+static int
+cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
 
 static double
 now_s(void)
@@ -119,9 +162,22 @@ main(int argc, char **argv)
 	/* The primary's data changed instead: the blocks must cross the wire. */
 	fbt_image_mutate(img, changed, 3);
 	must(P("primary-rp", "create", "bench"), "second recovery point");
-	t0 = now_s();
-	must(R("failback", "bench", "--wait"), "failback to the new point");
-	t_fb2 = now_s() - t0;
+	{
+		nng_tls_config *tls;
+		pthread_t       t;
+
+		if (fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
+		                         fbt_pki_file("monitor.pem"), fbt_pki_file("monitor.key"),
+		                         "replica.failback.test", 0, &err) != 0 ||
+		    fb_events_sub_open(&ev.sub, replica.events, tls, "job/", &err) != 0)
+			return 1;
+		pthread_create(&t, NULL, ev_thread, NULL);
+		t0 = now_s();
+		must(R("failback", "bench", "--wait"), "failback to the new point");
+		t_fb2 = now_s() - t0;
+		ev.stop = 1;
+		pthread_join(t, NULL);
+	}
 	wire2 = wire_bytes();
 
 	printf("failback_bench: %llu MiB mixed image (%llu blocks), %llu blocks (%.1f%%) changed "
@@ -144,6 +200,16 @@ main(int argc, char **argv)
 	       "+ 0.1%% of disk = %.0f)\n",
 	       wire2, (unsigned long long)(changed * 65536),
 	       (double)changed * 65536 * 1.02 + (double)size * 0.001);
+	if (ev.n > 0) {
+		qsort(ev.lat, ev.n, sizeof(ev.lat[0]), cmp_d);
+		printf("events during B: %zu received; latency p50 %.0f ms, p99 %.0f ms, max %.0f ms "
+		       "(ms clock)\n",
+		       ev.n, ev.lat[ev.n / 2], ev.lat[(ev.n * 99) / 100], ev.lat[ev.n - 1]);
+		if (ev.t_last > ev.t_first)
+			printf("while transferring: %zu events in %.2f s = %.1f events/s\n",
+			       ev.transferring, (double)(ev.t_last - ev.t_first) / 1000,
+			       (double)ev.transferring * 1000 / (double)(ev.t_last - ev.t_first));
+	}
 	fbt_agent_stop(&replica, SIGTERM, 5000);
 	fbt_agent_stop(&primary, SIGTERM, 5000);
 	fbt_teardown();
