@@ -233,6 +233,7 @@ get_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessag
 
 	if (fb_vm_get(r->db, ((const Failback__VmRef *)in)->vm, &vm, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
+	jobs_vm_state(vm->id, &vm->state);
 	rsp->vm = fb_pb_vm(call, vm);
 	snprintf(jobs_of, sizeof(jobs_of), "%s", vm->id);
 	free(vm);
@@ -260,6 +261,8 @@ list_vms(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMess
 	(void)in;
 	if (fb_vm_list(r->db, &vms, &n, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
+	for (size_t i = 0; i < n; i++)
+		jobs_vm_state(vms[i].id, &vms[i].state);
 	rsp->vms   = fb_pb_vms(call, vms, n);
 	rsp->n_vms = n;
 	fb_vm_list_free(vms);

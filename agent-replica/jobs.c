@@ -63,12 +63,30 @@ struct run {
 	char      error[FB_ERR_MSG_MAX];
 	uint32_t  cancel; /* 0, or the RequestedState (4 Terminate, 5 Kill) */
 	pid_t     worker;
+	int       vm_state_want, vm_health_want; /* -1: nothing to record */
+	int       vm_state_pending;              /* the last attempt to record it failed */
 	uint64_t  last_publish;
 	Failback__JobParams *params;
 };
 
 static pthread_mutex_t runs_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct run     *runs[MAX_RUNNING];
+
+int
+jobs_vm_state(const char *vm_id, int *state)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&runs_mtx);
+	for (int i = 0; i < MAX_RUNNING; i++)
+		if (runs[i] != NULL && runs[i]->vm_state_pending &&
+		    strcasecmp(runs[i]->vm_id, vm_id) == 0) {
+			*state = runs[i]->vm_state_want;
+			found  = 1;
+		}
+	pthread_mutex_unlock(&runs_mtx);
+	return found;
+}
 
 int
 jobs_vm_busy(const char *vm_key)
@@ -99,14 +117,15 @@ job_type_phase(int type)
 	}
 }
 
-/* Writes the run's visible fields to its row. */
-static void
+/* Writes the run's visible fields to its row; 0 when they are durable. */
+static int
 job_persist(struct run *j)
 {
 	sqlite3_stmt *st;
 	fb_err        err;
 	int64_t       now = fb_clock_unix_ms();
 	unsigned      pct = 0;
+	int           ok  = 0;
 
 	if (j->state == FAILBACK__JOB_STATE__JS_COMPLETED)
 		pct = 100;
@@ -130,12 +149,14 @@ job_persist(struct run *j)
 		sqlite3_bind_text(st, 6, j->error, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 7, j->vm_id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 8, now);
-		if (sqlite3_step(st) != SQLITE_DONE)
+		ok = sqlite3_step(st) == SQLITE_DONE;
+		if (!ok)
 			fb_log_warn("FB5002", "job %s: cannot record progress: %s", j->id,
 			            sqlite3_errmsg(fb_db_handle(j->r->db)));
 		sqlite3_finalize(st);
 	}
 	fb_db_unlock(j->r->db);
+	return ok ? 0 : -1;
 }
 
 static void
@@ -319,9 +340,37 @@ job_finish_vm(struct run *j, int state, int health)
 {
 	fb_err err;
 
-	if (j->vm_id[0] != '\0' && fb_vm_set_state(j->r->db, j->vm_id, state, health, &err) != 0)
+	j->vm_state_want    = state;
+	j->vm_health_want   = health;
+	j->vm_state_pending = 0;
+	if (j->vm_id[0] != '\0' && fb_vm_set_state(j->r->db, j->vm_id, state, health, &err) != 0) {
 		fb_log_error("FB5003", "job %s: cannot record VM state %d: %s", j->id, state,
 		             err.msg);
+		j->vm_state_pending = 1;
+	}
+}
+
+/* The end of a job must become durable: with a full disk, keep trying (and
+ * keep announcing the job) until there is room. Until then GetJob reports
+ * the job from memory. */
+static void
+job_make_end_durable(struct run *j)
+{
+	for (int tries = 0;; tries++) {
+		fb_err err;
+		int    ok = job_persist(j) == 0;
+
+		if (j->vm_state_pending && j->vm_id[0] != '\0')
+			j->vm_state_pending = fb_vm_set_state(j->r->db, j->vm_id, j->vm_state_want,
+			                                      j->vm_health_want, &err) != 0;
+		if (ok && !j->vm_state_pending)
+			return;
+		if (tries == 0)
+			fb_log_warn("FB5006", "job %s: its end is not recorded yet (no room?); "
+			                      "retrying every second", j->id);
+		job_publish(j);
+		sleep(1);
+	}
 }
 
 static void
@@ -435,6 +484,7 @@ job_thread(void *arg)
 		fb_log_warn("FB5023", "job %s failed: %s (%u)", j->id, j->error, j->error_code);
 	}
 
+	job_make_end_durable(j);
 	pthread_mutex_lock(&runs_mtx);
 	for (int i = 0; i < MAX_RUNNING; i++)
 		if (runs[i] == j)
@@ -460,10 +510,11 @@ job_launch(replica *r, const char *id, int type, const char *vm_key, const char 
 			slot = i;
 	if (slot < 0 || (j = calloc(1, sizeof(*j))) == NULL)
 		return fb_err_set(err, FB_RV_SYSTEM_IN_USE, "too many jobs running");
-	j->r      = r;
-	j->type   = type;
-	j->params = params;
-	j->state  = FAILBACK__JOB_STATE__JS_NEW;
+	j->r             = r;
+	j->type          = type;
+	j->params        = params;
+	j->state         = FAILBACK__JOB_STATE__JS_NEW;
+	j->vm_state_want = -1;
 	snprintf(j->id, sizeof(j->id), "%s", id);
 	snprintf(j->vm_key, sizeof(j->vm_key), "%s", vm_key);
 	snprintf(j->vm_id, sizeof(j->vm_id), "%s", vm_id);
@@ -645,6 +696,17 @@ jobs_load(replica *r, const char *job_id, Failback__Job *job, Failback__JobParam
 		pthread_mutex_lock(&runs_mtx);
 		for (int i = 0; i < MAX_RUNNING; i++) {
 			if (runs[i] != NULL && strcasecmp(runs[i]->id, job->instance_id) == 0) {
+				/* The runner is the truth while it exists (its row may lag). */
+				job->job_state  = (Failback__JobState)runs[i]->state;
+				job->error_code = runs[i]->error_code;
+				free(job->phase);
+				free(job->error_description);
+				job->phase             = strdup(runs[i]->phase);
+				job->error_description = strdup(runs[i]->error);
+				if (runs[i]->state >= FAILBACK__JOB_STATE__JS_COMPLETED)
+					job->percent_complete =
+					    runs[i]->state == FAILBACK__JOB_STATE__JS_COMPLETED ? 100
+					                                                       : job->percent_complete;
 				job->bytes_done       = runs[i]->bytes_done;
 				job->bytes_total      = runs[i]->bytes_total;
 				job->blocks_done      = runs[i]->blocks_done;

@@ -42,6 +42,8 @@ void replica_undo_path(const replica *r, const char *vm_id, char *out, size_t le
 /* jobs.c */
 uint32_t jobs_start(replica *r, fb_err *err); /* resume jobs a restart interrupted */
 int      jobs_vm_busy(const char *vm_key);
+/* jobs_vm_state: 1 and the state a finished job set but could not record yet. */
+int      jobs_vm_state(const char *vm_id, int *state);
 uint32_t jobs_submit(replica *r, int type, const char *vm_key, const Failback__JobParams *params,
                      char *job_id, fb_err *err);
 uint32_t jobs_cancel(replica *r, const char *job_id, uint32_t requested, fb_err *err);
