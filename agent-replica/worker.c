@@ -187,7 +187,37 @@ struct apply {
 	Failback__JobCheckpoint *cp;
 	size_t                   cp_disk, cp_pos; /* where the next batch sits in cp */
 	uint8_t                 *old;
+	uint64_t                 unsaved;   /* blocks written since the last checkpoint */
+	uint64_t                 saved_ms;  /* when the last checkpoint was made */
 };
+
+#define CKPT_BLOCKS 256 /* 16 MiB */
+#define CKPT_MS     500
+
+/*
+ * Makes the blocks written so far durable and records them in the
+ * checkpoint. Only the undo log must be durable before each write; the
+ * data and the checkpoint can lag, because applying a block again after a
+ * resume writes the same content and the undo replay keeps the oldest
+ * record. Fewer fsyncs per block is most of a failback's cost after hashing.
+ */
+static void
+apply_checkpoint(worker *w, struct apply *a, size_t disk)
+{
+	fb_err err = {0};
+
+	if (a->unsaved == 0)
+		return;
+	if (fb_fs_fsync(a->fds[disk]) != 0)
+		worker_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[a->vmdisk[disk]].path,
+		           strerror(errno));
+	a->cp->disks[disk]->applied += a->unsaved;
+	a->cp->bytes_on_wire = w->wire;
+	if (jobs_save_checkpoint(w->db, w->job, a->cp, &err) != FB_RV_OK)
+		worker_die(w, err.rv, "checkpoint: %s", err.msg);
+	a->unsaved  = 0;
+	a->saved_ms = fb_clock_mono_ms();
+}
 
 static void
 apply_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data,
@@ -233,13 +263,10 @@ apply_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 			worker_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));
 		}
 	}
-	if (fb_fs_fsync(fd) != 0)
-		worker_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));
-	/* 3. the checkpoint */
-	a->cp->disks[it[0].disk]->applied += n;
-	a->cp->bytes_on_wire = w->wire;
-	if (jobs_save_checkpoint(w->db, w->job, a->cp, &err) != FB_RV_OK)
-		worker_die(w, err.rv, "checkpoint: %s", err.msg);
+	/* 3. now and then: the data durable, then the checkpoint */
+	a->unsaved += n;
+	if (a->unsaved >= CKPT_BLOCKS || fb_clock_mono_ms() - a->saved_ms >= CKPT_MS)
+		apply_checkpoint(w, a, it[0].disk);
 	w->blocks_done += n;
 	w->bytes_done += n * FB_BLOCK_SIZE;
 	worker_emit(w, 0);
@@ -490,9 +517,12 @@ w_failback(worker *w)
 			memcpy(&items[n].h, dc->hashes.data + i * sizeof(fb_hash), sizeof(fb_hash));
 			n++;
 		}
-		if (n > 0)
+		if (n > 0) {
+			a.saved_ms = fb_clock_mono_ms();
 			pull_pipeline(w, target->id, names, items, n,
 			           w->rsd.compression != 0, apply_batch, &a);
+			apply_checkpoint(w, &a, k);
+		}
 	}
 	worker_emit(w, 1);
 	w_verify(w, a.vm, target, cp);
