@@ -66,17 +66,34 @@ vm_ready(const fb_vm *vm, const int *allowed, size_t n, const char *method, fb_e
 	                  vm->state, method);
 }
 
+/* Persists a job for vm and answers 4096 with its reference (frees vm). */
+static uint32_t
+submit(replica *r, fb_rpc_call *call, ProtobufCMessage *out, fb_vm *vm, int type,
+       const char *rp, const char *settings)
+{
+	Failback__JobParams p   = FAILBACK__JOB_PARAMS__INIT;
+	fb_err              err = {0};
+	char                id[FB_ID_LEN + 1];
+	uint32_t            rv;
+
+	p.vm                        = vm->id;
+	p.recovery_point_identifier = (char *)rp;
+	p.replication_setting_data  = (char *)settings;
+	p.prev_state                = (uint32_t)vm->state;
+	rv                          = jobs_submit(r, type, vm->id, &p, id, &err);
+	free(vm);
+	return rv == FB_RV_OK ? started(call, out, id) : fb_pb_fail(call, &err);
+}
+
 static uint32_t
 initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
 	static const int                         ok[] = {5, 6, 8, 14};
 	replica                                 *r    = arg;
 	const Failback__InitiateFailbackRequest *req  = (const void *)in;
-	Failback__JobParams                      p    = FAILBACK__JOB_PARAMS__INIT;
 	fb_rsd                                   rsd;
 	fb_vm                                   *vm;
 	fb_err                                   err = {0};
-	char                                     id[FB_ID_LEN + 1];
 
 	if (fb_vm_get(r->db, req->vm, &vm, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
@@ -108,14 +125,8 @@ initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Prot
 	/* Allowed: 5 Recovered, 6 Committed, 8 Critical, 14 Failback complete. */
 	if (vm_ready(vm, ok, 4, "InitiateFailback", &err) != FB_RV_OK)
 		goto fail;
-	p.vm                        = vm->id;
-	p.recovery_point_identifier = req->recovery_point_identifier;
-	p.replication_setting_data  = req->replication_setting_data;
-	p.prev_state                = (uint32_t)vm->state;
-	if (jobs_submit(r, JT_FAILBACK, vm->id, &p, id, &err) != FB_RV_OK)
-		goto fail;
-	free(vm);
-	return started(call, out, id);
+	return submit(r, call, out, vm, JT_FAILBACK, req->recovery_point_identifier,
+	              req->replication_setting_data);
 fail:
 	free(vm);
 	return fb_pb_fail(call, &err);
@@ -126,11 +137,9 @@ static uint32_t
 local_job(replica *r, fb_rpc_call *call, ProtobufCMessage *out, const char *vm_ref, int type,
           const int *ok, size_t nok, const char *rp)
 {
-	Failback__JobParams p = FAILBACK__JOB_PARAMS__INIT;
 	fb_vm              *vm;
 	fb_rp              *point;
 	fb_err              err = {0};
-	char                id[FB_ID_LEN + 1];
 
 	if (fb_vm_get(r->db, vm_ref, &vm, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
@@ -148,14 +157,7 @@ local_job(replica *r, fb_rpc_call *call, ProtobufCMessage *out, const char *vm_r
 			goto fail;
 		free(point);
 	}
-	p.vm                        = vm->id;
-	p.recovery_point_identifier = (char *)(rp != NULL ? rp : "");
-	p.replication_setting_data  = "";
-	p.prev_state                = (uint32_t)vm->state;
-	if (jobs_submit(r, type, vm->id, &p, id, &err) != FB_RV_OK)
-		goto fail;
-	free(vm);
-	return started(call, out, id);
+	return submit(r, call, out, vm, type, rp != NULL ? rp : "", "");
 fail:
 	free(vm);
 	return fb_pb_fail(call, &err);
