@@ -195,6 +195,7 @@ struct pipe {
 	char               msg[FB_ERR_MSG_MAX];
 	uint64_t           activity;
 	int                compress;
+	int                local; /* fill store-held blocks in the fetchers */
 	int                idx;
 };
 
@@ -230,8 +231,15 @@ fetch_batch(struct pipe *p, int ci, size_t b, struct slot *s, fb_err *err)
 
 		if (memcmp(&it[i].h, fb_hash_zero(FB_BLOCK_SIZE), sizeof(fb_hash)) == 0)
 			continue;
-		if (fb_store_contains(w->store, &it[i].h, &present, err) == FB_RV_OK && present)
+		/* Blocks the local store holds are copied here, on the fetcher
+		 * threads, so local copies run in parallel too (a failure is left
+		 * for the consumer to report). */
+		if (fb_store_contains(w->store, &it[i].h, &present, err) == FB_RV_OK && present) {
+			if (p->local &&
+			    fb_store_get(w->store, &it[i].h, s->data + i * FB_BLOCK_SIZE, err) == FB_RV_OK)
+				s->got[i] = 1;
 			continue;
+		}
 		/* A batch never mixes disks (the caller cuts at disk boundaries). */
 		idx[nr]   = it[i].block;
 		map[nr++] = i;
@@ -339,7 +347,7 @@ fetcher(void *arg)
 /* Runs items through FB_WORKER_FETCHERS connections; consume sees each batch in order. */
 void
 pull_pipeline(worker *w, const char *rp, const char *const *disks, const struct item *items,
-           size_t n, int compress, consume_fn consume, void *arg)
+              size_t n, int compress, int fill_local, consume_fn consume, void *arg)
 {
 	struct pipe        p;
 	pthread_t          t[FB_WORKER_FETCHERS];
@@ -353,6 +361,7 @@ pull_pipeline(worker *w, const char *rp, const char *const *disks, const struct 
 	p.n        = n;
 	p.nbatches = (n + BATCH - 1) / BATCH;
 	p.compress = compress;
+	p.local    = fill_local;
 	p.activity = fb_clock_mono_ms();
 	pthread_mutex_init(&p.mtx, NULL);
 	pthread_cond_init(&p.cv, NULL);

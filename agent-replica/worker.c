@@ -519,8 +519,8 @@ w_failback(worker *w)
 		}
 		if (n > 0) {
 			a.saved_ms = fb_clock_mono_ms();
-			pull_pipeline(w, target->id, names, items, n,
-			           w->rsd.compression != 0, apply_batch, &a);
+			pull_pipeline(w, target->id, names, items, n, w->rsd.compression != 0, 1,
+			              apply_batch, &a);
 			apply_checkpoint(w, &a, k);
 		}
 	}
@@ -666,7 +666,7 @@ w_replicate(worker *w)
 			w->bytes_total += u * FB_BLOCK_SIZE;
 			w_phase(w, "Transferring");
 			if (u > 0)
-				pull_pipeline(w, target->id, names, items, u, 1, store_batch, &ad);
+				pull_pipeline(w, target->id, names, items, u, 1, 0, store_batch, &ad);
 			free(items);
 		}
 		free(diffs);

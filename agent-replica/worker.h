@@ -48,8 +48,9 @@ struct item {
 	fb_hash  h;
 };
 
-/* Sees each batch in order: data holds n blocks; got[i] is 1 when block i came
- * over the wire (the others are still to be filled locally). */
+/* Sees each batch in order: data holds n blocks; got[i] is 1 when block i's
+ * data is there: it came over the wire or, with fill_local, was copied from
+ * the local store (the others are zero blocks, or still to be filled). */
 typedef void (*consume_fn)(worker *w, void *arg, const struct item *items, size_t n,
                            uint8_t *data, const uint8_t *got);
 
@@ -66,8 +67,8 @@ void     pull_walk(worker *w, const char *rp, const char *disk, uint64_t n,
                    const fb_hash *target_root, const fb_merkle *local, fb_hash *target_leaves,
                    struct diff **diffs, size_t *ndiffs);
 void     pull_pipeline(worker *w, const char *rp, const char *const *disks,
-                       const struct item *items, size_t n, int compress, consume_fn consume,
-                       void *arg);
+                       const struct item *items, size_t n, int compress, int fill_local,
+                       consume_fn consume, void *arg);
 void     pull_fill_local(worker *w, const struct item *it, size_t n, uint8_t *data,
                          const uint8_t *got);
 
