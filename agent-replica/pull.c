@@ -196,7 +196,6 @@ struct pipe {
 	uint64_t           activity;
 	int                compress;
 	int                local; /* fill store-held blocks in the fetchers */
-	int                idx;
 };
 
 static size_t

@@ -185,7 +185,6 @@ struct apply {
 	int                      vmdisk[FB_MAX_DISKS]; /* checkpoint disk → VM disk index */
 	fb_undo                 *undo;
 	Failback__JobCheckpoint *cp;
-	size_t                   cp_disk, cp_pos; /* where the next batch sits in cp */
 	uint8_t                 *old;
 	uint64_t                 unsaved;   /* blocks written since the last checkpoint */
 	uint64_t                 saved_ms;  /* when the last checkpoint was made */

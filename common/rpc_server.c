@@ -50,7 +50,6 @@ struct fb_rpc_server {
 	int                    nctx;
 	pthread_t             *workers;
 	int                    nworkers;
-	int                    started;
 
 	pthread_mutex_t mtx; /* guards everything below */
 	pthread_cond_t  cv;
@@ -285,7 +284,6 @@ fb_rpc_server_start(fb_rpc_server *srv, fb_err *err)
 			return fb_err_set(err, FB_RV_FAILED, "cannot start worker thread");
 		pthread_detach(srv->workers[i]);
 	}
-	srv->started = 1;
 	for (int i = 0; i < srv->nctx; i++) {
 		srv->ctxs[i].state = CTX_RECV;
 		nng_ctx_recv(srv->ctxs[i].ctx, srv->ctxs[i].aio);
