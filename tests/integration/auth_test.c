@@ -45,10 +45,7 @@ static int
 group_teardown(void **state)
 {
 	(void)state;
-	fbt_agent_stop(&replica, SIGTERM, 5000);
-	fbt_agent_stop(&primary, SIGTERM, 5000);
-	fbt_agent_stop(&wrongname, SIGTERM, 5000);
-	fbt_teardown();
+	fbt_teardown(); /* stops the agents too */
 	return 0;
 }
 

@@ -31,22 +31,16 @@ static char      out[1 << 16];
 static int
 group_setup(void **state)
 {
-	char        peer[200];
-	const char *extra[] = {peer, "--peer-name=primary.failback.test", NULL};
-
 	(void)state;
 	if (fbt_setup() != 0 || fbt_agent_start(&primary, "primary", "primary", NULL) != 0)
 		return -1;
-	snprintf(peer, sizeof(peer), "--peer-url=%s", primary.resync);
-	return fbt_agent_start(&replica, "replica", "replica", extra);
+	return fbt_replica_start(&replica, &primary, NULL);
 }
 
 static int
 group_teardown(void **state)
 {
 	(void)state;
-	fbt_agent_stop(&replica, SIGTERM, 5000);
-	fbt_agent_stop(&primary, SIGTERM, 5000);
 	fbt_teardown();
 	return 0;
 }

@@ -36,8 +36,8 @@ static char      out[1 << 16], small[700];
 static int
 group_setup(void **state)
 {
-	char        peer[200], dd[800];
-	const char *extra[] = {peer, "--peer-name=primary.failback.test", dd, NULL};
+	char        dd[800];
+	const char *extra[] = {dd, NULL};
 
 	(void)state;
 	if (fbt_setup() != 0)
@@ -50,17 +50,14 @@ group_setup(void **state)
 	}
 	if (fbt_agent_start(&primary, "primary", "primary", NULL) != 0)
 		return -1;
-	snprintf(peer, sizeof(peer), "--peer-url=%s", primary.resync);
 	snprintf(dd, sizeof(dd), "--data-dir=%s/replica", small);
-	return fbt_agent_start(&replica, "replica", "replica", extra);
+	return fbt_replica_start(&replica, &primary, extra);
 }
 
 static int
 group_teardown(void **state)
 {
 	(void)state;
-	fbt_agent_stop(&replica, SIGTERM, 5000);
-	fbt_agent_stop(&primary, SIGTERM, 5000);
 	if (getenv("FBT_KEEP") == NULL)
 		umount(small);
 	fbt_teardown();

@@ -84,11 +84,10 @@ start_primary(const char *const *extra)
 static int
 start_replica(const char *const *more)
 {
-	char        peer[200], dd[700];
-	const char *extra[12] = {peer, "--peer-name=" PNAME, "--max-transfer-rate=" RATE};
-	int         n         = 3;
+	char        dd[700];
+	const char *extra[12] = {"--max-transfer-rate=" RATE};
+	int         n         = 1;
 
-	snprintf(peer, sizeof(peer), "--peer-url=%s", primary.resync);
 	if (more != NULL) {
 		snprintf(dd, sizeof(dd), "--data-dir=%s", replica.dir);
 		extra[n++] = dd;
@@ -96,7 +95,7 @@ start_replica(const char *const *more)
 			extra[n++] = more[i];
 	}
 	extra[n] = NULL;
-	return fbt_agent_start(&replica, "replica", "replica", extra);
+	return fbt_replica_start(&replica, &primary, extra);
 }
 
 static void
@@ -159,8 +158,6 @@ static int
 group_teardown(void **state)
 {
 	(void)state;
-	fbt_agent_stop(&replica, SIGTERM, 5000);
-	fbt_agent_stop(&primary, SIGTERM, 5000);
 	fbt_teardown();
 	return 0;
 }

@@ -22,6 +22,8 @@
 
 extern char **environ;
 
+static int wait_exit(pid_t pid, int timeout_ms);
+
 static char root[256];
 static char pki[300];
 
@@ -92,8 +94,11 @@ fbt_teardown(void)
 {
 	for (int i = 0; i < nstarted; i++) {
 		if (started[i] > 0 && waitpid(started[i], NULL, WNOHANG) == 0) {
-			kill(started[i], SIGKILL);
-			waitpid(started[i], NULL, 0);
+			kill(started[i], SIGTERM);
+			if (wait_exit(started[i], 5000) == -2) {
+				kill(started[i], SIGKILL);
+				waitpid(started[i], NULL, 0);
+			}
 		}
 	}
 	nstarted = 0;
@@ -321,6 +326,20 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 	waitpid(a->pid, NULL, 0);
 	a->pid = 0;
 	return -1;
+}
+
+int
+fbt_replica_start(fbt_agent *a, const fbt_agent *primary, const char *const *extra)
+{
+	char        peer[200];
+	const char *args[32] = {peer, "--peer-name=primary.failback.test"};
+	int         n        = 2;
+
+	snprintf(peer, sizeof(peer), "--peer-url=%s", primary->resync);
+	for (int i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	return fbt_agent_start(a, "replica", "replica", args);
 }
 
 int

@@ -29,8 +29,9 @@ typedef struct fbt_agent {
 const char *fbt_root(void);
 const char *fbt_pki(void);
 
-/* fbt_setup creates the scratch directory and PKI once; fbt_teardown
- * removes the scratch directory. Return 0 on success. */
+/* fbt_setup creates the scratch directory and PKI once; fbt_teardown stops
+ * every agent this program started that still runs (SIGTERM, SIGKILL after
+ * 5 s) and removes the scratch directory. Return 0 on success. */
 int  fbt_setup(void);
 void fbt_teardown(void);
 
@@ -43,6 +44,10 @@ const char *fbt_pki_file(const char *name);
  * arguments (NULL-terminated). Returns 0 when its listeners are up, -1 when
  * it exited or did not come up within 20 s (a->pid is then 0 or reaped). */
 int fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *const *extra);
+
+/* fbt_replica_start starts a replica agent peered with primary's resync
+ * listener (name primary.failback.test), then the extra arguments. */
+int fbt_replica_start(fbt_agent *a, const fbt_agent *primary, const char *const *extra);
 
 /* fbt_agent_stop sends sig and waits up to timeout_ms for the exit.
  * Returns the exit status (0-255), 128+signal if killed by a signal, or -1

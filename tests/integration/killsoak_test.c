@@ -44,17 +44,14 @@ start_primary(int again)
 static int
 start_replica(int again)
 {
-	char        peer[200], dd[700], lc[200], le[200];
-	const char *first[] = {peer, "--peer-name=primary.failback.test", "--max-transfer-rate=16",
-	                       NULL};
-	const char *extra[] = {peer, "--peer-name=primary.failback.test", "--max-transfer-rate=16",
-	                       dd, lc, le, NULL};
+	char        dd[700], lc[200], le[200];
+	const char *first[] = {"--max-transfer-rate=16", NULL};
+	const char *extra[] = {"--max-transfer-rate=16", dd, lc, le, NULL};
 
-	snprintf(peer, sizeof(peer), "--peer-url=%s", primary.resync);
 	snprintf(dd, sizeof(dd), "--data-dir=%s", replica.dir);
 	snprintf(lc, sizeof(lc), "--listen-control=%s", replica.control);
 	snprintf(le, sizeof(le), "--listen-events=%s", replica.events);
-	return fbt_agent_start(&replica, "replica", "replica", again ? extra : first);
+	return fbt_replica_start(&replica, &primary, again ? extra : first);
 }
 
 static int
@@ -70,8 +67,6 @@ static int
 group_teardown(void **state)
 {
 	(void)state;
-	fbt_agent_stop(&replica, SIGTERM, 5000);
-	fbt_agent_stop(&primary, SIGTERM, 5000);
 	fbt_teardown();
 	return 0;
 }

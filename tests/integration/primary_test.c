@@ -38,8 +38,7 @@ static int
 group_teardown(void **state)
 {
 	(void)state;
-	fbt_agent_stop(&primary, SIGTERM, 5000);
-	fbt_teardown();
+	fbt_teardown(); /* stops the agent too */
 	return 0;
 }
 
