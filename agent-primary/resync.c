@@ -210,7 +210,7 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 		b->index              = req->blocks[i];
 		rsp->blocks[i]        = b;
 		rsp->n_blocks         = i + 1;
-		if (memcmp(&want[i], fb_hash_zero(FB_BLOCK_SIZE), sizeof(fb_hash)) == 0) {
+		if (memcmp(&want[i], fb_hash_zero(), sizeof(fb_hash)) == 0) {
 			b->zero = 1;
 			continue;
 		}

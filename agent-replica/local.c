@@ -64,7 +64,7 @@ local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *p
 		uint64_t off = i * FB_BLOCK_SIZE;
 		size_t   len = d->size - off < FB_BLOCK_SIZE ? (size_t)(d->size - off) : FB_BLOCK_SIZE;
 
-		if (memcmp(&leaves[i], fb_hash_zero(FB_BLOCK_SIZE), sizeof(fb_hash)) == 0)
+		if (memcmp(&leaves[i], fb_hash_zero(), sizeof(fb_hash)) == 0)
 			continue;
 		if ((rv = fb_store_get(r->store, &leaves[i], blk, err)) != FB_RV_OK)
 			goto out_fd;

@@ -228,15 +228,21 @@ fetch_batch(struct pipe *p, int ci, size_t b, struct slot *s, fb_err *err)
 	for (size_t i = 0; i < len; i++) {
 		int present = 0;
 
-		if (memcmp(&it[i].h, fb_hash_zero(FB_BLOCK_SIZE), sizeof(fb_hash)) == 0)
+		if (memcmp(&it[i].h, fb_hash_zero(), sizeof(fb_hash)) == 0)
 			continue;
 		/* Blocks the local store holds are copied here, on the fetcher
-		 * threads, so local copies run in parallel too (a failure is left
-		 * for the consumer to report). */
-		if (fb_store_contains(w->store, &it[i].h, &present, err) == FB_RV_OK && present) {
-			if (p->local &&
-			    fb_store_get(w->store, &it[i].h, s->data + i * FB_BLOCK_SIZE, err) == FB_RV_OK)
+		 * threads, so local copies run in parallel too. One verified read
+		 * both answers "held?" and copies; any failure other than "not
+		 * held" is left for the consumer to report. */
+		if (p->local) {
+			uint32_t rv = fb_store_get(w->store, &it[i].h, s->data + i * FB_BLOCK_SIZE, err);
+
+			if (rv == FB_RV_OK)
 				s->got[i] = 1;
+			if (rv != FB_RV_FILE_NOT_FOUND)
+				continue;
+		} else if (fb_store_contains(w->store, &it[i].h, &present, err) == FB_RV_OK &&
+		           present) {
 			continue;
 		}
 		/* A batch never mixes disks (the caller cuts at disk boundaries). */

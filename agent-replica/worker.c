@@ -254,7 +254,7 @@ apply_batch(worker *w, void *arg, const struct item *it, size_t n, uint8_t *data
 		                   ? a->vm->disks[vd].size - off
 		                   : FB_BLOCK_SIZE;
 
-		if (memcmp(&it[i].h, fb_hash_zero(FB_BLOCK_SIZE), sizeof(fb_hash)) == 0) {
+		if (memcmp(&it[i].h, fb_hash_zero(), sizeof(fb_hash)) == 0) {
 			if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
 			              (off_t)len) != 0)
 				worker_die(w, FB_RV_FAILED, "%s: %s", a->vm->disks[vd].path, strerror(errno));

@@ -47,7 +47,7 @@ scan_hash_some(struct scan *sc)
 
 		sc->zero[i] = fb_is_zero(p, sc->lens[i]);
 		if (sc->zero[i])
-			sc->hashes[i] = *fb_hash_zero(FB_BLOCK_SIZE);
+			sc->hashes[i] = *fb_hash_zero();
 		else
 			fb_hash_block(p, sc->lens[i], FB_BLOCK_SIZE, &sc->hashes[i]);
 	}

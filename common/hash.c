@@ -41,29 +41,19 @@ fb_hash_node(const fb_hash *children, size_t n, fb_hash *out)
 }
 
 static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
-static fb_hash        zero_default;
+static fb_hash        zero_hash;
 
 static void
 zero_init(void)
 {
-	fb_hash_block(NULL, 0, FB_BLOCK_SIZE, &zero_default);
+	fb_hash_block(NULL, 0, FB_BLOCK_SIZE, &zero_hash);
 }
 
 const fb_hash *
-fb_hash_zero(size_t block_size)
+fb_hash_zero(void)
 {
-	static __thread fb_hash other;
-	static __thread size_t  other_size;
-
-	if (block_size == FB_BLOCK_SIZE) {
-		pthread_once(&zero_once, zero_init);
-		return &zero_default;
-	}
-	if (other_size != block_size) {
-		fb_hash_block(NULL, 0, block_size, &other);
-		other_size = block_size;
-	}
-	return &other;
+	pthread_once(&zero_once, zero_init);
+	return &zero_hash;
 }
 
 int

@@ -141,34 +141,24 @@ rp_visit(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const fb_
 	if (set_add(c->set, h, &loc) != 0)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	c->stats->blocks_new++;
-	c->stats->bytes_stored += 48 + loc.stored_len;
+	c->stats->bytes_stored += FB_STORE_HEADER + loc.stored_len;
 	return FB_RV_OK;
 }
 
-/* Punches the records of a point that will never commit. */
+/* Discards the records of a point that will never commit. */
 static void
 rp_unappend(fb_store *store, struct newset *set)
 {
-	for (size_t i = 0; i < set->cap; i++) {
-		char path[4096];
-		int  fd;
-
-		if (!set->slots[i].used)
-			continue;
-		fb_store_pack_path(store, set->slots[i].loc.pack, path, sizeof(path));
-		if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
-			continue;
-		fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		          (off_t)set->slots[i].loc.offset, (off_t)(48 + set->slots[i].loc.stored_len));
-		close(fd);
-	}
+	for (size_t i = 0; i < set->cap; i++)
+		if (set->slots[i].used)
+			fb_store_discard(store, &set->slots[i].loc);
 }
 
 /* Adds delta to the reference count of every non-zero leaf. */
 static uint32_t
 rp_ref_leaves(fb_store *store, const fb_hash *leaves, uint64_t n, int64_t delta, fb_err *err)
 {
-	const fb_hash *zero = fb_hash_zero(FB_BLOCK_SIZE);
+	const fb_hash *zero = fb_hash_zero();
 	uint32_t       rv;
 
 	for (uint64_t i = 0; i < n; i++) {

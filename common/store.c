@@ -19,7 +19,7 @@
 #include "failback/store.h"
 
 #define PACK_MAX   (1ull << 30)
-#define HDR_LEN    48u
+#define HDR_LEN    FB_STORE_HEADER
 #define HDR_MAGIC  0x314b4246u /* "FBK1" little-endian */
 #define MAX_PACKS  4096
 
@@ -440,21 +440,32 @@ fb_store_sweep(fb_store *s, uint64_t *freed_blocks, fb_err *err)
 	return FB_RV_OK;
 }
 
+/* Gives a record's bytes back to the filesystem. */
+static void
+store_punch(fb_store *s, uint32_t pack, uint64_t offset, uint64_t len)
+{
+	char path[4096];
+	int  fd;
+
+	fb_store_pack_path(s, pack, path, sizeof(path));
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+		return;
+	fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len);
+	close(fd);
+}
+
 void
 fb_store_release(fb_store *s)
 {
-	for (size_t i = 0; i < s->nfreed; i++) {
-		char path[4096];
-		int  fd;
-
-		fb_store_pack_path(s, s->freed[i].pack, path, sizeof(path));
-		if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
-			continue;
-		fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s->freed[i].offset,
-		          (off_t)s->freed[i].len);
-		close(fd);
-	}
+	for (size_t i = 0; i < s->nfreed; i++)
+		store_punch(s, s->freed[i].pack, s->freed[i].offset, s->freed[i].len);
 	s->nfreed = 0;
+}
+
+void
+fb_store_discard(fb_store *s, const fb_store_loc *loc)
+{
+	store_punch(s, loc->pack, loc->offset, HDR_LEN + (uint64_t)loc->stored_len);
 }
 
 void
@@ -475,7 +486,7 @@ fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err)
 	ssize_t                    n;
 	int                        fd;
 
-	if (memcmp(h, fb_hash_zero(FB_BLOCK_SIZE), sizeof(*h)) == 0) {
+	if (memcmp(h, fb_hash_zero(), sizeof(*h)) == 0) {
 		memset(buf, 0, FB_BLOCK_SIZE);
 		return FB_RV_OK;
 	}

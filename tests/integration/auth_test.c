@@ -67,6 +67,15 @@ client_as(const char *url, const char *id, const char *sname, fb_err *err, uint3
 	return cli;
 }
 
+/* failbackctl as id against url is refused during the TLS handshake. */
+static void
+assert_refused(const char *url, const char *id, const char *sname)
+{
+	assert_int_equal(fbt_ctl(out, sizeof(out), url, id, sname, "status", NULL), 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_non_null(strstr(out, "handshake"));
+}
+
 static void
 operator_status_round_trip_through_failbackctl(void **state)
 {
@@ -104,31 +113,21 @@ static void
 monitor_on_operator_listener_is_refused_at_handshake(void **state)
 {
 	(void)state;
-	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "monitor",
-	                         "replica.failback.test", "status", NULL),
-	                 1);
-	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_refused(replica.control, "monitor", "replica.failback.test");
 }
 
 static void
 rogue_ca_certificate_is_refused(void **state)
 {
 	(void)state;
-	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "rogue-operator",
-	                         "replica.failback.test", "status", NULL),
-	                 1);
-	assert_non_null(strstr(out, "Access Denied (32769)"));
-	assert_non_null(strstr(out, "handshake"));
+	assert_refused(replica.control, "rogue-operator", "replica.failback.test");
 }
 
 static void
 expired_certificate_is_refused(void **state)
 {
 	(void)state;
-	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "expired-operator",
-	                         "replica.failback.test", "status", NULL),
-	                 1);
-	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_refused(replica.control, "expired-operator", "replica.failback.test");
 }
 
 static void
@@ -156,10 +155,7 @@ wrong_server_name_is_refused_by_the_client(void **state)
 {
 	(void)state;
 	/* The agent's certificate is from the right CA but names another host. */
-	assert_int_equal(fbt_ctl(out, sizeof(out), wrongname.control, "operator",
-	                         "replica.failback.test", "status", NULL),
-	                 1);
-	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_refused(wrongname.control, "operator", "replica.failback.test");
 	/* The same agent is accepted under the name it does carry. */
 	assert_int_equal(fbt_ctl(out, sizeof(out), wrongname.control, "operator",
 	                         "wrong.failback.test", "status", NULL),
@@ -170,20 +166,14 @@ static void
 agent_certificate_cannot_reach_control_listener(void **state)
 {
 	(void)state;
-	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "primary",
-	                         "replica.failback.test", "status", NULL),
-	                 1);
-	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_refused(replica.control, "primary", "replica.failback.test");
 }
 
 static void
 operator_cannot_reach_resync_listener(void **state)
 {
 	(void)state;
-	assert_int_equal(fbt_ctl(out, sizeof(out), primary.resync, "operator",
-	                         "primary.failback.test", "status", NULL),
-	                 1);
-	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_refused(primary.resync, "operator", "primary.failback.test");
 }
 
 static void

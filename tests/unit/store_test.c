@@ -114,7 +114,7 @@ zero_hash_reads_zeros_without_a_lookup(void **state)
 
 	(void)state;
 	memset(got, 1, sizeof(got));
-	assert_int_equal(fb_store_get(st, fb_hash_zero(FB_BLOCK_SIZE), got, &err), FB_RV_OK);
+	assert_int_equal(fb_store_get(st, fb_hash_zero(), got, &err), FB_RV_OK);
 	assert_true(got[0] == 0 && got[FB_BLOCK_SIZE - 1] == 0);
 }
 

@@ -31,8 +31,8 @@ void fb_hash_block(const void *data, size_t len, size_t block_size, fb_hash *out
 /* fb_hash_node hashes 0x01 || children (n hashes): a Merkle interior node. */
 void fb_hash_node(const fb_hash *children, size_t n, fb_hash *out);
 
-/* fb_hash_zero is the leaf hash of an all-zero block of block_size. */
-const fb_hash *fb_hash_zero(size_t block_size);
+/* fb_hash_zero is the leaf hash of an all-zero FB_BLOCK_SIZE block. */
+const fb_hash *fb_hash_zero(void);
 
 /* fb_is_zero is true when len bytes at p are all zero. */
 int fb_is_zero(const void *p, size_t len);

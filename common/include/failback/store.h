@@ -41,7 +41,8 @@ typedef struct fb_store_loc {
 	uint32_t flags;
 } fb_store_loc;
 
-#define FB_STORE_ZSTD 1u
+#define FB_STORE_ZSTD   1u
+#define FB_STORE_HEADER 48u /* bytes before each record's data */
 
 #define FB_STORE_NO_RECLAIM 1 /* another process may be writing: leave packs alone */
 
@@ -72,6 +73,11 @@ uint32_t fb_store_index_add(fb_store *s, const fb_hash *h, const fb_store_loc *l
 uint32_t fb_store_ref(fb_store *s, const fb_hash *h, int64_t delta, fb_err *err);
 /* delete rows with no references, remembering their bytes for release. */
 uint32_t fb_store_sweep(fb_store *s, uint64_t *freed_blocks, fb_err *err);
+
+/* fb_store_discard punches one appended record that will never be indexed
+ * (a point that failed before its commit). Best effort: open() reclaims
+ * anything left. */
+void fb_store_discard(fb_store *s, const fb_store_loc *loc);
 
 /* After the transaction: punch the swept bytes out (after a commit), or
  * forget them (after a rollback). */
