@@ -45,6 +45,12 @@
 extern char **environ;
 
 #define WATCHDOG_MS    30000
+
+/* Finished jobs are kept TimeBeforeRemoval (5 minutes): reads skip older
+ * ones, and submitting a job deletes them. */
+#define JOB_LIVE                                                                               \
+	"NOT (state >= 7 AND ended_ms > 0 AND "                                                \
+	"ended_ms < strftime('%s','now') * 1000 - 300000)"
 #define MAX_RESTARTS   8
 #define HEARTBEAT_MS   200
 #define MAX_RUNNING    64
@@ -565,6 +571,7 @@ jobs_submit(replica *r, int type, const char *vm_key, const Failback__JobParams 
 		}
 	}
 	if ((rv = fb_db_begin(r->db, err)) == FB_RV_OK) {
+		(void)fb_db_exec(r->db, "DELETE FROM jobs WHERE NOT " JOB_LIVE, NULL);
 		if ((rv = fb_db_prepare(r->db,
 		                        "INSERT INTO jobs (id, vm_id, type, state, phase, percent, "
 		                        "error_code, error_description, submitted_ms, started_ms, "
@@ -649,14 +656,10 @@ jobs_load(replica *r, const char *job_id, Failback__Job *job, Failback__JobParam
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "'%.80s' is not a job identifier",
 		                  job_id);
 	fb_db_lock(r->db);
-	/* Finished jobs are kept TimeBeforeRemoval (5 minutes), then dropped. */
-	sqlite3_exec(fb_db_handle(r->db), "DELETE FROM jobs WHERE state >= 7 AND ended_ms > 0 AND "
-	                                  "ended_ms < strftime('%s','now') * 1000 - 300000",
-	             NULL, NULL, NULL);
 	if ((rv = fb_db_prepare(r->db,
 	                        "SELECT id, vm_id, type, state, phase, percent, error_code, "
 	                        "error_description, submitted_ms, started_ms, ended_ms, params "
-	                        "FROM jobs WHERE id = lower(?)",
+	                        "FROM jobs WHERE id = lower(?) AND " JOB_LIVE,
 	                        &st, err)) != FB_RV_OK) {
 		fb_db_unlock(r->db);
 		return rv;
@@ -729,7 +732,8 @@ jobs_list(replica *r, const char *vm_id, char (**ids)[FB_ID_LEN + 1], size_t *n,
 
 	fb_db_lock(r->db);
 	if ((rv = fb_db_prepare(r->db,
-	                        "SELECT id FROM jobs WHERE ?1 = '' OR vm_id = lower(?1) "
+	                        "SELECT id FROM jobs WHERE (?1 = '' OR vm_id = lower(?1)) AND "
+	                        JOB_LIVE " "
 	                        "ORDER BY submitted_ms",
 	                        &st, err)) != FB_RV_OK) {
 		fb_db_unlock(r->db);
