@@ -39,8 +39,18 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	                           err);
 }
 
+static const fb_agent_spec primary_spec = {
+    .prog           = "failback-primary",
+    .role           = "primary",
+    .listen_control = "tls+tcp://127.0.0.1:7410",
+    .listen_monitor = "tls+tcp://127.0.0.1:7411",
+    .listen_events  = "tls+tcp://127.0.0.1:7412",
+    .listen_resync  = "tls+tcp://127.0.0.1:7413",
+    .setup          = primary_setup,
+};
+
 int
 main(int argc, char **argv)
 {
-	fb_agent_main(argc, argv, FB_AGENT_PRIMARY, primary_setup, NULL);
+	fb_agent_main(argc, argv, &primary_spec);
 }

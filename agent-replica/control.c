@@ -12,10 +12,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "failback/clock.h"
 #include "failback/id.h"
 #include "failback/log.h"
 #include "failback/pb.h"
 #include "failback/rsd.h"
+#include "driver.h"
 #include "replica.h"
 #include "replica.pb-c.h"
 
@@ -51,21 +53,6 @@ started(fb_rpc_call *call, ProtobufCMessage *out, const char *job_id)
 	return FB_RV_JOB_STARTED;
 }
 
-/* A running job first (it has already moved the VM's state), then the state. */
-static uint32_t
-vm_ready(const fb_vm *vm, const int *allowed, size_t n, const char *method, fb_err *err)
-{
-	if (jobs_vm_busy(vm->id))
-		return fb_err_set(err, FB_RV_SYSTEM_IN_USE, "VM %s already has a running job",
-		                  vm->name);
-	for (size_t i = 0; i < n; i++)
-		if (vm->state == allowed[i])
-			return FB_RV_OK;
-	return fb_err_set(err, FB_RV_INVALID_STATE,
-	                  "VM %s is in ReplicationState %d, which does not allow %s", vm->name,
-	                  vm->state, method);
-}
-
 /* Persists a job for vm and answers 4096 with its reference (frees vm). */
 static uint32_t
 submit(replica *r, fb_rpc_call *call, ProtobufCMessage *out, fb_vm *vm, int type,
@@ -88,7 +75,6 @@ submit(replica *r, fb_rpc_call *call, ProtobufCMessage *out, fb_vm *vm, int type
 static uint32_t
 initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
-	static const int                         ok[] = {5, 6, 8, 14};
 	replica                                 *r    = arg;
 	const Failback__InitiateFailbackRequest *req  = (const void *)in;
 	fb_rsd                                   rsd;
@@ -122,8 +108,7 @@ initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Prot
 		           req->recovery_point_identifier);
 		goto fail;
 	}
-	/* Allowed: 5 Recovered, 6 Committed, 8 Critical, 14 Failback complete. */
-	if (vm_ready(vm, ok, 4, "InitiateFailback", &err) != FB_RV_OK)
+	if (vmstate_check(driver_of(JT_FAILBACK), vm, &err) != FB_RV_OK)
 		goto fail;
 	return submit(r, call, out, vm, JT_FAILBACK, req->recovery_point_identifier,
 	              req->replication_setting_data);
@@ -135,7 +120,7 @@ fail:
 /* The shared shape of the local jobs: VM, state check, submit. */
 static uint32_t
 local_job(replica *r, fb_rpc_call *call, ProtobufCMessage *out, const char *vm_ref, int type,
-          const int *ok, size_t nok, const char *rp)
+          const char *rp)
 {
 	fb_vm              *vm;
 	fb_rp              *point;
@@ -147,10 +132,7 @@ local_job(replica *r, fb_rpc_call *call, ProtobufCMessage *out, const char *vm_r
 		fb_err_set(&err, FB_RV_INVALID_PARAMETER, "'%.80s' is not a recovery point GUID", rp);
 		goto fail;
 	}
-	if (vm_ready(vm, ok, nok, type == JT_FAILOVER ? "InitiateFailover"
-	                          : type == JT_REVERT  ? "RevertFailover"
-	                                               : "CommitFailover",
-	             &err) != FB_RV_OK)
+	if (vmstate_check(driver_of(type), vm, &err) != FB_RV_OK)
 		goto fail;
 	if (rp != NULL) {
 		if (fb_rp_get(r->db, vm->id, rp, &point, &err) != FB_RV_OK)
@@ -166,33 +148,26 @@ fail:
 static uint32_t
 initiate_failover(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
-	static const int                         ok[] = {3};
-	const Failback__InitiateFailoverRequest *req  = (const void *)in;
+	const Failback__InitiateFailoverRequest *req = (const void *)in;
 
-	return local_job(arg, call, out, req->vm, JT_FAILOVER, ok, 1,
-	                 req->recovery_point_identifier);
+	return local_job(arg, call, out, req->vm, JT_FAILOVER, req->recovery_point_identifier);
 }
 
 static uint32_t
 revert_failover(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
-	static const int ok[] = {5};
-
-	return local_job(arg, call, out, ((const Failback__VmRef *)in)->vm, JT_REVERT, ok, 1, NULL);
+	return local_job(arg, call, out, ((const Failback__VmRef *)in)->vm, JT_REVERT, NULL);
 }
 
 static uint32_t
 commit_failover(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
-	static const int ok[] = {5};
-
-	return local_job(arg, call, out, ((const Failback__VmRef *)in)->vm, JT_COMMIT, ok, 1, NULL);
+	return local_job(arg, call, out, ((const Failback__VmRef *)in)->vm, JT_COMMIT, NULL);
 }
 
 static uint32_t
 replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
-	static const int                  ok[] = {2, 3};
 	replica                          *r    = arg;
 	const Failback__ReplicateRequest *req  = (const void *)in;
 	Failback__JobParams               p    = FAILBACK__JOB_PARAMS__INIT;
@@ -206,7 +181,7 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 		                   "'%.80s' is neither a VM GUID nor a VM name", req->vm);
 	/* A VM the replica does not hold yet is learnt from the primary. */
 	if (fb_vm_get(r->db, req->vm, &vm, &err) == FB_RV_OK) {
-		if (vm_ready(vm, ok, 2, "Replicate", &err) != FB_RV_OK) {
+		if (vmstate_check(driver_of(JT_REPLICATE), vm, &err) != FB_RV_OK) {
 			free(vm);
 			return fb_pb_fail(call, &err);
 		}
@@ -293,29 +268,47 @@ list_rps(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMess
 static Failback__Job *
 job_message(replica *r, fb_rpc_call *call, const char *ref, fb_err *err)
 {
-	Failback__Job *job = fb_rpc_alloc(call, sizeof(*job));
-	char           guid[FB_ID_LEN + 1], vm[64];
-	char          *phase, *desc, *id;
+	Failback__Job    *job = fb_rpc_alloc(call, sizeof(*job));
+	const job_driver *drv;
+	job_row           row;
+	char              guid[FB_ID_LEN + 1];
+	int64_t           now = fb_clock_unix_ms();
 
 	if (job == NULL) {
 		fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 		return NULL;
 	}
 	failback__job__init(job);
-	if (jobs_load(r, job_guid(ref, guid, sizeof(guid)), job, NULL, vm, sizeof(vm), err) !=
-	    FB_RV_OK)
+	if (jobs_view(r, job_guid(ref, guid, sizeof(guid)), &row, err) != FB_RV_OK)
 		return NULL;
-	/* jobs_load returns heap strings; move them into the arena. */
-	phase = job->phase;
-	desc  = job->error_description;
-	id    = job->instance_id;
-	job->phase             = fb_rpc_strdup(call, phase);
-	job->error_description = fb_rpc_strdup(call, desc);
-	job->instance_id       = fb_rpc_strdup(call, id);
-	job->vm_id             = fb_rpc_strdup(call, vm);
-	free(phase);
-	free(desc);
-	free(id);
+	drv                         = driver_of(row.type);
+	job->job_type               = (uint32_t)row.type;
+	job->job_state              = (Failback__JobState)row.state;
+	job->percent_complete       = row.percent;
+	job->error_code             = row.error_code;
+	job->time_submitted_unix_ms = row.submitted_ms;
+	job->start_time_unix_ms     = row.started_ms;
+	job->elapsed_ms             = row.started_ms == 0
+	                                  ? 0
+	                                  : (uint64_t)((row.ended_ms ? row.ended_ms : now) -
+	                                               row.started_ms);
+	job->time_before_removal_ms = JOB_REMOVAL_MS;
+	job->cancellable = drv != NULL && drv->cancellable &&
+	                   row.state < FAILBACK__JOB_STATE__JS_COMPLETED;
+	job->bytes_done        = row.bytes_done;
+	job->bytes_total       = row.bytes_total;
+	job->blocks_done       = row.blocks_done;
+	job->blocks_total      = row.blocks_total;
+	job->rate_bytes_per_s  = row.rate;
+	job->instance_id       = fb_rpc_strdup(call, row.id);
+	job->vm_id             = fb_rpc_strdup(call, row.vm_id);
+	job->phase             = fb_rpc_strdup(call, row.phase);
+	job->error_description = fb_rpc_strdup(call, row.error);
+	if (job->instance_id == NULL || job->vm_id == NULL || job->phase == NULL ||
+	    job->error_description == NULL) {
+		fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		return NULL;
+	}
 	return job;
 }
 

@@ -2,7 +2,7 @@
  * local.c - replica jobs that touch only this host's disks: materialising
  * a recovery VM's disks from a recovery point (failover), discarding them
  * (revert), flattening the points (commit), and rolling a failback back
- * from its undo log (cancel).
+ * from its undo log (cancel). These run in the agent's runner threads.
  *
  * A materialised disk is written to "<disk>.tmp", fsynced and renamed over
  * the disk, so a crash leaves either the old disk or the complete new one;
@@ -20,25 +20,13 @@
 
 #include "failback/fsops.h"
 #include "failback/log.h"
-#include "failback/undo.h"
+#include "failback/apply.h"
 #include "replica.h"
-
-void
-replica_vm_dir(const replica *r, const char *vm_id, char *out, size_t len)
-{
-	snprintf(out, len, "%s/vms/%s", r->dir, vm_id);
-}
-
-void
-replica_undo_path(const replica *r, const char *vm_id, char *out, size_t len)
-{
-	snprintf(out, len, "%s/undo/%s", r->dir, vm_id);
-}
 
 static uint32_t
 local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path, fb_err *err)
 {
-	char     tmp[4400];
+	char     tmp[4200];
 	fb_hash *leaves;
 	uint64_t n;
 	uint8_t *blk;
@@ -51,7 +39,10 @@ local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *p
 		free(leaves);
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		rv = fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: path too long", path);
+		goto out;
+	}
 	if ((fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
 		rv = fb_err_errno(err, errno, tmp);
 		goto out;
@@ -99,9 +90,14 @@ local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err)
 		free(vm);
 		return rv;
 	}
-	snprintf(dir, sizeof(dir), "%s/vms", r->dir);
-	mkdir(dir, 0700);
-	replica_vm_dir(r, vm->id, dir, sizeof(dir));
+	if ((rv = replica_path(r, dir, sizeof(dir), err, "vms")) != FB_RV_OK)
+		goto out;
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		rv = fb_err_errno(err, errno, dir);
+		goto out;
+	}
+	if ((rv = replica_path_vm(r, vm->id, dir, sizeof(dir), err)) != FB_RV_OK)
+		goto out;
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		rv = fb_err_errno(err, errno, dir);
 		goto out;
@@ -109,7 +105,11 @@ local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err)
 	for (size_t i = 0; i < rp->ndisks && rv == FB_RV_OK; i++) {
 		char path[4300];
 
-		snprintf(path, sizeof(path), "%s/%s", dir, rp->disks[i].name);
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, rp->disks[i].name) >=
+		    sizeof(path)) {
+			rv = fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: path too long", dir);
+			break;
+		}
 		rv = local_write_disk(r, rp, &rp->disks[i], path, err);
 	}
 	if (rv == FB_RV_OK)
@@ -160,54 +160,46 @@ local_commit(replica *r, const char *vm_id, fb_err *err)
 	return rv;
 }
 
-struct rollback {
-	fb_vm *vm;
-	int    fds[FB_MAX_DISKS];
-};
-
+/* The VM's disks as the undo log knows them: by index, in VM order. */
 static uint32_t
-rollback_block(void *arg, uint32_t disk, uint64_t block, const void *data, uint32_t len,
-               fb_err *err)
+local_disks(replica *r, const char *vm_id, fb_vm **vm, fb_apply_disk *disks, char *undo,
+            size_t undo_len, fb_err *err)
 {
-	struct rollback *rb  = arg;
-	off_t            off = (off_t)(block * FB_BLOCK_SIZE);
+	uint32_t rv;
 
-	if (disk >= rb->vm->ndisks || rb->fds[disk] < 0)
-		return fb_err_set(err, FB_RV_FAILED, "undo record for unknown disk %u", disk);
-	if (data == NULL) {
-		if (fallocate(rb->fds[disk], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) !=
-		    0)
-			return fb_err_errno(err, errno, rb->vm->disks[disk].path);
-		return FB_RV_OK;
+	if ((rv = fb_vm_get(r->db, vm_id, vm, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = replica_path_undo(r, (*vm)->id, undo, undo_len, err)) != FB_RV_OK) {
+		free(*vm);
+		return rv;
 	}
-	if (fb_fs_pwrite(rb->fds[disk], data, len, off) < 0)
-		return fb_err_errno(err, errno, rb->vm->disks[disk].path);
+	for (size_t i = 0; i < (*vm)->ndisks; i++)
+		disks[i] = (fb_apply_disk){(*vm)->disks[i].path, (*vm)->disks[i].size};
 	return FB_RV_OK;
 }
 
 uint32_t
 local_rollback(replica *r, const char *vm_id, uint64_t *blocks, fb_err *err)
 {
-	struct rollback rb;
-	char            undo[4200];
-	uint32_t        rv;
+	fb_apply_disk disks[FB_MAX_DISKS];
+	fb_vm        *vm;
+	char          undo[4200];
+	uint32_t      rv;
 
-	if ((rv = fb_vm_get(r->db, vm_id, &rb.vm, err)) != FB_RV_OK)
+	if ((rv = local_disks(r, vm_id, &vm, disks, undo, sizeof(undo), err)) != FB_RV_OK)
 		return rv;
-	for (size_t i = 0; i < FB_MAX_DISKS; i++)
-		rb.fds[i] = i < rb.vm->ndisks ? open(rb.vm->disks[i].path, O_RDWR | O_CLOEXEC) : -1;
-	replica_undo_path(r, vm_id, undo, sizeof(undo));
-	rv = fb_undo_replay(undo, rollback_block, &rb, blocks, err);
-	for (size_t i = 0; i < rb.vm->ndisks; i++) {
-		if (rb.fds[i] < 0)
-			continue;
-		if (rv == FB_RV_OK && fb_fs_fsync(rb.fds[i]) != 0)
-			rv = fb_err_errno(err, errno, rb.vm->disks[i].path);
-		close(rb.fds[i]);
-	}
-	/* Only a complete, durable rollback may forget the old content. */
-	if (rv == FB_RV_OK)
-		rv = fb_undo_remove(undo, err);
-	free(rb.vm);
+	rv = fb_apply_rollback(undo, disks, vm->ndisks, blocks, err);
+	free(vm);
 	return rv;
+}
+
+uint32_t
+local_forget_undo(replica *r, const char *vm_id, fb_err *err)
+{
+	char     undo[4200];
+	uint32_t rv;
+
+	if ((rv = replica_path_undo(r, vm_id, undo, sizeof(undo), err)) != FB_RV_OK)
+		return rv;
+	return fb_apply_forget(undo, err);
 }

@@ -5,32 +5,60 @@
  * InitiateFailback and the other replication methods (ReplicationService,
  * control listener; read-only methods also on the monitor listener), runs
  * them as jobs and publishes their progress on the events listener. With
- * --worker-job it is instead one job's supervised transfer worker.
+ * --worker-job it is instead one job's supervised transfer worker
+ * (worker.c).
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "failback/log.h"
 #include "replica.h"
 #include "replica.pb-c.h"
+#include "worker.h"
 
-static replica the_replica;
+static replica          the_replica;
+static replica_settings the_settings;
+
+static const fb_config_key replica_keys[] = {
+    {"peer_url", &the_settings.peer_url, "the primary agent's resync URL"},
+    {"peer_name", &the_settings.peer_name, "DNS name in the primary agent's certificate"},
+    {"max_transfer_rate", &the_settings.max_transfer_rate,
+     "MiB/s a job may pull from the primary (default 0: no cap)"},
+};
 
 static uint32_t
-replica_open(fb_agent *agent, fb_err *err)
+replica_check(fb_err *err)
 {
-	char     path[4200];
-	uint32_t rv;
+	char *end;
 
+	if (the_settings.peer_url == NULL)
+		the_settings.peer_url = strdup("tls+tcp://127.0.0.1:7413");
+	if (the_settings.peer_name == NULL)
+		the_settings.peer_name = strdup("primary.failback.test");
+	if (the_settings.max_transfer_rate == NULL)
+		the_settings.max_transfer_rate = strdup("0");
+	if (the_settings.peer_url == NULL || the_settings.peer_name == NULL ||
+	    the_settings.max_transfer_rate == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	(void)strtoul(the_settings.max_transfer_rate, &end, 10);
+	if (*end != '\0' || the_settings.max_transfer_rate[0] == '\0' ||
+	    the_settings.max_transfer_rate[0] == '-')
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--max-transfer-rate: '%s' is not a whole number of MiB/s",
+		                  the_settings.max_transfer_rate);
+	return FB_RV_OK;
+}
+
+static void
+replica_init(fb_agent *agent)
+{
 	the_replica.agent = agent;
 	the_replica.set   = fb_agent_settings_get(agent);
+	the_replica.rset  = &the_settings;
 	snprintf(the_replica.dir, sizeof(the_replica.dir), "%s", the_replica.set->data_dir);
-	snprintf(path, sizeof(path), "%s/state.db", the_replica.dir);
-	if ((rv = fb_db_open(&the_replica.db, path, err)) != FB_RV_OK)
-		return rv;
-	snprintf(path, sizeof(path), "%s/blocks", the_replica.dir);
-	return fb_store_open(&the_replica.store, the_replica.db, path, 0, err);
 }
 
 static uint32_t
@@ -39,12 +67,19 @@ replica_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	char     path[4200];
 	uint32_t rv;
 
-	if ((rv = replica_open(agent, err)) != FB_RV_OK)
+	replica_init(agent);
+	if ((rv = replica_path(&the_replica, path, sizeof(path), err, "state.db")) != FB_RV_OK ||
+	    (rv = fb_db_open_schema(&the_replica.db, path, &job_store_schema, err)) != FB_RV_OK ||
+	    (rv = replica_path(&the_replica, path, sizeof(path), err, "blocks")) != FB_RV_OK ||
+	    (rv = fb_store_open(&the_replica.store, the_replica.db, path, 0, err)) != FB_RV_OK)
 		return rv;
-	snprintf(path, sizeof(path), "%s/vms", the_replica.dir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/undo", the_replica.dir);
-	mkdir(path, 0700);
+	for (int i = 0; i < 2; i++) {
+		if ((rv = replica_path(&the_replica, path, sizeof(path), err, i ? "undo" : "vms")) !=
+		    FB_RV_OK)
+			return rv;
+		if (mkdir(path, 0700) != 0 && errno != EEXIST)
+			return fb_err_errno(err, errno, path);
+	}
 	if ((rv = fb_rpc_registry_add(reg, &failback__replication_service__descriptor,
 	                              replica_control_methods, replica_control_nmethods,
 	                              &the_replica, err)) != FB_RV_OK)
@@ -55,14 +90,26 @@ replica_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 static void
 replica_worker(fb_agent *agent, const char *job)
 {
-	the_replica.agent = agent;
-	the_replica.set   = fb_agent_settings_get(agent);
-	snprintf(the_replica.dir, sizeof(the_replica.dir), "%s", the_replica.set->data_dir);
+	replica_init(agent);
 	worker_main(&the_replica, job);
 }
+
+static const fb_agent_spec replica_spec = {
+    .prog           = "failback-replica",
+    .role           = "replica",
+    .listen_control = "tls+tcp://127.0.0.1:7400",
+    .listen_monitor = "tls+tcp://127.0.0.1:7401",
+    .listen_events  = "tls+tcp://127.0.0.1:7402",
+    .listen_resync  = NULL,
+    .keys           = replica_keys,
+    .nkeys          = sizeof(replica_keys) / sizeof(replica_keys[0]),
+    .check          = replica_check,
+    .setup          = replica_setup,
+    .worker         = replica_worker,
+};
 
 int
 main(int argc, char **argv)
 {
-	fb_agent_main(argc, argv, FB_AGENT_REPLICA, replica_setup, replica_worker);
+	fb_agent_main(argc, argv, &replica_spec);
 }

@@ -1,70 +1,160 @@
 /*
- * replica.h - the replica agent's state and the interfaces between its
- * files: control.c (ReplicationService handlers, synchronous checks),
- * jobs.c (persisted jobs, their runner threads, worker supervision,
- * events), local.c (failover, revert, commit, rollback: disk work on this
- * host) and worker.c (the pull from the primary, run in a separate,
- * supervised process).
+ * replica.h - the replica agent: its state and the interfaces between the
+ * files of its agent process. (The transfer worker, a separate process of
+ * the same program, has worker.h; what both processes share is the job
+ * table in job_store.h and the driver rows in driver.h.)
+ *
+ * Agent process, top down:
+ *   control.c   ReplicationService handlers: decode, check, jobs_submit, 4096
+ *   vmstate.c   the ReplicationState rules the handlers and the runner apply
+ *   jobs.c      the registry of live runs: submit, cancel, views, resume
+ *   runner.c    one thread per job: drives its driver, ends it durably
+ *   supervise.c spawns, watches and restarts a job's transfer worker
+ *   run.c       one live job's fields, its lock, its events and its row
+ *   local.c     failover, revert, commit, rollback: disk work on this host
+ *   paths.c     where things live under the data directory
+ *
+ * Lock order (a thread holding one may take only those after it):
+ *   jobs registry lock → a run's lock
+ * The database lock (db.h) is never taken while holding either, and
+ * neither is held across a disk write, an fsync or a network call.
  */
 #ifndef FAILBACK_REPLICA_H
 #define FAILBACK_REPLICA_H
+
+#include <pthread.h>
 
 #include "failback/agent.h"
 #include "failback/db.h"
 #include "failback/rp.h"
 #include "failback/store.h"
 #include "job.pb-c.h"
+#include "job_store.h"
 #include "types.pb-c.h"
 
-/* CIM_ConcreteJob.JobType values (reference §4). */
-#define JT_FAILOVER  97
-#define JT_REVERT    98
-#define JT_COMMIT    99
-#define JT_REPLICATE 106
-#define JT_FAILBACK  124
-
 #define JOB_REMOVAL_MS 300000 /* TimeBeforeRemoval: 5 minutes after the end */
+
+/* The replica's own settings (its keys in --help and the settings file). */
+typedef struct replica_settings {
+	char *peer_url;          /* the primary agent's resync listener */
+	char *peer_name;         /* DNS name in the primary agent's certificate */
+	char *max_transfer_rate; /* MiB/s per job, 0 = unlimited */
+} replica_settings;
 
 typedef struct replica {
 	fb_agent                *agent;
 	const fb_agent_settings *set;
+	const replica_settings  *rset;
 	fb_db                   *db;
 	fb_store                *store;
 	char                     dir[4096];
-	int                      argc;
-	char                   **argv;
 } replica;
 
-/* Paths under the data directory. */
-void replica_vm_dir(const replica *r, const char *vm_id, char *out, size_t len);
-void replica_undo_path(const replica *r, const char *vm_id, char *out, size_t len);
+/* --- paths.c: all fail (Invalid parameter) rather than truncate --- */
+uint32_t replica_path(const replica *r, char *out, size_t len, fb_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+uint32_t replica_path_vm(const replica *r, const char *vm_id, char *out, size_t len, fb_err *err);
+uint32_t replica_path_undo(const replica *r, const char *vm_id, char *out, size_t len,
+                           fb_err *err);
 
-/* jobs.c */
-uint32_t jobs_start(replica *r, fb_err *err); /* resume jobs a restart interrupted */
+/* --- run.c: one live job. Every field is read and written under mtx. --- */
+struct job_driver;
+
+typedef struct run {
+	pthread_mutex_t          mtx;
+	pthread_cond_t           cv; /* signalled when cancel_pending clears */
+	replica                 *r;
+	const struct job_driver *drv;
+	Failback__JobParams     *params; /* immutable while the run lives */
+	char                     id[FB_ID_LEN + 1];
+	char                     vm_key[FB_NAME_MAX + 1 > FB_ID_LEN + 1 ? FB_NAME_MAX + 1
+	                                                                : FB_ID_LEN + 1];
+	char                     vm_id[FB_ID_LEN + 1];
+	int                      state;
+	char                     phase[32];
+	uint64_t                 bytes_done, bytes_total, blocks_done, blocks_total, rate;
+	uint64_t                 wire;
+	uint64_t                 rate_t0, rate_b0;
+	uint32_t                 error_code;
+	char                     error[FB_ERR_MSG_MAX];
+	uint32_t                 cancel;    /* 0, or the RequestedState (4 Terminate, 5 Kill) */
+	int                      cancel_pending; /* a cancel is being recorded */
+	int                      finishing; /* past the point where a cancel can be honoured */
+	int                      vm_state_want, vm_health_want; /* -1: nothing to record */
+	int                      vm_state_pending;              /* recording it failed so far */
+	uint64_t                 last_publish; /* runner thread only */
+} run;
+
+/* A copy of a run's visible fields, taken under its lock. */
+typedef struct run_view {
+	char     id[FB_ID_LEN + 1], vm_id[FB_ID_LEN + 1], phase[32];
+	int      state;
+	uint64_t bytes_done, bytes_total, blocks_done, blocks_total, rate;
+	uint32_t error_code;
+	char     error[FB_ERR_MSG_MAX];
+} run_view;
+
+/* run_new makes a run in state New (takes params); run_free frees it. */
+run     *run_new(replica *r, const struct job_driver *drv, const char *id, const char *vm_key,
+                 const char *vm_id, Failback__JobParams *params);
+void     run_free(run *j);
+void     run_view_get(run *j, run_view *v);                 /* takes j->mtx */
+uint32_t run_cancel_requested(run *j);                      /* takes j->mtx */
+/* run_finish_or_cancel: the point of no return. Waits out a cancel being
+ * recorded; returns its RequestedState (the job must be cancelled), or 0
+ * and marks the run finishing (later cancels are refused). */
+uint32_t run_finish_or_cancel(run *j);
+void     run_set_state(run *j, int state, const char *phase); /* persists, publishes */
+void     run_set_error(run *j, uint32_t code, const char *desc); /* takes j->mtx */
+void     run_set_vm_id(run *j, const char *vm_id);           /* takes j->mtx */
+/* run_progress takes a worker's counters; persists only a phase change. */
+void     run_progress(run *j, const Failback__JobReport *rep);
+void     run_publish(run *j);          /* an event with the run's fields; takes j->mtx */
+uint32_t run_persist(run *j, fb_err *err); /* writes the row; blocks on the database */
+/* run_record_vm records the VM's ReplicationState and health (or keeps
+ * them pending for run_make_end_durable); blocks on the database. */
+void     run_record_vm(run *j, int state, int health);
+/* run_make_end_durable retries persisting the end (row and VM state) every
+ * second until it sticks, announcing the job meanwhile. */
+void     run_make_end_durable(run *j);
+
+/* --- jobs.c: the registry. Every function takes the registry lock
+ * briefly; none holds it across I/O. --- */
 int      jobs_vm_busy(const char *vm_key);
-/* jobs_vm_state: 1 and the state a finished job set but could not record yet. */
-int      jobs_vm_state(const char *vm_id, int *state);
+int      jobs_vm_state(const char *vm_id, int *state); /* 1: a pending state to report */
 uint32_t jobs_submit(replica *r, int type, const char *vm_key, const Failback__JobParams *params,
-                     char *job_id, fb_err *err);
+                     char *job_id, fb_err *err); /* blocks on the database (fsync) */
 uint32_t jobs_cancel(replica *r, const char *job_id, uint32_t requested, fb_err *err);
-uint32_t jobs_load(replica *r, const char *job_id, Failback__Job *job, Failback__JobParams **params,
-                   char *vm_id, size_t vm_id_len, fb_err *err);
+/* jobs_view: the job's row with a live run's fields over it. */
+uint32_t jobs_view(replica *r, const char *job_id, job_row *out, fb_err *err);
 uint32_t jobs_list(replica *r, const char *vm_id, char (**ids)[FB_ID_LEN + 1], size_t *n,
                    fb_err *err);
-uint32_t jobs_save_checkpoint(fb_db *db, const char *job_id, const Failback__JobCheckpoint *cp,
-                              fb_err *err);
-uint32_t jobs_load_checkpoint(fb_db *db, const char *job_id, Failback__JobCheckpoint **cp,
-                              fb_err *err);
+uint32_t jobs_start(replica *r, fb_err *err); /* resume jobs a restart interrupted */
 
-/* local.c */
+/* --- runner.c --- */
+/* runner_start starts j's thread; on_end is called from it, last, before j is freed. */
+uint32_t runner_start(run *j, void (*on_end)(run *j), fb_err *err);
+
+/* --- supervise.c --- */
+enum supervise_outcome { SUPERVISE_DONE, SUPERVISE_FAILED, SUPERVISE_CANCELLED };
+/* supervise runs j's transfer in worker processes until one finishes, the
+ * job fails (error recorded in j) or is cancelled. Blocks for the job. */
+enum supervise_outcome supervise(run *j);
+
+/* --- local.c: in the runner thread; block on disk I/O --- */
 uint32_t local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err);
 uint32_t local_revert(replica *r, const char *vm_id, fb_err *err);
 uint32_t local_commit(replica *r, const char *vm_id, fb_err *err);
 uint32_t local_rollback(replica *r, const char *vm_id, uint64_t *blocks, fb_err *err);
+uint32_t local_forget_undo(replica *r, const char *vm_id, fb_err *err);
 
-/* worker.c: the body of `failback-replica --worker-job ID`. Never returns. */
-void worker_main(replica *r, const char *job_id) __attribute__((noreturn));
+/* --- vmstate.c --- */
+/* vmstate_check: Invalid state unless the driver's method may start in
+ * the VM's state (System is in use first, when the VM has a running job). */
+uint32_t    vmstate_check(const struct job_driver *drv, const fb_vm *vm, fb_err *err);
+const char *vmstate_name(int state);
 
+/* --- control.c --- */
 extern const fb_rpc_method replica_control_methods[];
 extern const size_t        replica_control_nmethods;
 

@@ -1,6 +1,23 @@
 /*
- * worker.h - what worker.c (the job flows) and pull.c (the tree walk and
- * the fetch pipeline) share inside a transfer worker process.
+ * worker.h - the transfer worker process (`failback-replica --worker-job
+ * ID`, started and watched by supervise.c). Its files, top down:
+ *
+ *   worker.c    the process: opens its state, picks the job's flow from its
+ *               driver row, turns the flow's error into the final report
+ *   failback.c  InitiateFailback: negotiate → compare → transfer → verify
+ *   replicate.c Replicate: negotiate → compare → transfer → adopt
+ *   session.c   the primary: where, the pinned certificate, connections,
+ *               calls with retries, the throttle, the networked tree walk
+ *   fetch.c     the fetch pipeline: fetchers and the in-order ring
+ *   progress.c  counters and phase; the reports to the agent
+ *
+ * Every stage returns a Hyper-V value with an fb_err; only worker_main
+ * exits. The worker never calls into the agent's job registry: it reads
+ * its job and writes its checkpoints through job_store.h only.
+ *
+ * Threads: the main thread runs the flow; fetch_run adds
+ * FB_WORKER_FETCHERS fetcher threads for its duration. The progress
+ * counters are written by the main thread only, except `wire` (atomic).
  */
 #ifndef FAILBACK_WORKER_H
 #define FAILBACK_WORKER_H
@@ -8,11 +25,106 @@
 #include "failback/rpc.h"
 #include "failback/rsd.h"
 #include "failback/merkle.h"
+#include "failback/walk.h"
+#include "job.pb-c.h"
+#include "wire_limits.h"
 #include "replica.h"
+#include "resync.pb-c.h"
 
-#define FB_WORKER_FETCHERS 3 /* connections pulling at once */
-#define FB_WORKER_RETRIES  6 /* attempts at a connection or a call */
+#define FB_WORKER_FETCHERS 3     /* connections pulling at once */
+#define FB_WORKER_RETRIES  6     /* attempts at a connection or a call */
+#define FB_CALL_TIMEOUT_MS 20000 /* one call to the primary */
+#define FB_STALL_MS        25000 /* fetchers without headway: stop reporting */
+#define FB_REPORT_MAX      4096  /* bytes of one JobReport */
 
+/* --- progress.c --- */
+typedef struct progress {
+	int      fd; /* the report pipe (stdout) */
+	char     phase[32];
+	char     vm_id[FB_ID_LEN + 1];
+	uint64_t bytes_done, bytes_total, blocks_done, blocks_total;
+	uint64_t wire; /* atomic: added to by the fetchers */
+	uint64_t last_emit;
+} progress;
+
+void progress_phase(progress *p, const char *phase);  /* and report it */
+void progress_emit(progress *p, int force);           /* at most every 100 ms unless forced */
+void progress_sleep_ms(progress *p, unsigned ms);     /* sleeps, reporting */
+void progress_add_wire(progress *p, uint64_t bytes);  /* any thread */
+uint64_t progress_wire(progress *p);                  /* any thread */
+/* progress_end sends the final report: DONE for rv 0, else FAILED. */
+void progress_end(progress *p, uint32_t rv, const char *desc);
+
+/* --- session.c --- */
+typedef struct session {
+	const char     *job;
+	progress       *pg;
+	char            url[600];
+	char            sname[300];
+	nng_tls_config *tls;
+	fb_rpc_client  *cli[FB_WORKER_FETCHERS];
+	uint64_t        rate_cap; /* bytes/s, 0 = none */
+	uint64_t        xfer_t0, xfer_b0;
+} session;
+
+/* session_open finds the primary (the settings' PrimaryConnectionPoint and
+ * port, else the agent's peer), checks a pinned CertificateThumbPrint, and
+ * opens FB_WORKER_FETCHERS connections, with retries. Blocks. */
+uint32_t session_open(session *s, const replica *r, const fb_rsd *rsd, progress *pg,
+                      const char *job, fb_err *err);
+/* session_call: one ResyncSource call on connection i, retried on a lost
+ * or silent primary. Thread-safe for distinct i. */
+uint32_t session_call(session *s, int i, const char *method, const ProtobufCMessage *in,
+                      ProtobufCMessage **out, fb_err *err);
+/* session_throttle holds the pull to --max-transfer-rate (main thread). */
+void session_throttle(session *s);
+/* session_walk compares the target tree of rp/disk (n leaves, root) with
+ * local (may be NULL) over GetTreeNodes; see walk.h for the results. */
+uint32_t session_walk(session *s, const char *rp, const char *disk, uint64_t n,
+                      const fb_hash *root, const fb_merkle *local, int want_leaves,
+                      fb_walk_diff **diffs, size_t *nd, fb_hash **leaves, fb_err *err);
+/* session_negotiate asks for the target point (rp "" = newest), naming the
+ * points this replica holds, and validates the manifest: disks within
+ * limits, names, block size, block_count = ceil(size / block), sizes. */
+uint32_t session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp,
+                           Failback__NegotiateResponse **rsp, fb_err *err);
+
+/* --- fetch.c --- */
+/* A block to bring: disk (index into the names), block, leaf hash. */
+typedef struct fetch_item {
+	uint32_t disk;
+	uint64_t block;
+	fb_hash  h;
+} fetch_item;
+
+/* Sees each batch in order: data holds n blocks; got[i] is 1 when block i's
+ * data is there (from the wire or, with fill_local, the local store); the
+ * others are zero blocks, or still to be filled. */
+typedef uint32_t (*fetch_consume_fn)(void *arg, const fetch_item *items, size_t n, uint8_t *data,
+                                     const uint8_t *got, fb_err *err);
+
+typedef struct fetch_spec {
+	session           *s;
+	fb_store          *store;
+	const char        *vm;    /* for messages */
+	const char        *rp;
+	const char *const *disks; /* names by fetch_item.disk */
+	int                compress;
+	int                fill_local; /* copy blocks the store holds instead of pulling them */
+} fetch_spec;
+
+/* fetch_run brings items (batches never cross disks: the caller orders
+ * items by disk and a batch ends at a disk's end) through
+ * FB_WORKER_FETCHERS connections; consume sees each batch in order on the
+ * calling thread. Each block from the wire is checked against its hash. */
+uint32_t fetch_run(const fetch_spec *f, const fetch_item *items, size_t n,
+                   fetch_consume_fn consume, void *arg, fb_err *err);
+/* fetch_fill_local reads the blocks of a batch that did not come over the
+ * wire from the store. */
+uint32_t fetch_fill_local(fb_store *store, const fetch_item *it, size_t n, uint8_t *data,
+                          const uint8_t *got, fb_err *err);
+
+/* --- worker.c --- */
 typedef struct worker {
 	replica             *r;
 	fb_db               *db;
@@ -21,55 +133,16 @@ typedef struct worker {
 	int                  type;
 	Failback__JobParams *params;
 	fb_rsd               rsd;
-	char                 url[600];
-	char                 sname[300];
-	nng_tls_config      *tls;
-	fb_rpc_client       *cli[FB_WORKER_FETCHERS];
-	char                 phase[32];
-	uint64_t             bytes_done, bytes_total, blocks_done, blocks_total;
-	uint64_t             last_emit;
-	uint64_t             wire;
-	uint64_t             rate_cap;   /* bytes/s, 0 = none */
-	uint64_t             xfer_t0, xfer_b0;
-	fb_hash             *local[FB_MAX_DISKS]; /* compare-phase leaves, NULL after a resume */
+	session              s;
+	progress             pg;
 } worker;
 
+/* worker_main is the body of `failback-replica --worker-job ID`. */
+void worker_main(replica *r, const char *job_id) __attribute__((noreturn));
 
-/* A differing leaf: block index and its hash in the target. */
-struct diff {
-	uint64_t block;
-	fb_hash  h;
-};
-
-/* A block to bring: disk (index into the caller's disk names), block, leaf hash. */
-struct item {
-	uint32_t disk;
-	uint64_t block;
-	fb_hash  h;
-};
-
-/* Sees each batch in order: data holds n blocks; got[i] is 1 when block i's
- * data is there: it came over the wire or, with fill_local, was copied from
- * the local store (the others are zero blocks, or still to be filled). */
-typedef void (*consume_fn)(worker *w, void *arg, const struct item *items, size_t n,
-                           uint8_t *data, const uint8_t *got);
-
-/* worker.c */
-void worker_emit(worker *w, int force);
-void worker_die(worker *w, uint32_t rv, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4), noreturn));
-void worker_sleep_ms(worker *w, unsigned ms);
-
-/* pull.c */
-uint32_t pull_call(worker *w, int i, const char *method, const ProtobufCMessage *in,
-                   ProtobufCMessage **out, fb_err *err);
-void     pull_walk(worker *w, const char *rp, const char *disk, uint64_t n,
-                   const fb_hash *target_root, const fb_merkle *local, fb_hash *target_leaves,
-                   struct diff **diffs, size_t *ndiffs);
-void     pull_pipeline(worker *w, const char *rp, const char *const *disks,
-                       const struct item *items, size_t n, int compress, int fill_local,
-                       consume_fn consume, void *arg);
-void     pull_fill_local(worker *w, const struct item *it, size_t n, uint8_t *data,
-                         const uint8_t *got);
+/* --- the flows (driver.h): each returns with the job's transfer done and
+ * durable, or an error --- */
+uint32_t failback_flow(worker *w, fb_err *err);
+uint32_t replicate_flow(worker *w, fb_err *err);
 
 #endif

@@ -32,8 +32,8 @@
 #define STOP_BUDGET_MS 600
 
 struct fb_agent {
-	enum fb_agent_kind kind;
-	fb_agent_settings  set;
+	const fb_agent_spec *spec;
+	fb_agent_settings    set;
 	fb_rpc_registry   *reg;
 	fb_rpc_server     *control; /* operator + monitor listeners */
 	fb_rpc_server     *resync;  /* primary: agent listener */
@@ -43,15 +43,9 @@ struct fb_agent {
 	char             **argv;
 };
 
-static const char *
-agent_prog(enum fb_agent_kind kind)
-{
-	return kind == FB_AGENT_PRIMARY ? "failback-primary" : "failback-replica";
-}
-
-/* Builds the settings table for kind; returns the number of rows. */
+/* Builds the settings table: the common keys, then the program's. */
 static size_t
-agent_keys(fb_agent *a, fb_config_key *k)
+agent_keys(fb_agent *a, fb_config_key *k, size_t cap)
 {
 	size_t n = 0;
 
@@ -61,23 +55,19 @@ agent_keys(fb_agent *a, fb_config_key *k)
 	KEY(listen_control, "operators' control listener URL");
 	KEY(listen_monitor, "monitors' read-only listener URL");
 	KEY(listen_events, "job events (pub/sub) listener URL");
-	if (a->kind == FB_AGENT_PRIMARY)
+	if (a->spec->listen_resync != NULL)
 		KEY(listen_resync, "replica agents' resync listener URL");
 	KEY(cert, "this agent's certificate (PEM)");
 	KEY(key, "this agent's private key (PEM, mode 0600)");
 	KEY(ca_operators, "CA that issues operator certificates");
 	KEY(ca_monitors, "CA that issues monitor certificates");
 	KEY(ca_agents, "CA that issues agent certificates");
-	if (a->kind == FB_AGENT_REPLICA) {
-		KEY(peer_url, "the primary agent's resync URL");
-		KEY(peer_name, "DNS name in the primary agent's certificate");
-	}
 	KEY(log_level, "error, warn, info (default) or debug");
 	KEY(workers, "handler threads (default 4)");
-	if (a->kind == FB_AGENT_REPLICA) {
-		KEY(max_transfer_rate, "MiB/s a job may pull from the primary (default 0: no cap)");
+	for (size_t i = 0; i < a->spec->nkeys && n + 1 < cap; i++)
+		k[n++] = a->spec->keys[i];
+	if (a->spec->worker != NULL)
 		KEY(worker_job, "internal: run one job's transfer (the agent starts these)");
-	}
 #undef KEY
 	return n;
 }
@@ -91,7 +81,7 @@ agent_usage(fb_agent *a, const fb_config_key *keys, size_t n, FILE *f)
 	        "authentication; each trusts only the CA of the role it serves.\n"
 	        "Bound URLs are written to DIR/agent.addr. SIGTERM or SIGINT stops it.\n\n"
 	        "Options (each is also a key in the settings file, with '_' for '-'):\n",
-	        agent_prog(a->kind), a->kind == FB_AGENT_PRIMARY ? "primary" : "replica");
+	        a->spec->prog, a->spec->role);
 	fb_config_help(keys, n, f);
 	fprintf(f, "  --%-22s %s\n", "help", "show this text");
 	fprintf(f, "  --%-22s %s\n", "version", "print the version");
@@ -115,8 +105,8 @@ agent_require(const char *value, const char *flag, fb_err *err)
 static uint32_t
 agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 {
-	fb_config_key keys[20];
-	size_t        n = agent_keys(a, keys);
+	fb_config_key keys[40];
+	size_t        n = agent_keys(a, keys, sizeof(keys) / sizeof(keys[0]));
 	uint32_t      rv;
 
 	for (int i = 1; i < argc; i++) {
@@ -125,7 +115,7 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 			fb_rpc_exit(0);
 		}
 		if (strcmp(argv[i], "--version") == 0) {
-			printf("%s %s\n", agent_prog(a->kind), FB_VERSION);
+			printf("%s %s\n", a->spec->prog, FB_VERSION);
 			fb_rpc_exit(0);
 		}
 	}
@@ -143,28 +133,14 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 		if ((rv = fb_config_flag(keys, n, argc, argv, &i, err)) != FB_RV_OK)
 			return rv;
 
-	if (a->kind == FB_AGENT_PRIMARY) {
-		agent_default(&a->set.listen_control, "tls+tcp://127.0.0.1:7410");
-		agent_default(&a->set.listen_monitor, "tls+tcp://127.0.0.1:7411");
-		agent_default(&a->set.listen_events, "tls+tcp://127.0.0.1:7412");
-		agent_default(&a->set.listen_resync, "tls+tcp://127.0.0.1:7413");
-	} else {
-		agent_default(&a->set.listen_control, "tls+tcp://127.0.0.1:7400");
-		agent_default(&a->set.listen_monitor, "tls+tcp://127.0.0.1:7401");
-		agent_default(&a->set.listen_events, "tls+tcp://127.0.0.1:7402");
-		agent_default(&a->set.peer_url, "tls+tcp://127.0.0.1:7413");
-		agent_default(&a->set.peer_name, "primary.failback.test");
-	}
+	agent_default(&a->set.listen_control, a->spec->listen_control);
+	agent_default(&a->set.listen_monitor, a->spec->listen_monitor);
+	agent_default(&a->set.listen_events, a->spec->listen_events);
+	if (a->spec->listen_resync != NULL)
+		agent_default(&a->set.listen_resync, a->spec->listen_resync);
 	agent_default(&a->set.log_level, "info");
-	if (a->kind == FB_AGENT_REPLICA) {
-		char *end;
-		agent_default(&a->set.max_transfer_rate, "0");
-		(void)strtoul(a->set.max_transfer_rate, &end, 10);
-		if (*end != '\0' || a->set.max_transfer_rate[0] == '\0')
-			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
-			                  "--max-transfer-rate: '%s' is not a whole number of MiB/s",
-			                  a->set.max_transfer_rate);
-	}
+	if (a->spec->check != NULL && (rv = a->spec->check(err)) != FB_RV_OK)
+		return rv;
 	agent_default(&a->set.workers, "4");
 	if ((rv = agent_require(a->set.data_dir, "data-dir", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.cert, "cert", err)) != FB_RV_OK ||
@@ -182,7 +158,7 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
 			                  "--log-level: '%s' is not error, warn, info or debug",
 			                  a->set.log_level);
-		fb_log_init(agent_prog(a->kind), lvl);
+		fb_log_init(a->spec->prog, lvl);
 		if (*end != '\0' || w < 1 || w > 64)
 			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
 			                  "--workers: '%s' is not a number from 1 to 64",
@@ -265,7 +241,7 @@ agent_get_status(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Proto
 	fb_rpc_server_stats               st;
 
 	(void)in;
-	r->agent       = a->kind == FB_AGENT_PRIMARY ? "primary" : "replica";
+	r->agent       = (char *)a->spec->role;
 	r->version     = FB_VERSION;
 	r->caller_role = (char *)fb_role_name(fb_rpc_call_role(call));
 	r->uptime_ms   = fb_clock_mono_ms() - a->started_ms;
@@ -310,7 +286,7 @@ agent_listen(fb_agent *a, fb_rpc_server *srv, const char *url, const char *ca, u
 }
 
 static uint32_t
-agent_start(fb_agent *a, fb_agent_setup_fn setup, fb_err *err)
+agent_start(fb_agent *a, fb_err *err)
 {
 	const char     *event_cas[3] = {a->set.ca_operators, a->set.ca_monitors, NULL};
 	nng_tls_config *tls;
@@ -322,7 +298,7 @@ agent_start(fb_agent *a, fb_agent_setup_fn setup, fb_err *err)
 	                              sizeof(until), err)) != FB_RV_OK)
 		return rv;
 	fb_log_info("FB1001", "%s %s starting as %s (certificate valid until %s)",
-	            agent_prog(a->kind), FB_VERSION, subject, until);
+	            a->spec->prog, FB_VERSION, subject, until);
 	if ((rv = agent_data_dir(a, err)) != FB_RV_OK)
 		return rv;
 	if ((rv = fb_rpc_registry_create(&a->reg, err)) != FB_RV_OK ||
@@ -331,7 +307,7 @@ agent_start(fb_agent *a, fb_agent_setup_fn setup, fb_err *err)
 		return rv;
 	if ((rv = fb_events_pub_create(&a->events, err)) != FB_RV_OK)
 		return rv;
-	if ((rv = setup(a, a->reg, err)) != FB_RV_OK)
+	if ((rv = a->spec->setup(a, a->reg, err)) != FB_RV_OK)
 		return rv;
 	if ((rv = fb_rpc_server_create(&a->control, a->reg, 32, workers, err)) != FB_RV_OK)
 		return rv;
@@ -340,7 +316,7 @@ agent_start(fb_agent *a, fb_agent_setup_fn setup, fb_err *err)
 	    (rv = agent_listen(a, a->control, a->set.listen_monitor, a->set.ca_monitors,
 	                       FB_ROLE_MONITOR, addr, sizeof(addr), err)) != FB_RV_OK)
 		return rv;
-	if (a->kind == FB_AGENT_PRIMARY) {
+	if (a->spec->listen_resync != NULL) {
 		if ((rv = fb_rpc_server_create(&a->resync, a->reg, 32, workers, err)) != FB_RV_OK ||
 		    (rv = agent_listen(a, a->resync, a->set.listen_resync, a->set.ca_agents,
 		                       FB_ROLE_AGENT, addr, sizeof(addr), err)) != FB_RV_OK)
@@ -365,8 +341,7 @@ agent_start(fb_agent *a, fb_agent_setup_fn setup, fb_err *err)
 }
 
 void
-fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn setup,
-              fb_agent_worker_fn worker)
+fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 {
 	static fb_agent a;
 	fb_err          err = {0};
@@ -375,10 +350,10 @@ fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn 
 	uint64_t        stop_at;
 	uint32_t        rv;
 
-	a.kind = kind;
+	a.spec = spec;
 	a.argc = argc;
 	a.argv = argv;
-	fb_log_init(agent_prog(kind), FB_LOG_INFO);
+	fb_log_init(spec->prog, FB_LOG_INFO);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -387,16 +362,15 @@ fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn 
 	signal(SIGPIPE, SIG_IGN);
 
 	if ((rv = agent_settings(&a, argc, argv, &err)) != FB_RV_OK) {
-		fprintf(stderr, "%s: %s\n(see %s --help)\n", agent_prog(kind), err.msg,
-		        agent_prog(kind));
+		fprintf(stderr, "%s: %s\n(see %s --help)\n", spec->prog, err.msg, spec->prog);
 		fb_rpc_exit(2);
 	}
-	if (a.set.worker_job != NULL && worker != NULL) {
+	if (a.set.worker_job != NULL && spec->worker != NULL) {
 		fb_log_init("failback-worker", fb_log_enabled(FB_LOG_DEBUG) ? FB_LOG_DEBUG : FB_LOG_INFO);
-		worker(&a, a.set.worker_job);
+		spec->worker(&a, a.set.worker_job);
 		fb_rpc_exit(1);
 	}
-	if ((rv = agent_start(&a, setup, &err)) != FB_RV_OK) {
+	if ((rv = agent_start(&a, &err)) != FB_RV_OK) {
 		fb_log_error("FB1003", "cannot start: %s", err.msg);
 		fb_rpc_exit(rv == FB_RV_INVALID_PARAMETER || rv == FB_RV_ACCESS_DENIED ||
 		                    rv == FB_RV_FILE_NOT_FOUND
@@ -424,7 +398,7 @@ fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn 
 		            STOP_BUDGET_MS);
 	fb_log_info("FB1092", "stopped after %llu ms",
 	            (unsigned long long)(fb_clock_mono_ms() - stop_at));
-	fb_rpc_exit(0);
+	fb_rpc_exit_checked(0);
 }
 
 const fb_agent_settings *

@@ -62,21 +62,9 @@ static const char *const migrations[] = {
     "  raw_len INTEGER NOT NULL,"
     "  flags INTEGER NOT NULL,"
     "  refs INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE INDEX blocks_pack ON blocks(pack, offset);"
-    "CREATE TABLE jobs ("
-    "  id TEXT PRIMARY KEY,"
-    "  vm_id TEXT NOT NULL,"
-    "  type INTEGER NOT NULL,"
-    "  state INTEGER NOT NULL,"
-    "  phase TEXT NOT NULL,"
-    "  percent INTEGER NOT NULL,"
-    "  error_code INTEGER NOT NULL,"
-    "  error_description TEXT NOT NULL,"
-    "  submitted_ms INTEGER NOT NULL,"
-    "  started_ms INTEGER NOT NULL,"
-    "  ended_ms INTEGER NOT NULL,"
-    "  params BLOB,"
-    "  checkpoint BLOB);",
+    "CREATE INDEX blocks_pack ON blocks(pack, offset);",
+    /* (Agents before 0.2 also created the replica's jobs table here; the
+     * replica's own schema now makes it when it is missing.) */
     /* 1 → 2: which point a failed-over VM runs from. */
     "ALTER TABLE vms ADD COLUMN failover_rp TEXT NOT NULL DEFAULT '';",
 };
@@ -177,8 +165,66 @@ db_migrate(fb_db *db, const char *path, fb_err *err)
 	return FB_RV_OK;
 }
 
+/* The program's own list, versioned in program_schema under its name. */
+static uint32_t
+db_migrate_program(fb_db *db, const char *path, const fb_db_schema *prog, fb_err *err)
+{
+	sqlite3_stmt *st;
+	int           v = 0, rc;
+	uint32_t      rv;
+
+	if ((rv = fb_db_exec(db,
+	                     "CREATE TABLE IF NOT EXISTS program_schema ("
+	                     "  name TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+	                     err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_db_prepare(db, "SELECT version FROM program_schema WHERE name = ?", &st,
+	                        err)) != FB_RV_OK)
+		return rv;
+	sqlite3_bind_text(st, 1, prog->name, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fb_db_err(db, rc, path, err);
+	if (v > (int)prog->n)
+		return fb_err_set(err, FB_RV_NOT_SUPPORTED,
+		                  "%s: %s schema version %d is newer than this agent's %zu", path,
+		                  prog->name, v, prog->n);
+	for (; v < (int)prog->n; v++) {
+		if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+			return rv;
+		if ((rv = fb_db_exec(db, prog->migrations[v], err)) != FB_RV_OK ||
+		    (rv = fb_db_prepare(db,
+		                        "INSERT INTO program_schema (name, version) VALUES (?1, ?2) "
+		                        "ON CONFLICT(name) DO UPDATE SET version = ?2",
+		                        &st, err)) != FB_RV_OK) {
+			fb_db_rollback(db);
+			return rv;
+		}
+		sqlite3_bind_text(st, 1, prog->name, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, v + 1);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE) {
+			rv = fb_db_err(db, rc, path, err);
+			fb_db_rollback(db);
+			return rv;
+		}
+		if ((rv = fb_db_commit(db, err)) != FB_RV_OK)
+			return rv;
+	}
+	return FB_RV_OK;
+}
+
 uint32_t
 fb_db_open(fb_db **out, const char *path, fb_err *err)
+{
+	return fb_db_open_schema(out, path, NULL, err);
+}
+
+uint32_t
+fb_db_open_schema(fb_db **out, const char *path, const fb_db_schema *prog, fb_err *err)
 {
 	fb_db   *db = calloc(1, sizeof(*db));
 	int      rc;
@@ -198,7 +244,8 @@ fb_db_open(fb_db **out, const char *path, fb_err *err)
 	if ((rv = fb_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 	                         "PRAGMA foreign_keys=ON;",
 	                     err)) != FB_RV_OK ||
-	    (rv = db_migrate(db, path, err)) != FB_RV_OK) {
+	    (rv = db_migrate(db, path, err)) != FB_RV_OK ||
+	    (prog != NULL && (rv = db_migrate_program(db, path, prog, err)) != FB_RV_OK)) {
 		fb_db_close(db);
 		return rv;
 	}

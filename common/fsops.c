@@ -1,6 +1,7 @@
 /*
  * fsops.c - the real disk operations and the switchable table (fsops.h).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,7 +34,41 @@ real_commit(void)
 	return 0;
 }
 
-static const fb_fsops real_ops = {real_pwrite, fsync, rename, ftruncate, real_commit};
+static ssize_t
+real_pread(int fd, void *buf, size_t n, off_t off)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t r = pread(fd, (char *)buf + done, n - done, off + (off_t)done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			errno = EIO; /* the file is shorter than it should be */
+			return -1;
+		}
+		done += (size_t)r;
+	}
+	return (ssize_t)n;
+}
+
+static int
+real_punch(int fd, off_t off, off_t len)
+{
+	return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+}
+
+static int
+real_open(const char *path, int flags, mode_t mode)
+{
+	return open(path, flags | O_CLOEXEC, mode);
+}
+
+static const fb_fsops real_ops = {real_pwrite, fsync,      rename,    ftruncate,
+                                  real_commit, real_pread, real_punch, real_open};
 static const fb_fsops *ops     = &real_ops;
 
 void
@@ -45,31 +80,49 @@ fb_fsops_set(const fb_fsops *o)
 ssize_t
 fb_fs_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-	return ops->pwrite(fd, buf, n, off);
+	return (ops->pwrite != NULL ? ops->pwrite : real_ops.pwrite)(fd, buf, n, off);
 }
 
 int
 fb_fs_fsync(int fd)
 {
-	return ops->fsync(fd);
+	return (ops->fsync != NULL ? ops->fsync : real_ops.fsync)(fd);
 }
 
 int
 fb_fs_rename(const char *from, const char *to)
 {
-	return ops->rename(from, to);
+	return (ops->rename != NULL ? ops->rename : real_ops.rename)(from, to);
 }
 
 int
 fb_fs_ftruncate(int fd, off_t len)
 {
-	return ops->ftruncate(fd, len);
+	return (ops->ftruncate != NULL ? ops->ftruncate : real_ops.ftruncate)(fd, len);
 }
 
 int
 fb_fs_commit(void)
 {
-	return ops->commit();
+	return (ops->commit != NULL ? ops->commit : real_commit)();
+}
+
+ssize_t
+fb_fs_pread(int fd, void *buf, size_t n, off_t off)
+{
+	return (ops->pread != NULL ? ops->pread : real_pread)(fd, buf, n, off);
+}
+
+int
+fb_fs_punch(int fd, off_t off, off_t len)
+{
+	return (ops->punch != NULL ? ops->punch : real_punch)(fd, off, len);
+}
+
+int
+fb_fs_open(const char *path, int flags, mode_t mode)
+{
+	return (ops->open != NULL ? ops->open : real_open)(path, flags, mode);
 }
 
 int
@@ -85,7 +138,7 @@ fb_fs_fsync_dir(const char *path)
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path > 0 ? slash - path : 1), path);
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -1;
-	rv = ops->fsync(fd);
+	rv = fb_fs_fsync(fd);
 	close(fd);
 	return rv;
 }

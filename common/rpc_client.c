@@ -24,6 +24,10 @@
 
 #include "failback/log.h"
 #include "failback/rpc.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 #include "rpc.pb-c.h"
 
 struct fb_rpc_client {
@@ -214,6 +218,16 @@ fb_rpc_client_close(fb_rpc_client *cli)
 	if (!atomic_load(&cli->tainted))
 		nng_close(cli->sock);
 	free(cli);
+}
+
+void
+fb_rpc_exit_checked(int code)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	fflush(stderr);
+	__lsan_do_leak_check();
+#endif
+	fb_rpc_exit(code);
 }
 
 void

@@ -129,8 +129,7 @@ store_reclaim(fb_store *s, uint32_t maxpack, fb_err *err)
 			uint64_t len = HDR_LEN + (uint64_t)sqlite3_column_int64(st, 1);
 
 			if (off > pos)
-				fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)pos,
-				          (off_t)(off - pos));
+				(void)fb_fs_punch(fd, (off_t)pos, (off_t)(off - pos));
 			pos = off + len;
 		}
 		sqlite3_finalize(st);
@@ -450,7 +449,7 @@ store_punch(fb_store *s, uint32_t pack, uint64_t offset, uint64_t len)
 	fb_store_pack_path(s, pack, path, sizeof(path));
 	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
 		return;
-	fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len);
+	(void)fb_fs_punch(fd, (off_t)offset, (off_t)len);
 	close(fd);
 }
 

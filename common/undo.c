@@ -56,7 +56,8 @@ fb_undo_open(fb_undo **out, const char *path, fb_err *err)
 	if (u == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	snprintf(u->path, sizeof(u->path), "%s", path);
-	if ((u->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 || fstat(u->fd, &st) != 0) {
+	if ((u->fd = fb_fs_open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600)) < 0 ||
+	    fstat(u->fd, &st) != 0) {
 		uint32_t rv = fb_err_errno(err, errno, path);
 		if (u->fd >= 0)
 			close(u->fd);
@@ -114,12 +115,13 @@ fb_undo_close(fb_undo *u)
 uint32_t
 fb_undo_replay(const char *path, fb_undo_apply_fn fn, void *arg, uint64_t *records, fb_err *err)
 {
-	int      fd = open(path, O_RDONLY | O_CLOEXEC);
-	off_t   *offs = NULL;
-	size_t   n = 0, cap = 0;
-	off_t    pos = 0;
-	uint8_t *data = malloc(FB_BLOCK_SIZE);
-	uint32_t rv   = FB_RV_OK;
+	int         fd = fb_fs_open(path, O_RDONLY | O_NOFOLLOW, 0);
+	off_t      *offs = NULL;
+	size_t      n = 0, cap = 0;
+	off_t       pos = 0;
+	uint8_t    *data = malloc(FB_BLOCK_SIZE);
+	uint32_t    rv   = FB_RV_OK;
+	struct stat st;
 
 	if (records != NULL)
 		*records = 0;
@@ -127,18 +129,32 @@ fb_undo_replay(const char *path, fb_undo_apply_fn fn, void *arg, uint64_t *recor
 		free(data);
 		return errno == ENOENT ? FB_RV_OK : fb_err_errno(err, errno, path);
 	}
-	if (data == NULL) {
-		close(fd);
-		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (data == NULL || fstat(fd, &st) != 0) {
+		rv = data == NULL ? fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory")
+		                  : fb_err_errno(err, errno, path);
+		goto out;
 	}
-	for (;;) { /* index the intact records */
+	/* Index the intact records. A record that does not fit in the file or
+	 * fails its checksum is the torn end; a read that fails is an error,
+	 * never taken for the end (that would restore too little). */
+	while (pos + (off_t)U_HDR <= st.st_size) {
 		struct hdr h;
 		uint8_t    sum[32];
 
-		if (pread(fd, &h, U_HDR, pos) != U_HDR || h.magic != U_MAGIC || h.len > FB_BLOCK_SIZE)
+		if (fb_fs_pread(fd, &h, U_HDR, pos) != U_HDR) {
+			rv = fb_err_errno(err, errno, path);
+			goto out;
+		}
+		if (h.magic != U_MAGIC || h.len > FB_BLOCK_SIZE)
 			break;
-		if (!(h.flags & U_ZERO) && pread(fd, data, h.len, pos + U_HDR) != (ssize_t)h.len)
-			break;
+		if (!(h.flags & U_ZERO)) {
+			if (pos + (off_t)U_HDR + (off_t)h.len > st.st_size)
+				break;
+			if (fb_fs_pread(fd, data, h.len, pos + U_HDR) != (ssize_t)h.len) {
+				rv = fb_err_errno(err, errno, path);
+				goto out;
+			}
+		}
 		u_sum(&h, (h.flags & U_ZERO) ? NULL : data, sum);
 		if (memcmp(sum, h.sum, sizeof(sum)) != 0)
 			break;
@@ -157,8 +173,8 @@ fb_undo_replay(const char *path, fb_undo_apply_fn fn, void *arg, uint64_t *recor
 		struct hdr h;
 
 		pos = offs[--n];
-		if (pread(fd, &h, U_HDR, pos) != U_HDR ||
-		    (!(h.flags & U_ZERO) && pread(fd, data, h.len, pos + U_HDR) != (ssize_t)h.len)) {
+		if (fb_fs_pread(fd, &h, U_HDR, pos) != U_HDR ||
+		    (!(h.flags & U_ZERO) && fb_fs_pread(fd, data, h.len, pos + U_HDR) != (ssize_t)h.len)) {
 			rv = fb_err_errno(err, errno, path);
 			break;
 		}

@@ -288,7 +288,11 @@ fi_commit(void)
 	return fi_hit() ? fi_errno : 0;
 }
 
-static const fb_fsops fi_ops = {fi_pwrite, fi_fsync, fi_rename, fi_ftruncate, fi_commit};
+static const fb_fsops fi_ops = {.pwrite    = fi_pwrite,
+                                .fsync     = fi_fsync,
+                                .rename    = fi_rename,
+                                .ftruncate = fi_ftruncate,
+                                .commit    = fi_commit};
 
 static void
 arm(int k, int crash, int e)

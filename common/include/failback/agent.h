@@ -15,10 +15,9 @@
 #ifndef FAILBACK_AGENT_H
 #define FAILBACK_AGENT_H
 
+#include "failback/config.h"
 #include "failback/events.h"
 #include "failback/rpc.h"
-
-enum fb_agent_kind { FB_AGENT_PRIMARY, FB_AGENT_REPLICA };
 
 typedef struct fb_agent fb_agent;
 
@@ -28,18 +27,15 @@ typedef struct fb_agent_settings {
 	char *listen_control;
 	char *listen_monitor;
 	char *listen_events;
-	char *listen_resync; /* primary only */
+	char *listen_resync; /* only when the spec has an agents' listener */
 	char *cert;
 	char *key;
 	char *ca_operators;
 	char *ca_monitors;
 	char *ca_agents;
-	char *peer_url;  /* replica only: the primary's resync listener */
-	char *peer_name; /* replica only: DNS name in the primary's certificate */
 	char *log_level;
 	char *workers;
-	char *max_transfer_rate; /* replica only: MiB/s per job, 0 = unlimited */
-	char *worker_job; /* replica only, internal: run one job's pull as a worker */
+	char *worker_job; /* only when the spec has a worker: run one job as a worker */
 } fb_agent_settings;
 
 /* The daemon's hook: register its services on reg. Runs after the settings
@@ -49,11 +45,27 @@ typedef uint32_t (*fb_agent_setup_fn)(fb_agent *agent, fb_rpc_registry *reg, fb_
 /* A worker process's body (see worker_job): no listeners, no lock. */
 typedef void (*fb_agent_worker_fn)(fb_agent *agent, const char *job);
 
+/* What a program tells the skeleton about itself; the skeleton knows no
+ * program. Every string is the program's and outlives the agent. */
+typedef struct fb_agent_spec {
+	const char          *prog;           /* "failback-replica": logs, --help, --version */
+	const char          *role;           /* "replica": GetAgentStatus, --help */
+	const char          *listen_control; /* default URLs of the listeners */
+	const char          *listen_monitor;
+	const char          *listen_events;
+	const char          *listen_resync;  /* the agents' listener; NULL: none */
+	const fb_config_key *keys;           /* the program's own settings (slots it owns) */
+	size_t               nkeys;
+	/* Validates the program's settings once parsed (may be NULL). */
+	uint32_t (*check)(fb_err *err);
+	fb_agent_setup_fn  setup;
+	fb_agent_worker_fn worker; /* NULL: no --worker-job */
+} fb_agent_spec;
+
 /* fb_agent_main never returns: it exits 0 after a clean stop, 1 on a
  * runtime failure and 2 on bad usage or settings. With --worker-job it runs
- * worker instead of serving (worker may be NULL for agents without). */
-void fb_agent_main(int argc, char **argv, enum fb_agent_kind kind, fb_agent_setup_fn setup,
-                   fb_agent_worker_fn worker) __attribute__((noreturn));
+ * spec->worker instead of serving. */
+void fb_agent_main(int argc, char **argv, const fb_agent_spec *spec) __attribute__((noreturn));
 
 /* fb_agent_argv gives the agent's own command line (to start workers). */
 char **fb_agent_argv(const fb_agent *agent, int *argc);

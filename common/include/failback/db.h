@@ -25,6 +25,17 @@ typedef struct fb_db fb_db;
 /* fb_db_open opens (creating) path and migrates it to the current schema.
  * A database from a newer version is refused. */
 uint32_t fb_db_open(fb_db **out, const char *path, fb_err *err);
+
+/* A program's own tables: an append-only list of migrations, versioned
+ * under name in the program_schema table, run after the common ones. */
+typedef struct fb_db_schema {
+	const char        *name;
+	const char *const *migrations;
+	size_t             n;
+} fb_db_schema;
+
+/* fb_db_open_schema is fb_db_open plus the program's schema (may be NULL). */
+uint32_t fb_db_open_schema(fb_db **out, const char *path, const fb_db_schema *prog, fb_err *err);
 void     fb_db_close(fb_db *db); /* close(NULL) is a no-op */
 
 sqlite3 *fb_db_handle(fb_db *db);

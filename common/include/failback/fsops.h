@@ -18,6 +18,10 @@ typedef struct fb_fsops {
 	int (*rename)(const char *from, const char *to);
 	int (*ftruncate)(int fd, off_t len);
 	int (*commit)(void); /* 0 to go ahead, an errno to fail the commit */
+	/* Added later; a table that leaves them NULL gets the real ones. */
+	ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
+	int (*punch)(int fd, off_t off, off_t len); /* make [off, off+len) a hole */
+	int (*open)(const char *path, int flags, mode_t mode);
 } fb_fsops;
 
 /* fb_fsops_set installs ops (NULL restores the real ones). Not thread-safe:
@@ -29,6 +33,9 @@ int     fb_fs_fsync(int fd);
 int     fb_fs_rename(const char *from, const char *to);
 int     fb_fs_ftruncate(int fd, off_t len);
 int     fb_fs_commit(void);
+ssize_t fb_fs_pread(int fd, void *buf, size_t n, off_t off); /* all n bytes, or -1 (EIO at EOF) */
+int     fb_fs_punch(int fd, off_t off, off_t len);           /* keeps the size */
+int     fb_fs_open(const char *path, int flags, mode_t mode);
 
 /* fb_fs_fsync_dir fsyncs the directory holding path (after a create or
  * rename in it). */

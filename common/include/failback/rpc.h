@@ -160,4 +160,9 @@ void fb_rpc_client_close(fb_rpc_client *cli);
  * nng_fini (see above). Flushes stdio first. */
 void fb_rpc_exit(int code) __attribute__((noreturn));
 
+/* fb_rpc_exit_checked is fb_rpc_exit after a clean stop: in an
+ * AddressSanitizer build it first runs the leak check, which reports and
+ * fails the exit if memory was lost. */
+void fb_rpc_exit_checked(int code) __attribute__((noreturn));
+
 #endif

@@ -1,0 +1,475 @@
+/*
+ * failback.c - the transfer of an InitiateFailback job, per included disk:
+ *
+ *   Comparing    hash the recovery-VM disk (all cores, sequential reads) and
+ *                walk the target's Merkle tree top-down (session_walk),
+ *                descending only into subtrees whose hashes differ: the
+ *                hashes exchanged are O(changed blocks x depth).
+ *   Transferring the differing blocks, in batches: zero blocks as holes,
+ *                blocks the local store holds copied locally, the rest
+ *                pulled (fetch.c), each checked against its leaf hash, and
+ *                written undo-protected (apply.h). Every CKPT_BLOCKS blocks
+ *                or CKPT_MS the disk is fsynced and the checkpoint
+ *                committed, so a new worker resumes there.
+ *   Verifying    the written blocks are read back and hashed; with the
+ *                unchanged leaves they must give the target's root.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "failback/apply.h"
+#include "failback/clock.h"
+#include "failback/disk.h"
+#include "failback/log.h"
+#include "worker.h"
+
+/*
+ * Only the undo log must be durable before each write; the data and the
+ * checkpoint can lag, because applying a block again after a resume writes
+ * the same content and the undo replay keeps the oldest record. Fewer
+ * fsyncs per block is most of a failback's cost after hashing.
+ */
+#define CKPT_BLOCKS 256 /* 16 MiB */
+#define CKPT_MS     500
+
+struct flow {
+	worker                        *w;
+	fb_vm                         *vm;
+	const Failback__RecoveryPoint *target;
+	Failback__JobCheckpoint       *cp;
+	fb_hash                       *local[FB_WIRE_MAX_DISKS]; /* compare-phase leaves, or NULL */
+	int                            vmdisk[FB_WIRE_MAX_DISKS]; /* checkpoint disk → VM disk */
+	fb_apply                      *ap;
+	uint64_t                       unsaved; /* blocks written since the last checkpoint */
+	uint64_t                       saved_ms;
+};
+
+static int
+vm_disk(const fb_vm *vm, const char *name)
+{
+	for (size_t i = 0; i < vm->ndisks; i++)
+		if (strcmp(vm->disks[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+struct hash_progress {
+	progress *pg;
+	uint64_t  base;
+};
+
+static uint32_t
+hash_visit(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const fb_hash *h,
+           int zero, fb_err *err)
+{
+	struct hash_progress *hp = arg;
+
+	(void)data;
+	(void)h;
+	(void)zero;
+	(void)err;
+	hp->pg->bytes_done = hp->base + index * FB_BLOCK_SIZE + len;
+	progress_emit(hp->pg, 0);
+	return FB_RV_OK;
+}
+
+static Failback__DiskCheckpoint *
+disk_checkpoint_new(const char *name)
+{
+	Failback__DiskCheckpoint *dc = calloc(1, sizeof(*dc));
+
+	if (dc == NULL)
+		return NULL;
+	failback__disk_checkpoint__init(dc);
+	if ((dc->name = strdup(name)) == NULL) {
+		free(dc);
+		return NULL;
+	}
+	return dc;
+}
+
+/* Compares one disk: its differing blocks go into dc. */
+static uint32_t
+compare_disk(struct flow *fl, size_t k, Failback__DiskCheckpoint *dc, uint64_t *base, fb_err *err)
+{
+	worker                       *w  = fl->w;
+	const Failback__DiskManifest *dm = fl->target->disks[k];
+	struct hash_progress          hp = {&w->pg, *base};
+	fb_disk_scan                  scan;
+	fb_merkle                    *tree = NULL;
+	fb_walk_diff                 *diffs = NULL;
+	size_t                        nd = 0;
+	fb_hash                       root;
+	int                           vd = vm_disk(fl->vm, dm->name);
+	uint32_t                      rv;
+
+	if (vd < 0)
+		return fb_err_set(err, FB_RV_FILE_NOT_FOUND,
+		                  "recovery point %s has disk %s, which VM %s lacks", fl->target->id,
+		                  dm->name, fl->vm->name);
+	if ((rv = fb_disk_hash(fl->vm->disks[vd].path, hash_visit, &hp, &scan, err)) != FB_RV_OK) {
+		char why[FB_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return fb_err_set(err, rv == FB_RV_INVALID_PARAMETER ? FB_RV_FILE_NOT_FOUND : rv,
+		                  "recovery-VM disk %s: %s", dm->name, why);
+	}
+	*base += fl->vm->disks[vd].size;
+	fl->local[k] = scan.leaves; /* kept for a verify that re-reads only what changes */
+	if (scan.size != dm->size_bytes)
+		return fb_err_set(err, FB_RV_FAILED,
+		                  "disk %s is %llu bytes on the replica but %llu in recovery point %s",
+		                  dm->name, (unsigned long long)scan.size,
+		                  (unsigned long long)dm->size_bytes, fl->target->id);
+	if ((rv = fb_merkle_build(&tree, scan.leaves, scan.nblocks, err)) != FB_RV_OK)
+		return rv;
+	memcpy(&root, dm->root.data, sizeof(root));
+	rv = session_walk(&w->s, fl->target->id, dm->name, dm->block_count, &root, tree, 0, &diffs,
+	                  &nd, NULL, err);
+	fb_merkle_free(tree);
+	if (rv != FB_RV_OK)
+		return rv;
+	dc->blocks      = malloc((nd + 1) * sizeof(uint64_t));
+	dc->hashes.data = malloc(nd * sizeof(fb_hash) + 1);
+	if (dc->blocks == NULL || dc->hashes.data == NULL) {
+		free(diffs);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for %zu blocks", nd);
+	}
+	dc->hashes.len = nd * sizeof(fb_hash);
+	dc->n_blocks   = nd;
+	for (size_t i = 0; i < nd; i++) {
+		dc->blocks[i] = diffs[i].block;
+		memcpy(dc->hashes.data + i * sizeof(fb_hash), &diffs[i].h, sizeof(fb_hash));
+	}
+	free(diffs);
+	fb_log_info("FB6010", "job %s: disk %s differs in %zu of %llu blocks", w->job, dm->name,
+	            nd, (unsigned long long)dm->block_count);
+	return FB_RV_OK;
+}
+
+static uint32_t
+compare(struct flow *fl, fb_err *err)
+{
+	worker                  *w = fl->w;
+	Failback__JobCheckpoint *cp;
+	uint64_t                 base = 0;
+	uint32_t                 rv;
+
+	if ((cp = calloc(1, sizeof(*cp))) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	failback__job_checkpoint__init(cp);
+	fl->cp    = cp;
+	cp->target = strdup(fl->target->id);
+	cp->disks  = calloc(fl->target->n_disks + 1, sizeof(*cp->disks));
+	if (cp->target == NULL || cp->disks == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	w->pg.bytes_total = 0;
+	for (size_t i = 0; i < fl->vm->ndisks; i++)
+		w->pg.bytes_total += fl->vm->disks[i].size;
+	w->pg.bytes_done = 0;
+	progress_phase(&w->pg, "Comparing");
+	for (size_t k = 0; k < fl->target->n_disks; k++) {
+		Failback__DiskCheckpoint *dc = disk_checkpoint_new(fl->target->disks[k]->name);
+
+		if (dc == NULL)
+			return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		cp->disks[cp->n_disks++] = dc;
+		if (!fb_rsd_includes(&w->rsd, dc->name))
+			continue;
+		if ((rv = compare_disk(fl, k, dc, &base, err)) != FB_RV_OK)
+			return rv;
+	}
+	cp->bytes_on_wire = progress_wire(&w->pg);
+	if ((rv = job_store_checkpoint_save(w->db, w->job, cp, err)) != FB_RV_OK) {
+		char why[FB_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return fb_err_set(err, rv, "checkpoint: %s", why);
+	}
+	return FB_RV_OK;
+}
+
+/* A checkpoint from the database is used only if it fits the target. */
+static int
+checkpoint_fits(const Failback__JobCheckpoint *cp, const Failback__RecoveryPoint *t)
+{
+	if (cp->target == NULL || strcasecmp(cp->target, t->id) != 0 || cp->n_disks != t->n_disks)
+		return 0;
+	for (size_t k = 0; k < cp->n_disks; k++) {
+		const Failback__DiskCheckpoint *dc = cp->disks[k];
+
+		if (strcmp(dc->name, t->disks[k]->name) != 0 || dc->applied > dc->n_blocks ||
+		    dc->hashes.len != dc->n_blocks * sizeof(fb_hash))
+			return 0;
+		for (size_t i = 0; i < dc->n_blocks; i++)
+			if (dc->blocks[i] >= t->disks[k]->block_count)
+				return 0;
+	}
+	return 1;
+}
+
+static uint32_t
+checkpoint(struct flow *fl, size_t k, fb_err *err)
+{
+	uint32_t rv;
+
+	if (fl->unsaved == 0)
+		return FB_RV_OK;
+	if ((rv = fb_apply_sync(fl->ap, (uint32_t)fl->vmdisk[k], err)) != FB_RV_OK)
+		return rv;
+	fl->cp->disks[k]->applied += fl->unsaved;
+	fl->cp->bytes_on_wire = progress_wire(&fl->w->pg);
+	if ((rv = job_store_checkpoint_save(fl->w->db, fl->w->job, fl->cp, err)) != FB_RV_OK) {
+		char why[FB_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return fb_err_set(err, rv, "checkpoint: %s", why);
+	}
+	fl->unsaved  = 0;
+	fl->saved_ms = fb_clock_mono_ms();
+	return FB_RV_OK;
+}
+
+static uint32_t
+apply_batch(void *arg, const fetch_item *it, size_t n, uint8_t *data, const uint8_t *got,
+            fb_err *err)
+{
+	struct flow *fl = arg;
+	worker      *w  = fl->w;
+	uint64_t     blocks[FB_WIRE_BATCH];
+	uint8_t      zero[FB_WIRE_BATCH];
+	uint32_t     rv;
+
+	if ((rv = fetch_fill_local(w->store, it, n, data, got, err)) != FB_RV_OK)
+		return rv;
+	for (size_t i = 0; i < n; i++) {
+		blocks[i] = it[i].block;
+		zero[i]   = memcmp(&it[i].h, fb_hash_zero(), sizeof(fb_hash)) == 0;
+	}
+	if ((rv = fb_apply_blocks(fl->ap, (uint32_t)fl->vmdisk[it[0].disk], blocks, zero, data, n,
+	                          err)) != FB_RV_OK)
+		return rv;
+	fl->unsaved += n;
+	if (fl->unsaved >= CKPT_BLOCKS || fb_clock_mono_ms() - fl->saved_ms >= CKPT_MS)
+		if ((rv = checkpoint(fl, it[0].disk, err)) != FB_RV_OK)
+			return rv;
+	w->pg.blocks_done += n;
+	w->pg.bytes_done += n * FB_BLOCK_SIZE;
+	progress_emit(&w->pg, 0);
+	session_throttle(&w->s);
+	return FB_RV_OK;
+}
+
+static uint32_t
+transfer(struct flow *fl, fb_err *err)
+{
+	worker                  *w  = fl->w;
+	Failback__JobCheckpoint *cp = fl->cp;
+	const char              *names[FB_WIRE_MAX_DISKS + 1];
+	fb_apply_disk            disks[FB_MAX_DISKS];
+	fetch_item              *items = NULL;
+	size_t                   nitems = 0, most = 0;
+	char                     undo[4200];
+	uint32_t                 rv;
+
+	for (size_t k = 0; k < cp->n_disks; k++) {
+		names[k]      = cp->disks[k]->name;
+		fl->vmdisk[k] = vm_disk(fl->vm, names[k]);
+		if (cp->disks[k]->n_blocks > cp->disks[k]->applied && fl->vmdisk[k] < 0)
+			return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "recovery-VM disk %s: no such disk",
+			                  names[k]);
+		nitems += cp->disks[k]->n_blocks;
+		if (cp->disks[k]->n_blocks > most)
+			most = cp->disks[k]->n_blocks;
+	}
+	names[cp->n_disks]  = NULL;
+	w->pg.blocks_total = nitems;
+	w->pg.blocks_done  = 0;
+	w->pg.bytes_done   = 0;
+	w->pg.bytes_total  = nitems * FB_BLOCK_SIZE;
+	w->pg.wire         = cp->bytes_on_wire;
+	for (size_t i = 0; i < fl->vm->ndisks; i++)
+		disks[i] = (fb_apply_disk){fl->vm->disks[i].path, fl->vm->disks[i].size};
+	if ((rv = replica_path_undo(w->r, fl->vm->id, undo, sizeof(undo), err)) != FB_RV_OK ||
+	    (rv = fb_apply_open(&fl->ap, undo, disks, fl->vm->ndisks, err)) != FB_RV_OK)
+		return rv;
+	if ((items = calloc(most + 1, sizeof(*items))) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for %zu blocks", most);
+	progress_phase(&w->pg, "Transferring");
+	for (size_t k = 0; k < cp->n_disks && rv == FB_RV_OK; k++) {
+		Failback__DiskCheckpoint *dc = cp->disks[k];
+		fetch_spec f = {&w->s, w->store, w->params->vm, fl->target->id, names,
+		                w->rsd.compression != 0, 1};
+		size_t     n = 0;
+
+		w->pg.blocks_done += dc->applied;
+		w->pg.bytes_done += dc->applied * FB_BLOCK_SIZE;
+		for (size_t i = dc->applied; i < dc->n_blocks; i++) {
+			items[n].disk  = (uint32_t)k;
+			items[n].block = dc->blocks[i];
+			memcpy(&items[n].h, dc->hashes.data + i * sizeof(fb_hash), sizeof(fb_hash));
+			n++;
+		}
+		if (n == 0)
+			continue;
+		fl->saved_ms = fb_clock_mono_ms();
+		if ((rv = fetch_run(&f, items, n, apply_batch, fl, err)) == FB_RV_OK)
+			rv = checkpoint(fl, k, err);
+	}
+	free(items);
+	progress_emit(&w->pg, 1);
+	return rv;
+}
+
+/* Re-reads the written blocks of one disk into leaves. */
+static uint32_t
+reread(const char *path, uint64_t size, const Failback__DiskCheckpoint *dc, fb_hash *leaves,
+       const char *name, fb_err *err)
+{
+	uint8_t *blk = malloc(FB_BLOCK_SIZE);
+	int      fd;
+	uint32_t rv = FB_RV_OK;
+
+	if (blk == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		free(blk);
+		return fb_err_set(err, FB_RV_FAILED, "verifying %s: %s", name, strerror(errno));
+	}
+	for (size_t i = 0; i < dc->n_blocks && rv == FB_RV_OK; i++) {
+		uint32_t len = fb_block_len(size, dc->blocks[i]);
+
+		if (pread(fd, blk, len, (off_t)(dc->blocks[i] * FB_BLOCK_SIZE)) != (ssize_t)len)
+			rv = fb_err_set(err, FB_RV_FAILED, "verifying %s block %llu: %s", name,
+			                (unsigned long long)dc->blocks[i], strerror(errno));
+		else
+			fb_hash_block(blk, len, FB_BLOCK_SIZE, &leaves[dc->blocks[i]]);
+	}
+	close(fd);
+	free(blk);
+	return rv;
+}
+
+/*
+ * The written blocks are read back and hashed; with the leaves of the
+ * blocks left alone (hashed in the compare phase, on a VM that is not
+ * running) they must give the target's roots. A worker that resumed from a
+ * checkpoint has no compare-phase leaves and re-reads the whole disk.
+ */
+static uint32_t
+verify(struct flow *fl, fb_err *err)
+{
+	const Failback__RecoveryPoint *t = fl->target;
+	uint32_t                       rv;
+
+	progress_phase(&fl->w->pg, "Verifying");
+	for (size_t k = 0; k < t->n_disks; k++) {
+		const Failback__DiskManifest *dm = t->disks[k];
+		fb_hash                       root;
+		int                           vd;
+
+		if (!fb_rsd_includes(&fl->w->rsd, dm->name))
+			continue;
+		if ((vd = vm_disk(fl->vm, dm->name)) < 0)
+			return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "VM %s has no disk %s",
+			                  fl->vm->name, dm->name);
+		if (fl->local[k] != NULL) {
+			if ((rv = reread(fl->vm->disks[vd].path, fl->vm->disks[vd].size, fl->cp->disks[k],
+			                 fl->local[k], dm->name, err)) != FB_RV_OK ||
+			    (rv = fb_merkle_root_of(fl->local[k], dm->block_count, &root, err)) !=
+			        FB_RV_OK)
+				return rv;
+		} else {
+			fb_disk_scan scan;
+
+			if ((rv = fb_disk_hash(fl->vm->disks[vd].path, NULL, NULL, &scan, err)) !=
+			    FB_RV_OK) {
+				char why[FB_ERR_MSG_MAX];
+
+				snprintf(why, sizeof(why), "%s", err->msg);
+				return fb_err_set(err, rv, "verifying %s: %s", dm->name, why);
+			}
+			rv = scan.nblocks == dm->block_count
+			         ? fb_merkle_root_of(scan.leaves, scan.nblocks, &root, err)
+			         : fb_err_set(err, FB_RV_FAILED, "disk %s changed size", dm->name);
+			free(scan.leaves);
+			if (rv != FB_RV_OK)
+				return rv;
+		}
+		if (memcmp(&root, dm->root.data, sizeof(root)) != 0)
+			return fb_err_set(err, FB_RV_FAILED,
+			                  "disk %s does not match recovery point %s after failback",
+			                  dm->name, t->id);
+	}
+	return FB_RV_OK;
+}
+
+static uint32_t
+failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
+{
+	worker  *w = fl->w;
+	fb_err   e = {0};
+	uint32_t rv;
+
+	if ((rv = fb_vm_get(w->db, w->params->vm, &fl->vm, err)) != FB_RV_OK)
+		return rv;
+	snprintf(w->pg.vm_id, sizeof(w->pg.vm_id), "%s", fl->vm->id);
+	progress_phase(&w->pg, "WaitingForFailback");
+	if ((rv = session_negotiate(&w->s, w->db, fl->vm->id, w->params->recovery_point_identifier,
+	                            nr, err)) != FB_RV_OK)
+		return rv;
+	fl->target = (*nr)->target;
+	fb_log_info("FB6011", "job %s: failing VM %s back to recovery point %s", w->job,
+	            fl->vm->name, fl->target->id);
+	if (job_store_checkpoint_load(w->db, w->job, &fl->cp, &e) != FB_RV_OK)
+		fb_log_warn("FB6014", "job %s: %s; comparing again", w->job, e.msg);
+	if (fl->cp != NULL && !checkpoint_fits(fl->cp, fl->target)) {
+		failback__job_checkpoint__free_unpacked(fl->cp, NULL);
+		fl->cp = NULL;
+	}
+	if (fl->cp == NULL) {
+		if ((rv = compare(fl, err)) != FB_RV_OK)
+			return rv;
+	} else {
+		fb_log_info("FB6012", "job %s: resuming from its checkpoint", w->job);
+	}
+	if ((rv = transfer(fl, err)) != FB_RV_OK || (rv = verify(fl, err)) != FB_RV_OK)
+		return rv;
+	return FB_RV_OK;
+}
+
+uint32_t
+failback_flow(worker *w, fb_err *err)
+{
+	struct flow                  fl;
+	Failback__NegotiateResponse *nr = NULL;
+	uint32_t                     rv;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.w = w;
+	rv   = failback_steps(&fl, &nr, err);
+	if (rv == FB_RV_OK) {
+		struct rusage ru;
+
+		getrusage(RUSAGE_SELF, &ru);
+		fb_log_info("FB6013",
+		            "job %s: %llu block(s) applied, %llu bytes on the wire, peak RSS %ld KiB",
+		            w->job, (unsigned long long)w->pg.blocks_total,
+		            (unsigned long long)progress_wire(&w->pg), ru.ru_maxrss);
+	}
+	fb_apply_close(fl.ap);
+	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++)
+		free(fl.local[k]);
+	if (fl.cp != NULL)
+		failback__job_checkpoint__free_unpacked(fl.cp, NULL);
+	if (nr != NULL)
+		failback__negotiate_response__free_unpacked(nr, NULL);
+	free(fl.vm);
+	return rv;
+}

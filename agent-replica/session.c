@@ -1,0 +1,314 @@
+/*
+ * session.c - a worker's session with the primary: where it is, the pinned
+ * certificate, FB_WORKER_FETCHERS connections, calls with retries, the
+ * throttle, Negotiate with a validated manifest, and the networked drive
+ * of the tree walk (walk.h is the pure engine).
+ */
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "failback/clock.h"
+#include "failback/log.h"
+#include "failback/tls.h"
+#include "worker.h"
+
+static pthread_t session_main_thread;
+
+static int
+is_ip_literal(const char *host)
+{
+	struct in6_addr a;
+
+	return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
+}
+
+/* Where and how to reach the primary: the settings, else the peer. */
+static uint32_t
+session_target(session *s, const replica *r, const fb_rsd *rsd, fb_err *err)
+{
+	const char *peer = r->rset->peer_url;
+	int         n;
+
+	snprintf(s->url, sizeof(s->url), "%s", peer);
+	snprintf(s->sname, sizeof(s->sname), "%s", r->rset->peer_name);
+	if (rsd->primary_connection_point[0] != '\0') {
+		const char *colon = strrchr(peer, ':');
+		char        port[16];
+
+		snprintf(port, sizeof(port), "%s", colon != NULL ? colon + 1 : "7413");
+		if (rsd->port != 0)
+			snprintf(port, sizeof(port), "%u", rsd->port);
+		n = snprintf(s->url, sizeof(s->url), "tls+tcp://%s:%s", rsd->primary_connection_point,
+		             port);
+		if (n < 0 || (size_t)n >= sizeof(s->url))
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "PrimaryConnectionPoint is too long");
+		if (!is_ip_literal(rsd->primary_connection_point))
+			snprintf(s->sname, sizeof(s->sname), "%s", rsd->primary_connection_point);
+	}
+	return FB_RV_OK;
+}
+
+static uint32_t
+session_pin(session *s, const replica *r, const fb_rsd *rsd, fb_err *err)
+{
+	char     sha1[41], sha256[65];
+	uint32_t rv;
+
+	if (rsd->thumbprint[0] == '\0')
+		return FB_RV_OK;
+	if ((rv = fb_tls_peer_thumbprint(s->url, r->set->ca_agents, r->set->cert, r->set->key,
+	                                 s->sname, sha1, sha256, err)) != FB_RV_OK)
+		return rv;
+	if (strcmp(rsd->thumbprint, strlen(rsd->thumbprint) == 40 ? sha1 : sha256) != 0)
+		return fb_err_set(err, FB_RV_ACCESS_DENIED,
+		                  "the primary at %s presented certificate %s, not the pinned "
+		                  "CertificateThumbPrint %s",
+		                  s->url, strlen(rsd->thumbprint) == 40 ? sha1 : sha256,
+		                  rsd->thumbprint);
+	return FB_RV_OK;
+}
+
+static void
+session_backoff(session *s, int attempt)
+{
+	unsigned ms = attempt < 3 ? 250u << attempt : 2000u;
+
+	/* Only the main thread reports; fetchers just wait. */
+	if (pthread_equal(pthread_self(), session_main_thread))
+		progress_sleep_ms(s->pg, ms);
+	else
+		usleep(ms * 1000u);
+}
+
+static uint32_t
+session_connect(session *s, int i, fb_err *err)
+{
+	uint32_t rv = FB_RV_NOT_AVAILABLE;
+	fb_err   e  = {0};
+
+	for (int attempt = 0; attempt < FB_WORKER_RETRIES; attempt++) {
+		if ((rv = fb_rpc_client_open(&s->cli[i], s->url, s->tls, &e)) == FB_RV_OK)
+			return FB_RV_OK;
+		if (rv == FB_RV_ACCESS_DENIED)
+			break;
+		fb_log_info("FB6002", "job %s: primary %s: %s (attempt %d)", s->job, s->url, e.msg,
+		            attempt + 1);
+		session_backoff(s, attempt);
+	}
+	return fb_err_set(err, rv, "cannot reach the primary at %s: %s", s->url, e.msg);
+}
+
+uint32_t
+session_open(session *s, const replica *r, const fb_rsd *rsd, progress *pg, const char *job,
+             fb_err *err)
+{
+	uint32_t rv;
+
+	memset(s, 0, sizeof(*s));
+	session_main_thread = pthread_self();
+	s->job              = job;
+	s->pg               = pg;
+	s->rate_cap         = strtoull(r->rset->max_transfer_rate, NULL, 10) << 20;
+	if ((rv = session_target(s, r, rsd, err)) != FB_RV_OK ||
+	    (rv = session_pin(s, r, rsd, err)) != FB_RV_OK ||
+	    (rv = fb_tls_config_client(&s->tls, r->set->ca_agents, r->set->cert, r->set->key,
+	                               s->sname, 0, err)) != FB_RV_OK)
+		return rv;
+	for (int i = 0; i < FB_WORKER_FETCHERS; i++)
+		if ((rv = session_connect(s, i, err)) != FB_RV_OK)
+			return rv;
+	return FB_RV_OK;
+}
+
+uint32_t
+session_call(session *s, int i, const char *method, const ProtobufCMessage *in,
+             ProtobufCMessage **out, fb_err *err)
+{
+	uint32_t rv = FB_RV_NOT_AVAILABLE;
+
+	for (int attempt = 0; attempt < FB_WORKER_RETRIES; attempt++) {
+		rv = fb_rpc_client_call(s->cli[i], &failback__resync_source__descriptor, method, in,
+		                        out, FB_CALL_TIMEOUT_MS, err);
+		if (rv != FB_RV_NOT_AVAILABLE && rv != FB_RV_TIMEOUT)
+			return rv;
+		fb_log_info("FB6003", "job %s: %s: %s; retrying", s->job, method, err->msg);
+		session_backoff(s, attempt);
+	}
+	return rv;
+}
+
+void
+session_throttle(session *s)
+{
+	uint64_t due, now;
+
+	if (s->rate_cap == 0)
+		return;
+	if (s->xfer_t0 == 0) {
+		s->xfer_t0 = fb_clock_mono_ms();
+		s->xfer_b0 = s->pg->bytes_done;
+	}
+	due = s->xfer_t0 + (s->pg->bytes_done - s->xfer_b0) * 1000 / s->rate_cap;
+	while ((now = fb_clock_mono_ms()) < due) {
+		usleep((useconds_t)((due - now < 50 ? due - now : 50) * 1000));
+		progress_emit(s->pg, 0);
+	}
+}
+
+uint32_t
+session_walk(session *s, const char *rp, const char *disk, uint64_t n, const fb_hash *root,
+             const fb_merkle *local, int want_leaves, fb_walk_diff **diffs, size_t *nd,
+             fb_hash **leaves, fb_err *err)
+{
+	fb_walk_ref                 *refs  = malloc(FB_WIRE_MAX_TREE_NODES * sizeof(*refs));
+	Failback__TreeNodeRef       *nodes = calloc(FB_WIRE_MAX_TREE_NODES, sizeof(*nodes));
+	Failback__TreeNodeRef      **pnodes = calloc(FB_WIRE_MAX_TREE_NODES, sizeof(*pnodes));
+	fb_walk                     *w      = NULL;
+	uint32_t                     rv;
+
+	*diffs = NULL;
+	*nd    = 0;
+	if (leaves != NULL)
+		*leaves = NULL;
+	if (refs == NULL || nodes == NULL || pnodes == NULL) {
+		rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		goto out;
+	}
+	if ((rv = fb_walk_open(&w, n, root, local, want_leaves, err)) != FB_RV_OK)
+		goto out;
+	for (;;) {
+		Failback__GetTreeNodesRequest   req = FAILBACK__GET_TREE_NODES_REQUEST__INIT;
+		Failback__GetTreeNodesResponse *rsp = NULL;
+		size_t                          k, want;
+
+		if ((rv = fb_walk_next(w, refs, FB_WIRE_MAX_TREE_NODES, &k, err)) != FB_RV_OK)
+			goto out;
+		if (k == 0)
+			break;
+		for (size_t i = 0; i < k; i++) {
+			failback__tree_node_ref__init(&nodes[i]);
+			nodes[i].level = refs[i].level;
+			nodes[i].index = refs[i].index;
+			pnodes[i]      = &nodes[i];
+		}
+		req.recovery_point_identifier = (char *)rp;
+		req.disk                      = (char *)disk;
+		req.nodes                     = pnodes;
+		req.n_nodes                   = k;
+		if ((rv = session_call(s, 0, "GetTreeNodes", &req.base, (ProtobufCMessage **)&rsp,
+		                       err)) != FB_RV_OK) {
+			char why[FB_ERR_MSG_MAX];
+
+			snprintf(why, sizeof(why), "%s", err->msg);
+			rv = fb_err_set(err, rv, "comparing %s: %s", disk, why);
+			goto out;
+		}
+		progress_add_wire(s->pg, failback__get_tree_nodes_request__get_packed_size(&req) +
+		                             rsp->hashes.len);
+		want = fb_walk_expected(w);
+		if (rsp->hashes.len != want * sizeof(fb_hash)) {
+			rv = fb_err_set(err, FB_RV_FAILED,
+			                "short tree reply for %s: %zu bytes where %zu were expected",
+			                disk, rsp->hashes.len, want * sizeof(fb_hash));
+			failback__get_tree_nodes_response__free_unpacked(rsp, NULL);
+			goto out;
+		}
+		rv = fb_walk_feed(w, (const fb_hash *)(const void *)rsp->hashes.data, want, err);
+		failback__get_tree_nodes_response__free_unpacked(rsp, NULL);
+		if (rv != FB_RV_OK)
+			goto out;
+		progress_emit(s->pg, 0);
+	}
+	if ((rv = fb_walk_finish(w, diffs, nd, leaves, err)) != FB_RV_OK && rv == FB_RV_FAILED)
+		rv = fb_err_set(err, FB_RV_FAILED, "the primary's tree for %s does not give its root",
+		                disk);
+out:
+	fb_walk_close(w);
+	free(refs);
+	free(nodes);
+	free(pnodes);
+	return rv;
+}
+
+/* Checks every count and size of the primary's manifest before use. */
+static uint32_t
+session_check_manifest(const Failback__NegotiateResponse *rsp, fb_err *err)
+{
+	const Failback__RecoveryPoint *t = rsp->target;
+
+	if (t == NULL || t->n_disks == 0)
+		return fb_err_set(err, FB_RV_FAILED, "the primary named no target recovery point");
+	if (t->n_disks > FB_WIRE_MAX_DISKS)
+		return fb_err_set(err, FB_RV_FAILED,
+		                  "the primary's manifest lists %zu disks; at most %d are allowed",
+		                  t->n_disks, FB_WIRE_MAX_DISKS);
+	if (!fb_id_valid(t->id) || !fb_id_valid(t->vm_id))
+		return fb_err_set(err, FB_RV_FAILED, "the primary's manifest is not usable");
+	for (size_t i = 0; i < t->n_disks; i++) {
+		const Failback__DiskManifest *d = t->disks[i];
+
+		if (!fb_name_valid(d->name) || d->root.len != FB_HASH_LEN ||
+		    d->block_size != FB_BLOCK_SIZE)
+			return fb_err_set(err, FB_RV_FAILED, "the primary's manifest is not usable");
+		if (d->size_bytes == 0 || d->size_bytes > FB_WIRE_MAX_DISK_BYTES)
+			return fb_err_set(err, FB_RV_FAILED,
+			                  "the primary's manifest gives disk %s a size of %llu bytes",
+			                  d->name, (unsigned long long)d->size_bytes);
+		if (d->block_count != (d->size_bytes + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE)
+			return fb_err_set(err, FB_RV_FAILED,
+			                  "the primary's manifest gives disk %s %llu blocks for %llu "
+			                  "bytes",
+			                  d->name, (unsigned long long)d->block_count,
+			                  (unsigned long long)d->size_bytes);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(t->disks[k]->name, d->name) == 0)
+				return fb_err_set(err, FB_RV_FAILED,
+				                  "the primary's manifest lists disk %s twice", d->name);
+	}
+	return FB_RV_OK;
+}
+
+uint32_t
+session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp,
+                  Failback__NegotiateResponse **rsp, fb_err *err)
+{
+	Failback__NegotiateRequest req = FAILBACK__NEGOTIATE_REQUEST__INIT;
+	fb_rp                     *rps = NULL;
+	size_t                     n   = 0;
+	char                     **known;
+	fb_err                     e = {0};
+	uint32_t                   rv;
+
+	*rsp = NULL;
+	if (fb_rp_list(db, vm_ref, &rps, &n, &e) != FB_RV_OK)
+		n = 0; /* a VM this replica does not hold yet */
+	if ((known = calloc(n + 1, sizeof(char *))) == NULL) {
+		free(rps);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++)
+		known[i] = rps[i].id;
+	req.vm                        = (char *)vm_ref;
+	req.recovery_point_identifier = (char *)rp;
+	req.known_points              = known;
+	req.n_known_points            = n;
+	rv = session_call(s, 0, "Negotiate", &req.base, (ProtobufCMessage **)rsp, err);
+	free(known);
+	free(rps);
+	if (rv != FB_RV_OK) {
+		char why[FB_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return fb_err_set(err, rv, "negotiating with the primary: %s", why);
+	}
+	if ((rv = session_check_manifest(*rsp, err)) != FB_RV_OK) {
+		failback__negotiate_response__free_unpacked(*rsp, NULL);
+		*rsp = NULL;
+	}
+	return rv;
+}
