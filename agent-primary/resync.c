@@ -9,7 +9,8 @@
  * replica asks and it pays.
  *
  * Trees are rebuilt from the stored leaves on first use and kept in a small
- * cache (points are immutable, so an entry never goes stale).
+ * cache (points are immutable, so an entry never goes stale; see below for
+ * its lock).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,57 +23,111 @@
 #include "failback/merkle.h"
 #include "failback/pb.h"
 #include "primary.h"
+#include "wire_limits.h"
 #include "resync.pb-c.h"
 
 #define CACHE_SLOTS    4
-#define MAX_TREE_NODES 4096
-#define MAX_READ       64
+#define MAX_TREE_NODES FB_WIRE_MAX_TREE_NODES
+#define MAX_READ       FB_WIRE_MAX_READ_BLOCKS
 
+/*
+ * The cache: cache_mtx guards the slots and is held only to look up, pin
+ * and unpin; trees are loaded and built without it, so one replica's
+ * first GetTreeNodes never stalls another's ReadBlocks. A pinned slot is
+ * never evicted; a tree built when every slot is pinned is used once and
+ * freed.
+ */
 struct tree_slot {
 	char       rp[FB_ID_LEN + 1];
 	char       disk[FB_NAME_MAX + 1];
 	fb_merkle *tree;
 	uint64_t   used;
+	int        pins;
+};
+
+struct tree_ref {
+	struct tree_slot *slot; /* NULL: tree is the caller's to free */
+	fb_merkle        *tree;
 };
 
 static pthread_mutex_t  cache_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct tree_slot cache[CACHE_SLOTS];
 static uint64_t         cache_tick;
 
-/* Finds or builds the tree of rp/disk; returns with cache_mtx held. */
 static struct tree_slot *
-tree_get(primary *p, const char *rp_id, const char *disk, fb_err *err)
+tree_find_locked(const char *rp_id, const char *disk)
 {
-	struct tree_slot *victim = &cache[0];
+	for (int i = 0; i < CACHE_SLOTS; i++)
+		if (cache[i].tree != NULL && strcasecmp(cache[i].rp, rp_id) == 0 &&
+		    strcmp(cache[i].disk, disk) == 0)
+			return &cache[i];
+	return NULL;
+}
+
+/* Finds or builds the tree of rp/disk, pinned until tree_put. */
+static uint32_t
+tree_get(primary *p, const char *rp_id, const char *disk, struct tree_ref *ref, fb_err *err)
+{
+	struct tree_slot *slot, *victim = NULL;
+	fb_merkle        *built;
 	fb_hash          *leaves;
 	uint64_t          n;
+	uint32_t          rv;
 
 	pthread_mutex_lock(&cache_mtx);
-	for (int i = 0; i < CACHE_SLOTS; i++) {
-		if (cache[i].tree != NULL && strcasecmp(cache[i].rp, rp_id) == 0 &&
-		    strcmp(cache[i].disk, disk) == 0) {
-			cache[i].used = ++cache_tick;
-			return &cache[i];
-		}
-		if (cache[i].used < victim->used)
-			victim = &cache[i];
-	}
-	if (fb_rp_leaves(p->db, rp_id, disk, &leaves, &n, err) != FB_RV_OK) {
+	if ((slot = tree_find_locked(rp_id, disk)) != NULL) {
+		slot->pins++;
+		slot->used = ++cache_tick;
+		*ref       = (struct tree_ref){slot, slot->tree};
 		pthread_mutex_unlock(&cache_mtx);
-		return NULL;
+		return FB_RV_OK;
+	}
+	pthread_mutex_unlock(&cache_mtx);
+	if ((rv = fb_rp_leaves(p->db, rp_id, disk, &leaves, &n, err)) != FB_RV_OK)
+		return rv;
+	rv = fb_merkle_build(&built, leaves, n, err);
+	free(leaves);
+	if (rv != FB_RV_OK)
+		return rv;
+	pthread_mutex_lock(&cache_mtx);
+	if ((slot = tree_find_locked(rp_id, disk)) != NULL) {
+		/* built meanwhile by another call: use that one */
+		slot->pins++;
+		slot->used = ++cache_tick;
+		*ref       = (struct tree_ref){slot, slot->tree};
+		pthread_mutex_unlock(&cache_mtx);
+		fb_merkle_free(built);
+		return FB_RV_OK;
+	}
+	for (int i = 0; i < CACHE_SLOTS; i++)
+		if (cache[i].pins == 0 && (victim == NULL || cache[i].used < victim->used))
+			victim = &cache[i];
+	if (victim == NULL) {
+		pthread_mutex_unlock(&cache_mtx);
+		*ref = (struct tree_ref){NULL, built};
+		return FB_RV_OK;
 	}
 	fb_merkle_free(victim->tree);
-	victim->tree = NULL;
-	if (fb_merkle_build(&victim->tree, leaves, n, err) != FB_RV_OK) {
-		free(leaves);
-		pthread_mutex_unlock(&cache_mtx);
-		return NULL;
-	}
-	free(leaves);
+	victim->tree = built;
 	snprintf(victim->rp, sizeof(victim->rp), "%s", rp_id);
 	snprintf(victim->disk, sizeof(victim->disk), "%s", disk);
 	victim->used = ++cache_tick;
-	return victim;
+	victim->pins = 1;
+	pthread_mutex_unlock(&cache_mtx);
+	*ref = (struct tree_ref){victim, built};
+	return FB_RV_OK;
+}
+
+static void
+tree_put(struct tree_ref *ref)
+{
+	if (ref->slot == NULL) {
+		fb_merkle_free(ref->tree);
+		return;
+	}
+	pthread_mutex_lock(&cache_mtx);
+	ref->slot->pins--;
+	pthread_mutex_unlock(&cache_mtx);
 }
 
 static uint32_t
@@ -128,7 +183,7 @@ get_tree_nodes(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobu
 {
 	const Failback__GetTreeNodesRequest *req = (const void *)in;
 	Failback__GetTreeNodesResponse      *rsp = (void *)out;
-	struct tree_slot                    *slot;
+	struct tree_ref                      ref;
 	fb_hash                             *buf;
 	size_t                               nh = 0;
 	fb_err                               err = {0};
@@ -138,26 +193,26 @@ get_tree_nodes(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobu
 		                   MAX_TREE_NODES);
 	if ((buf = fb_rpc_alloc(call, req->n_nodes * FB_MERKLE_FANOUT * sizeof(fb_hash))) == NULL)
 		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if ((slot = tree_get(arg, req->recovery_point_identifier, req->disk, &err)) == NULL)
+	if (tree_get(arg, req->recovery_point_identifier, req->disk, &ref, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
 	for (size_t i = 0; i < req->n_nodes; i++) {
 		uint64_t first;
 		unsigned cnt;
 
 		if (req->nodes[i]->level == 0 ||
-		    req->nodes[i]->index >= fb_merkle_width(slot->tree, req->nodes[i]->level)) {
-			pthread_mutex_unlock(&cache_mtx);
+		    req->nodes[i]->index >= fb_merkle_width(ref.tree, req->nodes[i]->level)) {
+			tree_put(&ref);
 			return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
 			                   "no interior node %llu at level %u",
 			                   (unsigned long long)req->nodes[i]->index,
 			                   req->nodes[i]->level);
 		}
-		fb_merkle_children(slot->tree, req->nodes[i]->level, req->nodes[i]->index, &first,
+		fb_merkle_children(ref.tree, req->nodes[i]->level, req->nodes[i]->index, &first,
 		                   &cnt);
 		for (unsigned c = 0; c < cnt; c++)
-			buf[nh++] = *fb_merkle_node(slot->tree, req->nodes[i]->level - 1, first + c);
+			buf[nh++] = *fb_merkle_node(ref.tree, req->nodes[i]->level - 1, first + c);
 	}
-	pthread_mutex_unlock(&cache_mtx);
+	tree_put(&ref);
 	rsp->hashes.data = (uint8_t *)buf;
 	rsp->hashes.len  = nh * sizeof(fb_hash);
 	return FB_RV_OK;
@@ -169,7 +224,7 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 	primary                           *p   = arg;
 	const Failback__ReadBlocksRequest *req = (const void *)in;
 	Failback__ReadBlocksResponse      *rsp = (void *)out;
-	struct tree_slot                  *slot;
+	struct tree_ref                    ref;
 	fb_hash                            want[MAX_READ];
 	uint64_t                           nleaves;
 	uint8_t                           *blk;
@@ -180,18 +235,18 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 	if (req->n_blocks == 0 || req->n_blocks > MAX_READ)
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "ask for 1 to %d blocks",
 		                   MAX_READ);
-	if ((slot = tree_get(p, req->recovery_point_identifier, req->disk, &err)) == NULL)
+	if (tree_get(p, req->recovery_point_identifier, req->disk, &ref, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
-	nleaves = fb_merkle_width(slot->tree, 0);
+	nleaves = fb_merkle_width(ref.tree, 0);
 	for (size_t i = 0; i < req->n_blocks; i++) {
 		if (req->blocks[i] >= nleaves) {
-			pthread_mutex_unlock(&cache_mtx);
+			tree_put(&ref);
 			return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "no block %llu in %s",
 			                   (unsigned long long)req->blocks[i], req->disk);
 		}
-		want[i] = *fb_merkle_node(slot->tree, 0, req->blocks[i]);
+		want[i] = *fb_merkle_node(ref.tree, 0, req->blocks[i]);
 	}
-	pthread_mutex_unlock(&cache_mtx);
+	tree_put(&ref);
 
 	rsp->blocks = fb_rpc_alloc(call, req->n_blocks * sizeof(*rsp->blocks));
 	if (rsp->blocks == NULL || (blk = fb_rpc_alloc(call, FB_BLOCK_SIZE)) == NULL)

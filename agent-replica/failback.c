@@ -14,8 +14,6 @@
  *   Verifying    the written blocks are read back and hashed; with the
  *                unchanged leaves they must give the target's root.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,35 +325,6 @@ transfer(struct flow *fl, fb_err *err)
 	return rv;
 }
 
-/* Re-reads the written blocks of one disk into leaves. */
-static uint32_t
-reread(const char *path, uint64_t size, const Failback__DiskCheckpoint *dc, fb_hash *leaves,
-       const char *name, fb_err *err)
-{
-	uint8_t *blk = malloc(FB_BLOCK_SIZE);
-	int      fd;
-	uint32_t rv = FB_RV_OK;
-
-	if (blk == NULL)
-		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		free(blk);
-		return fb_err_set(err, FB_RV_FAILED, "verifying %s: %s", name, strerror(errno));
-	}
-	for (size_t i = 0; i < dc->n_blocks && rv == FB_RV_OK; i++) {
-		uint32_t len = fb_block_len(size, dc->blocks[i]);
-
-		if (pread(fd, blk, len, (off_t)(dc->blocks[i] * FB_BLOCK_SIZE)) != (ssize_t)len)
-			rv = fb_err_set(err, FB_RV_FAILED, "verifying %s block %llu: %s", name,
-			                (unsigned long long)dc->blocks[i], strerror(errno));
-		else
-			fb_hash_block(blk, len, FB_BLOCK_SIZE, &leaves[dc->blocks[i]]);
-	}
-	close(fd);
-	free(blk);
-	return rv;
-}
-
 /*
  * The written blocks are read back and hashed; with the leaves of the
  * blocks left alone (hashed in the compare phase, on a VM that is not
@@ -380,8 +349,10 @@ verify(struct flow *fl, fb_err *err)
 			return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "VM %s has no disk %s",
 			                  fl->vm->name, dm->name);
 		if (fl->local[k] != NULL) {
-			if ((rv = reread(fl->vm->disks[vd].path, fl->vm->disks[vd].size, fl->cp->disks[k],
-			                 fl->local[k], dm->name, err)) != FB_RV_OK ||
+			const Failback__DiskCheckpoint *dc = fl->cp->disks[k];
+
+			if ((rv = fb_disk_rehash(fl->vm->disks[vd].path, fl->vm->disks[vd].size, dc->blocks,
+			                         dc->n_blocks, fl->local[k], err)) != FB_RV_OK ||
 			    (rv = fb_merkle_root_of(fl->local[k], dm->block_count, &root, err)) !=
 			        FB_RV_OK)
 				return rv;

@@ -224,3 +224,33 @@ out:
 	*out = res;
 	return FB_RV_OK;
 }
+
+uint32_t
+fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n, fb_hash *leaves,
+               fb_err *err)
+{
+	uint8_t *blk = malloc(FB_BLOCK_SIZE);
+	int      fd;
+	uint32_t rv = FB_RV_OK;
+
+	if (blk == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		free(blk);
+		return fb_err_set(err, FB_RV_FAILED, "%s: %s", path, strerror(errno));
+	}
+	for (size_t i = 0; i < n && rv == FB_RV_OK; i++) {
+		uint64_t off = blocks[i] * FB_BLOCK_SIZE;
+		size_t   len = off >= size ? 0 : size - off < FB_BLOCK_SIZE ? (size_t)(size - off)
+		                                                            : FB_BLOCK_SIZE;
+
+		if (len == 0 || pread(fd, blk, len, (off_t)off) != (ssize_t)len)
+			rv = fb_err_set(err, FB_RV_FAILED, "%s: cannot read block %llu: %s", path,
+			                (unsigned long long)blocks[i], len ? strerror(errno) : "past the end");
+		else
+			fb_hash_block(blk, len, FB_BLOCK_SIZE, &leaves[blocks[i]]);
+	}
+	close(fd);
+	free(blk);
+	return rv;
+}

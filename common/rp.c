@@ -22,11 +22,41 @@
 #include "failback/merkle.h"
 #include "failback/rp.h"
 
-/* --- per-VM busy set and the store-wide writer lock --- */
-
-static pthread_mutex_t busy_mtx = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * --- per-VM busy set, scans in flight, and the commit lock ---
+ *
+ * busy[] serialises the operations on one VM's points. A disk scan runs
+ * with no lock held: its new blocks are private until its commit, and the
+ * blocks it found indexed stay indexed because no commit sweeps
+ * unreferenced blocks while another scan is in flight (scans counts them;
+ * a later commit sweeps what was left). write_mtx is held only around a
+ * commit and the release of the bytes it swept. Lock order: busy_mtx is
+ * never held with write_mtx; write_mtx → the database lock.
+ */
+static pthread_mutex_t busy_mtx  = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t write_mtx = PTHREAD_MUTEX_INITIALIZER;
 static char            busy[64][FB_ID_LEN + 1];
+static int             scans; /* disk scans in flight (busy_mtx) */
+
+static void
+rp_scans_add(int delta)
+{
+	pthread_mutex_lock(&busy_mtx);
+	scans += delta;
+	pthread_mutex_unlock(&busy_mtx);
+}
+
+/* May a commit sweep? Not while a scan other than the caller's (mine) runs. */
+static int
+rp_may_sweep(int mine)
+{
+	int n;
+
+	pthread_mutex_lock(&busy_mtx);
+	n = scans - mine;
+	pthread_mutex_unlock(&busy_mtx);
+	return n == 0;
+}
 
 static int
 rp_busy_take(const char *vm_id)
@@ -274,32 +304,47 @@ rp_insert(fb_db *db, const fb_rp *rp, fb_hash *const *leaves, fb_err *err)
 /* The one transaction that makes a point exist (see rp.h). */
 static uint32_t
 rp_commit(fb_db *db, fb_store *store, const fb_vm *vm, const fb_rp *rp, fb_hash *const *leaves,
-          const fb_rp_block *added, size_t nadded, fb_rp_stats *stats, fb_err *err)
+          const fb_rp_block *added, size_t nadded, int scanning, fb_rp_stats *stats, fb_err *err)
 {
+	uint8_t *dup = calloc(nadded + 1, 1); /* another writer indexed the same block first */
 	uint32_t rv;
 
-	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+	if (dup == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK) {
+		free(dup);
 		return rv;
-	for (size_t i = 0; i < nadded && rv == FB_RV_OK; i++)
-		rv = fb_store_index_add(store, &added[i].h, &added[i].loc, 0, NULL, err);
+	}
+	for (size_t i = 0; i < nadded && rv == FB_RV_OK; i++) {
+		int was_added = 1;
+
+		rv     = fb_store_index_add(store, &added[i].h, &added[i].loc, 0, &was_added, err);
+		dup[i] = rv == FB_RV_OK && !was_added;
+	}
 	for (size_t i = 0; i < rp->ndisks && rv == FB_RV_OK; i++)
 		rv = rp_ref_leaves(store, leaves[i], rp->disks[i].nblocks, +1, err);
 	if (rv == FB_RV_OK)
 		rv = rp_insert(db, rp, leaves, err);
 	if (rv == FB_RV_OK)
 		rv = rp_prune(db, store, vm, stats, err);
-	if (rv == FB_RV_OK)
+	if (rv == FB_RV_OK && rp_may_sweep(scanning))
 		rv = fb_store_sweep(store, &stats->blocks_freed, err);
 	if (rv != FB_RV_OK) {
 		fb_db_rollback(db);
 		fb_store_forget(store);
+		free(dup);
 		return rv;
 	}
 	if ((rv = fb_db_commit(db, err)) != FB_RV_OK) {
 		fb_store_forget(store);
+		free(dup);
 		return rv;
 	}
 	fb_store_release(store);
+	for (size_t i = 0; i < nadded; i++)
+		if (dup[i])
+			fb_store_discard(store, &added[i].loc);
+	free(dup);
 	return FB_RV_OK;
 }
 
@@ -324,7 +369,7 @@ fb_rp_adopt(fb_db *db, fb_store *store, const fb_rp *rp, fb_hash *const *leaves,
 	if ((rv = fb_vm_get(db, rp->vm_id, &vm, err)) != FB_RV_OK)
 		return rv;
 	pthread_mutex_lock(&write_mtx);
-	rv = rp_commit(db, store, vm, rp, leaves, added, nadded, stats ? stats : &local, err);
+	rv = rp_commit(db, store, vm, rp, leaves, added, nadded, 0, stats ? stats : &local, err);
 	pthread_mutex_unlock(&write_mtx);
 	free(vm);
 	return rv;
@@ -392,7 +437,7 @@ fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **o
 		free(vm);
 		return rv;
 	}
-	pthread_mutex_lock(&write_mtx);
+	rp_scans_add(+1);
 	if ((rv = fb_id_new(rp->id, err)) != FB_RV_OK)
 		goto out;
 	snprintf(rp->vm_id, sizeof(rp->vm_id), "%s", vm->id);
@@ -429,13 +474,15 @@ fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **o
 		for (size_t i = 0; i < set.cap; i++)
 			if (set.slots[i].used)
 				added[k++] = (fb_rp_block){set.slots[i].h, set.slots[i].loc};
-		rv = rp_commit(db, store, vm, rp, leaves, added, k, ctx.stats, err);
+		pthread_mutex_lock(&write_mtx);
+		rv = rp_commit(db, store, vm, rp, leaves, added, k, 1, ctx.stats, err);
+		pthread_mutex_unlock(&write_mtx);
 		free(added);
 	}
 out:
 	if (rv != FB_RV_OK)
 		rp_unappend(store, &set);
-	pthread_mutex_unlock(&write_mtx);
+	rp_scans_add(-1);
 	rp_busy_give(vm->id);
 	for (size_t i = 0; i < FB_MAX_DISKS; i++)
 		free(leaves[i]);
@@ -575,7 +622,7 @@ fb_rp_remove(fb_db *db, fb_store *store, const char *vm_ref, const char *rp_id,
 			lower[i] = (char)(rp_id[i] >= 'A' && rp_id[i] <= 'F' ? rp_id[i] + 32 : rp_id[i]);
 		rv = rp_drop(db, store, lower, err);
 	}
-	if (rv == FB_RV_OK)
+	if (rv == FB_RV_OK && rp_may_sweep(0))
 		rv = fb_store_sweep(store, &stats->blocks_freed, err);
 	if (rv != FB_RV_OK) {
 		fb_db_rollback(db);

@@ -180,7 +180,7 @@ replica_holds_the_committed_point_and_its_disk(void **state)
 struct watch {
 	fb_events_sub *sub;
 	char           job[40];
-	volatile int   stop;
+	int            stop; /* atomic */
 	int            saw_compare, saw_transfer, saw_verify, saw_complete;
 	unsigned       max_pct;
 	uint64_t       events;
@@ -191,7 +191,7 @@ watch_thread(void *arg)
 {
 	struct watch *w = arg;
 
-	while (!w->stop) {
+	while (!__atomic_load_n(&w->stop, __ATOMIC_SEQ_CST)) {
 		Failback__JobEvent *ev;
 		fb_err              err;
 
@@ -202,7 +202,8 @@ watch_thread(void *arg)
 			w->saw_compare |= strcmp(ev->phase, "Comparing") == 0;
 			w->saw_transfer |= strcmp(ev->phase, "Transferring") == 0;
 			w->saw_verify |= strcmp(ev->phase, "Verifying") == 0;
-			w->saw_complete |= ev->job_state == 7;
+			if (ev->job_state == 7)
+				__atomic_store_n(&w->saw_complete, 1, __ATOMIC_SEQ_CST);
 			if (ev->percent_complete > w->max_pct)
 				w->max_pct = ev->percent_complete;
 		}
@@ -277,9 +278,9 @@ failback_to_p1_makes_the_disk_identical_to_p1(void **state)
 		assert_true((double)wire <= (double)applied * 65536 * 1.02 + (64u << 20) * 0.001);
 	}
 	/* A subscriber saw the phases and 100%. */
-	for (int i = 0; i < 100 && !w.saw_complete; i++)
+	for (int i = 0; i < 100 && !__atomic_load_n(&w.saw_complete, __ATOMIC_SEQ_CST); i++)
 		usleep(20000);
-	w.stop = 1;
+	__atomic_store_n(&w.stop, 1, __ATOMIC_SEQ_CST);
 	pthread_join(t, NULL);
 	/* No job runs now, so no event can be in flight: closing is safe. */
 	fb_events_sub_close(w.sub);

@@ -3,6 +3,7 @@
  * the build (FBT_* definitions), so the tests always run what was built.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -92,6 +93,8 @@ rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 void
 fbt_teardown(void)
 {
+	int reports;
+
 	for (int i = 0; i < nstarted; i++) {
 		if (started[i] > 0 && waitpid(started[i], NULL, WNOHANG) == 0) {
 			kill(started[i], SIGTERM);
@@ -102,8 +105,57 @@ fbt_teardown(void)
 		}
 	}
 	nstarted = 0;
-	if (root[0] != '\0' && getenv("FBT_KEEP") == NULL)
+	reports = fbt_sanitizer_reports();
+	if (root[0] != '\0' && getenv("FBT_KEEP") == NULL && reports == 0)
 		nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (reports > 0) {
+		fprintf(stderr, "fbt: %d agent log(s) under %s hold a sanitizer report; failing\n",
+		        reports, root);
+		fflush(NULL);
+		_exit(1);
+	}
+}
+
+/* Sanitizer builds: a report in an agent's or worker's log fails the test,
+ * even when the job it hit was retried and completed. */
+static const char *const sanitizer_marks[] = {
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+    "WARNING: ThreadSanitizer", NULL};
+
+int
+fbt_sanitizer_reports(void)
+{
+	DIR           *d;
+	struct dirent *e;
+	int            found = 0;
+
+	if (root[0] == '\0' || (d = opendir(root)) == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		char   path[600], line[1024];
+		FILE  *f;
+		int    shown = 0, hit = 0;
+
+		if (len < 5 || strcmp(e->d_name + len - 4, ".log") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", root, e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		while (fgets(line, sizeof(line), f) != NULL) {
+			for (int i = 0; !hit && sanitizer_marks[i] != NULL; i++)
+				if (strstr(line, sanitizer_marks[i]) != NULL) {
+					hit = 1;
+					fprintf(stderr, "fbt: sanitizer report in %s:\n", path);
+				}
+			if (hit && shown++ < 40)
+				fputs(line, stderr);
+		}
+		fclose(f);
+		found += hit;
+	}
+	closedir(d);
+	return found;
 }
 
 const char *

@@ -31,9 +31,15 @@ const char *fbt_pki(void);
 
 /* fbt_setup creates the scratch directory and PKI once; fbt_teardown stops
  * every agent this program started that still runs (SIGTERM, SIGKILL after
- * 5 s) and removes the scratch directory. Return 0 on success. */
+ * 5 s) and removes the scratch directory; it exits 1 (keeping the directory)
+ * when an agent log holds a sanitizer report. Return 0 on success. */
 int  fbt_setup(void);
 void fbt_teardown(void);
+
+/* fbt_sanitizer_reports counts the agent logs of this program that hold
+ * an AddressSanitizer, LeakSanitizer, UBSan or ThreadSanitizer report
+ * (printing them). fbt_teardown fails the program when there is one. */
+int fbt_sanitizer_reports(void);
 
 /* fbt_pki_file writes "<pki>/<name>" into a static rotating buffer of 8:
  * not for use from several threads. */

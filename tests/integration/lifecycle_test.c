@@ -173,7 +173,7 @@ hammer_calls(void *arg)
 	snprintf(key, sizeof(key), "%s/operator.key", fbt_pki());
 	if (fb_tls_config_client(&tls, ca, cert, key, "replica.failback.test", 0, &err) != 0 ||
 	    fb_rpc_client_open(&cli, h->url, tls, &err) != 0) {
-		h->done = 1;
+		__atomic_store_n(&h->done, 1, __ATOMIC_SEQ_CST);
 		return NULL;
 	}
 	nng_tls_config_free(tls);
@@ -219,7 +219,8 @@ sigterm_during_calls_stops_the_agent_in_time(void **state)
 			break;
 		usleep(10000);
 	}
-	assert_true(h[0].calls_ok >= 20 && h[1].calls_ok >= 20 && h[2].calls_ok >= 20);
+	for (int i = 0; i < 3; i++)
+		assert_true(__atomic_load_n(&h[i].calls_ok, __ATOMIC_SEQ_CST) >= 20);
 	/* The agent must be gone within its stop budget plus scheduling slack. */
 	assert_int_equal(fbt_agent_stop(&a, SIGTERM, 3000), 0);
 	assert_true(fbt_file_contains(a.log, "FB1090 stopping"));

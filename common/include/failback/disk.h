@@ -14,6 +14,7 @@
 #ifndef FAILBACK_DISK_H
 #define FAILBACK_DISK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "failback/err.h"
@@ -34,5 +35,11 @@ typedef struct fb_disk_scan {
  * size changed while hashing, read errors. */
 uint32_t fb_disk_hash(const char *path, fb_disk_visit visit, void *arg, fb_disk_scan *out,
                       fb_err *err);
+
+/* fb_disk_rehash reads blocks[0..n) of the image at path (size bytes) and
+ * writes each block's hash into leaves[block]. Blocks are read in the
+ * order given; errors name the block. */
+uint32_t fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
+                        fb_hash *leaves, fb_err *err);
 
 #endif

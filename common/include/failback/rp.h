@@ -16,6 +16,13 @@
  *
  * Operations on the points of one VM are serialised; a second one while
  * the first runs gets System is in use.
+ *
+ * Locks and blocking: every function here blocks on the database lock
+ * (db.h) and so must not be called inside an fb_db_begin bracket.
+ * fb_rp_create blocks for a whole disk scan, with no lock held meanwhile
+ * (other VMs' points are taken in parallel); commits take a process-wide
+ * commit lock for their transaction only. While any scan is in flight,
+ * commits leave unreferenced blocks for a later commit to sweep.
  */
 #ifndef FAILBACK_RP_H
 #define FAILBACK_RP_H
@@ -51,7 +58,7 @@ typedef struct fb_rp_stats {
 	uint64_t blocks_freed;
 } fb_rp_stats;
 
-/* fb_rp_create takes a point of VM vm_ref. *out (may be NULL) receives it
+/* fb_rp_create takes a point of VM vm_ref (blocks: reads every disk). *out (may be NULL) receives it
  * (free with free()); stats (may be NULL) what it cost. */
 uint32_t fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **out,
                       fb_rp_stats *stats, fb_err *err);
