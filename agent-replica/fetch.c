@@ -54,7 +54,7 @@ batch_len(const struct ring *p, size_t b)
 
 /* Fetches the items of batch b that must come over the wire. */
 static uint32_t
-fetch_batch(struct ring *p, int ci, size_t b, struct slot *s, fb_err *err)
+fetch_batch(struct ring *p, int ci, ZSTD_DCtx *dctx, size_t b, struct slot *s, fb_err *err)
 {
 	const fetch_spec             *f   = p->f;
 	const fetch_item             *it  = p->items + b * BATCH;
@@ -63,7 +63,6 @@ fetch_batch(struct ring *p, int ci, size_t b, struct slot *s, fb_err *err)
 	size_t                        map[BATCH], nr = 0;
 	Failback__ReadBlocksRequest   req = FAILBACK__READ_BLOCKS_REQUEST__INIT;
 	Failback__ReadBlocksResponse *rsp = NULL;
-	static __thread ZSTD_DCtx    *dctx;
 	uint32_t                      rv;
 
 	memset(s->got, 0, sizeof(s->got));
@@ -105,10 +104,6 @@ fetch_batch(struct ring *p, int ci, size_t b, struct slot *s, fb_err *err)
 	if (rsp->n_blocks != nr) {
 		rv = fb_err_set(err, FB_RV_FAILED, "the primary returned %zu of %zu blocks",
 		                rsp->n_blocks, nr);
-		goto out;
-	}
-	if (dctx == NULL && (dctx = ZSTD_createDCtx()) == NULL) {
-		rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for decompression");
 		goto out;
 	}
 	for (size_t k = 0; k < nr; k++) {
@@ -166,8 +161,9 @@ struct fetcher_arg {
 static void *
 fetcher(void *arg)
 {
-	struct ring *p  = ((struct fetcher_arg *)arg)->p;
-	int          ci = ((struct fetcher_arg *)arg)->ci;
+	struct ring *p    = ((struct fetcher_arg *)arg)->p;
+	int          ci   = ((struct fetcher_arg *)arg)->ci;
+	ZSTD_DCtx   *dctx = ZSTD_createDCtx();
 
 	for (;;) {
 		struct slot *s;
@@ -176,8 +172,14 @@ fetcher(void *arg)
 		uint32_t     rv;
 
 		pthread_mutex_lock(&p->mtx);
+		if (dctx == NULL && !p->fatal) {
+			p->fatal = FB_RV_OUT_OF_MEMORY;
+			snprintf(p->msg, sizeof(p->msg), "out of memory for decompression");
+			pthread_cond_broadcast(&p->cv);
+		}
 		if (p->next >= p->nbatches || p->fatal) {
 			pthread_mutex_unlock(&p->mtx);
+			ZSTD_freeDCtx(dctx);
 			return NULL;
 		}
 		b = p->next++;
@@ -186,12 +188,13 @@ fetcher(void *arg)
 			pthread_cond_wait(&p->cv, &p->mtx);
 		if (p->fatal) {
 			pthread_mutex_unlock(&p->mtx);
+			ZSTD_freeDCtx(dctx);
 			return NULL;
 		}
 		s->state = SLOT_FETCHING;
 		s->batch = b;
 		pthread_mutex_unlock(&p->mtx);
-		rv = fetch_batch(p, ci, b, s, &err);
+		rv = fetch_batch(p, ci, dctx, b, s, &err);
 		pthread_mutex_lock(&p->mtx);
 		p->activity = fb_clock_mono_ms();
 		if (rv != FB_RV_OK && !p->fatal) {
@@ -202,15 +205,6 @@ fetcher(void *arg)
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mtx);
 	}
-}
-
-static void
-deadline_in_ms(struct timespec *ts, long ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_nsec += ms * 1000000L;
-	ts->tv_sec += ts->tv_nsec / 1000000000L;
-	ts->tv_nsec %= 1000000000L;
 }
 
 /* Consumes the batches in order; returns the first error. */
@@ -225,7 +219,7 @@ fetch_consume(struct ring *p, fetch_consume_fn consume, void *arg, fb_err *err)
 		while (!(s->state == SLOT_READY && s->batch == b) && !p->fatal) {
 			struct timespec ts;
 
-			deadline_in_ms(&ts, 100);
+			fb_clock_deadline(&ts, 100);
 			pthread_cond_timedwait(&p->cv, &p->mtx, &ts);
 			if (fb_clock_mono_ms() - p->activity < FB_STALL_MS) {
 				pthread_mutex_unlock(&p->mtx);
@@ -261,7 +255,6 @@ fetch_run(const fetch_spec *f, const fetch_item *items, size_t n, fetch_consume_
 	struct ring        p;
 	pthread_t          t[FB_WORKER_FETCHERS];
 	struct fetcher_arg fa[FB_WORKER_FETCHERS];
-	pthread_condattr_t ca;
 	int                nt = 0;
 	uint32_t           rv = FB_RV_OK;
 
@@ -272,10 +265,7 @@ fetch_run(const fetch_spec *f, const fetch_item *items, size_t n, fetch_consume_
 	p.nbatches = (n + BATCH - 1) / BATCH;
 	p.activity = fb_clock_mono_ms();
 	pthread_mutex_init(&p.mtx, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p.cv, &ca);
-	pthread_condattr_destroy(&ca);
+	fb_clock_cond_init(&p.cv);
 	for (int i = 0; i < RING && rv == FB_RV_OK; i++)
 		if ((p.slots[i].data = malloc((size_t)BATCH * FB_BLOCK_SIZE)) == NULL)
 			rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for transfer buffers");

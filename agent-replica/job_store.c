@@ -59,19 +59,30 @@ copy_text(char *dst, size_t len, const unsigned char *src)
 	snprintf(dst, len, "%s", src != NULL ? (const char *)src : "");
 }
 
+/* A message packed into a malloc'd buffer (NULL when out of memory). */
+static uint8_t *
+pack_message(const ProtobufCMessage *m, size_t *len)
+{
+	uint8_t *blob;
+
+	*len = protobuf_c_message_get_packed_size(m);
+	if ((blob = malloc(*len + 1)) != NULL)
+		protobuf_c_message_pack(m, blob);
+	return blob;
+}
+
 uint32_t
 job_store_insert(fb_db *db, const char *id, const char *vm_key, int type, const char *phase,
                  const Failback__JobParams *params, fb_err *err)
 {
-	size_t        len  = failback__job_params__get_packed_size(params);
-	uint8_t      *blob = malloc(len + 1);
+	size_t        len;
+	uint8_t      *blob = pack_message(&params->base, &len);
 	sqlite3_stmt *st;
 	uint32_t      rv;
 	int           rc;
 
 	if (blob == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	failback__job_params__pack(params, blob);
 	if ((rv = fb_db_begin(db, err)) != FB_RV_OK) {
 		free(blob);
 		return rv;
@@ -287,22 +298,19 @@ uint32_t
 job_store_checkpoint_save(fb_db *db, const char *id, const Failback__JobCheckpoint *cp,
                           fb_err *err)
 {
-	size_t        len  = failback__job_checkpoint__get_packed_size(cp);
-	uint8_t      *blob = malloc(len + 1);
+	size_t        len;
+	uint8_t      *blob = pack_message(&cp->base, &len);
 	sqlite3_stmt *st;
 	uint32_t      rv;
 	int           rc;
 
 	if (blob == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	failback__job_checkpoint__pack(cp, blob);
-	if ((rv = fb_db_begin(db, err)) != FB_RV_OK) {
-		free(blob);
-		return rv;
-	}
-	if ((rv = fb_db_prepare(db, "UPDATE jobs SET checkpoint = ? WHERE id = ?", &st, err)) !=
-	    FB_RV_OK) {
+	if ((rv = fb_db_begin(db, err)) == FB_RV_OK &&
+	    (rv = fb_db_prepare(db, "UPDATE jobs SET checkpoint = ? WHERE id = ?", &st, err)) !=
+	        FB_RV_OK)
 		fb_db_rollback(db);
+	if (rv != FB_RV_OK) {
 		free(blob);
 		return rv;
 	}

@@ -246,19 +246,11 @@ jobs_view(replica *r, const char *job_id, job_row *row, fb_err *err)
 	/* The runner is the truth while it exists (its row lags between
 	 * phase changes). */
 	if ((j = jobs_find_locked(row->id)) != NULL) {
-		row->state        = j->state;
-		row->error_code   = j->error_code;
-		row->bytes_done   = j->bytes_done;
-		row->bytes_total  = j->bytes_total;
-		row->blocks_done  = j->blocks_done;
-		row->blocks_total = j->blocks_total;
-		row->rate         = j->rate;
-		snprintf(row->phase, sizeof(row->phase), "%s", j->phase);
-		snprintf(row->error, sizeof(row->error), "%s", j->error);
-		if (j->vm_id[0] != '\0')
-			snprintf(row->vm_id, sizeof(row->vm_id), "%s", j->vm_id);
+		run_view v;
+
+		run_view_locked(j, &v);
 		pthread_mutex_unlock(&j->mtx);
-		row->percent = job_percent(row->state, row->blocks_done, row->blocks_total);
+		run_view_to_row(&v, row);
 	}
 	return FB_RV_OK;
 }

@@ -99,6 +99,8 @@ run     *run_new(replica *r, const struct job_driver *drv, const char *id, const
                  const char *vm_id, Failback__JobParams *params);
 void     run_free(run *j);
 void     run_view_get(run *j, run_view *v);                 /* takes j->mtx */
+void     run_view_locked(const run *j, run_view *v);        /* j->mtx held by the caller */
+void     run_view_to_row(const run_view *v, job_row *row);  /* the view's fields over a row */
 uint32_t run_cancel_requested(run *j);                      /* takes j->mtx */
 /* run_finish_or_cancel: the point of no return. Waits out a cancel being
  * recorded; returns its RequestedState (the job must be cancelled), or 0

@@ -55,8 +55,8 @@ run_free(run *j)
 	free(j);
 }
 
-static void
-view_locked(const run *j, run_view *v)
+void
+run_view_locked(const run *j, run_view *v)
 {
 	snprintf(v->id, sizeof(v->id), "%s", j->id);
 	snprintf(v->vm_id, sizeof(v->vm_id), "%s", j->vm_id);
@@ -75,7 +75,7 @@ void
 run_view_get(run *j, run_view *v)
 {
 	pthread_mutex_lock(&j->mtx);
-	view_locked(j, v);
+	run_view_locked(j, v);
 	pthread_mutex_unlock(&j->mtx);
 }
 
@@ -122,6 +122,24 @@ run_set_vm_id(run *j, const char *vm_id)
 	pthread_mutex_unlock(&j->mtx);
 }
 
+void
+run_view_to_row(const run_view *v, job_row *row)
+{
+	snprintf(row->id, sizeof(row->id), "%s", v->id);
+	if (v->vm_id[0] != '\0')
+		snprintf(row->vm_id, sizeof(row->vm_id), "%s", v->vm_id);
+	snprintf(row->phase, sizeof(row->phase), "%s", v->phase);
+	snprintf(row->error, sizeof(row->error), "%s", v->error);
+	row->state        = v->state;
+	row->percent      = job_percent(v->state, v->blocks_done, v->blocks_total);
+	row->error_code   = v->error_code;
+	row->bytes_done   = v->bytes_done;
+	row->bytes_total  = v->bytes_total;
+	row->blocks_done  = v->blocks_done;
+	row->blocks_total = v->blocks_total;
+	row->rate         = v->rate;
+}
+
 uint32_t
 run_persist(run *j, fb_err *err)
 {
@@ -130,18 +148,7 @@ run_persist(run *j, fb_err *err)
 
 	run_view_get(j, &v);
 	memset(&row, 0, sizeof(row));
-	snprintf(row.id, sizeof(row.id), "%s", v.id);
-	snprintf(row.vm_id, sizeof(row.vm_id), "%s", v.vm_id);
-	snprintf(row.phase, sizeof(row.phase), "%s", v.phase);
-	snprintf(row.error, sizeof(row.error), "%s", v.error);
-	row.state        = v.state;
-	row.percent      = job_percent(v.state, v.blocks_done, v.blocks_total);
-	row.error_code   = v.error_code;
-	row.bytes_done   = v.bytes_done;
-	row.bytes_total  = v.bytes_total;
-	row.blocks_done  = v.blocks_done;
-	row.blocks_total = v.blocks_total;
-	row.rate         = v.rate;
+	run_view_to_row(&v, &row);
 	return job_store_update(j->r->db, &row, err);
 }
 

@@ -102,7 +102,7 @@ waiter_run(ctl *c, struct waiter *w, const char *job)
 			if (strcasecmp(ev->job_id, guid) == 0) {
 				draw(w, ev->phase, ev->percent_complete, ev->bytes_done, ev->bytes_total,
 				     ev->rate_bytes_per_s);
-				terminal = ev->job_state >= 7;
+				terminal = ev->job_state >= FAILBACK__JOB_STATE__JS_COMPLETED;
 			}
 			failback__job_event__free_unpacked(ev, NULL);
 		} else if (w->sub == NULL) {
@@ -121,7 +121,7 @@ waiter_run(ctl *c, struct waiter *w, const char *job)
 			if (w->sub == NULL)
 				draw(w, rsp->job->phase, rsp->job->percent_complete, rsp->job->bytes_done,
 				     rsp->job->bytes_total, rsp->job->rate_bytes_per_s);
-			if (rsp->job->job_state >= 7) {
+			if (rsp->job->job_state >= FAILBACK__JOB_STATE__JS_COMPLETED) {
 				int ok = rsp->job->job_state == FAILBACK__JOB_STATE__JS_COMPLETED;
 
 				if (w->drew)

@@ -214,7 +214,7 @@ fb_rpc_server_create(fb_rpc_server **out, const fb_rpc_registry *reg, int nctx, 
 	srv->nctx     = nctx;
 	srv->nworkers = nworkers;
 	pthread_mutex_init(&srv->mtx, NULL);
-	pthread_cond_init(&srv->cv, NULL);
+	fb_clock_cond_init(&srv->cv);
 	if ((rv = nng_rep0_open(&srv->sock)) != 0) {
 		free(srv);
 		return fb_err_nng(err, rv, "rep socket");
@@ -307,12 +307,7 @@ fb_rpc_server_quiesce(fb_rpc_server *srv, uint32_t timeout_ms)
 			rv = FB_RV_TIMEOUT;
 			break;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		fb_clock_deadline(&ts, 20);
 		pthread_cond_timedwait(&srv->cv, &srv->mtx, &ts);
 	}
 	pthread_mutex_unlock(&srv->mtx);

@@ -232,35 +232,79 @@ fb_store_sync(fb_store *s, fb_err *err)
 	return rv;
 }
 
+/* Per-thread buffers and zstd contexts, freed when the thread ends (a
+ * pthread key's destructor), so fetcher threads leave nothing behind. */
+struct store_scratch {
+	uint8_t   *wrec, *rrec;
+	ZSTD_CCtx *cctx;
+	ZSTD_DCtx *dctx;
+};
+
+static pthread_key_t  scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void
+store_scratch_free(void *p)
+{
+	struct store_scratch *sc = p;
+
+	free(sc->wrec);
+	free(sc->rrec);
+	ZSTD_freeCCtx(sc->cctx);
+	ZSTD_freeDCtx(sc->dctx);
+	free(sc);
+}
+
+static void
+store_scratch_key(void)
+{
+	(void)pthread_key_create(&scratch_key, store_scratch_free);
+}
+
+static struct store_scratch *
+store_scratch(void)
+{
+	struct store_scratch *sc;
+
+	pthread_once(&scratch_once, store_scratch_key);
+	if ((sc = pthread_getspecific(scratch_key)) == NULL &&
+	    (sc = calloc(1, sizeof(*sc))) != NULL && pthread_setspecific(scratch_key, sc) != 0) {
+		free(sc);
+		sc = NULL;
+	}
+	return sc;
+}
+
 uint32_t
 fb_store_append(fb_store *s, const fb_hash *h, const void *data, uint32_t len, fb_store_loc *loc,
                 fb_err *err)
 {
-	static __thread ZSTD_CCtx *cctx;
-	static __thread uint8_t   *rec;
+	struct store_scratch *sc = store_scratch();
 	size_t                     cap = HDR_LEN + ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE);
 	uint32_t                   stored = len, flags = 0, rv = FB_RV_OK;
 
 	if (len == 0 || len > FB_BLOCK_SIZE)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "block of %u bytes", len);
-	if (rec == NULL && (rec = malloc(cap)) == NULL)
+	if (sc == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if (cctx == NULL)
-		cctx = ZSTD_createCCtx();
-	if (cctx != NULL) {
-		size_t c = ZSTD_compressCCtx(cctx, rec + HDR_LEN, cap - HDR_LEN, data, len, 1);
+	if (sc->wrec == NULL && (sc->wrec = malloc(cap)) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (sc->cctx == NULL)
+		sc->cctx = ZSTD_createCCtx();
+	if (sc->cctx != NULL) {
+		size_t c = ZSTD_compressCCtx(sc->cctx, sc->wrec + HDR_LEN, cap - HDR_LEN, data, len, 1);
 		if (!ZSTD_isError(c) && c <= len - len / 8) {
 			stored = (uint32_t)c;
 			flags  = FB_STORE_ZSTD;
 		}
 	}
 	if (flags == 0)
-		memcpy(rec + HDR_LEN, data, len);
-	put32(rec, HDR_MAGIC);
-	put32(rec + 4, stored);
-	put32(rec + 8, len);
-	put32(rec + 12, flags);
-	memcpy(rec + 16, h->b, FB_HASH_LEN);
+		memcpy(sc->wrec + HDR_LEN, data, len);
+	put32(sc->wrec, HDR_MAGIC);
+	put32(sc->wrec + 4, stored);
+	put32(sc->wrec + 8, len);
+	put32(sc->wrec + 12, flags);
+	memcpy(sc->wrec + 16, h->b, FB_HASH_LEN);
 
 	pthread_mutex_lock(&s->mtx);
 	if (s->cur_size + HDR_LEN + stored > PACK_MAX) {
@@ -275,7 +319,7 @@ fb_store_append(fb_store *s, const fb_hash *h, const void *data, uint32_t len, f
 			goto out;
 		}
 	}
-	if (fb_fs_pwrite(s->cur_fd, rec, HDR_LEN + stored, (off_t)s->cur_size) < 0) {
+	if (fb_fs_pwrite(s->cur_fd, sc->wrec, HDR_LEN + stored, (off_t)s->cur_size) < 0) {
 		rv = fb_err_errno(err, errno, "write block pack");
 		goto out;
 	}
@@ -476,8 +520,7 @@ fb_store_forget(fb_store *s)
 uint32_t
 fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err)
 {
-	static __thread uint8_t   *rec;
-	static __thread ZSTD_DCtx *dctx;
+	struct store_scratch *sc = store_scratch();
 	fb_store_loc               loc;
 	char                       path[4096], hex[65];
 	fb_hash                    got;
@@ -489,6 +532,8 @@ fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err)
 		memset(buf, 0, FB_BLOCK_SIZE);
 		return FB_RV_OK;
 	}
+	if (sc == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	if ((rv = fb_store_locate(s, h, &loc, err)) != FB_RV_OK)
 		return rv;
 	fb_store_pack_path(s, loc.pack, path, sizeof(path));
@@ -496,29 +541,29 @@ fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err)
 	if (loc.stored_len > ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE) || loc.raw_len > FB_BLOCK_SIZE)
 		return fb_err_set(err, FB_RV_FAILED, "block %s: corrupt index entry (pack %u)", hex,
 		                  loc.pack);
-	if (rec == NULL && (rec = malloc(HDR_LEN + ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE))) == NULL)
+	if (sc->rrec == NULL && (sc->rrec = malloc(HDR_LEN + ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE))) == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return fb_err_errno(err, errno, path);
-	n = pread(fd, rec, HDR_LEN + loc.stored_len, (off_t)loc.offset);
+	n = pread(fd, sc->rrec, HDR_LEN + loc.stored_len, (off_t)loc.offset);
 	close(fd);
-	if (n != (ssize_t)(HDR_LEN + loc.stored_len) || get32(rec) != HDR_MAGIC ||
-	    get32(rec + 4) != loc.stored_len || memcmp(rec + 16, h->b, FB_HASH_LEN) != 0)
+	if (n != (ssize_t)(HDR_LEN + loc.stored_len) || get32(sc->rrec) != HDR_MAGIC ||
+	    get32(sc->rrec + 4) != loc.stored_len || memcmp(sc->rrec + 16, h->b, FB_HASH_LEN) != 0)
 		return fb_err_set(err, FB_RV_FAILED,
 		                  "block %s: bad record header in %s at offset %llu", hex, path,
 		                  (unsigned long long)loc.offset);
 	memset(buf, 0, FB_BLOCK_SIZE);
 	if (loc.flags & FB_STORE_ZSTD) {
 		size_t d;
-		if (dctx == NULL && (dctx = ZSTD_createDCtx()) == NULL)
+		if (sc->dctx == NULL && (sc->dctx = ZSTD_createDCtx()) == NULL)
 			return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-		d = ZSTD_decompressDCtx(dctx, buf, FB_BLOCK_SIZE, rec + HDR_LEN, loc.stored_len);
+		d = ZSTD_decompressDCtx(sc->dctx, buf, FB_BLOCK_SIZE, sc->rrec + HDR_LEN, loc.stored_len);
 		if (ZSTD_isError(d) || d != loc.raw_len)
 			return fb_err_set(err, FB_RV_FAILED,
 			                  "block %s: undecodable data in %s at offset %llu", hex, path,
 			                  (unsigned long long)loc.offset);
 	} else {
-		memcpy(buf, rec + HDR_LEN, loc.raw_len);
+		memcpy(buf, sc->rrec + HDR_LEN, loc.raw_len);
 	}
 	fb_hash_block(buf, FB_BLOCK_SIZE, FB_BLOCK_SIZE, &got);
 	if (memcmp(&got, h, sizeof(got)) != 0)

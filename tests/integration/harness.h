@@ -73,6 +73,16 @@ int fbt_ctl(char *out, size_t cap, const char *url, const char *id, const char *
 int fbt_ctlv(char *out, size_t cap, const char *url, const char *id, const char *sname,
              const char *const *args);
 
+/* FBT_P / FBT_R run failbackctl as the operator against a primary or a
+ * replica agent (the replica's with its events URL for --wait), capturing
+ * into the char array out. */
+#define FBT_P(out, primary, ...)                                                               \
+	fbt_ctlv(out, sizeof(out), (primary).control, "operator", "primary.failback.test",       \
+	         (const char *[]){__VA_ARGS__, NULL})
+#define FBT_R(out, replica, ...)                                                               \
+	fbt_ctlv(out, sizeof(out), (replica).control, "operator", "replica.failback.test",       \
+	         (const char *[]){"--events-url", (replica).events, __VA_ARGS__, NULL})
+
 /* fbt_file_contains is 1 if file contains text. */
 int fbt_file_contains(const char *path, const char *text);
 

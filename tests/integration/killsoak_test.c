@@ -24,10 +24,8 @@
 static fbt_agent primary, replica;
 static char      out[1 << 16];
 
-#define P(...) fbt_ctlv(out, sizeof(out), primary.control, "operator", "primary.failback.test", \
-                        (const char *[]){__VA_ARGS__, NULL})
-#define R(...) fbt_ctlv(out, sizeof(out), replica.control, "operator", "replica.failback.test", \
-                        (const char *[]){"--events-url", replica.events, __VA_ARGS__, NULL})
+#define P(...) FBT_P(out, primary, __VA_ARGS__)
+#define R(...) FBT_R(out, replica, __VA_ARGS__)
 
 static int
 start_primary(int again)
