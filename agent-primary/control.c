@@ -46,8 +46,20 @@ create_rp(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	Failback__CreateRecoveryPointResponse      *rsp = (void *)out;
 	fb_rp                                      *rp;
 	fb_rp_stats                                 st  = {0};
+	fb_vm                                      *vm;
 	fb_err                                      err = {0};
 
+	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (!primary_vm_active(vm)) {
+		uint32_t rv = fb_rpc_fail(call, FB_RV_INVALID_STATE,
+		                          "VM %s was handed over at generation %llu: the other site "
+		                          "is its primary and takes its recovery points",
+		                          vm->name, (unsigned long long)vm->generation);
+		free(vm);
+		return rv;
+	}
+	free(vm);
 	if (fb_rp_create(p->db, p->store, req->vm, (int)req->type, &rp, &st, &err) != FB_RV_OK) {
 		fb_log_warn("FB4003", "recovery point of %s failed: %s", req->vm, err.msg);
 		return fb_pb_fail(call, &err);

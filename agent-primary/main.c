@@ -4,7 +4,9 @@
  * It keeps each VM's disks and recovery points, lets operators register
  * VMs and take points (PrimaryService, control listener), and serves
  * recovery points to authorised replica agents (ResyncSource, resync
- * listener). Every method has its role set decided here, including the
+ * listener), and takes on or hands over the primary role of a VM when a
+ * relationship is reversed (RelationshipService, resync listener). Every
+ * method has its role set decided here, including the
  * ones not built yet, which answer Not Supported.
  */
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include "failback/agent.h"
 #include "primary.h"
 #include "primary.pb-c.h"
+#include "relationship.pb-c.h"
 #include "resync.pb-c.h"
 
 static primary the_primary;
@@ -32,6 +35,10 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 		return rv;
 	if ((rv = fb_rpc_registry_add(reg, &failback__primary_service__descriptor,
 	                              primary_control_methods, primary_control_nmethods,
+	                              &the_primary, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_rpc_registry_add(reg, &failback__relationship_service__descriptor,
+	                              primary_relationship_methods, primary_relationship_nmethods,
 	                              &the_primary, err)) != FB_RV_OK)
 		return rv;
 	return fb_rpc_registry_add(reg, &failback__resync_source__descriptor,

@@ -14,6 +14,12 @@ typedef struct primary {
 	fb_store *store; /* DATA_DIR/blocks */
 } primary;
 
+/* primary_vm_active: this agent is the VM's primary (not handed over). */
+struct fb_vm;
+int primary_vm_active(const struct fb_vm *vm);
+
+extern const fb_rpc_method primary_relationship_methods[];
+extern const size_t        primary_relationship_nmethods;
 extern const fb_rpc_method primary_control_methods[];
 extern const size_t        primary_control_nmethods;
 extern const fb_rpc_method primary_resync_methods[];

@@ -130,6 +130,35 @@ tree_put(struct tree_ref *ref)
 	pthread_mutex_unlock(&cache_mtx);
 }
 
+/*
+ * The split-brain guard: a VM this primary handed over is served by the
+ * other site now, and a replica whose copy is of a newer generation than
+ * this primary's must not be overwritten from it. Forcing is logged.
+ */
+static uint32_t
+negotiate_guard(fb_rpc_call *call, const fb_vm *vm, const Failback__NegotiateRequest *req)
+{
+	const char *why = NULL;
+
+	if (!primary_vm_active(vm))
+		why = "was handed over by this primary: the other site is its primary now";
+	else if (req->generation > vm->generation)
+		why = "is older on this primary than on the replica";
+	if (why == NULL)
+		return FB_RV_OK;
+	if (req->force) {
+		fb_log_warn("FB4024",
+		            "Negotiate for VM %s forced: it %s (generation %llu here, %llu on the "
+		            "replica)",
+		            vm->name, why, (unsigned long long)vm->generation,
+		            (unsigned long long)req->generation);
+		return FB_RV_OK;
+	}
+	return fb_rpc_fail(call, FB_RV_INVALID_STATE,
+	                   "VM %s %s (generation %llu here, %llu on the replica)", vm->name, why,
+	                   (unsigned long long)vm->generation, (unsigned long long)req->generation);
+}
+
 static uint32_t
 negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -140,28 +169,39 @@ negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	fb_vm                            *vm;
 	size_t                            n, t;
 	fb_err                            err = {0};
+	uint32_t                          rv;
 
 	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
-	rsp->vm_name = fb_rpc_strdup(call, vm->name);
+	if ((rv = negotiate_guard(call, vm, req)) != FB_RV_OK) {
+		free(vm);
+		return rv;
+	}
+	rsp->vm_name    = fb_rpc_strdup(call, vm->name);
+	rsp->generation = vm->generation;
 	free(vm);
 	if (fb_rp_list(p->db, req->vm, &rps, &n, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
-	if (n == 0) {
+	for (t = n; t > 0 && !rps[t - 1].held; t--)
+		;
+	if (t == 0) {
 		free(rps);
 		return fb_rpc_fail(call, FB_RV_FILE_NOT_FOUND, "VM '%s' has no recovery point",
 		                   req->vm);
 	}
-	t = n - 1;
+	t--;
 	if (req->recovery_point_identifier[0] != '\0') {
 		for (t = 0; t < n && strcasecmp(rps[t].id, req->recovery_point_identifier) != 0; t++)
 			;
-		if (t == n) {
+		if (t == n || !rps[t].held) {
+			rv = fb_rpc_fail(call, FB_RV_FILE_NOT_FOUND,
+			                 t == n ? "recovery point %.40s of VM '%s' does not exist on the "
+			                          "primary"
+			                        : "recovery point %.40s of VM '%s' is history on this "
+			                          "primary: its blocks are held by the site it came from",
+			                 req->recovery_point_identifier, req->vm);
 			free(rps);
-			return fb_rpc_fail(call, FB_RV_FILE_NOT_FOUND,
-			                   "recovery point %.40s of VM '%s' does not exist on the "
-			                   "primary",
-			                   req->recovery_point_identifier, req->vm);
+			return rv;
 		}
 	}
 	rsp->target        = fb_pb_rp(call, &rps[t]);

@@ -7,6 +7,7 @@
  * a running job has changed), the VM's state (32775). Then
  * the job is persisted and the method returns 4096 with its reference.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "driver.h"
 #include "replica.h"
 #include "replica.pb-c.h"
+#include "wire_limits.h"
 
 #define JOB_REF_FMT "Msvm_ConcreteJob.InstanceID=\"%s\""
 
@@ -53,23 +55,32 @@ started(fb_rpc_call *call, ProtobufCMessage *out, const char *job_id)
 	return FB_RV_JOB_STARTED;
 }
 
-/* Persists a job for vm and answers 4096 with its reference (frees vm). */
+/* Persists a job for vm with params p (vm, rp and settings are filled
+ * here) and answers 4096 with its reference (frees vm). */
+static uint32_t
+submit_params(replica *r, fb_rpc_call *call, ProtobufCMessage *out, fb_vm *vm, int type,
+              const char *rp, const char *settings, Failback__JobParams *p)
+{
+	fb_err   err = {0};
+	char     id[FB_ID_LEN + 1];
+	uint32_t rv;
+
+	p->vm                        = vm->id;
+	p->recovery_point_identifier = (char *)rp;
+	p->replication_setting_data  = (char *)settings;
+	p->prev_state                = (uint32_t)vm->state;
+	rv                           = jobs_submit(r, type, vm->id, p, id, &err);
+	free(vm);
+	return rv == FB_RV_OK ? started(call, out, id) : fb_pb_fail(call, &err);
+}
+
 static uint32_t
 submit(replica *r, fb_rpc_call *call, ProtobufCMessage *out, fb_vm *vm, int type,
        const char *rp, const char *settings)
 {
-	Failback__JobParams p   = FAILBACK__JOB_PARAMS__INIT;
-	fb_err              err = {0};
-	char                id[FB_ID_LEN + 1];
-	uint32_t            rv;
+	Failback__JobParams p = FAILBACK__JOB_PARAMS__INIT;
 
-	p.vm                        = vm->id;
-	p.recovery_point_identifier = (char *)rp;
-	p.replication_setting_data  = (char *)settings;
-	p.prev_state                = (uint32_t)vm->state;
-	rv                          = jobs_submit(r, type, vm->id, &p, id, &err);
-	free(vm);
-	return rv == FB_RV_OK ? started(call, out, id) : fb_pb_fail(call, &err);
+	return submit_params(r, call, out, vm, type, rp, settings, &p);
 }
 
 static uint32_t
@@ -110,8 +121,16 @@ initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Prot
 	}
 	if (vmstate_check(driver_of(JT_FAILBACK), vm, &err) != FB_RV_OK)
 		goto fail;
-	return submit(r, call, out, vm, JT_FAILBACK, req->recovery_point_identifier,
-	              req->replication_setting_data);
+	{
+		Failback__JobParams p = FAILBACK__JOB_PARAMS__INIT;
+
+		p.force = req->force;
+		if (req->force)
+			fb_log_warn("FB5042", "InitiateFailback of VM %s asked to force past the "
+			            "generation guard", vm->name);
+		return submit_params(r, call, out, vm, JT_FAILBACK, req->recovery_point_identifier,
+		                     req->replication_setting_data, &p);
+	}
 fail:
 	free(vm);
 	return fb_pb_fail(call, &err);
@@ -137,6 +156,14 @@ local_job(replica *r, fb_rpc_call *call, ProtobufCMessage *out, const char *vm_r
 	if (rp != NULL) {
 		if (fb_rp_get(r->db, vm->id, rp, &point, &err) != FB_RV_OK)
 			goto fail;
+		if (!point->held) {
+			fb_err_set(&err, FB_RV_FILE_NOT_FOUND,
+			           "recovery point %s of VM %s is history here: its blocks are at the "
+			           "other site",
+			           point->id, vm->name);
+			free(point);
+			goto fail;
+		}
 		free(point);
 	}
 	return submit(r, call, out, vm, type, rp != NULL ? rp : "", "");
@@ -191,6 +218,10 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	p.recovery_point_identifier = "";
 	p.replication_setting_data  = "";
 	p.prev_state                = vm != NULL ? (uint32_t)vm->state : 0;
+	p.force                     = req->force;
+	if (req->force)
+		fb_log_warn("FB5042", "Replicate of VM %s asked to force past the generation guard",
+		            req->vm);
 	if (jobs_submit(r, JT_REPLICATE, key, &p, id, &err) != FB_RV_OK) {
 		free(vm);
 		return fb_pb_fail(call, &err);
@@ -404,12 +435,95 @@ get_job_error(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	return rsp->error != NULL ? FB_RV_OK : oom(call);
 }
 
+static int
+is_ip_literal(const char *host)
+{
+	struct in6_addr a;
+
+	return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
+}
+
+/* The other site's replica agent: recovery_url, else the settings'
+ * RecoveryConnectionPoint and RecoveryServerPortNumber (default 7403). */
+static uint32_t
+reverse_target(const replica *r, const Failback__ReverseReplicationRelationshipRequest *req,
+               const fb_rsd *rsd, char *url, size_t url_len, char *name, size_t name_len,
+               fb_err *err)
+{
+	const char *host = rsd->recovery_connection_point;
+	int         n;
+
+	if (req->recovery_url[0] != '\0')
+		n = snprintf(url, url_len, "%s", req->recovery_url);
+	else if (host[0] != '\0')
+		n = snprintf(url, url_len, "tls+tcp://%s:%u", host, rsd->port ? rsd->port : 7403u);
+	else
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "name the other site's replica agent: a recovery URL or the "
+		                  "settings' RecoveryConnectionPoint");
+	if (n < 0 || (size_t)n >= url_len || strlen(url) > FB_WIRE_MAX_URL ||
+	    strncmp(url, "tls+tcp://", 10) != 0 || strchr(url + 10, ':') == NULL)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "the other site's replica agent must be a tls+tcp://HOST:PORT URL "
+		                  "(got '%.100s')",
+		                  url);
+	if (req->recovery_name[0] != '\0')
+		n = snprintf(name, name_len, "%s", req->recovery_name);
+	else if (req->recovery_url[0] == '\0' && !is_ip_literal(host))
+		n = snprintf(name, name_len, "%s", host);
+	else
+		n = snprintf(name, name_len, "%s", r->rset->recovery_name);
+	if (n <= 0 || (size_t)n >= name_len || strlen(name) > FB_WIRE_MAX_NAME)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "the other site's certificate name is empty or too long");
+	return FB_RV_OK;
+}
+
+static uint32_t
+reverse_relationship(void *arg, fb_rpc_call *call, const ProtobufCMessage *in,
+                     ProtobufCMessage *out)
+{
+	replica                                               *r   = arg;
+	const Failback__ReverseReplicationRelationshipRequest *req = (const void *)in;
+	Failback__JobParams p = FAILBACK__JOB_PARAMS__INIT;
+	fb_rsd              rsd;
+	fb_vm              *vm;
+	fb_err              err = {0};
+	char                url[FB_URL_MAX], name[FB_WIRE_MAX_NAME + 1];
+
+	if (fb_vm_get(r->db, req->vm, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (fb_rsd_parse(req->replication_setting_data, strlen(req->replication_setting_data), &rsd,
+	                 &err) != FB_RV_OK ||
+	    reverse_target(r, req, &rsd, url, sizeof(url), name, sizeof(name), &err) != FB_RV_OK ||
+	    vmstate_check(driver_of(JT_REVERSE), vm, &err) != FB_RV_OK)
+		goto fail;
+	if (vm->state == FAILBACK__REPLICATION_STATE__RS_READY && vm->pending_peer[0] == '\0') {
+		fb_err_set(&err, FB_RV_INVALID_STATE,
+		           "VM %s is served by this host's primary agent and no reverse is pending: "
+		           "reverse it from the site that receives it",
+		           vm->name);
+		goto fail;
+	}
+	p.peer_url  = url;
+	p.peer_name = name;
+	p.force     = req->force;
+	if (req->force)
+		fb_log_warn("FB5042", "ReverseReplicationRelationship of VM %s asked to force past "
+		            "the generation guard", vm->name);
+	return submit_params(r, call, out, vm, JT_REVERSE, "", req->replication_setting_data, &p);
+fail:
+	free(vm);
+	return fb_pb_fail(call, &err);
+}
+
 const fb_rpc_method replica_control_methods[] = {
     {"InitiateFailback", initiate_failback, FB_ROLE_OPERATOR},
     {"InitiateFailover", initiate_failover, FB_ROLE_OPERATOR},
     {"RevertFailover", revert_failover, FB_ROLE_OPERATOR},
     {"CommitFailover", commit_failover, FB_ROLE_OPERATOR},
     {"Replicate", replicate, FB_ROLE_OPERATOR},
+    {"ReverseReplicationRelationship", reverse_relationship, FB_ROLE_OPERATOR},
     {"GetVirtualSystem", get_vm, FB_ROLES_READ},
     {"ListVirtualSystems", list_vms, FB_ROLES_READ},
     {"ListRecoveryPoints", list_rps, FB_ROLES_READ},

@@ -22,6 +22,7 @@ enum {
 	JT_FAILOVER  = 97,
 	JT_REVERT    = 98,
 	JT_COMMIT    = 99,
+	JT_REVERSE   = 104,
 	JT_REPLICATE = 106,
 	JT_FAILBACK  = 124,
 };
@@ -48,6 +49,9 @@ typedef struct job_driver {
 	uint32_t (*commit)(struct replica *r, struct run *j, fb_err *err);
 	/* On cancel: undo what the job did (may be NULL: nothing to undo). */
 	uint32_t (*rollback)(struct replica *r, struct run *j, uint64_t *blocks, fb_err *err);
+	/* The flow opens its own sessions (else the worker opens one with the
+	 * VM's primary before the flow). */
+	int own_sessions;
 } job_driver;
 
 /* driver_of returns the row of a JobType, or NULL. */

@@ -42,10 +42,16 @@ failback_rollback(replica *r, run *j, uint64_t *blocks, fb_err *err)
 
 #define RS(x) FAILBACK__REPLICATION_STATE__RS_##x
 
+/* WaitingToStartResynchronization (9): the receiving side of a reversed
+ * relationship, its disks taken in place (DESIGN §2a). */
 static const int failback_from[]  = {RS(RECOVERED), RS(COMMITTED), RS(CRITICAL),
-                                     RS(FAILBACK_COMPLETE)};
+                                     RS(FAILBACK_COMPLETE),
+                                     RS(WAITING_TO_START_RESYNCHRONIZATION)};
 static const int replicate_from[] = {RS(WAITING_TO_COMPLETE_INITIAL_REPLICATION),
-                                     RS(REPLICATING)};
+                                     RS(REPLICATING), RS(WAITING_TO_START_RESYNCHRONIZATION)};
+/* Ready (1): a reverse whose other site is still to do its side. */
+static const int reverse_from[]   = {RS(RECOVERED), RS(COMMITTED), RS(FAILBACK_COMPLETE),
+                                     RS(READY)};
 static const int failover_from[]  = {RS(REPLICATING)};
 static const int recovered_only[] = {RS(RECOVERED)};
 
@@ -55,19 +61,23 @@ static const job_driver drivers[] = {
     {JT_FAILBACK, "InitiateFailback", "WaitingForFailback", 1, failback_from, N(failback_from),
      RS(FAILBACK_IN_PROGRESS), RS(FAILBACK_COMPLETE), RS(CRITICAL),
      FAILBACK__REPLICATION_HEALTH__RH_CRITICAL, failback_flow, NULL, failback_commit,
-     failback_rollback},
+     failback_rollback, 0},
     {JT_REPLICATE, "Replicate", "Negotiating", 1, replicate_from, N(replicate_from),
      VMSTATE_KEEP, RS(REPLICATING), VMSTATE_PREV, FAILBACK__REPLICATION_HEALTH__RH_WARNING,
-     replicate_flow, NULL, NULL, NULL},
+     replicate_flow, NULL, NULL, NULL, 0},
+    /* Its steps record the VM's state and mode themselves (reverse.c). */
+    {JT_REVERSE, "ReverseReplicationRelationship", "Reversing", 0, reverse_from,
+     N(reverse_from), VMSTATE_KEEP, RS(READY), VMSTATE_KEEP,
+     FAILBACK__REPLICATION_HEALTH__RH_WARNING, reverse_flow, NULL, NULL, NULL, 1},
     {JT_FAILOVER, "InitiateFailover", "Materializing", 0, failover_from, N(failover_from),
      RS(FAILOVER_IN_PROGRESS), RS(RECOVERED), VMSTATE_PREV,
-     FAILBACK__REPLICATION_HEALTH__RH_WARNING, NULL, failover_local, NULL, NULL},
+     FAILBACK__REPLICATION_HEALTH__RH_WARNING, NULL, failover_local, NULL, NULL, 0},
     {JT_REVERT, "RevertFailover", "Starting", 0, recovered_only, N(recovered_only),
      VMSTATE_KEEP, RS(REPLICATING), VMSTATE_PREV, FAILBACK__REPLICATION_HEALTH__RH_WARNING,
-     NULL, revert_local, NULL, NULL},
+     NULL, revert_local, NULL, NULL, 0},
     {JT_COMMIT, "CommitFailover", "Starting", 0, recovered_only, N(recovered_only),
      VMSTATE_KEEP, RS(COMMITTED), VMSTATE_PREV, FAILBACK__REPLICATION_HEALTH__RH_WARNING, NULL,
-     commit_local, NULL, NULL},
+     commit_local, NULL, NULL, 0},
 };
 
 const job_driver *

@@ -25,6 +25,7 @@
 #include "failback/clock.h"
 #include "failback/disk.h"
 #include "failback/log.h"
+#include "failback/pb.h"
 #include "worker.h"
 
 /*
@@ -381,6 +382,27 @@ verify(struct flow *fl, fb_err *err)
 	return FB_RV_OK;
 }
 
+/*
+ * The disk now equals the target: the point is history this site shares
+ * with the primary (ids and roots), so a later reverse can tell the
+ * primary role here which points both sites hold.
+ */
+static uint32_t
+remember_target(struct flow *fl, fb_err *err)
+{
+	fb_rp    rp;
+	fb_err   e = {0};
+	uint32_t rv;
+
+	if ((rv = fb_pb_to_rp(fl->target, "the primary", &rp, err)) != FB_RV_OK)
+		return rv;
+	rp.held = 0;
+	if (fb_rp_import(fl->w->db, fl->vm->id, &rp, 1, &e) != FB_RV_OK)
+		fb_log_warn("FB6015", "job %s: recording recovery point %s as shared history: %s",
+		            fl->w->job, rp.id, e.msg);
+	return FB_RV_OK;
+}
+
 static uint32_t
 failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
 {
@@ -393,7 +415,7 @@ failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
 	snprintf(w->pg.vm_id, sizeof(w->pg.vm_id), "%s", fl->vm->id);
 	progress_phase(&w->pg, "WaitingForFailback");
 	if ((rv = session_negotiate(&w->s, w->db, fl->vm->id, w->params->recovery_point_identifier,
-	                            nr, err)) != FB_RV_OK)
+	                            w->params->force, nr, err)) != FB_RV_OK)
 		return rv;
 	fl->target = (*nr)->target;
 	fb_log_info("FB6011", "job %s: failing VM %s back to recovery point %s", w->job,
@@ -412,7 +434,7 @@ failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
 	}
 	if ((rv = transfer(fl, err)) != FB_RV_OK || (rv = verify(fl, err)) != FB_RV_OK)
 		return rv;
-	return FB_RV_OK;
+	return remember_target(fl, err);
 }
 
 uint32_t

@@ -149,13 +149,19 @@ local_commit(replica *r, const char *vm_id, fb_err *err)
 
 	if ((rv = fb_vm_get(r->db, vm_id, &vm, err)) != FB_RV_OK)
 		return rv;
-	/* Committing flattens the points: only the one failed over to remains. */
+	/* Committing flattens the points: only the one failed over to remains
+	 * (with the history shared with the other site). */
 	if ((rv = fb_rp_list(r->db, vm_id, &rps, &n, err)) == FB_RV_OK) {
 		for (size_t i = 0; i < n && rv == FB_RV_OK; i++)
-			if (strcasecmp(rps[i].id, vm->failover_rp) != 0)
-				rv = fb_rp_remove(r->db, r->store, vm_id, rps[i].id, NULL, err);
+			if (rps[i].held && strcasecmp(rps[i].id, vm->failover_rp) != 0 &&
+			    (rv = fb_rp_remove(r->db, r->store, vm_id, rps[i].id, NULL, err)) ==
+			        FB_RV_OK) {
+				rps[i].held = 0; /* its blocks go; its id and roots stay as history */
+				rv          = fb_rp_import(r->db, vm->id, &rps[i], 1, err);
+			}
 		free(rps);
 	}
+
 	free(vm);
 	return rv;
 }

@@ -4,7 +4,9 @@
  * It holds the replicated copy and the recovery VM, accepts
  * InitiateFailback and the other replication methods (ReplicationService,
  * control listener; read-only methods also on the monitor listener), runs
- * them as jobs and publishes their progress on the events listener. With
+ * them as jobs and publishes their progress on the events listener. The
+ * other site's replica agent asks it, on the agents' listener, to take a
+ * VM's disks in place when their relationship is reversed. With
  * --worker-job it is instead one job's supervised transfer worker
  * (worker.c).
  */
@@ -16,7 +18,9 @@
 
 #include "failback/log.h"
 #include "replica.h"
+#include "relationship.pb-c.h"
 #include "replica.pb-c.h"
+#include "wire_limits.h"
 #include "worker.h"
 
 static replica          the_replica;
@@ -27,22 +31,44 @@ static const fb_config_key replica_keys[] = {
     {"peer_name", &the_settings.peer_name, "DNS name in the primary agent's certificate"},
     {"max_transfer_rate", &the_settings.max_transfer_rate,
      "MiB/s a job may pull from the primary (default 0: no cap)"},
+    {"local_primary_url", &the_settings.local_primary_url,
+     "this host's primary agent's resync URL, as the other site reaches it (reverse)"},
+    {"local_primary_name", &the_settings.local_primary_name,
+     "DNS name in this host's primary agent's certificate"},
+    {"recovery_name", &the_settings.recovery_name,
+     "DNS name in the other site's replica agent's certificate (reverse, default)"},
 };
+
+/* Fills a setting left unset with its default (NULL when memory ran out). */
+static void
+replica_default(char **v, const char *def)
+{
+	if (*v == NULL)
+		*v = strdup(def);
+}
 
 static uint32_t
 replica_check(fb_err *err)
 {
 	char *end;
 
-	if (the_settings.peer_url == NULL)
-		the_settings.peer_url = strdup("tls+tcp://127.0.0.1:7413");
-	if (the_settings.peer_name == NULL)
-		the_settings.peer_name = strdup("primary.failback.test");
-	if (the_settings.max_transfer_rate == NULL)
-		the_settings.max_transfer_rate = strdup("0");
+	replica_default(&the_settings.peer_url, "tls+tcp://127.0.0.1:7413");
+	replica_default(&the_settings.peer_name, "primary.failback.test");
+	replica_default(&the_settings.max_transfer_rate, "0");
+	replica_default(&the_settings.local_primary_url, "tls+tcp://127.0.0.1:7413");
+	replica_default(&the_settings.local_primary_name, "primary.failback.test");
+	replica_default(&the_settings.recovery_name, "replica.failback.test");
 	if (the_settings.peer_url == NULL || the_settings.peer_name == NULL ||
-	    the_settings.max_transfer_rate == NULL)
+	    the_settings.max_transfer_rate == NULL || the_settings.local_primary_url == NULL ||
+	    the_settings.local_primary_name == NULL || the_settings.recovery_name == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (strlen(the_settings.local_primary_url) > FB_WIRE_MAX_URL ||
+	    strlen(the_settings.local_primary_name) > FB_WIRE_MAX_NAME ||
+	    strncmp(the_settings.local_primary_url, "tls+tcp://", 10) != 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--local-primary-url must be a tls+tcp:// URL of at most %d "
+		                  "characters",
+		                  FB_WIRE_MAX_URL);
 	(void)strtoul(the_settings.max_transfer_rate, &end, 10);
 	if (*end != '\0' || the_settings.max_transfer_rate[0] == '\0' ||
 	    the_settings.max_transfer_rate[0] == '-')
@@ -82,6 +108,9 @@ replica_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	}
 	if ((rv = fb_rpc_registry_add(reg, &failback__replication_service__descriptor,
 	                              replica_control_methods, replica_control_nmethods,
+	                              &the_replica, err)) != FB_RV_OK ||
+	    (rv = fb_rpc_registry_add(reg, &failback__relationship_service__descriptor,
+	                              replica_relationship_methods, replica_relationship_nmethods,
 	                              &the_replica, err)) != FB_RV_OK)
 		return rv;
 	return jobs_start(&the_replica, err);
@@ -100,7 +129,7 @@ static const fb_agent_spec replica_spec = {
     .listen_control = "tls+tcp://127.0.0.1:7400",
     .listen_monitor = "tls+tcp://127.0.0.1:7401",
     .listen_events  = "tls+tcp://127.0.0.1:7402",
-    .listen_resync  = NULL,
+    .listen_resync  = "tls+tcp://127.0.0.1:7403", /* agents: relationship steps */
     .keys           = replica_keys,
     .nkeys          = sizeof(replica_keys) / sizeof(replica_keys[0]),
     .check          = replica_check,

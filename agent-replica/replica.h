@@ -12,6 +12,8 @@
  *   supervise.c spawns, watches and restarts a job's transfer worker
  *   run.c       one live job's fields, its lock, its events and its row
  *   local.c     failover, revert, commit, rollback: disk work on this host
+ *   relationship.c AdoptRecovery: the receiving side of a reversed
+ *               relationship, asked by the other site's replica agent
  *   paths.c     where things live under the data directory
  *
  * Lock order (a thread holding one may take only those after it):
@@ -39,6 +41,12 @@ typedef struct replica_settings {
 	char *peer_url;          /* the primary agent's resync listener */
 	char *peer_name;         /* DNS name in the primary agent's certificate */
 	char *max_transfer_rate; /* MiB/s per job, 0 = unlimited */
+	/* This host's primary agent (agents' listener): it takes a VM on when
+	 * its relationship is reversed here, and the other site pulls from it,
+	 * so the URL must be one the other site reaches. */
+	char *local_primary_url;
+	char *local_primary_name;
+	char *recovery_name; /* default DNS name of the other site's replica agent */
 } replica_settings;
 
 typedef struct replica {
@@ -155,6 +163,10 @@ uint32_t local_forget_undo(replica *r, const char *vm_id, fb_err *err);
  * the VM's state (System is in use first, when the VM has a running job). */
 uint32_t    vmstate_check(const struct job_driver *drv, const fb_vm *vm, fb_err *err);
 const char *vmstate_name(int state);
+
+/* --- relationship.c: the steps another site's agent asks of this one --- */
+extern const fb_rpc_method replica_relationship_methods[];
+extern const size_t        replica_relationship_nmethods;
 
 /* --- control.c --- */
 extern const fb_rpc_method replica_control_methods[];

@@ -4,10 +4,20 @@
  * pull the blocks the local store lacks (each unique block once), make
  * them durable, and adopt the point under the primary's id (rp.h). A VM
  * the replica does not hold yet is registered from the manifest first.
+ *
+ * Blocks whose content is already on this host are not pulled: a block of
+ * the VM's disk here (the former recovery disk, after a relationship was
+ * reversed back) that hashes to the wanted leaf is stored from the disk.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "failback/fsops.h"
 
 #include "failback/log.h"
 #include "worker.h"
@@ -17,6 +27,22 @@ struct adopt {
 	fb_rp_block *added;
 	size_t       nadded, cap;
 };
+
+static uint32_t
+remember_block(struct adopt *ad, const fb_hash *h, const fb_store_loc *loc, fb_err *err)
+{
+	if (ad->nadded == ad->cap) {
+		size_t       cap = ad->cap ? ad->cap * 2 : 256;
+		fb_rp_block *g   = realloc(ad->added, cap * sizeof(*g));
+
+		if (g == NULL)
+			return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		ad->added = g;
+		ad->cap   = cap;
+	}
+	ad->added[ad->nadded++] = (fb_rp_block){*h, *loc};
+	return FB_RV_OK;
+}
 
 static uint32_t
 store_batch(void *arg, const fetch_item *it, size_t n, uint8_t *data, const uint8_t *got,
@@ -38,22 +64,65 @@ store_batch(void *arg, const fetch_item *it, size_t n, uint8_t *data, const uint
 			snprintf(why, sizeof(why), "%s", err->msg);
 			return fb_err_set(err, rv, "storing block: %s", why);
 		}
-		if (ad->nadded == ad->cap) {
-			size_t       cap = ad->cap ? ad->cap * 2 : 256;
-			fb_rp_block *g   = realloc(ad->added, cap * sizeof(*g));
-
-			if (g == NULL)
-				return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-			ad->added = g;
-			ad->cap   = cap;
-		}
-		ad->added[ad->nadded++] = (fb_rp_block){it[i].h, loc};
+		if ((rv = remember_block(ad, &it[i].h, &loc, err)) != FB_RV_OK)
+			return rv;
 	}
 	w->pg.blocks_done += n;
 	w->pg.bytes_done += n * FB_BLOCK_SIZE;
 	progress_emit(&w->pg, 0);
 	session_throttle(&w->s);
 	return FB_RV_OK;
+}
+
+/*
+ * Stores from the local disk at path every item whose block there hashes
+ * to its leaf, and compacts items to the rest. A disk that is not there,
+ * or not of the manifest's size, gives nothing.
+ */
+static uint32_t
+from_local_disk(worker *w, const char *path, uint64_t size, fetch_item *items, size_t *n,
+                struct adopt *ad, fb_err *err)
+{
+	uint8_t    *blk;
+	struct stat st;
+	size_t      keep = 0, found = 0;
+	uint32_t    rv   = FB_RV_OK;
+	int         fd;
+
+	if (*n == 0 || (fd = fb_fs_open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0)) < 0)
+		return FB_RV_OK;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size ||
+	    (blk = malloc(FB_BLOCK_SIZE)) == NULL) {
+		close(fd);
+		return FB_RV_OK;
+	}
+	for (size_t i = 0; i < *n && rv == FB_RV_OK; i++) {
+		uint64_t     off = items[i].block * FB_BLOCK_SIZE;
+		size_t       len = size - off < FB_BLOCK_SIZE ? (size_t)(size - off) : FB_BLOCK_SIZE;
+		fb_store_loc loc;
+		fb_hash      h;
+
+		if (fb_fs_pread(fd, blk, len, (off_t)off) < 0) {
+			items[keep++] = items[i];
+			continue;
+		}
+		memset(blk + len, 0, FB_BLOCK_SIZE - len);
+		fb_hash_block(blk, FB_BLOCK_SIZE, FB_BLOCK_SIZE, &h);
+		if (memcmp(&h, &items[i].h, sizeof(h)) != 0) {
+			items[keep++] = items[i];
+			continue;
+		}
+		if ((rv = fb_store_append(w->store, &h, blk, FB_BLOCK_SIZE, &loc, err)) == FB_RV_OK)
+			rv = remember_block(ad, &h, &loc, err);
+		found++;
+	}
+	free(blk);
+	close(fd);
+	if (found > 0)
+		fb_log_info("FB6022", "job %s: %zu block(s) of %s were on this host's disk, not pulled",
+		            w->job, found, path);
+	*n = keep;
+	return rv;
 }
 
 static int
@@ -96,8 +165,9 @@ replicate_vm(worker *w, const Failback__NegotiateResponse *nr, fb_vm **vm, fb_er
 
 /* Walks disk k against base (may be NULL) and pulls what the store lacks. */
 static uint32_t
-replicate_disk(worker *w, const Failback__RecoveryPoint *t, size_t k, const fb_rp *base,
-               const char *const *names, fb_hash **leaves, struct adopt *ad, fb_err *err)
+replicate_disk(worker *w, const fb_vm *vm, const Failback__RecoveryPoint *t, size_t k,
+               const fb_rp *base, const char *const *names, fb_hash **leaves, struct adopt *ad,
+               fb_err *err)
 {
 	const Failback__DiskManifest *dm   = t->disks[k];
 	fb_merkle                    *tree = NULL;
@@ -136,6 +206,13 @@ replicate_disk(worker *w, const Failback__RecoveryPoint *t, size_t k, const fb_r
 	for (size_t i = 0; i < nd; i++)
 		if (u == 0 || memcmp(&items[u - 1].h, &items[i].h, sizeof(fb_hash)) != 0)
 			items[u++] = items[i];
+	for (size_t d = 0; d < vm->ndisks; d++)
+		if (strcmp(vm->disks[d].name, dm->name) == 0 &&
+		    (rv = from_local_disk(w, vm->disks[d].path, dm->size_bytes, items, &u, ad, err)) !=
+		        FB_RV_OK) {
+			free(items);
+			return rv;
+		}
 	w->pg.blocks_total += u;
 	w->pg.bytes_total += u * FB_BLOCK_SIZE;
 	progress_phase(&w->pg, "Transferring");
@@ -162,20 +239,26 @@ replicate_flow(worker *w, fb_err *err)
 	uint32_t                       rv;
 
 	progress_phase(&w->pg, "Negotiating");
-	if ((rv = session_negotiate(&w->s, w->db, w->params->vm, "", &nr, err)) != FB_RV_OK)
+	if ((rv = session_negotiate(&w->s, w->db, w->params->vm, "", w->params->force, &nr, err)) !=
+	    FB_RV_OK)
 		return rv;
 	t = nr->target;
 	if ((rv = replicate_vm(w, nr, &vm, err)) != FB_RV_OK)
 		goto out;
 	snprintf(w->pg.vm_id, sizeof(w->pg.vm_id), "%s", vm->id);
-	if (fb_rp_get(w->db, vm->id, t->id, &base, &e) == FB_RV_OK) {
+	if (fb_rp_get(w->db, vm->id, t->id, &base, &e) == FB_RV_OK && base->held) {
 		fb_log_info("FB6020", "job %s: recovery point %s is already here", w->job, t->id);
 		goto out;
 	}
+	free(base);
 	base = NULL;
+	/* the newest shared point held here (history has no leaves to walk with) */
 	for (size_t i = nr->n_shared_points; i > 0 && base == NULL; i--)
-		if (fb_rp_get(w->db, vm->id, nr->shared_points[i - 1], &base, &e) != FB_RV_OK)
+		if (fb_rp_get(w->db, vm->id, nr->shared_points[i - 1], &base, &e) != FB_RV_OK ||
+		    !base->held) {
+			free(base);
 			base = NULL;
+		}
 	memset(&rp, 0, sizeof(rp));
 	snprintf(rp.id, sizeof(rp.id), "%s", t->id);
 	snprintf(rp.vm_id, sizeof(rp.vm_id), "%s", vm->id);
@@ -195,7 +278,7 @@ replicate_flow(worker *w, fb_err *err)
 		rp.disks[k].block_size = dm->block_size;
 		rp.disks[k].nblocks    = dm->block_count;
 		memcpy(&rp.disks[k].root, dm->root.data, sizeof(fb_hash));
-		if ((rv = replicate_disk(w, t, k, base, names, &leaves[k], &ad, err)) != FB_RV_OK)
+		if ((rv = replicate_disk(w, vm, t, k, base, names, &leaves[k], &ad, err)) != FB_RV_OK)
 			goto out;
 	}
 	if ((rv = fb_store_sync(w->store, err)) != FB_RV_OK ||
@@ -207,9 +290,15 @@ replicate_flow(worker *w, fb_err *err)
 		rv = fb_err_set(err, rv, "recording recovery point %s: %s", t->id, why);
 		goto out;
 	}
+	if (vm->peer_url[0] == '\0' &&
+	    fb_vm_set_relationship(w->db, vm->id, vm->generation, w->s.url, w->s.sname,
+	                           vm->pending_peer, &e) != FB_RV_OK)
+		fb_log_warn("FB6023", "job %s: recording the primary of %s: %s", w->job, vm->name,
+		            e.msg);
 	fb_log_info("FB6021", "job %s: recovery point %s of %s replicated (%zu new blocks, %llu "
-	            "bytes on the wire)",
-	            w->job, t->id, vm->name, ad.nadded, (unsigned long long)progress_wire(&w->pg));
+	            "pulled, %llu bytes on the wire)",
+	            w->job, t->id, vm->name, ad.nadded, (unsigned long long)w->pg.blocks_total,
+	            (unsigned long long)progress_wire(&w->pg));
 out:
 	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++)
 		free(leaves[k]);

@@ -234,6 +234,8 @@ run_record_vm(run *j, int state, int health)
 	fb_err err = {0};
 	int    pending;
 
+	if (state == VMSTATE_KEEP)
+		return; /* the job's own steps recorded the state */
 	pthread_mutex_lock(&j->mtx);
 	j->vm_state_want    = state;
 	j->vm_health_want   = health;

@@ -105,6 +105,20 @@ runner_cancelled(run *j, uint32_t requested)
 	            (unsigned long long)blocks);
 }
 
+static int
+runner_has_checkpoint(run *j)
+{
+	Failback__JobCheckpoint *cp = NULL;
+	fb_err                   e  = {0};
+
+	if (job_store_checkpoint_load(j->r->db, j->id, &cp, &e) != FB_RV_OK)
+		return 1; /* cannot tell: assume something was written */
+	if (cp == NULL)
+		return 0;
+	failback__job_checkpoint__free_unpacked(cp, NULL);
+	return 1;
+}
+
 static void
 runner_failed(run *j, const fb_err *err)
 {
@@ -113,7 +127,13 @@ runner_failed(run *j, const fb_err *err)
 	run_view_get(j, &v);
 	if (v.error_code == 0)
 		run_set_error(j, err->rv ? err->rv : FB_RV_FAILED, err->msg[0] ? err->msg : "failed");
-	run_record_vm(j, runner_state(j, j->drv->failed), j->drv->failed_health);
+	run_view_get(j, &v);
+	/* Invalid state comes from a check made before anything is written
+	 * (the generation guard): without a checkpoint the VM is as it was. */
+	if (v.error_code == FB_RV_INVALID_STATE && !runner_has_checkpoint(j))
+		run_record_vm(j, runner_state(j, VMSTATE_PREV), FAILBACK__REPLICATION_HEALTH__RH_OK);
+	else
+		run_record_vm(j, runner_state(j, j->drv->failed), j->drv->failed_health);
 	run_set_state(j, FAILBACK__JOB_STATE__JS_EXCEPTION, "Failed");
 	run_view_get(j, &v);
 	fb_log_warn("FB5023", "job %s failed: %s (%u)", j->id, v.error, v.error_code);

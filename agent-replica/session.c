@@ -13,6 +13,7 @@
 
 #include "failback/clock.h"
 #include "failback/log.h"
+#include "failback/pb.h"
 #include "failback/tls.h"
 #include "worker.h"
 
@@ -26,15 +27,19 @@ is_ip_literal(const char *host)
 	return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
 }
 
-/* Where and how to reach the primary: the settings, else the peer. */
+/* Where and how to reach the primary: the settings, else the VM's
+ * relationship, else the agent's peer. */
 static uint32_t
-session_target(session *s, const replica *r, const fb_rsd *rsd, fb_err *err)
+session_target(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd, fb_err *err)
 {
 	const char *peer = r->rset->peer_url;
 	int         n;
 
+	if (vm != NULL && vm->peer_url[0] != '\0')
+		peer = vm->peer_url;
 	snprintf(s->url, sizeof(s->url), "%s", peer);
-	snprintf(s->sname, sizeof(s->sname), "%s", r->rset->peer_name);
+	snprintf(s->sname, sizeof(s->sname), "%s",
+	         vm != NULL && vm->peer_url[0] != '\0' ? vm->peer_name : r->rset->peer_name);
 	if (rsd->primary_connection_point[0] != '\0') {
 		const char *colon = strrchr(peer, ':');
 		char        port[16];
@@ -103,37 +108,72 @@ session_connect(session *s, int i, fb_err *err)
 	return fb_err_set(err, rv, "cannot reach the primary at %s: %s", s->url, e.msg);
 }
 
-uint32_t
-session_open(session *s, const replica *r, const fb_rsd *rsd, progress *pg, const char *job,
-             fb_err *err)
+static void
+session_init(session *s, const replica *r, progress *pg, const char *job)
 {
-	uint32_t rv;
-
 	memset(s, 0, sizeof(*s));
 	session_main_thread = pthread_self();
 	s->job              = job;
 	s->pg               = pg;
 	s->rate_cap         = strtoull(r->rset->max_transfer_rate, NULL, 10) << 20;
-	if ((rv = session_target(s, r, rsd, err)) != FB_RV_OK ||
-	    (rv = session_pin(s, r, rsd, err)) != FB_RV_OK ||
-	    (rv = fb_tls_config_client(&s->tls, r->set->ca_agents, r->set->cert, r->set->key,
+}
+
+static uint32_t
+session_dial(session *s, const replica *r, int nconn, fb_err *err)
+{
+	uint32_t rv;
+
+	if ((rv = fb_tls_config_client(&s->tls, r->set->ca_agents, r->set->cert, r->set->key,
 	                               s->sname, 0, err)) != FB_RV_OK)
 		return rv;
-	for (int i = 0; i < FB_WORKER_FETCHERS; i++)
+	for (int i = 0; i < nconn; i++)
 		if ((rv = session_connect(s, i, err)) != FB_RV_OK)
 			return rv;
 	return FB_RV_OK;
 }
 
 uint32_t
+session_open(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd, progress *pg,
+             const char *job, fb_err *err)
+{
+	uint32_t rv;
+
+	session_init(s, r, pg, job);
+	if ((rv = session_target(s, r, vm, rsd, err)) != FB_RV_OK ||
+	    (rv = session_pin(s, r, rsd, err)) != FB_RV_OK)
+		return rv;
+	return session_dial(s, r, FB_WORKER_FETCHERS, err);
+}
+
+uint32_t
+session_open_to(session *s, const replica *r, const char *url, const char *sname, int nconn,
+                progress *pg, const char *job, fb_err *err)
+{
+	session_init(s, r, pg, job);
+	if (nconn < 1 || nconn > FB_WORKER_FETCHERS ||
+	    (size_t)snprintf(s->url, sizeof(s->url), "%s", url) >= sizeof(s->url) ||
+	    (size_t)snprintf(s->sname, sizeof(s->sname), "%s", sname) >= sizeof(s->sname))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "agent URL or name too long");
+	return session_dial(s, r, nconn, err);
+}
+
+uint32_t
 session_call(session *s, int i, const char *method, const ProtobufCMessage *in,
              ProtobufCMessage **out, fb_err *err)
+{
+	return session_call_svc(s, i, &failback__resync_source__descriptor, method, in, out,
+	                        FB_CALL_TIMEOUT_MS, err);
+}
+
+uint32_t
+session_call_svc(session *s, int i, const ProtobufCServiceDescriptor *svc, const char *method,
+                 const ProtobufCMessage *in, ProtobufCMessage **out, uint32_t timeout_ms,
+                 fb_err *err)
 {
 	uint32_t rv = FB_RV_NOT_AVAILABLE;
 
 	for (int attempt = 0; attempt < FB_WORKER_RETRIES; attempt++) {
-		rv = fb_rpc_client_call(s->cli[i], &failback__resync_source__descriptor, method, in,
-		                        out, FB_CALL_TIMEOUT_MS, err);
+		rv = fb_rpc_client_call(s->cli[i], svc, method, in, out, timeout_ms, err);
 		if (rv != FB_RV_NOT_AVAILABLE && rv != FB_RV_TIMEOUT)
 			return rv;
 		fb_log_info("FB6003", "job %s: %s: %s; retrying", s->job, method, err->msg);
@@ -235,56 +275,24 @@ out:
 	return rv;
 }
 
-/* Checks every count and size of the primary's manifest before use. */
-static uint32_t
-session_check_manifest(const Failback__NegotiateResponse *rsp, fb_err *err)
-{
-	const Failback__RecoveryPoint *t = rsp->target;
-
-	if (t == NULL || t->n_disks == 0)
-		return fb_err_set(err, FB_RV_FAILED, "the primary named no target recovery point");
-	if (t->n_disks > FB_WIRE_MAX_DISKS)
-		return fb_err_set(err, FB_RV_FAILED,
-		                  "the primary's manifest lists %zu disks; at most %d are allowed",
-		                  t->n_disks, FB_WIRE_MAX_DISKS);
-	if (!fb_id_valid(t->id) || !fb_id_valid(t->vm_id))
-		return fb_err_set(err, FB_RV_FAILED, "the primary's manifest is not usable");
-	for (size_t i = 0; i < t->n_disks; i++) {
-		const Failback__DiskManifest *d = t->disks[i];
-
-		if (!fb_name_valid(d->name) || d->root.len != FB_HASH_LEN ||
-		    d->block_size != FB_BLOCK_SIZE)
-			return fb_err_set(err, FB_RV_FAILED, "the primary's manifest is not usable");
-		if (d->size_bytes == 0 || d->size_bytes > FB_WIRE_MAX_DISK_BYTES)
-			return fb_err_set(err, FB_RV_FAILED,
-			                  "the primary's manifest gives disk %s a size of %llu bytes",
-			                  d->name, (unsigned long long)d->size_bytes);
-		if (d->block_count != (d->size_bytes + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE)
-			return fb_err_set(err, FB_RV_FAILED,
-			                  "the primary's manifest gives disk %s %llu blocks for %llu "
-			                  "bytes",
-			                  d->name, (unsigned long long)d->block_count,
-			                  (unsigned long long)d->size_bytes);
-		for (size_t k = 0; k < i; k++)
-			if (strcmp(t->disks[k]->name, d->name) == 0)
-				return fb_err_set(err, FB_RV_FAILED,
-				                  "the primary's manifest lists disk %s twice", d->name);
-	}
-	return FB_RV_OK;
-}
-
 uint32_t
-session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp,
+session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp, int force,
                   Failback__NegotiateResponse **rsp, fb_err *err)
 {
 	Failback__NegotiateRequest req = FAILBACK__NEGOTIATE_REQUEST__INIT;
 	fb_rp                     *rps = NULL;
+	fb_vm                     *vm  = NULL;
 	size_t                     n   = 0;
 	char                     **known;
 	fb_err                     e = {0};
 	uint32_t                   rv;
 
 	*rsp = NULL;
+	if (fb_vm_get(db, vm_ref, &vm, &e) == FB_RV_OK) {
+		req.generation = vm->generation;
+		free(vm);
+	}
+	req.force = force != 0;
 	if (fb_rp_list(db, vm_ref, &rps, &n, &e) != FB_RV_OK)
 		n = 0; /* a VM this replica does not hold yet */
 	if ((known = calloc(n + 1, sizeof(char *))) == NULL) {
@@ -306,7 +314,22 @@ session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp,
 		snprintf(why, sizeof(why), "%s", err->msg);
 		return fb_err_set(err, rv, "negotiating with the primary: %s", why);
 	}
-	if ((rv = session_check_manifest(*rsp, err)) != FB_RV_OK) {
+	if ((rv = fb_pb_check_rp((*rsp)->target, "the primary", err)) == FB_RV_OK &&
+	    (*rsp)->generation < req.generation) {
+		if (force)
+			fb_log_warn("FB6004",
+			            "job %s: the primary holds VM %s at generation %llu, older than "
+			            "this replica's %llu; forced",
+			            s->job, vm_ref, (unsigned long long)(*rsp)->generation,
+			            (unsigned long long)req.generation);
+		else
+			rv = fb_err_set(err, FB_RV_INVALID_STATE,
+			                "the primary at %s holds VM %s at generation %llu, older than "
+			                "this replica's %llu: refusing to overwrite a newer copy",
+			                s->url, vm_ref, (unsigned long long)(*rsp)->generation,
+			                (unsigned long long)req.generation);
+	}
+	if (rv != FB_RV_OK) {
 		failback__negotiate_response__free_unpacked(*rsp, NULL);
 		*rsp = NULL;
 	}

@@ -55,8 +55,17 @@ worker_run(worker *w, fb_err *err)
 		return rv;
 	if ((drv = driver_of(w->type)) == NULL || drv->flow == NULL)
 		return fb_err_set(err, FB_RV_NOT_SUPPORTED, "job type %d has no worker", w->type);
-	if ((rv = session_open(&w->s, w->r, &w->rsd, &w->pg, w->job, err)) != FB_RV_OK)
-		return rv;
+	if (!drv->own_sessions) {
+		fb_vm *vm = NULL;
+		fb_err e  = {0};
+
+		if (fb_vm_get(w->db, w->params->vm, &vm, &e) != FB_RV_OK)
+			vm = NULL; /* a first replication learns the VM */
+		rv = session_open(&w->s, w->r, vm, &w->rsd, &w->pg, w->job, err);
+		free(vm);
+		if (rv != FB_RV_OK)
+			return rv;
+	}
 	return drv->flow(w, err);
 }
 

@@ -6,6 +6,7 @@
  *               driver row, turns the flow's error into the final report
  *   failback.c  InitiateFailback: negotiate → compare → transfer → verify
  *   replicate.c Replicate: negotiate → compare → transfer → adopt
+ *   reverse.c   ReverseReplicationRelationship: the relationship steps
  *   session.c   the primary: where, the pinned certificate, connections,
  *               calls with retries, the throttle, the networked tree walk
  *   fetch.c     the fetch pipeline: fetchers and the in-order ring
@@ -34,6 +35,7 @@
 #define FB_WORKER_FETCHERS 3     /* connections pulling at once */
 #define FB_WORKER_RETRIES  6     /* attempts at a connection or a call */
 #define FB_CALL_TIMEOUT_MS 20000 /* one call to the primary */
+#define FB_ADOPT_TIMEOUT_MS 600000 /* AdoptPrimary: a point of whole disks */
 #define FB_STALL_MS        25000 /* fetchers without headway: stop reporting */
 #define FB_REPORT_MAX      4096  /* bytes of one JobReport */
 
@@ -68,14 +70,23 @@ typedef struct session {
 } session;
 
 /* session_open finds the primary (the settings' PrimaryConnectionPoint and
- * port, else the agent's peer), checks a pinned CertificateThumbPrint, and
- * opens FB_WORKER_FETCHERS connections, with retries. Blocks. */
-uint32_t session_open(session *s, const replica *r, const fb_rsd *rsd, progress *pg,
-                      const char *job, fb_err *err);
+ * port, else the VM's relationship (vm may be NULL), else the agent's
+ * peer), checks a pinned CertificateThumbPrint, and opens
+ * FB_WORKER_FETCHERS connections, with retries. Blocks. */
+uint32_t session_open(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd,
+                      progress *pg, const char *job, fb_err *err);
+/* session_open_to opens nconn (1..FB_WORKER_FETCHERS) connections to the
+ * agent at url whose certificate names sname, with retries. */
+uint32_t session_open_to(session *s, const replica *r, const char *url, const char *sname,
+                         int nconn, progress *pg, const char *job, fb_err *err);
 /* session_call: one ResyncSource call on connection i, retried on a lost
  * or silent primary. Thread-safe for distinct i. */
 uint32_t session_call(session *s, int i, const char *method, const ProtobufCMessage *in,
                       ProtobufCMessage **out, fb_err *err);
+/* session_call_svc: the same for any service, with its own timeout. */
+uint32_t session_call_svc(session *s, int i, const ProtobufCServiceDescriptor *svc,
+                          const char *method, const ProtobufCMessage *in, ProtobufCMessage **out,
+                          uint32_t timeout_ms, fb_err *err);
 /* session_throttle holds the pull to --max-transfer-rate (main thread). */
 void session_throttle(session *s);
 /* session_walk compares the target tree of rp/disk (n leaves, root) with
@@ -84,9 +95,10 @@ uint32_t session_walk(session *s, const char *rp, const char *disk, uint64_t n,
                       const fb_hash *root, const fb_merkle *local, int want_leaves,
                       fb_walk_diff **diffs, size_t *nd, fb_hash **leaves, fb_err *err);
 /* session_negotiate asks for the target point (rp "" = newest), naming the
- * points this replica holds, and validates the manifest: disks within
- * limits, names, block size, block_count = ceil(size / block), sizes. */
-uint32_t session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp,
+ * points this replica holds and its generation of the VM, and validates
+ * the manifest (fb_pb_check_rp). A primary of an older generation than
+ * this replica's is refused (Invalid state) unless force. */
+uint32_t session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp, int force,
                            Failback__NegotiateResponse **rsp, fb_err *err);
 
 /* --- fetch.c --- */
@@ -144,5 +156,6 @@ void worker_main(replica *r, const char *job_id) __attribute__((noreturn));
  * durable, or an error --- */
 uint32_t failback_flow(worker *w, fb_err *err);
 uint32_t replicate_flow(worker *w, fb_err *err);
+uint32_t reverse_flow(worker *w, fb_err *err);
 
 #endif

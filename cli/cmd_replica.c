@@ -162,6 +162,8 @@ cmd_failback(ctl *c, int argc, char **argv)
 			in.replication_setting_data = settings;
 		} else if (strcmp(argv[i], "--wait") == 0) {
 			wait = 1;
+		} else if (strcmp(argv[i], "--force") == 0) {
+			in.force = 1;
 		} else if (vm == NULL && argv[i][0] != '-') {
 			vm = argv[i];
 		} else {
@@ -252,13 +254,71 @@ static int
 cmd_replicate(ctl *c, int argc, char **argv)
 {
 	Failback__ReplicateRequest in = FAILBACK__REPLICATE_REQUEST__INIT;
-	const char                *vm;
-	int                        wait;
+	const char                *vm = NULL;
+	int                        wait = 0;
 
-	if (vm_and_wait(argc, argv, &vm, &wait) != 0)
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--wait") == 0)
+			wait = 1;
+		else if (strcmp(argv[i], "--force") == 0)
+			in.force = 1;
+		else if (vm == NULL && argv[i][0] != '-')
+			vm = argv[i];
+		else
+			return ctl_usage(self("replicate", NULL), "unexpected argument");
+	}
+	if (vm == NULL)
 		return ctl_usage(self("replicate", NULL), "name one VM");
 	in.vm = (char *)vm;
 	return ctl_call_and_wait(c, "Replicate", &in.base, wait);
+}
+
+static int
+cmd_reverse(ctl *c, int argc, char **argv)
+{
+	Failback__ReverseReplicationRelationshipRequest in =
+	    FAILBACK__REVERSE_REPLICATION_RELATIONSHIP_REQUEST__INIT;
+	const ctl_cmd *me       = self("reverse", NULL);
+	char          *settings = NULL;
+	const char    *vm       = NULL;
+	int            code, wait = 0;
+
+	in.replication_setting_data = "";
+	in.recovery_url             = "";
+	in.recovery_name            = "";
+	for (int i = 0; i < argc; i++) {
+		const char *v;
+
+		if ((v = ctl_opt(argc, argv, &i, "--to")) != NULL) {
+			in.recovery_url = (char *)v;
+		} else if ((v = ctl_opt(argc, argv, &i, "--to-name")) != NULL) {
+			in.recovery_name = (char *)v;
+		} else if ((v = ctl_opt(argc, argv, &i, "--settings")) != NULL) {
+			free(settings);
+			if ((settings = read_settings(v)) == NULL)
+				return CTL_EXIT_USAGE;
+			in.replication_setting_data = settings;
+		} else if (strcmp(argv[i], "--wait") == 0) {
+			wait = 1;
+		} else if (strcmp(argv[i], "--force") == 0) {
+			in.force = 1;
+		} else if (vm == NULL && argv[i][0] != '-') {
+			vm = argv[i];
+		} else {
+			free(settings);
+			return ctl_usage(me, "unexpected argument");
+		}
+	}
+	if (vm == NULL || (in.recovery_url[0] == '\0' && settings == NULL)) {
+		free(settings);
+		return ctl_usage(me, vm == NULL ? "name the VM"
+		                                : "name the other site's replica agent (--to URL, or "
+		                                  "--settings with a RecoveryConnectionPoint)");
+	}
+	in.vm = (char *)vm;
+	code  = ctl_call_and_wait(c, "ReverseReplicationRelationship", &in.base, wait);
+	free(settings);
+	return code;
 }
 
 const ctl_cmd ctl_replica_cmds[] = {
@@ -269,15 +329,19 @@ const ctl_cmd ctl_replica_cmds[] = {
     {"job", "show", "JOB", "one job (CIM_ConcreteJob fields and progress)", cmd_job_show},
     {"job", "error", "JOB", "why a job failed (GetError)", cmd_job_error},
     {"job", "cancel", "JOB [--kill]", "terminate (or kill) a job", cmd_job_cancel},
-    {"failback", NULL, "VM [--rp ID] [--settings FILE|-] [--wait]",
-     "InitiateFailback on a recovery VM", cmd_failback},
+    {"failback", NULL, "VM [--rp ID] [--settings F|-] [--force] [--wait]",
+     "InitiateFailback: resync VM's disks here to a point of its primary", cmd_failback},
+    {"reverse", NULL, "VM --to URL [--to-name N] [--settings F|-] [--force] [--wait]",
+     "ReverseReplicationRelationship: this host's primary serves VM, the replica agent at "
+     "URL (agents' listener) receives it",
+     cmd_reverse},
     {"failover", NULL, "VM [--rp ID] [--wait]", "InitiateFailover to a recovery point",
      cmd_failover},
     {"failover-revert", NULL, "VM [--wait]", "RevertFailover: discard the failover",
      cmd_revert},
     {"failover-commit", NULL, "VM [--wait]", "CommitFailover: keep only the failed-over point",
      cmd_commit},
-    {"replicate", NULL, "VM [--wait]", "pull VM's newest recovery point from the primary",
-     cmd_replicate},
+    {"replicate", NULL, "VM [--force] [--wait]",
+     "pull VM's newest recovery point from the primary", cmd_replicate},
     {NULL, NULL, NULL, NULL, NULL},
 };

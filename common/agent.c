@@ -56,7 +56,7 @@ agent_keys(fb_agent *a, fb_config_key *k, size_t cap)
 	KEY(listen_monitor, "monitors' read-only listener URL");
 	KEY(listen_events, "job events (pub/sub) listener URL");
 	if (a->spec->listen_resync != NULL)
-		KEY(listen_resync, "replica agents' resync listener URL");
+		KEY(listen_resync, "agents' listener URL (resync stream, relationship steps)");
 	KEY(cert, "this agent's certificate (PEM)");
 	KEY(key, "this agent's private key (PEM, mode 0600)");
 	KEY(ca_operators, "CA that issues operator certificates");

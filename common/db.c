@@ -67,6 +67,14 @@ static const char *const migrations[] = {
      * replica's own schema now makes it when it is missing.) */
     /* 1 → 2: which point a failed-over VM runs from. */
     "ALTER TABLE vms ADD COLUMN failover_rp TEXT NOT NULL DEFAULT '';",
+    /* 2 → 3: the relationship of a VM (DESIGN §2a): its generation, the
+     * other side, a reverse whose other side is still to be done, and
+     * points held as history only (ids and roots, no leaves or blocks). */
+    "ALTER TABLE vms ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE vms ADD COLUMN peer_url TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE vms ADD COLUMN peer_name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE vms ADD COLUMN pending_peer TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE rps ADD COLUMN held INTEGER NOT NULL DEFAULT 1;",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

@@ -2,9 +2,12 @@
  * pb.c - registry records to protobuf messages (see pb.h). A NULL return
  * means the arena ran out of memory; callers answer Out of memory.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "failback/pb.h"
+#include "wire_limits.h"
 
 Failback__VirtualSystem *
 fb_pb_vm(fb_rpc_call *call, const fb_vm *vm)
@@ -20,6 +23,12 @@ fb_pb_vm(fb_rpc_call *call, const fb_vm *vm)
 	m->replication_mode   = (Failback__ReplicationMode)vm->mode;
 	m->replication_health = (Failback__ReplicationHealth)vm->health;
 	m->recovery_history   = vm->recovery_history;
+	m->generation         = vm->generation;
+	m->peer_url           = fb_rpc_strdup(call, vm->peer_url);
+	m->peer_name          = fb_rpc_strdup(call, vm->peer_name);
+	m->pending_peer       = fb_rpc_strdup(call, vm->pending_peer);
+	if (m->peer_url == NULL || m->peer_name == NULL || m->pending_peer == NULL)
+		return NULL;
 	m->n_disks            = vm->ndisks;
 	m->disks              = fb_rpc_alloc(call, vm->ndisks * sizeof(*m->disks));
 	if (m->id == NULL || m->name == NULL || m->disks == NULL)
@@ -53,6 +62,7 @@ fb_pb_rp(fb_rpc_call *call, const fb_rp *rp)
 	m->time_unix_ms   = rp->time_ms;
 	m->type           = (Failback__RecoveryPointType)rp->type;
 	m->hash_algorithm = fb_rpc_strdup(call, rp->algorithm);
+	m->history        = !rp->held;
 	m->n_disks        = rp->ndisks;
 	m->disks          = fb_rpc_alloc(call, rp->ndisks * sizeof(*m->disks));
 	if (m->id == NULL || m->vm_id == NULL || m->hash_algorithm == NULL || m->disks == NULL)
@@ -108,4 +118,109 @@ fb_pb_rps(fb_rpc_call *call, const fb_rp *rps, size_t n)
 	if (out == NULL)
 		fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory building the reply");
 	return out;
+}
+
+uint32_t
+fb_pb_check_rp(const Failback__RecoveryPoint *m, const char *who, fb_err *err)
+{
+	if (m == NULL || m->n_disks == 0)
+		return fb_err_set(err, FB_RV_FAILED, "%s named no recovery point", who);
+	if (m->n_disks > FB_WIRE_MAX_DISKS)
+		return fb_err_set(err, FB_RV_FAILED, "%s's manifest lists %zu disks; at most %d are allowed",
+		                  who, m->n_disks, FB_WIRE_MAX_DISKS);
+	if (!fb_id_valid(m->id) || !fb_id_valid(m->vm_id) || strlen(m->hash_algorithm) >= 16)
+		return fb_err_set(err, FB_RV_FAILED, "%s's manifest is not usable", who);
+	for (size_t i = 0; i < m->n_disks; i++) {
+		const Failback__DiskManifest *d = m->disks[i];
+
+		if (!fb_name_valid(d->name) || d->root.len != FB_HASH_LEN ||
+		    d->block_size != FB_BLOCK_SIZE)
+			return fb_err_set(err, FB_RV_FAILED, "%s's manifest is not usable", who);
+		if (d->size_bytes == 0 || d->size_bytes > FB_WIRE_MAX_DISK_BYTES)
+			return fb_err_set(err, FB_RV_FAILED, "%s's manifest gives disk %s a size of %llu bytes",
+			                  who, d->name, (unsigned long long)d->size_bytes);
+		if (d->block_count != (d->size_bytes + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE)
+			return fb_err_set(err, FB_RV_FAILED,
+			                  "%s's manifest gives disk %s %llu blocks for %llu bytes", who,
+			                  d->name, (unsigned long long)d->block_count,
+			                  (unsigned long long)d->size_bytes);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(m->disks[k]->name, d->name) == 0)
+				return fb_err_set(err, FB_RV_FAILED, "%s's manifest lists disk %s twice", who,
+				                  d->name);
+	}
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_pb_to_rp(const Failback__RecoveryPoint *m, const char *who, fb_rp *rp, fb_err *err)
+{
+	uint32_t rv;
+
+	if ((rv = fb_pb_check_rp(m, who, err)) != FB_RV_OK)
+		return rv;
+	memset(rp, 0, sizeof(*rp));
+	snprintf(rp->id, sizeof(rp->id), "%s", m->id);
+	snprintf(rp->vm_id, sizeof(rp->vm_id), "%s", m->vm_id);
+	snprintf(rp->algorithm, sizeof(rp->algorithm), "%s", m->hash_algorithm);
+	rp->time_ms = m->time_unix_ms;
+	rp->type    = (int)m->type;
+	rp->held    = !m->history;
+	rp->ndisks  = m->n_disks;
+	for (size_t i = 0; i < m->n_disks; i++) {
+		const Failback__DiskManifest *d = m->disks[i];
+
+		snprintf(rp->disks[i].name, sizeof(rp->disks[i].name), "%s", d->name);
+		rp->disks[i].size       = d->size_bytes;
+		rp->disks[i].block_size = d->block_size;
+		rp->disks[i].nblocks    = d->block_count;
+		memcpy(rp->disks[i].root.b, d->root.data, FB_HASH_LEN);
+	}
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_pb_to_rps(Failback__RecoveryPoint *const *m, size_t n, const char *who, fb_rp **out,
+             fb_err *err)
+{
+	uint32_t rv;
+
+	*out = NULL;
+	if (n > FB_WIRE_MAX_POINTS)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "%s lists %zu recovery points; at most %d are allowed", who, n,
+		                  FB_WIRE_MAX_POINTS);
+	if ((*out = calloc(n + 1, sizeof(**out))) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		if ((rv = fb_pb_to_rp(m[i], who, &(*out)[i], err)) != FB_RV_OK) {
+			free(*out);
+			*out = NULL;
+			return rv;
+		}
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_pb_to_disks(Failback__Disk *const *m, size_t n, const char *who, fb_vm_disk *disks,
+               fb_err *err)
+{
+	if (n == 0 || n > FB_MAX_DISKS)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s lists %zu disks; a VM has 1 to %d",
+		                  who, n, FB_MAX_DISKS);
+	for (size_t i = 0; i < n; i++) {
+		if (!fb_name_valid(m[i]->name) || m[i]->path[0] != '/' ||
+		    strlen(m[i]->path) >= sizeof(disks[i].path) || m[i]->size_bytes == 0 ||
+		    m[i]->size_bytes > FB_WIRE_MAX_DISK_BYTES)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s lists a disk that is not usable",
+			                  who);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(m[k]->name, m[i]->name) == 0)
+				return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s lists disk %s twice", who,
+				                  m[i]->name);
+		snprintf(disks[i].name, sizeof(disks[i].name), "%s", m[i]->name);
+		snprintf(disks[i].path, sizeof(disks[i].path), "%s", m[i]->path);
+		disks[i].size = m[i]->size_bytes;
+	}
+	return FB_RV_OK;
 }

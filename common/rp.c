@@ -226,37 +226,48 @@ rp_drop(fb_db *db, fb_store *store, const char *rp_id, fb_err *err)
 	return rc == SQLITE_DONE ? FB_RV_OK : fb_db_err(db, rc, "remove point", err);
 }
 
-/* Inside a transaction: drop the oldest points beyond history + 1. */
+/* Inside a transaction: drop the oldest held points beyond history + 1
+ * (not without a store), and the oldest history points beyond
+ * FB_MAX_HISTORY + 1. */
 static uint32_t
 rp_prune(fb_db *db, fb_store *store, const fb_vm *vm, fb_rp_stats *stats, fb_err *err)
 {
-	for (;;) {
-		sqlite3_stmt *st;
-		char          oldest[FB_ID_LEN + 1] = "";
-		int64_t       count                 = 0;
-		uint32_t      rv;
+	for (int held = store != NULL; held >= 0; held--) {
+		int64_t keep = held ? (int64_t)vm->recovery_history + 1 : FB_MAX_HISTORY + 1;
 
-		if ((rv = fb_db_prepare(db,
-		                        "SELECT count(*), (SELECT id FROM rps WHERE vm_id = ?1 "
-		                        "ORDER BY seq LIMIT 1) FROM rps WHERE vm_id = ?1",
-		                        &st, err)) != FB_RV_OK)
-			return rv;
-		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			count = sqlite3_column_int64(st, 0);
-			if (sqlite3_column_text(st, 1) != NULL)
-				snprintf(oldest, sizeof(oldest), "%s",
-				         (const char *)sqlite3_column_text(st, 1));
+		for (;;) {
+			sqlite3_stmt *st;
+			char          oldest[FB_ID_LEN + 1] = "";
+			int64_t       count                 = 0;
+			uint32_t      rv;
+
+			if ((rv = fb_db_prepare(db,
+			                        "SELECT count(*), (SELECT id FROM rps WHERE vm_id = ?1 "
+			                        "AND held = ?2 ORDER BY time_ms, seq LIMIT 1) FROM rps "
+			                        "WHERE vm_id = ?1 AND held = ?2",
+			                        &st, err)) != FB_RV_OK)
+				return rv;
+			sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+			sqlite3_bind_int(st, 2, held);
+			if (sqlite3_step(st) == SQLITE_ROW) {
+				count = sqlite3_column_int64(st, 0);
+				if (sqlite3_column_text(st, 1) != NULL)
+					snprintf(oldest, sizeof(oldest), "%s",
+					         (const char *)sqlite3_column_text(st, 1));
+			}
+			sqlite3_finalize(st);
+			if (count <= keep)
+				break;
+			if ((rv = rp_drop(db, store, oldest, err)) != FB_RV_OK)
+				return rv;
+			stats->points_pruned++;
 		}
-		sqlite3_finalize(st);
-		if (count <= (int64_t)vm->recovery_history + 1)
-			return FB_RV_OK;
-		if ((rv = rp_drop(db, store, oldest, err)) != FB_RV_OK)
-			return rv;
-		stats->points_pruned++;
 	}
+	return FB_RV_OK;
 }
 
+/* Inserts a point: held with leaves[i] for disk i, or history (leaves NULL:
+ * an empty leaf list). */
 static uint32_t
 rp_insert(fb_db *db, const fb_rp *rp, fb_hash *const *leaves, fb_err *err)
 {
@@ -265,10 +276,12 @@ rp_insert(fb_db *db, const fb_rp *rp, fb_hash *const *leaves, fb_err *err)
 	int           rc;
 
 	if ((rv = fb_db_prepare(db,
-	                        "INSERT INTO rps (id, vm_id, time_ms, type, algorithm, seq) VALUES "
-	                        "(?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM rps))",
+	                        "INSERT INTO rps (id, vm_id, time_ms, type, algorithm, seq, held) "
+	                        "VALUES (?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM rps), "
+	                        "?)",
 	                        &st, err)) != FB_RV_OK)
 		return rv;
+	sqlite3_bind_int(st, 6, leaves != NULL);
 	sqlite3_bind_text(st, 1, rp->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, rp->vm_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, rp->time_ms);
@@ -292,11 +305,41 @@ rp_insert(fb_db *db, const fb_rp *rp, fb_hash *const *leaves, fb_err *err)
 		sqlite3_bind_int64(st, 4, d->block_size);
 		sqlite3_bind_int64(st, 5, (sqlite3_int64)d->nblocks);
 		sqlite3_bind_blob(st, 6, d->root.b, FB_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_blob64(st, 7, leaves[i], d->nblocks * sizeof(fb_hash), SQLITE_STATIC);
+		if (leaves != NULL)
+			sqlite3_bind_blob64(st, 7, leaves[i], d->nblocks * sizeof(fb_hash),
+			                    SQLITE_STATIC);
+		else
+			sqlite3_bind_zeroblob(st, 7, 0);
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
 			return fb_db_err(db, rc, "insert manifest", err);
+	}
+	return FB_RV_OK;
+}
+
+/* Inside a transaction: drop the history record of a point (no references). */
+static uint32_t
+rp_forget_history(fb_db *db, const char *rp_id, fb_err *err)
+{
+	static const char *const sql[] = {
+	    "DELETE FROM rp_disks WHERE rp_id = (SELECT id FROM rps WHERE id = lower(?1) AND "
+	    "held = 0)",
+	    "DELETE FROM rps WHERE id = lower(?1) AND held = 0",
+	};
+
+	for (size_t i = 0; i < 2; i++) {
+		sqlite3_stmt *st;
+		uint32_t      rv;
+		int           rc;
+
+		if ((rv = fb_db_prepare(db, sql[i], &st, err)) != FB_RV_OK)
+			return rv;
+		sqlite3_bind_text(st, 1, rp_id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return fb_db_err(db, rc, "replace history", err);
 	}
 	return FB_RV_OK;
 }
@@ -323,6 +366,8 @@ rp_commit(fb_db *db, fb_store *store, const fb_vm *vm, const fb_rp *rp, fb_hash 
 	}
 	for (size_t i = 0; i < rp->ndisks && rv == FB_RV_OK; i++)
 		rv = rp_ref_leaves(store, leaves[i], rp->disks[i].nblocks, +1, err);
+	if (rv == FB_RV_OK)
+		rv = rp_forget_history(db, rp->id, err); /* a point held from now on */
 	if (rv == FB_RV_OK)
 		rv = rp_insert(db, rp, leaves, err);
 	if (rv == FB_RV_OK)
@@ -385,12 +430,14 @@ fb_rp_get(fb_db *db, const char *vm_ref, const char *rp_id, fb_rp **out, fb_err 
 	if ((rv = fb_rp_list(db, vm_ref, &rps, &n, err)) != FB_RV_OK)
 		return rv;
 	if (rp_id == NULL || rp_id[0] == '\0') {
-		if (n == 0) {
+		for (i = n; i > 0 && !rps[i - 1].held; i--)
+			;
+		if (i == 0) {
 			free(rps);
 			return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "VM '%s' has no recovery point",
 			                  vm_ref);
 		}
-		i = n - 1;
+		i--;
 	} else {
 		for (i = 0; i < n && strcasecmp(rps[i].id, rp_id) != 0; i++)
 			;
@@ -535,8 +582,8 @@ fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_err *err)
 		return rv;
 	fb_db_lock(db);
 	if ((rv = fb_db_prepare(db,
-	                        "SELECT id, vm_id, time_ms, type, algorithm FROM rps "
-	                        "WHERE vm_id = ? ORDER BY seq",
+	                        "SELECT id, vm_id, time_ms, type, algorithm, held FROM rps "
+	                        "WHERE vm_id = ? ORDER BY time_ms, seq",
 	                        &st, err)) != FB_RV_OK)
 		goto out;
 	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
@@ -560,7 +607,8 @@ fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_err *err)
 		rp->type    = sqlite3_column_int(st, 3);
 		snprintf(rp->algorithm, sizeof(rp->algorithm), "%s",
 		         (const char *)sqlite3_column_text(st, 4));
-		rv = rp_load_disks(db, rp, err);
+		rp->held = sqlite3_column_int(st, 5);
+		rv       = rp_load_disks(db, rp, err);
 	}
 	sqlite3_finalize(st);
 out:
@@ -654,8 +702,9 @@ fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves, u
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "bad recovery point or disk name");
 	fb_db_lock(db);
 	if ((rv = fb_db_prepare(db,
-	                        "SELECT leaves, block_count FROM rp_disks WHERE rp_id = lower(?) "
-	                        "AND disk = ?",
+	                        "SELECT d.leaves, d.block_count, r.held FROM rp_disks d "
+	                        "JOIN rps r ON r.id = d.rp_id WHERE d.rp_id = lower(?) "
+	                        "AND d.disk = ?",
 	                        &st, err)) != FB_RV_OK) {
 		fb_db_unlock(db);
 		return rv;
@@ -667,7 +716,12 @@ fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves, u
 		size_t bytes = (size_t)sqlite3_column_bytes(st, 0);
 
 		*n = (uint64_t)sqlite3_column_int64(st, 1);
-		if (bytes != *n * sizeof(fb_hash)) {
+		if (sqlite3_column_int(st, 2) == 0) {
+			rv = fb_err_set(err, FB_RV_FILE_NOT_FOUND,
+			                "recovery point %s is history here: its blocks are held by the "
+			                "site it came from",
+			                rp_id);
+		} else if (bytes != *n * sizeof(fb_hash)) {
 			rv = fb_err_set(err, FB_RV_FAILED, "manifest of %s/%s is corrupt", rp_id, disk);
 		} else if ((*leaves = malloc(bytes ? bytes : 1)) == NULL) {
 			rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
@@ -680,5 +734,53 @@ fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves, u
 	}
 	sqlite3_finalize(st);
 	fb_db_unlock(db);
+	return rv;
+}
+
+uint32_t
+fb_rp_import(fb_db *db, const char *vm_id, const fb_rp *rps, size_t n, fb_err *err)
+{
+	fb_rp_stats st0 = {0};
+	fb_vm      *vm;
+	uint32_t    rv = FB_RV_OK;
+
+	if ((rv = fb_vm_get(db, vm_id, &vm, err)) != FB_RV_OK)
+		return rv;
+	pthread_mutex_lock(&write_mtx);
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+		goto out;
+	for (size_t i = 0; i < n && rv == FB_RV_OK; i++) {
+		sqlite3_stmt *st;
+		fb_rp         rp = rps[i];
+		int           rc;
+
+		if (!fb_id_valid(rp.id) || rp.ndisks == 0 || rp.ndisks > FB_MAX_DISKS) {
+			rv = fb_err_set(err, FB_RV_INVALID_PARAMETER, "not a usable recovery point");
+			break;
+		}
+		if ((rv = fb_db_prepare(db, "SELECT 1 FROM rps WHERE id = lower(?)", &st, err)) !=
+		    FB_RV_OK)
+			break;
+		sqlite3_bind_text(st, 1, rp.id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc == SQLITE_ROW)
+			continue;
+		for (char *c = rp.id; *c != '\0'; c++)
+			if (*c >= 'A' && *c <= 'F')
+				*c = (char)(*c + 32);
+		snprintf(rp.vm_id, sizeof(rp.vm_id), "%s", vm->id);
+		rv = rp_insert(db, &rp, NULL, err);
+	}
+	if (rv == FB_RV_OK)
+		rv = rp_prune(db, NULL, vm, &st0, err);
+	if (rv != FB_RV_OK) {
+		fb_db_rollback(db);
+		goto out;
+	}
+	rv = fb_db_commit(db, err);
+out:
+	pthread_mutex_unlock(&write_mtx);
+	free(vm);
 	return rv;
 }

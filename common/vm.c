@@ -13,8 +13,8 @@
 #include "failback/clock.h"
 #include "failback/vm.h"
 
-static uint32_t
-vm_check_disk(const char *given, fb_vm_disk *d, fb_err *err)
+uint32_t
+fb_vm_check_disk(const char *given, fb_vm_disk *d, fb_err *err)
 {
 	const char *base;
 	struct stat st;
@@ -71,7 +71,7 @@ fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, 
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	for (size_t i = 0; i < npaths; i++) {
-		if ((rv = vm_check_disk(paths[i], &vm->disks[i], err)) != FB_RV_OK)
+		if ((rv = fb_vm_check_disk(paths[i], &vm->disks[i], err)) != FB_RV_OK)
 			goto fail;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(vm->disks[i].name, vm->disks[j].name) == 0) {
@@ -148,8 +148,8 @@ fail:
 	return rv;
 }
 
-/* Fills vm from the current row of a "SELECT id, name, state, mode, health,
- * recovery_history FROM vms" statement, then loads its disks. */
+/* Fills vm from the current row of a VM_COLUMNS statement, then loads its
+ * disks. */
 static uint32_t
 vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 {
@@ -165,6 +165,12 @@ vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 	vm->recovery_history = (uint32_t)sqlite3_column_int(row, 5);
 	snprintf(vm->failover_rp, sizeof(vm->failover_rp), "%s",
 	         (const char *)sqlite3_column_text(row, 6));
+	vm->generation = (uint64_t)sqlite3_column_int64(row, 7);
+	snprintf(vm->peer_url, sizeof(vm->peer_url), "%s", (const char *)sqlite3_column_text(row, 8));
+	snprintf(vm->peer_name, sizeof(vm->peer_name), "%s",
+	         (const char *)sqlite3_column_text(row, 9));
+	snprintf(vm->pending_peer, sizeof(vm->pending_peer), "%s",
+	         (const char *)sqlite3_column_text(row, 10));
 	if ((rv = fb_db_prepare(db,
 	                        "SELECT name, path, size FROM disks WHERE vm_id = ? ORDER BY rowid",
 	                        &st, err)) != FB_RV_OK)
@@ -182,7 +188,8 @@ vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 }
 
 #define VM_COLUMNS                                                                             \
-	"SELECT id, name, state, mode, health, recovery_history, failover_rp FROM vms "
+	"SELECT id, name, state, mode, health, recovery_history, failover_rp, generation, "       \
+	"peer_url, peer_name, pending_peer FROM vms "
 
 uint32_t
 fb_vm_get(fb_db *db, const char *ref, fb_vm **out, fb_err *err)
@@ -358,4 +365,127 @@ uint32_t
 fb_vm_set_failover_rp(fb_db *db, const char *id, const char *rp, fb_err *err)
 {
 	return vm_update(db, "UPDATE vms SET failover_rp = ?2 WHERE id = ?1", id, 0, 0, rp, err);
+}
+
+/* Inserts the disks of vm (inside a transaction). */
+static uint32_t
+vm_put_disks(fb_db *db, const fb_vm *vm, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	if ((rv = fb_db_prepare(db, "DELETE FROM disks WHERE vm_id = ?", &st, err)) != FB_RV_OK)
+		return rv;
+	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fb_db_err(db, rc, "replace disks", err);
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		if ((rv = fb_db_prepare(db,
+		                        "INSERT INTO disks (vm_id, name, path, size) VALUES (?,?,?,?)",
+		                        &st, err)) != FB_RV_OK)
+			return rv;
+		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, vm->disks[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, vm->disks[i].path, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)vm->disks[i].size);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return fb_db_err(db, rc, "add disk", err);
+	}
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_vm_put(fb_db *db, const fb_vm *vm, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	if (!fb_id_valid(vm->id) || !fb_name_valid(vm->name) || vm->ndisks == 0 ||
+	    vm->ndisks > FB_MAX_DISKS || vm->recovery_history > FB_MAX_HISTORY)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "not a usable VM record");
+	for (size_t i = 0; i < vm->ndisks; i++)
+		if (!fb_name_valid(vm->disks[i].name) || vm->disks[i].path[0] != '/')
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER, "not a usable disk record");
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_db_prepare(db, "SELECT 1 FROM vms WHERE name = ? AND id <> lower(?)", &st,
+	                        err)) != FB_RV_OK)
+		goto rollback;
+	sqlite3_bind_text(st, 1, vm->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW) {
+		rv = fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                "another VM here is named '%s' (VM %s cannot take the name)", vm->name,
+		                vm->id);
+		goto rollback;
+	}
+	if ((rv = fb_db_prepare(
+	         db,
+	         "INSERT INTO vms (id, name, state, mode, health, recovery_history, created_ms, "
+	         "failover_rp, generation, peer_url, peer_name, pending_peer) "
+	         "VALUES (lower(?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+	         "ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, mode = ?4, health = ?5, "
+	         "recovery_history = ?6, failover_rp = ?8, generation = ?9, peer_url = ?10, "
+	         "peer_name = ?11, pending_peer = ?12",
+	         &st, err)) != FB_RV_OK)
+		goto rollback;
+	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, vm->state);
+	sqlite3_bind_int(st, 4, vm->mode);
+	sqlite3_bind_int(st, 5, vm->health);
+	sqlite3_bind_int(st, 6, (int)vm->recovery_history);
+	sqlite3_bind_int64(st, 7, fb_clock_unix_ms());
+	sqlite3_bind_text(st, 8, vm->failover_rp, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)vm->generation);
+	sqlite3_bind_text(st, 10, vm->peer_url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 11, vm->peer_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 12, vm->pending_peer, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rv = fb_db_err(db, rc, "record VM", err);
+		goto rollback;
+	}
+	if ((rv = vm_put_disks(db, vm, err)) != FB_RV_OK)
+		goto rollback;
+	return fb_db_commit(db, err);
+rollback:
+	fb_db_rollback(db);
+	return rv;
+}
+
+uint32_t
+fb_vm_set_relationship(fb_db *db, const char *id, uint64_t generation, const char *peer_url,
+                       const char *peer_name, const char *pending_peer, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	fb_db_lock(db);
+	if ((rv = fb_db_prepare(db,
+	                        "UPDATE vms SET generation = ?2, peer_url = ?3, peer_name = ?4, "
+	                        "pending_peer = ?5 WHERE id = lower(?1)",
+	                        &st, err)) != FB_RV_OK) {
+		fb_db_unlock(db);
+		return rv;
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)generation);
+	sqlite3_bind_text(st, 3, peer_url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, peer_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, pending_peer, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	fb_db_unlock(db);
+	return rc == SQLITE_DONE ? FB_RV_OK : fb_db_err(db, rc, "update VM", err);
 }

@@ -24,6 +24,14 @@
  * 32 bits of a 64-bit field with room to spare). */
 #define FB_WIRE_MAX_DISK_BYTES (1ull << 46)
 
+/* Recovery points one relationship message may list (a VM keeps at most
+ * 25 of its own plus the history it shares with the other site). */
+#define FB_WIRE_MAX_POINTS 64
+
+/* Characters of an agent URL or a certificate name in a relationship. */
+#define FB_WIRE_MAX_URL  511
+#define FB_WIRE_MAX_NAME 255
+
 #if FB_WIRE_BATCH > FB_WIRE_MAX_READ_BLOCKS
 #error "a batch must fit in one ReadBlocks"
 #endif

@@ -167,7 +167,14 @@ replica_holds_the_committed_point_and_its_disk(void **state)
 {
 	(void)state;
 	assert_int_equal(R("--json", "rp", "list", "web"), 0);
-	assert_null(strstr(out, p1)); /* commit flattened the points: P1 is gone */
+	/* Commit flattened the points: P1's blocks are gone, its id and roots stay as
+	 * history shared with the primary. */
+	{
+		const char *h = strstr(out, p1);
+
+		assert_non_null(h);
+		assert_non_null(strstr(h, "\"history\":true"));
+	}
 	assert_non_null(strstr(out, "\"hash_algorithm\":\"sha256\""));
 	assert_int_equal(R("vm", "show", "web"), 0);
 	assert_non_null(strstr(out, "replication_state: RS_COMMITTED (6)"));

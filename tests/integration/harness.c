@@ -333,8 +333,7 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 	argv[n++] = (char *)"--listen-control=tls+tcp://127.0.0.1:0";
 	argv[n++] = (char *)"--listen-monitor=tls+tcp://127.0.0.1:0";
 	argv[n++] = (char *)"--listen-events=tls+tcp://127.0.0.1:0";
-	if (primary)
-		argv[n++] = (char *)"--listen-resync=tls+tcp://127.0.0.1:0";
+	argv[n++] = (char *)"--listen-resync=tls+tcp://127.0.0.1:0";
 #undef ARG
 	for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++) {
 		argv[n++] = (char *)extra[i];

@@ -21,7 +21,7 @@ typedef struct fbt_agent {
 	char  control[128]; /* operator listener URL */
 	char  monitor[128];
 	char  events[128];
-	char  resync[128]; /* primary only */
+	char  resync[128]; /* the agents' listener */
 	int   exit_status; /* set when it exited during fbt_agent_start */
 } fbt_agent;
 

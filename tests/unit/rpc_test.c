@@ -72,6 +72,7 @@ static const fb_rpc_method replica_rows[] = {
     {"RevertFailover", NULL, FB_ROLE_OPERATOR},
     {"CommitFailover", NULL, FB_ROLE_OPERATOR},
     {"Replicate", NULL, FB_ROLE_OPERATOR},
+    {"ReverseReplicationRelationship", NULL, FB_ROLE_OPERATOR},
     {"GetVirtualSystem", get_vm_fails, FB_ROLES_READ},
     {"ListVirtualSystems", list_too_big, FB_ROLES_READ},
     {"ListRecoveryPoints", NULL, FB_ROLES_READ},
@@ -281,7 +282,7 @@ registry_requires_every_method_exactly_once(void **state)
 	assert_int_equal(fb_rpc_registry_add(r2, &failback__replication_service__descriptor, twice,
 	                                     1, NULL, &err),
 	                 FB_RV_INVALID_PARAMETER);
-	assert_non_null(strstr(err.msg, "declares 12 methods"));
+	assert_non_null(strstr(err.msg, "declares 13 methods"));
 	assert_int_equal(fb_rpc_registry_add(r2, &failback__agent_service__descriptor, wrong, 1,
 	                                     NULL, &err),
 	                 FB_RV_INVALID_PARAMETER);

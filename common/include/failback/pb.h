@@ -20,6 +20,20 @@ Failback__RecoveryPoint *fb_pb_rp(fb_rpc_call *call, const fb_rp *rp);
 Failback__VirtualSystem **fb_pb_vms(fb_rpc_call *call, const fb_vm *vms, size_t n);
 Failback__RecoveryPoint **fb_pb_rps(fb_rpc_call *call, const fb_rp *rps, size_t n);
 
+/* From the wire (who names the sender in messages). Every count, size,
+ * name and hash length is checked before use:
+ * fb_pb_check_rp: a manifest (disks within limits, valid names, 64 KiB
+ * blocks, block_count = ceil(size / block), no disk twice), Failed if not;
+ * fb_pb_to_rp: the same, converted; fb_pb_to_rps: a list of at most
+ * FB_WIRE_MAX_POINTS (free *out with free()); fb_pb_to_disks: 1 to
+ * FB_MAX_DISKS disks with valid names, absolute paths and sizes. */
+uint32_t fb_pb_check_rp(const Failback__RecoveryPoint *m, const char *who, fb_err *err);
+uint32_t fb_pb_to_rp(const Failback__RecoveryPoint *m, const char *who, fb_rp *rp, fb_err *err);
+uint32_t fb_pb_to_rps(Failback__RecoveryPoint *const *m, size_t n, const char *who, fb_rp **out,
+                      fb_err *err);
+uint32_t fb_pb_to_disks(Failback__Disk *const *m, size_t n, const char *who, fb_vm_disk *disks,
+                        fb_err *err);
+
 /* fb_pb_fail relays err as the call's failure and returns its code. */
 uint32_t fb_pb_fail(fb_rpc_call *call, const fb_err *err);
 

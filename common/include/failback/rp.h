@@ -46,6 +46,7 @@ typedef struct fb_rp {
 	int64_t    time_ms;
 	int        type;
 	char       algorithm[16];
+	int        held; /* 1: leaves and blocks here; 0: history (ids and roots only) */
 	size_t     ndisks;
 	fb_rp_disk disks[FB_MAX_DISKS];
 } fb_rp;
@@ -63,7 +64,8 @@ typedef struct fb_rp_stats {
 uint32_t fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **out,
                       fb_rp_stats *stats, fb_err *err);
 
-/* fb_rp_list returns the VM's points, oldest first (free with free()). */
+/* fb_rp_list returns the VM's points, held and history, oldest first
+ * (free with free()). */
 uint32_t fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_err *err);
 
 /* fb_rp_remove removes one point and frees the blocks only it used. */
@@ -84,10 +86,18 @@ typedef struct fb_rp_block {
 uint32_t fb_rp_adopt(fb_db *db, fb_store *store, const fb_rp *rp, fb_hash *const *leaves,
                      const fb_rp_block *added, size_t nadded, fb_rp_stats *stats, fb_err *err);
 
-/* fb_rp_get finds one point of a VM by id, or the newest for "". */
+/* fb_rp_import records points of another site as history of VM vm_id:
+ * ids, times, types and per-disk roots and sizes, no leaves and no blocks
+ * (DESIGN §2a: the points both sites share). Points the VM already has
+ * are left alone; the history kept is bounded (the oldest beyond
+ * FB_MAX_HISTORY + 1 history points go). One transaction. */
+uint32_t fb_rp_import(fb_db *db, const char *vm_id, const fb_rp *rps, size_t n, fb_err *err);
+
+/* fb_rp_get finds one point of a VM by id, or the newest held one for "". */
 uint32_t fb_rp_get(fb_db *db, const char *vm_ref, const char *rp_id, fb_rp **out, fb_err *err);
 
-/* fb_rp_leaves loads one disk's leaf hashes (free with free()). */
+/* fb_rp_leaves loads one disk's leaf hashes (free with free()). File not
+ * found for a history point (its leaves are at another site). */
 uint32_t fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves,
                       uint64_t *n, fb_err *err);
 

@@ -15,6 +15,7 @@
 
 #define FB_MAX_DISKS   16
 #define FB_MAX_HISTORY 24
+#define FB_URL_MAX     512
 
 typedef struct fb_vm_disk {
 	char     name[FB_NAME_MAX + 1]; /* the image's file name */
@@ -30,6 +31,15 @@ typedef struct fb_vm {
 	int        health; /* ReplicationHealth */
 	uint32_t   recovery_history;
 	char       failover_rp[FB_ID_LEN + 1]; /* replica: the point failed over to */
+	/* The relationship (DESIGN §2a). generation is advanced by every
+	 * committed failover and reverse; peer is the other side's agent
+	 * (replica: the primary it pulls from; "" = the agent's default);
+	 * pending_peer is the other site's replica agent while a reverse still
+	 * has that site's side to do. */
+	uint64_t   generation;
+	char       peer_url[FB_URL_MAX];
+	char       peer_name[256];
+	char       pending_peer[FB_URL_MAX];
 	size_t     ndisks;
 	fb_vm_disk disks[FB_MAX_DISKS];
 } fb_vm;
@@ -46,6 +56,23 @@ uint32_t fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t
  * touched: the disks are made by a failover. */
 uint32_t fb_vm_add_replica(fb_db *db, const char *id, const char *name, const fb_vm_disk *disks,
                            size_t ndisks, const char *vm_dir, uint32_t history, fb_err *err);
+
+/* fb_vm_check_disk checks an image for use in place (absolute, canonical
+ * path without symlinks, regular, non-empty, a valid file name) and fills
+ * d with its name, canonical path and size. */
+uint32_t fb_vm_check_disk(const char *path, fb_vm_disk *d, fb_err *err);
+
+/* fb_vm_put records vm under its id exactly as given (identity, state,
+ * mode, health, history, relationship and disks), inserting it or
+ * replacing the row and its disks, in one transaction. Invalid parameter
+ * when another VM has its name. Callers validate the disks first. */
+uint32_t fb_vm_put(fb_db *db, const fb_vm *vm, fb_err *err);
+
+/* fb_vm_set_relationship records a VM's generation, peer and pending
+ * reverse in one statement. */
+uint32_t fb_vm_set_relationship(fb_db *db, const char *id, uint64_t generation,
+                                const char *peer_url, const char *peer_name,
+                                const char *pending_peer, fb_err *err);
 
 /* fb_vm_set_state records a VM's ReplicationState (and health). */
 uint32_t fb_vm_set_state(fb_db *db, const char *id, int state, int health, fb_err *err);

@@ -1,0 +1,223 @@
+/*
+ * relationship.c - the primary's side of ReverseReplicationRelationship
+ * (RelationshipService, agents' listener only; DESIGN §2a).
+ *
+ *   AdoptPrimary  this agent becomes the VM's primary: its disks are used
+ *                 in place (on this host they are the replica agent's
+ *                 recovery disks; nothing is copied), the other site's
+ *                 points are recorded as history (same ids and roots, no
+ *                 re-hash), and a point of the disks as they are now is
+ *                 taken.
+ *   HandOver      this agent stops being the VM's primary: it takes no
+ *                 more points and Negotiate refuses the VM, so nothing
+ *                 replicates its stale disk over the other site's.
+ *
+ * A VM's generation is advanced by every reverse; a step carrying an older
+ * generation than the one recorded here is refused (Invalid state) unless
+ * forced, which is logged. Both steps are durable before their reply and
+ * idempotent.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "failback/log.h"
+#include "failback/pb.h"
+#include "failback/rp.h"
+#include "primary.h"
+#include "relationship.pb-c.h"
+#include "wire_limits.h"
+
+int
+primary_vm_active(const fb_vm *vm)
+{
+	return vm->mode == FAILBACK__REPLICATION_MODE__RM_PRIMARY;
+}
+
+/* The generation guard of a relationship step (see above). */
+static uint32_t
+guard(fb_rpc_call *call, const fb_vm *vm, uint64_t gen, int newer_only, int force,
+      const char *what)
+{
+	int older = newer_only ? gen <= vm->generation : gen < vm->generation;
+
+	if (!older)
+		return FB_RV_OK;
+	if (force) {
+		fb_log_warn("FB4021",
+		            "%s of VM %s at generation %llu forced past generation %llu recorded here",
+		            what, vm->name, (unsigned long long)gen,
+		            (unsigned long long)vm->generation);
+		return FB_RV_OK;
+	}
+	return fb_rpc_fail(call, FB_RV_INVALID_STATE,
+	                   "%s of VM %s at generation %llu refused: this primary holds it at "
+	                   "generation %llu",
+	                   what, vm->name, (unsigned long long)gen,
+	                   (unsigned long long)vm->generation);
+}
+
+/* The disks of an adopt, checked for use in place on this host. */
+static uint32_t
+adopt_disks(const Failback__Relationship *req, fb_vm *vm, fb_err *err)
+{
+	fb_vm_disk want[FB_MAX_DISKS];
+	uint32_t   rv;
+
+	if ((rv = fb_pb_to_disks(req->disks, req->n_disks, "the relationship", want, err)) !=
+	    FB_RV_OK)
+		return rv;
+	for (size_t i = 0; i < req->n_disks; i++) {
+		if ((rv = fb_vm_check_disk(want[i].path, &vm->disks[i], err)) != FB_RV_OK)
+			return rv;
+		if (vm->disks[i].size != want[i].size || strcmp(vm->disks[i].name, want[i].name) != 0)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "disk %s is %llu bytes at %s, not the %llu of the relationship",
+			                  want[i].name, (unsigned long long)vm->disks[i].size,
+			                  vm->disks[i].path, (unsigned long long)want[i].size);
+	}
+	vm->ndisks = req->n_disks;
+	return FB_RV_OK;
+}
+
+static uint32_t
+adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                       *p   = arg;
+	const Failback__Relationship  *req = (const void *)in;
+	Failback__AdoptPrimaryResponse *rsp = (void *)out;
+	fb_vm                         *old = NULL, *vm;
+	fb_rp                         *hist = NULL, *rp = NULL;
+	fb_rp_stats                    st   = {0};
+	fb_err                         err  = {0};
+	uint32_t                       rv;
+
+	if (!fb_id_valid(req->vm_id) || !fb_name_valid(req->vm_name) ||
+	    req->recovery_history > FB_MAX_HISTORY)
+		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "not a usable VM identity");
+	if ((rv = fb_pb_to_rps(req->history, req->n_history, "the relationship", &hist, &err)) !=
+	    FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	for (size_t i = 0; i < req->n_history; i++)
+		if (strcasecmp(hist[i].vm_id, req->vm_id) != 0) {
+			free(hist);
+			return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
+			                   "history point %s belongs to another VM", hist[i].id);
+		}
+	if ((vm = calloc(1, sizeof(*vm))) == NULL) {
+		free(hist);
+		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	if (fb_vm_get(p->db, req->vm_id, &old, &err) == FB_RV_OK) {
+		/* Adopting again at the generation it already serves is a retry. */
+		int retry = primary_vm_active(old) && old->generation == req->generation;
+
+		if (!retry && (rv = guard(call, old, req->generation, 1, req->force,
+		                          "taking the primary role")) != FB_RV_OK)
+			goto out;
+		*vm = *old;
+	} else {
+		vm->recovery_history = req->recovery_history;
+	}
+	snprintf(vm->id, sizeof(vm->id), "%s", req->vm_id);
+	snprintf(vm->name, sizeof(vm->name), "%s", req->vm_name);
+	vm->state        = FAILBACK__REPLICATION_STATE__RS_READY;
+	vm->mode         = FAILBACK__REPLICATION_MODE__RM_PRIMARY;
+	vm->health       = FAILBACK__REPLICATION_HEALTH__RH_OK;
+	vm->generation   = req->generation;
+	vm->peer_url[0]  = '\0';
+	vm->peer_name[0] = '\0';
+	vm->pending_peer[0] = '\0';
+	if ((rv = adopt_disks(req, vm, &err)) != FB_RV_OK ||
+	    (rv = fb_vm_put(p->db, vm, &err)) != FB_RV_OK ||
+	    (rv = fb_rp_import(p->db, vm->id, hist, req->n_history, &err)) != FB_RV_OK) {
+		rv = fb_pb_fail(call, &err);
+		goto out;
+	}
+	fb_log_info("FB4022", "VM %s (%s) is served by this primary at generation %llu, %zu disk(s) "
+	            "in place, %zu point(s) of shared history",
+	            vm->name, vm->id, (unsigned long long)vm->generation, vm->ndisks,
+	            req->n_history);
+	if ((rv = fb_rp_create(p->db, p->store, vm->id, FAILBACK__RECOVERY_POINT_TYPE__RPT_PLANNED,
+	                       &rp, &st, &err)) != FB_RV_OK) {
+		rv = fb_pb_fail(call, &err);
+		goto out;
+	}
+	fb_log_info("FB4002",
+	            "recovery point %s of %s: read %llu bytes, stored %llu new blocks (%llu "
+	            "bytes), pruned %llu point(s), freed %llu blocks",
+	            rp->id, vm->name, (unsigned long long)st.bytes_read,
+	            (unsigned long long)st.blocks_new, (unsigned long long)st.bytes_stored,
+	            (unsigned long long)st.points_pruned, (unsigned long long)st.blocks_freed);
+	rsp->generation = vm->generation;
+	if ((rsp->point = fb_pb_rp(call, rp)) == NULL)
+		rv = fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+out:
+	free(rp);
+	free(old);
+	free(vm);
+	free(hist);
+	return rv;
+}
+
+static uint32_t
+hand_over(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                        *p   = arg;
+	const Failback__HandOverRequest *req = (const void *)in;
+	Failback__HandOverResponse     *rsp = (void *)out;
+	fb_vm                          *vm;
+	fb_rp                          *rps = NULL;
+	size_t                          n   = 0;
+	fb_err                          err = {0};
+	uint32_t                        rv  = FB_RV_OK;
+
+	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (!primary_vm_active(vm) && vm->generation == req->generation) {
+		/* already handed over at this generation: a retry */
+	} else if ((rv = guard(call, vm, req->generation, primary_vm_active(vm), req->force,
+	                       "handing over")) != FB_RV_OK) {
+		goto out;
+	} else {
+		int was_active = primary_vm_active(vm);
+
+		vm->mode       = FAILBACK__REPLICATION_MODE__RM_RECOVERY;
+		vm->generation = req->generation;
+		if ((rv = fb_vm_put(p->db, vm, &err)) != FB_RV_OK) {
+			rv = fb_pb_fail(call, &err);
+			goto out;
+		}
+		if (was_active)
+			fb_log_info("FB4023",
+			            "VM %s (%s) handed over at generation %llu: this primary takes no "
+			            "more points of it and serves it to no replica",
+			            vm->name, vm->id, (unsigned long long)vm->generation);
+	}
+	if ((rv = fb_rp_list(p->db, vm->id, &rps, &n, &err)) != FB_RV_OK) {
+		rv = fb_pb_fail(call, &err);
+		goto out;
+	}
+	if (n > FB_WIRE_MAX_POINTS) { /* the newest ones: the shared history that matters */
+		memmove(rps, rps + (n - FB_WIRE_MAX_POINTS), FB_WIRE_MAX_POINTS * sizeof(*rps));
+		n = FB_WIRE_MAX_POINTS;
+	}
+	rsp->vm       = fb_pb_vm(call, vm);
+	rsp->points   = fb_pb_rps(call, rps, n);
+	rsp->n_points = n;
+	if (rsp->vm == NULL || rsp->points == NULL)
+		rv = fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+out:
+	free(rps);
+	free(vm);
+	return rv;
+}
+
+const fb_rpc_method primary_relationship_methods[] = {
+    {"AdoptPrimary", adopt_primary, FB_ROLE_AGENT},
+    {"AdoptRecovery", NULL, FB_ROLE_AGENT}, /* a replica agent's step */
+    {"HandOver", hand_over, FB_ROLE_AGENT},
+};
+const size_t primary_relationship_nmethods =
+    sizeof(primary_relationship_methods) / sizeof(primary_relationship_methods[0]);

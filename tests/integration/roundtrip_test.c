@@ -1,0 +1,398 @@
+/*
+ * roundtrip_test.c - Go home (DESIGN §2a) with four real agents on
+ * loopback: site A's primary and replica agents, site B's primary and
+ * replica agents, one PKI.
+ *
+ *   A runs web (128 MiB of mixed content), points P1 and P2 replicate to B;
+ *   A writes 1% more that never replicates (the lost tail) and goes down;
+ *   B fails over to P2, commits, and its recovery VM writes 5% of the disk;
+ *   A is back; reverse on B: B's primary serves B's disk in place, A's
+ *   primary hands web over, A's replica takes A's disk in place;
+ *   InitiateFailback on A (phase 1) makes A's disk equal B's, moving about
+ *   (B's writes + A's tail) and no more; B writes a little more, takes a
+ *   final point, and a second InitiateFailback (phase 2) moves only that;
+ *   re-protect (reverse on A) and a replication A → B that pulls nothing.
+ *
+ * Around it: a cancel of the home failback restores A's disk with its
+ * tail, and the generation guard refuses stale sources (32775, both
+ * generations named) unless forced.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "failback/rpc.h"
+#include "failback/tls.h"
+#include "harness.h"
+#include "image.h"
+#include "relationship.pb-c.h"
+#include "resync.pb-c.h"
+
+#define PNAME "primary.failback.test"
+#define RNAME "replica.failback.test"
+#define DISK  (128ull << 20)
+#define BLOCK 65536ull
+
+static fbt_agent ap, ar, bp, br; /* site A / B, primary / replica */
+static char      out[1 << 16], dA[600], dB[700], vm_id[40];
+
+#define PA(...) FBT_P(out, ap, __VA_ARGS__)
+#define PB(...) FBT_P(out, bp, __VA_ARGS__)
+#define RA(...) FBT_R(out, ar, __VA_ARGS__)
+#define RB(...) FBT_R(out, br, __VA_ARGS__)
+
+static void
+sha(const char *path, char *hex)
+{
+	assert_int_equal(fbt_file_sha256(path, hex), 0);
+}
+
+/* The value after key in out (up to 36 characters). */
+static void
+grab(const char *key, char *dst, size_t len)
+{
+	const char *p = strstr(out, key);
+
+	assert_non_null(p);
+	snprintf(dst, len, "%.36s", p + strlen(key));
+}
+
+/* Reads "N block(s) applied, W bytes on the wire" of a failback job from
+ * a replica's log (FB6013). */
+static void
+failback_cost(const fbt_agent *a, const char *job, unsigned long long *applied,
+              unsigned long long *wire)
+{
+	char  line[2048];
+	FILE *f = fopen(a->log, "r");
+
+	*applied = *wire = 0;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, job) != NULL && strstr(line, "FB6013") != NULL)
+			assert_int_equal(sscanf(strstr(line, ": ") + 2,
+			                        "%llu block(s) applied, %llu", applied, wire),
+			                 2);
+	fclose(f);
+}
+
+static int
+start_replica_a(void)
+{
+	char lp[200];
+
+	snprintf(lp, sizeof(lp), "--local-primary-url=%s", ap.resync);
+	return fbt_replica_start(&ar, &ap, (const char *[]){lp, "--max-transfer-rate=4", NULL});
+}
+
+static int
+group_setup(void **state)
+{
+	char lp[200];
+
+	(void)state;
+	if (fbt_setup() != 0 || fbt_agent_start(&ap, "primary", "primary", NULL) != 0 ||
+	    fbt_agent_start(&bp, "primary", "primary", NULL) != 0)
+		return -1;
+	snprintf(lp, sizeof(lp), "--local-primary-url=%s", bp.resync);
+	if (fbt_replica_start(&br, &ap, (const char *[]){lp, NULL}) != 0 || start_replica_a() != 0)
+		return -1;
+	snprintf(dA, sizeof(dA), "%s/web.img", fbt_root());
+	if (fbt_image_make(dA, DISK, 8) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	fbt_teardown();
+	return 0;
+}
+
+/* A → B replication, A's unreplicated tail, A lost, B fails over and runs. */
+static void
+site_a_replicates_to_b_then_b_fails_over_and_writes(void **state)
+{
+	(void)state;
+	assert_int_equal(PA("--json", "primary-vm", "add", "web", dA, "--history", "4"), 0);
+	grab("\"id\":\"", vm_id, sizeof(vm_id));
+	assert_int_equal(PA("primary-rp", "create", "web"), 0);
+	assert_int_equal(RB("replicate", "web", "--wait"), 0);
+	assert_int_equal(fbt_image_mutate(dA, 40, 11), 40);
+	assert_int_equal(PA("primary-rp", "create", "web"), 0);
+	assert_int_equal(RB("replicate", "web", "--wait"), 0);
+	/* The lost tail: 1% written at A after its last replicated point. */
+	assert_int_equal(fbt_image_mutate(dA, 20, 12), 20);
+	/* A burns. */
+	assert_int_equal(fbt_agent_stop(&ap, SIGKILL, 5000), 128 + SIGKILL);
+	assert_int_equal(RB("failover", "web", "--wait"), 0);
+	assert_int_equal(RB("failover-commit", "web", "--wait"), 0);
+	assert_int_equal(RB("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, vm_id)); /* one GUID on both sites */
+	{
+		const char *p = strstr(out, "path: ");
+
+		assert_non_null(p);
+		sscanf(p + 6, "%699s", dB);
+	}
+	/* The recovery VM runs at B for a while: 5% of the disk. */
+	assert_int_equal(fbt_image_mutate(dB, 102, 13), 102);
+}
+
+/* A is back; reverse on B. */
+static void
+reverse_on_b_makes_b_primary_and_a_the_receiving_side(void **state)
+{
+	char dd[600], rs[200];
+
+	(void)state;
+	/* A's primary agent comes back where B knows it. */
+	snprintf(dd, sizeof(dd), "--data-dir=%s", ap.dir);
+	snprintf(rs, sizeof(rs), "--listen-resync=%s", ap.resync);
+	assert_int_equal(fbt_agent_start(&ap, "primary", "primary", (const char *[]){dd, rs, NULL}),
+	                 0);
+	/* Reverse needs the other site's replica agent. */
+	assert_int_equal(RB("reverse", "web"), 2);
+	assert_int_equal(RB("reverse", "web", "--to", ar.resync, "--to-name", RNAME, "--wait"), 0);
+	assert_non_null(strstr(out, "Completed (7)"));
+	/* B: the replica agent records the VM as served by its primary agent... */
+	assert_int_equal(RB("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "replication_state: RS_READY (1)"));
+	assert_non_null(strstr(out, "generation: 1"));
+	assert_null(strstr(out, "pending_peer: tls"));
+	/* ...which serves the recovery disk in place, with the shared history. */
+	assert_int_equal(PB("--json", "primary-vm", "list"), 0);
+	assert_non_null(strstr(out, dB));
+	assert_non_null(strstr(out, "\"generation\":1"));
+	assert_int_equal(PB("--json", "primary-rp", "list", "web"), 0);
+	assert_non_null(strstr(out, "\"history\":true"));
+	/* A's primary agent handed it over: no more points of A's stale disk. */
+	assert_int_equal(PA("primary-rp", "create", "web"), 1);
+	assert_non_null(strstr(out, "Invalid state for this operation (32775)"));
+	assert_non_null(strstr(out, "handed over at generation 1"));
+	/* A's replica agent holds A's own disk, in place, as the receiving side. */
+	assert_int_equal(RA("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_non_null(strstr(out, dA));
+	assert_non_null(strstr(out, bp.resync));
+	/* The same call again changes nothing: the reverse is done. */
+	assert_int_equal(RB("reverse", "web", "--to", ar.resync, "--wait"), 1);
+	assert_non_null(strstr(out, "Invalid state for this operation (32775)"));
+}
+
+static void
+cancel_of_the_home_failback_restores_a_with_its_tail(void **state)
+{
+	char before[65], after[65], job[40];
+
+	(void)state;
+	sha(dA, before);
+	assert_int_equal(RA("failback", "web"), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	for (int i = 0; i < 600; i++) {
+		assert_int_equal(RA("--json", "job", "show", job), 0);
+		if (strstr(out, "\"phase\":\"Transferring\"") != NULL &&
+		    strstr(out, "\"blocks_done\":0,") == NULL)
+			break;
+		usleep(50000);
+	}
+	assert_non_null(strstr(out, "\"phase\":\"Transferring\""));
+	assert_int_equal(RA("job", "cancel", job), 0);
+	assert_int_equal(RA("job", "wait", job), 1);
+	assert_non_null(strstr(out, "Terminated (8)"));
+	sha(dA, after);
+	assert_string_equal(after, before);
+	assert_int_equal(RA("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+}
+
+static void
+home_failback_brings_b_data_to_a_moving_only_what_differs(void **state)
+{
+	unsigned long long applied, wire;
+	char               job[40], a[65], b[65];
+
+	(void)state;
+	assert_int_equal(RA("failback", "web", "--wait"), 0);
+	assert_non_null(strstr(out, "Completed (7)"));
+	grab("InstanceID=\"", job, sizeof(job));
+	sha(dA, a);
+	sha(dB, b);
+	assert_string_equal(a, b); /* A has what B wrote, and lost its tail */
+	assert_int_equal(RA("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)"));
+	failback_cost(&ar, job, &applied, &wire);
+	/* B's 102 blocks and A's 20, less any overlap */
+	assert_true(applied >= 102 && applied <= 122);
+	assert_true((double)wire <= (102.0 + 20.0) * BLOCK * 1.02 + DISK * 0.001);
+	print_message("phase 1: %llu blocks applied, %llu bytes on the wire (disk %llu)\n", applied,
+	              wire, DISK);
+}
+
+static void
+second_phase_moves_only_the_last_writes(void **state)
+{
+	unsigned long long applied, wire;
+	char               job[40], a[65], b[65];
+
+	(void)state;
+	/* B's VM writes a little more, then stops; a final point. */
+	assert_int_equal(fbt_image_mutate(dB, 8, 14), 8);
+	assert_int_equal(PB("primary-rp", "create", "web", "--type", "planned"), 0);
+	assert_int_equal(RA("failback", "web", "--wait"), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	sha(dA, a);
+	sha(dB, b);
+	assert_string_equal(a, b);
+	failback_cost(&ar, job, &applied, &wire);
+	assert_true(applied >= 1 && applied <= 8);
+	assert_true((double)wire <= 8.0 * BLOCK * 1.02 + DISK * 0.001);
+	print_message("phase 2: %llu blocks applied, %llu bytes on the wire\n", applied, wire);
+}
+
+static void
+failback_from_the_site_reversed_away_is_refused(void **state)
+{
+	char path[700], job[40];
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/stale.xml", fbt_root());
+	f = fopen(path, "w");
+	fprintf(f, "<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
+	           "NAME=\"PrimaryConnectionPoint\" TYPE=\"string\"><VALUE>127.0.0.1</VALUE>"
+	           "</PROPERTY><PROPERTY NAME=\"RecoveryServerPortNumber\" TYPE=\"uint16\"><VALUE>%s"
+	           "</VALUE></PROPERTY></INSTANCE>",
+	        strrchr(ap.resync, ':') + 1);
+	fclose(f);
+	assert_int_equal(RA("failback", "web", "--settings", path), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	assert_int_equal(RA("job", "wait", job), 1);
+	assert_non_null(strstr(out, "Invalid state for this operation (32775)"));
+	assert_non_null(strstr(out, "handed over"));
+	assert_non_null(strstr(out, "generation 1 here, 1 on the replica"));
+	/* refused before anything was written: the VM is as it was */
+	assert_int_equal(RA("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)"));
+}
+
+static void
+reprotect_makes_a_primary_again_and_replication_moves_nothing(void **state)
+{
+	char  line[2048], job[40];
+	FILE *f;
+	int   found = 0;
+
+	(void)state;
+	assert_int_equal(RA("reverse", "web", "--to", br.resync, "--to-name", RNAME, "--wait"), 0);
+	assert_int_equal(PA("--json", "primary-vm", "list"), 0);
+	assert_non_null(strstr(out, "\"generation\":2"));
+	assert_int_equal(PB("primary-rp", "create", "web"), 1); /* B handed it back */
+	assert_int_equal(RB("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_int_equal(RB("replicate", "web", "--wait"), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	assert_int_equal(RB("vm", "show", "web"), 0);
+	assert_non_null(strstr(out, "RS_REPLICATING (3)"));
+	/* Every block the new point needs was on B's disk already: none pulled. */
+	f = fopen(br.log, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long long pulled, wire;
+
+		if (strstr(line, job) == NULL || strstr(line, "FB6021") == NULL)
+			continue;
+		assert_non_null(strstr(line, "0 pulled"));
+		assert_int_equal(sscanf(strstr(line, "pulled, ") + 8, "%llu", &wire), 1);
+		(void)pulled;
+		assert_true((double)wire <= DISK * 0.002); /* the tree walk */
+		print_message("re-protect replication: %llu bytes on the wire\n", wire);
+		found = 1;
+	}
+	fclose(f);
+	assert_true(found);
+}
+
+/* A call of one agent-to-agent method with an agent's certificate. */
+static uint32_t
+agent_call(const fbt_agent *a, const ProtobufCServiceDescriptor *svc, const char *method,
+           const ProtobufCMessage *in, fb_err *err)
+{
+	nng_tls_config   *tls;
+	fb_rpc_client    *cli;
+	ProtobufCMessage *rsp = NULL;
+	uint32_t          rv;
+
+	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
+	                                      fbt_pki_file("replica.pem"),
+	                                      fbt_pki_file("replica.key"), PNAME, 0, err),
+	                 0);
+	assert_int_equal(fb_rpc_client_open(&cli, a->resync, tls, err), 0);
+	rv = fb_rpc_client_call(cli, svc, method, in, &rsp, 20000, err);
+	if (rsp != NULL)
+		protobuf_c_message_free_unpacked(rsp, NULL);
+	fb_rpc_client_close(cli);
+	nng_tls_config_free(tls);
+	return rv;
+}
+
+static void
+generation_guard_refuses_older_steps_unless_forced(void **state)
+{
+	Failback__HandOverRequest  ho = FAILBACK__HAND_OVER_REQUEST__INIT;
+	Failback__NegotiateRequest ng = FAILBACK__NEGOTIATE_REQUEST__INIT;
+	fb_err                     err;
+
+	(void)state;
+	/* A late hand-over from the first reverse (generation 1) after the
+	 * second (generation 2): refused, both generations named. */
+	ho.vm         = vm_id;
+	ho.generation = 1;
+	assert_int_equal(agent_call(&ap, &failback__relationship_service__descriptor, "HandOver",
+	                            &ho.base, &err),
+	                 FB_RV_INVALID_STATE);
+	assert_non_null(strstr(err.msg, "generation 1 refused"));
+	assert_non_null(strstr(err.msg, "generation 2"));
+	/* A replica whose copy is of a newer generation is not overwritten. */
+	ng.vm                        = vm_id;
+	ng.recovery_point_identifier = "";
+	ng.generation                = 5;
+	assert_int_equal(agent_call(&ap, &failback__resync_source__descriptor, "Negotiate",
+	                            &ng.base, &err),
+	                 FB_RV_INVALID_STATE);
+	assert_non_null(strstr(err.msg, "generation 2 here, 5 on the replica"));
+	ng.force = 1;
+	assert_int_equal(agent_call(&ap, &failback__resync_source__descriptor, "Negotiate",
+	                            &ng.base, &err),
+	                 FB_RV_OK);
+	assert_true(fbt_file_contains(ap.log, "FB4024"));
+	/* Still the primary: nothing changed. */
+	assert_int_equal(PA("primary-rp", "create", "web"), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(site_a_replicates_to_b_then_b_fails_over_and_writes),
+	    cmocka_unit_test(reverse_on_b_makes_b_primary_and_a_the_receiving_side),
+	    cmocka_unit_test(cancel_of_the_home_failback_restores_a_with_its_tail),
+	    cmocka_unit_test(home_failback_brings_b_data_to_a_moving_only_what_differs),
+	    cmocka_unit_test(second_phase_moves_only_the_last_writes),
+	    cmocka_unit_test(failback_from_the_site_reversed_away_is_refused),
+	    cmocka_unit_test(reprotect_makes_a_primary_again_and_replication_moves_nothing),
+	    cmocka_unit_test(generation_guard_refuses_older_steps_unless_forced),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
