@@ -167,11 +167,26 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 	return FB_RV_OK;
 }
 
+/* Paths under the data directory are recorded and given to other agents
+ * (a disk used in place): they must not depend on where it was started. */
+static uint32_t
+agent_abs_data_dir(fb_agent *a, fb_err *err)
+{
+	char *abs = realpath(a->set.data_dir, NULL);
+
+	if (abs == NULL)
+		return fb_err_errno(err, errno, a->set.data_dir);
+	free(a->set.data_dir);
+	a->set.data_dir = abs;
+	return FB_RV_OK;
+}
+
 static uint32_t
 agent_data_dir(fb_agent *a, fb_err *err)
 {
 	char        path[4096];
 	struct stat st;
+	uint32_t    rv;
 	int         fd;
 
 	if (mkdir(a->set.data_dir, 0700) != 0 && errno != EEXIST)
@@ -179,6 +194,8 @@ agent_data_dir(fb_agent *a, fb_err *err)
 	if (stat(a->set.data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: not a directory",
 		                  a->set.data_dir);
+	if ((rv = agent_abs_data_dir(a, err)) != FB_RV_OK)
+		return rv;
 	/* One agent per data directory: the lock lives as long as the process. */
 	snprintf(path, sizeof(path), "%s/agent.lock", a->set.data_dir);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
@@ -367,6 +384,10 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 	}
 	if (a.set.worker_job != NULL && spec->worker != NULL) {
 		fb_log_init("failback-worker", fb_log_enabled(FB_LOG_DEBUG) ? FB_LOG_DEBUG : FB_LOG_INFO);
+		if ((rv = agent_abs_data_dir(&a, &err)) != FB_RV_OK) {
+			fb_log_error("FB1004", "worker: %s", err.msg);
+			fb_rpc_exit(1);
+		}
 		spec->worker(&a, a.set.worker_job);
 		fb_rpc_exit(1);
 	}
