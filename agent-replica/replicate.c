@@ -252,13 +252,19 @@ replicate_flow(worker *w, fb_err *err)
 	}
 	free(base);
 	base = NULL;
-	/* the newest shared point held here (history has no leaves to walk with) */
+	/* The walk compares the target's tree with a tree held here: the newest
+	 * point both sides hold, else the newest point held here at all (after
+	 * a reverse back, the primary may have pruned the points it shared;
+	 * the walk needs only a close tree, not a shared one). History has no
+	 * leaves to walk with. */
 	for (size_t i = nr->n_shared_points; i > 0 && base == NULL; i--)
 		if (fb_rp_get(w->db, vm->id, nr->shared_points[i - 1], &base, &e) != FB_RV_OK ||
 		    !base->held) {
 			free(base);
 			base = NULL;
 		}
+	if (base == NULL && fb_rp_get(w->db, vm->id, "", &base, &e) != FB_RV_OK)
+		base = NULL;
 	memset(&rp, 0, sizeof(rp));
 	snprintf(rp.id, sizeof(rp.id), "%s", t->id);
 	snprintf(rp.vm_id, sizeof(rp.vm_id), "%s", vm->id);

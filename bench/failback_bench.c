@@ -22,6 +22,7 @@
 #include "failback/disk.h"
 #include "failback/events.h"
 #include "failback/tls.h"
+#include "bench.h"
 #include "harness.h"
 #include "image.h"
 
@@ -66,14 +67,7 @@ cmp_d(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define now_s bench_now_s
 
 #define P(...) fbt_ctlv(out, sizeof(out), primary.control, "operator", "primary.failback.test", \
                         (const char *[]){__VA_ARGS__, NULL})
@@ -146,14 +140,14 @@ main(int argc, char **argv)
 	fbt_image_mutate(disk, changed, 2);
 
 	/* What a failback must compete with: one read and hash of the disk. */
-	system("sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null");
+	bench_drop_caches();
 	t0 = now_s();
 	if (fb_disk_hash(disk, NULL, NULL, &scan, &err) != 0)
 		return 1;
 	t_hash = now_s() - t0;
 	free(scan.leaves);
 
-	system("sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null");
+	bench_drop_caches();
 	t0 = now_s();
 	must(R("failback", "bench", "--rp", p1, "--wait"), "failback");
 	t_fb = now_s() - t0;

@@ -1,0 +1,189 @@
+/*
+ * gohome_bench.c - prints what going home costs (DESIGN §2a): four real
+ * agents on loopback with mutual TLS (site A and site B, each a primary and
+ * a replica agent). A replicates a mixed-content image to B and is lost; B
+ * fails over, commits, and its VM changes a share of the blocks; then
+ * reverse on B, the home failback on A while the VM still runs at B
+ * (phase 1), a last 0.1% written at B, a final point at B and the second
+ * failback (phase 2: the downtime is that point plus that failback), and
+ * re-protection (reverse on A, replicate A → B).
+ *
+ * usage: gohome_bench [MiB] [percent changed at B] [percent of A's tail]
+ *        (defaults 1024, 1 and 0)
+ * The page cache is dropped before every timed phase when run as root; the
+ * output says "warm" otherwise. Not a test: it asserts nothing.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "harness.h"
+#include "image.h"
+
+static fbt_agent ap, ar, bp, br;
+static char      out[1 << 16];
+static int       cold = 1;
+
+static void
+must(int rc, const char *what)
+{
+	if (rc != 0) {
+		fprintf(stderr, "gohome_bench: %s failed:\n%s\n", what, out);
+		exit(1);
+	}
+}
+
+static void
+drop(void)
+{
+	cold &= bench_drop_caches();
+}
+
+static void
+job_of(char *job, size_t len)
+{
+	const char *p = strstr(out, "InstanceID=\"");
+
+	snprintf(job, len, "%.36s", p != NULL ? p + 12 : "");
+}
+
+/* "N block(s) applied, W bytes on the wire" (FB6013) of a job in a log. */
+static void
+cost(const fbt_agent *a, const char *job, unsigned long long *blocks, unsigned long long *wire)
+{
+	char  line[2048];
+	FILE *f = fopen(a->log, "r");
+
+	*blocks = *wire = 0;
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, job) != NULL && strstr(line, "FB6013") != NULL)
+			sscanf(strstr(line, ": ") + 2, "%llu block(s) applied, %llu", blocks, wire);
+	if (f != NULL)
+		fclose(f);
+}
+
+/* "P pulled, W bytes on the wire" (FB6021) of a replication in a log. */
+static void
+repl_cost(const fbt_agent *a, const char *job, unsigned long long *pulled,
+          unsigned long long *wire)
+{
+	char  line[2048];
+	FILE *f = fopen(a->log, "r");
+
+	*pulled = *wire = 0;
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+		const char *p;
+
+		if (strstr(line, job) == NULL || (p = strstr(line, "new blocks, ")) == NULL)
+			continue;
+		sscanf(p + 12, "%llu pulled, %llu", pulled, wire);
+	}
+	if (f != NULL)
+		fclose(f);
+}
+
+#define PA(...) FBT_P(out, ap, __VA_ARGS__)
+#define PB(...) FBT_P(out, bp, __VA_ARGS__)
+#define RA(...) FBT_R(out, ar, __VA_ARGS__)
+#define RB(...) FBT_R(out, br, __VA_ARGS__)
+
+int
+main(int argc, char **argv)
+{
+	uint64_t           mib     = argc > 1 ? strtoull(argv[1], NULL, 10) : 1024;
+	double             pct     = argc > 2 ? atof(argv[2]) : 1.0;
+	double             tailpct = argc > 3 ? atof(argv[3]) : 0.0;
+	uint64_t           size = mib << 20, nblocks = size / (64 << 10);
+	uint64_t           changed = (uint64_t)((double)nblocks * pct / 100.0);
+	uint64_t           tail = (uint64_t)((double)nblocks * tailpct / 100.0);
+	uint64_t           last = nblocks / 1000 ? nblocks / 1000 : 1;
+	char               img[600], disk[700], lpa[200], lpb[200], j1[40], j2[40], j3[40];
+	double             t0, t_rev, t_p1, t_pt, t_p2, t_rp, t_repl;
+	unsigned long long b1, w1, b2, w2, pulled, w3;
+
+	if (fbt_setup() != 0 || fbt_agent_start(&ap, "primary", "primary", NULL) != 0 ||
+	    fbt_agent_start(&bp, "primary", "primary", NULL) != 0)
+		return 1;
+	snprintf(lpa, sizeof(lpa), "--local-primary-url=%s", ap.resync);
+	snprintf(lpb, sizeof(lpb), "--local-primary-url=%s", bp.resync);
+	if (fbt_replica_start(&ar, &bp, (const char *[]){lpa, NULL}) != 0 ||
+	    fbt_replica_start(&br, &ap, (const char *[]){lpb, NULL}) != 0)
+		return 1;
+	snprintf(img, sizeof(img), "%s/web.img", fbt_root());
+	if (fbt_image_make(img, size, 1) != 0)
+		return 1;
+	must(PA("primary-vm", "add", "web", img), "add");
+	must(PA("primary-rp", "create", "web"), "recovery point");
+	must(RB("replicate", "web", "--wait"), "replicate");
+	if (tail > 0)
+		fbt_image_mutate(img, tail, 4);
+	must(RB("failover", "web", "--wait"), "failover");
+	must(RB("failover-commit", "web", "--wait"), "commit");
+	must(RB("vm", "show", "web"), "vm show");
+	sscanf(strstr(out, "path: ") + 6, "%699s", disk);
+	fbt_image_mutate(disk, changed, 5); /* the VM runs at B */
+
+	drop();
+	t0 = bench_now_s();
+	must(RB("reverse", "web", "--to", ar.resync, "--wait"), "reverse on B");
+	t_rev = bench_now_s() - t0;
+
+	drop();
+	t0 = bench_now_s();
+	must(RA("failback", "web", "--wait"), "phase 1");
+	t_p1 = bench_now_s() - t0;
+	job_of(j1, sizeof(j1));
+	cost(&ar, j1, &b1, &w1);
+
+	fbt_image_mutate(disk, last, 6); /* the VM's last writes, then it stops */
+	drop();
+	t0 = bench_now_s();
+	must(PB("primary-rp", "create", "web", "--type", "planned"), "final point at B");
+	t_pt = bench_now_s() - t0;
+	drop();
+	t0 = bench_now_s();
+	must(RA("failback", "web", "--wait"), "phase 2");
+	t_p2 = bench_now_s() - t0;
+	job_of(j2, sizeof(j2));
+	cost(&ar, j2, &b2, &w2);
+
+	drop();
+	t0 = bench_now_s();
+	must(RA("reverse", "web", "--to", br.resync, "--wait"), "re-protect");
+	t_rp = bench_now_s() - t0;
+	drop();
+	t0 = bench_now_s();
+	must(RB("replicate", "web", "--wait"), "replicate A -> B");
+	t_repl = bench_now_s() - t0;
+	job_of(j3, sizeof(j3));
+	repl_cost(&br, j3, &pulled, &w3);
+
+	printf("gohome_bench: %llu MiB mixed image (%llu blocks); at B the VM changed %llu blocks "
+	       "(%.1f%%), A's lost tail %llu blocks; four agents, mTLS on loopback, 2 cores, %s "
+	       "page cache per phase\n",
+	       (unsigned long long)mib, (unsigned long long)nblocks, (unsigned long long)changed,
+	       pct, (unsigned long long)tail, cold ? "cold" : "warm");
+	printf("reverse on B (B's primary takes a point of the disk in place)  %7.2f s\n", t_rev);
+	printf("phase 1: home failback on A, VM running at B                  %7.2f s  %llu blocks, "
+	       "%llu bytes on the wire (changed bytes %llu; budget x 1.02 + 0.1%% = %.0f)\n",
+	       t_p1, b1, w1, (unsigned long long)((changed + tail) * 65536),
+	       (double)(changed + tail) * 65536 * 1.02 + (double)size * 0.001);
+	printf("phase 2: final point at B                                     %7.2f s\n", t_pt);
+	printf("phase 2: second failback on A (%llu blocks written last)       %7.2f s  %llu blocks, "
+	       "%llu bytes on the wire\n",
+	       (unsigned long long)last, t_p2, b2, w2);
+	printf("downtime (final point + second failback)                      %7.2f s\n",
+	       t_pt + t_p2);
+	printf("re-protect: reverse on A                                      %7.2f s\n", t_rp);
+	printf("re-protect: replicate A -> B                                  %7.2f s  %llu blocks "
+	       "pulled, %llu bytes on the wire\n",
+	       t_repl, pulled, w3);
+	fbt_agent_stop(&ar, SIGTERM, 5000);
+	fbt_agent_stop(&br, SIGTERM, 5000);
+	fbt_agent_stop(&ap, SIGTERM, 5000);
+	fbt_agent_stop(&bp, SIGTERM, 5000);
+	fbt_teardown();
+	return 0;
+}
