@@ -14,8 +14,9 @@
  *   re-protect (reverse on A) and a replication A → B that pulls nothing.
  *
  * Around it: a cancel of the home failback restores A's disk with its
- * tail, and the generation guard refuses stale sources (32775, both
- * generations named) unless forced.
+ * tail, the generation guard refuses stale sources (32775, both
+ * generations named) unless forced, and a reverse while the other site is
+ * away does this site's side and completes the other's when called again.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -84,13 +85,18 @@ failback_cost(const fbt_agent *a, const char *job, unsigned long long *applied,
 	fclose(f);
 }
 
+/* A's replica agent; again: on its data directory and agents' listener. */
 static int
-start_replica_a(void)
+start_replica_a(int again)
 {
-	char lp[200];
+	char lp[200], dd[600], rs[200];
 
 	snprintf(lp, sizeof(lp), "--local-primary-url=%s", ap.resync);
-	return fbt_replica_start(&ar, &ap, (const char *[]){lp, "--max-transfer-rate=4", NULL});
+	snprintf(dd, sizeof(dd), "--data-dir=%s", ar.dir);
+	snprintf(rs, sizeof(rs), "--listen-resync=%s", ar.resync);
+	return fbt_replica_start(&ar, &ap,
+	                         again ? (const char *[]){lp, "--max-transfer-rate=4", dd, rs, NULL}
+	                               : (const char *[]){lp, "--max-transfer-rate=4", NULL});
 }
 
 static int
@@ -103,7 +109,7 @@ group_setup(void **state)
 	    fbt_agent_start(&bp, "primary", "primary", NULL) != 0)
 		return -1;
 	snprintf(lp, sizeof(lp), "--local-primary-url=%s", bp.resync);
-	if (fbt_replica_start(&br, &ap, (const char *[]){lp, NULL}) != 0 || start_replica_a() != 0)
+	if (fbt_replica_start(&br, &ap, (const char *[]){lp, NULL}) != 0 || start_replica_a(0) != 0)
 		return -1;
 	snprintf(dA, sizeof(dA), "%s/web.img", fbt_root());
 	if (fbt_image_make(dA, DISK, 8) != 0)
@@ -380,6 +386,40 @@ generation_guard_refuses_older_steps_unless_forced(void **state)
 	assert_int_equal(PA("primary-rp", "create", "web"), 0);
 }
 
+static void
+reverse_with_the_other_site_away_completes_when_it_is_back(void **state)
+{
+	char img[600];
+
+	(void)state;
+	snprintf(img, sizeof(img), "%s/app.img", fbt_root());
+	assert_int_equal(fbt_image_make(img, 8u << 20, 9), 0);
+	assert_int_equal(PA("primary-vm", "add", "app", img), 0);
+	assert_int_equal(PA("primary-rp", "create", "app"), 0);
+	assert_int_equal(RB("replicate", "app", "--wait"), 0);
+	assert_int_equal(RB("failover", "app", "--wait"), 0);
+	assert_int_equal(RB("failover-commit", "app", "--wait"), 0);
+	/* A's replica agent is away: B does its side, A's is pending. */
+	assert_int_equal(fbt_agent_stop(&ar, SIGTERM, 5000), 0);
+	assert_int_equal(RB("reverse", "app", "--to", ar.resync, "--wait"), 0);
+	assert_int_equal(RB("vm", "show", "app"), 0);
+	assert_non_null(strstr(out, "RS_READY (1)"));
+	assert_non_null(strstr(out, "pending_peer: tls+tcp://"));
+	assert_true(fbt_file_contains(br.log, "FB6033"));
+	assert_int_equal(PB("primary-rp", "list", "app"), 0); /* B serves it */
+	assert_int_equal(PA("primary-rp", "create", "app"), 1); /* A handed it over */
+	/* A is back: the same call completes A's side, at the same generation. */
+	assert_int_equal(start_replica_a(1), 0);
+	assert_int_equal(RB("reverse", "app", "--to", ar.resync, "--wait"), 0);
+	assert_int_equal(RB("vm", "show", "app"), 0);
+	assert_null(strstr(out, "pending_peer: tls+tcp://"));
+	assert_non_null(strstr(out, "generation: 1"));
+	assert_int_equal(RA("vm", "show", "app"), 0);
+	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_non_null(strstr(out, "generation: 1"));
+	assert_int_equal(RA("failback", "app", "--wait"), 0);
+}
+
 int
 main(void)
 {
@@ -392,6 +432,7 @@ main(void)
 	    cmocka_unit_test(failback_from_the_site_reversed_away_is_refused),
 	    cmocka_unit_test(reprotect_makes_a_primary_again_and_replication_moves_nothing),
 	    cmocka_unit_test(generation_guard_refuses_older_steps_unless_forced),
+	    cmocka_unit_test(reverse_with_the_other_site_away_completes_when_it_is_back),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
