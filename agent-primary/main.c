@@ -27,6 +27,7 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	uint32_t    rv;
 
 	the_primary.agent = agent;
+	primary_resync_init();
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 	if ((rv = fb_db_open(&the_primary.db, path, err)) != FB_RV_OK)
 		return rv;

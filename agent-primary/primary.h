@@ -18,6 +18,9 @@ typedef struct primary {
 struct fb_vm;
 int primary_vm_active(const struct fb_vm *vm);
 
+/* primary_resync_init: points being served are kept by pruning (resync.c). */
+void primary_resync_init(void);
+
 extern const fb_rpc_method primary_relationship_methods[];
 extern const size_t        primary_relationship_nmethods;
 extern const fb_rpc_method primary_control_methods[];

@@ -16,9 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <zstd.h>
 
+#include "failback/clock.h"
 #include "failback/log.h"
 #include "failback/merkle.h"
 #include "failback/pb.h"
@@ -159,6 +161,65 @@ negotiate_guard(fb_rpc_call *call, const fb_vm *vm, const Failback__NegotiateReq
 	                   (unsigned long long)vm->generation, (unsigned long long)req->generation);
 }
 
+/*
+ * Leases: a point a replica is pulling is kept by pruning (rp.h) until
+ * LEASE_MS after the last call that used it, so taking new points with a
+ * small RecoveryHistory never removes the target of a running failback.
+ * lease_mtx is a leaf lock: rp_prune calls lease_held inside a commit.
+ */
+#define LEASES   64
+#define LEASE_MS (10 * 60 * 1000)
+
+static pthread_mutex_t lease_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char     rp[FB_ID_LEN + 1];
+	uint64_t until;
+} leases[LEASES];
+
+static void
+lease_touch(const char *rp_id)
+{
+	uint64_t now = fb_clock_mono_ms();
+	int      slot = -1;
+
+	if (!fb_id_valid(rp_id))
+		return;
+	pthread_mutex_lock(&lease_mtx);
+	for (int i = 0; i < LEASES; i++) {
+		if (strcasecmp(leases[i].rp, rp_id) == 0) {
+			slot = i;
+			break;
+		}
+		if (slot < 0 || leases[i].until < leases[slot].until)
+			slot = i; /* else the oldest (or an expired) one */
+	}
+	snprintf(leases[slot].rp, sizeof(leases[slot].rp), "%s", rp_id);
+	leases[slot].until = now + LEASE_MS;
+	pthread_mutex_unlock(&lease_mtx);
+}
+
+static int
+lease_held(const char *rp_id)
+{
+	uint64_t now  = fb_clock_mono_ms();
+	int      held = 0;
+
+	pthread_mutex_lock(&lease_mtx);
+	for (int i = 0; i < LEASES && !held; i++)
+		held = leases[i].until > now && strcasecmp(leases[i].rp, rp_id) == 0;
+	pthread_mutex_unlock(&lease_mtx);
+	if (held)
+		fb_log_info("FB4025", "recovery point %s is kept past RecoveryHistory: a replica is "
+		            "pulling it", rp_id);
+	return held;
+}
+
+void
+primary_resync_init(void)
+{
+	fb_rp_set_keep(lease_held);
+}
+
 static uint32_t
 negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -177,8 +238,9 @@ negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 		free(vm);
 		return rv;
 	}
-	rsp->vm_name    = fb_rpc_strdup(call, vm->name);
-	rsp->generation = vm->generation;
+	rsp->vm_name          = fb_rpc_strdup(call, vm->name);
+	rsp->generation       = vm->generation;
+	rsp->recovery_history = vm->recovery_history;
 	free(vm);
 	if (fb_rp_list(p->db, req->vm, &rps, &n, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
@@ -204,6 +266,7 @@ negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 			return rv;
 		}
 	}
+	lease_touch(rps[t].id);
 	rsp->target        = fb_pb_rp(call, &rps[t]);
 	rsp->tree_fanout   = FB_MERKLE_FANOUT;
 	rsp->shared_points = fb_rpc_alloc(call, (req->n_known_points + 1) * sizeof(char *));
@@ -235,6 +298,7 @@ get_tree_nodes(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobu
 		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
 	if (tree_get(arg, req->recovery_point_identifier, req->disk, &ref, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
+	lease_touch(req->recovery_point_identifier);
 	for (size_t i = 0; i < req->n_nodes; i++) {
 		uint64_t first;
 		unsigned cnt;
@@ -277,6 +341,7 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 		                   MAX_READ);
 	if (tree_get(p, req->recovery_point_identifier, req->disk, &ref, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
+	lease_touch(req->recovery_point_identifier);
 	nleaves = fb_merkle_width(ref.tree, 0);
 	for (size_t i = 0; i < req->n_blocks; i++) {
 		if (req->blocks[i] >= nleaves) {

@@ -140,8 +140,19 @@ replicate_vm(worker *w, const Failback__NegotiateResponse *nr, fb_vm **vm, fb_er
 	char                           vmdir[4200];
 	uint32_t                       rv;
 
-	if (fb_vm_get(w->db, t->vm_id, vm, err) == FB_RV_OK)
+	if (nr->recovery_history > FB_MAX_HISTORY)
+		return fb_err_set(err, FB_RV_FAILED, "the primary gives RecoveryHistory %u",
+		                  nr->recovery_history);
+	if (fb_vm_get(w->db, t->vm_id, vm, err) == FB_RV_OK) {
+		/* the replica keeps as many points as the primary (Hyper-V's
+		 * RecoveryHistory is the recovery side's) */
+		if ((*vm)->recovery_history != nr->recovery_history) {
+			(*vm)->recovery_history = nr->recovery_history;
+			if (fb_vm_put(w->db, *vm, err) != FB_RV_OK)
+				return err->rv;
+		}
 		return FB_RV_OK;
+	}
 	if (!fb_name_valid(nr->vm_name))
 		return fb_err_set(err, FB_RV_FAILED, "the primary names the VM '%.80s'", nr->vm_name);
 	if ((disks = calloc(t->n_disks, sizeof(*disks))) == NULL)
@@ -152,7 +163,7 @@ replicate_vm(worker *w, const Failback__NegotiateResponse *nr, fb_vm **vm, fb_er
 	}
 	if ((rv = replica_path_vm(w->r, t->vm_id, vmdir, sizeof(vmdir), err)) == FB_RV_OK &&
 	    ((rv = fb_vm_add_replica(w->db, t->vm_id, nr->vm_name, disks, t->n_disks, vmdir,
-	                             FB_MAX_HISTORY, err)) != FB_RV_OK ||
+	                             nr->recovery_history, err)) != FB_RV_OK ||
 	     (rv = fb_vm_get(w->db, t->vm_id, vm, err)) != FB_RV_OK)) {
 		char why[FB_ERR_MSG_MAX];
 

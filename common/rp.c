@@ -226,42 +226,60 @@ rp_drop(fb_db *db, fb_store *store, const char *rp_id, fb_err *err)
 	return rc == SQLITE_DONE ? FB_RV_OK : fb_db_err(db, rc, "remove point", err);
 }
 
+static fb_rp_keep_fn keep_fn; /* set once at start (fb_rp_set_keep) */
+
+void
+fb_rp_set_keep(fb_rp_keep_fn fn)
+{
+	keep_fn = fn;
+}
+
 /* Inside a transaction: drop the oldest held points beyond history + 1
  * (not without a store), and the oldest history points beyond
- * FB_MAX_HISTORY + 1. */
+ * FB_MAX_HISTORY + 1; a point keep_fn keeps is skipped (and counted). */
 static uint32_t
 rp_prune(fb_db *db, fb_store *store, const fb_vm *vm, fb_rp_stats *stats, fb_err *err)
 {
 	for (int held = store != NULL; held >= 0; held--) {
-		int64_t keep = held ? (int64_t)vm->recovery_history + 1 : FB_MAX_HISTORY + 1;
+		int64_t       keep = held ? (int64_t)vm->recovery_history + 1 : FB_MAX_HISTORY + 1;
+		char        (*ids)[FB_ID_LEN + 1] = NULL;
+		size_t        n = 0, cap = 0, dropped = 0;
+		sqlite3_stmt *st;
+		uint32_t      rv;
 
-		for (;;) {
-			sqlite3_stmt *st;
-			char          oldest[FB_ID_LEN + 1] = "";
-			int64_t       count                 = 0;
-			uint32_t      rv;
+		if ((rv = fb_db_prepare(db,
+		                        "SELECT id FROM rps WHERE vm_id = ?1 AND held = ?2 "
+		                        "ORDER BY time_ms, seq",
+		                        &st, err)) != FB_RV_OK)
+			return rv;
+		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, held);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			if (n == cap) {
+				char(*g)[FB_ID_LEN + 1];
 
-			if ((rv = fb_db_prepare(db,
-			                        "SELECT count(*), (SELECT id FROM rps WHERE vm_id = ?1 "
-			                        "AND held = ?2 ORDER BY time_ms, seq LIMIT 1) FROM rps "
-			                        "WHERE vm_id = ?1 AND held = ?2",
-			                        &st, err)) != FB_RV_OK)
-				return rv;
-			sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
-			sqlite3_bind_int(st, 2, held);
-			if (sqlite3_step(st) == SQLITE_ROW) {
-				count = sqlite3_column_int64(st, 0);
-				if (sqlite3_column_text(st, 1) != NULL)
-					snprintf(oldest, sizeof(oldest), "%s",
-					         (const char *)sqlite3_column_text(st, 1));
+				cap = cap ? cap * 2 : 32;
+				if ((g = realloc(ids, cap * sizeof(*ids))) == NULL) {
+					sqlite3_finalize(st);
+					free(ids);
+					return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+				}
+				ids = g;
 			}
-			sqlite3_finalize(st);
-			if (count <= keep)
-				break;
-			if ((rv = rp_drop(db, store, oldest, err)) != FB_RV_OK)
-				return rv;
-			stats->points_pruned++;
+			snprintf(ids[n++], sizeof(ids[0]), "%s", (const char *)sqlite3_column_text(st, 0));
 		}
+		sqlite3_finalize(st);
+		for (size_t i = 0; i < n && (int64_t)(n - dropped) > keep; i++) {
+			if (keep_fn != NULL && keep_fn(ids[i]))
+				continue;
+			if ((rv = rp_drop(db, store, ids[i], err)) != FB_RV_OK) {
+				free(ids);
+				return rv;
+			}
+			dropped++;
+		}
+		stats->points_pruned += dropped;
+		free(ids);
 	}
 	return FB_RV_OK;
 }

@@ -591,6 +591,28 @@ corrupt_block_on_the_primary_fails_the_job_naming_it_and_stays_resumable(void **
 	assert_string_equal(got, want);
 }
 
+/* RecoveryHistory 2 would drop P1 at the next point; a replica pulling it
+ * keeps it (a lease renewed by every call), so the job completes. */
+static void
+a_point_being_pulled_is_kept_past_recovery_history(void **state)
+{
+	char job[40], want[65], got[65];
+
+	(void)state;
+	assert_int_equal(R("failback", "web", "--rp", p1), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(P("primary-rp", "create", "web"), 0);
+	wait_job(job, 0);
+	assert_non_null(strstr(out, "Completed (7)"));
+	sha(p1img, want);
+	sha(disk, got);
+	assert_string_equal(got, want);
+	assert_true(fbt_file_contains(primary.log, "FB4025"));
+	assert_int_equal(P("primary-rp", "list", "web"), 0);
+	assert_non_null(strstr(out, p1));
+}
+
 int
 main(void)
 {
@@ -607,6 +629,7 @@ main(void)
 	    cmocka_unit_test(primary_killed_mid_transfer_three_times_job_completes),
 	    cmocka_unit_test(settings_naming_a_disk_the_vm_lacks_are_invalid),
 	    cmocka_unit_test(corrupt_block_on_the_primary_fails_the_job_naming_it_and_stays_resumable),
+	    cmocka_unit_test(a_point_being_pulled_is_kept_past_recovery_history),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -220,6 +220,69 @@ history_keeps_newest_plus_n_and_frees_unreferenced_blocks(void **state)
 	free(rps);
 }
 
+static char kept[FB_ID_LEN + 1];
+
+static int
+keep_one(const char *rp_id)
+{
+	return strcmp(rp_id, kept) == 0;
+}
+
+/* History points (the other site's, ids and roots only) are listed, never
+ * the newest point or a source of leaves, are bounded apart from the held
+ * ones, and turn held when a point under their id is adopted; a point the
+ * keep test names survives RecoveryHistory. */
+static void
+history_points_and_kept_points(void **state)
+{
+	fb_rp   *p1, *rps, hist[2];
+	fb_hash *leaves;
+	uint64_t nl;
+	size_t   n;
+	fb_err   err;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 2 << 20, 6), 0);
+	add_vm("app", 0);
+	assert_int_equal(fb_rp_create(db, st, "app", 0, &p1, NULL, &err), FB_RV_OK);
+	for (int i = 0; i < 2; i++) {
+		hist[i] = *p1;
+		snprintf(hist[i].id, sizeof(hist[i].id), "00000000-0000-4000-8000-00000000000%d", i);
+		hist[i].time_ms = p1->time_ms + 1000 + i; /* newer than P1 */
+		hist[i].held    = 0;
+	}
+	assert_int_equal(fb_rp_import(db, p1->vm_id, hist, 2, &err), FB_RV_OK);
+	assert_int_equal(fb_rp_import(db, p1->vm_id, hist, 2, &err), FB_RV_OK); /* again: no-op */
+	assert_int_equal(fb_rp_list(db, "app", &rps, &n, &err), FB_RV_OK);
+	assert_int_equal(n, 3);
+	assert_true(rps[0].held && !rps[1].held && !rps[2].held);
+	free(rps);
+	assert_int_equal(fb_rp_get(db, "app", "", &rps, &err), FB_RV_OK);
+	assert_string_equal(rps->id, p1->id); /* the newest held, not the newer history */
+	free(rps);
+	assert_int_equal(fb_rp_leaves(db, hist[0].id, "disk0.img", &leaves, &nl, &err),
+	                 FB_RV_FILE_NOT_FOUND);
+	assert_non_null(strstr(err.msg, "history"));
+	/* Adopting a point under a history id makes it held. */
+	assert_int_equal(fb_rp_leaves(db, p1->id, "disk0.img", &leaves, &nl, &err), FB_RV_OK);
+	hist[1].held = 1;
+	assert_int_equal(fb_rp_adopt(db, st, &hist[1], &leaves, NULL, 0, NULL, &err), FB_RV_OK);
+	free(leaves);
+	/* RecoveryHistory 0 keeps only the newest held point... unless kept. */
+	assert_int_equal(fb_rp_list(db, "app", &rps, &n, &err), FB_RV_OK);
+	assert_int_equal(n, 2); /* P1 pruned by the adopt; history 0 left; hist 1 held */
+	free(rps);
+	snprintf(kept, sizeof(kept), "%s", hist[1].id);
+	fb_rp_set_keep(keep_one);
+	assert_int_equal(fbt_image_mutate(img, 1, 7), 1);
+	assert_int_equal(fb_rp_create(db, st, "app", 0, NULL, NULL, &err), FB_RV_OK);
+	fb_rp_set_keep(NULL);
+	assert_int_equal(fb_rp_get(db, "app", hist[1].id, &rps, &err), FB_RV_OK);
+	assert_true(rps->held);
+	free(rps);
+	free(p1);
+}
+
 static uint32_t
 grow_file(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const fb_hash *h,
           int zero, fb_err *err)
@@ -414,6 +477,7 @@ main(void)
 	        teardown),
 	    cmocka_unit_test_setup_teardown(
 	        history_keeps_newest_plus_n_and_frees_unreferenced_blocks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(history_points_and_kept_points, setup, teardown),
 	    cmocka_unit_test_setup_teardown(disk_that_changes_size_while_hashing_makes_no_point,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(take_point_survives_a_crash_at_every_step, setup,

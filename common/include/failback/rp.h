@@ -93,6 +93,13 @@ uint32_t fb_rp_adopt(fb_db *db, fb_store *store, const fb_rp *rp, fb_hash *const
  * FB_MAX_HISTORY + 1 history points go). One transaction. */
 uint32_t fb_rp_import(fb_db *db, const char *vm_id, const fb_rp *rps, size_t n, fb_err *err);
 
+/* fb_rp_set_keep installs the process's test of points pruning must keep
+ * although RecoveryHistory would drop them (the primary: points a replica
+ * is pulling). Called inside a commit's transaction: fn must not take the
+ * database lock. NULL: keep none. */
+typedef int (*fb_rp_keep_fn)(const char *rp_id);
+void fb_rp_set_keep(fb_rp_keep_fn fn);
+
 /* fb_rp_get finds one point of a VM by id, or the newest held one for "". */
 uint32_t fb_rp_get(fb_db *db, const char *vm_ref, const char *rp_id, fb_rp **out, fb_err *err);
 
