@@ -1,8 +1,11 @@
 /*
- * failback_test.c - InitiateFailback end to end with real agents on
- * loopback: a VM is replicated, changed, replicated again, failed over and
- * committed; the recovery disk is written to; then failing back to an
- * older point must make it byte-identical to that point. Around that: every
+ * resync_test.c - InitiateFailback as the resync of the receiving side,
+ * end to end with real agents on loopback: a VM is replicated, changed,
+ * replicated again, failed over and committed; the recovery disk is
+ * written to; then InitiateFailback to an older point of the primary
+ * (without reversing the relationship) must make the recovery disk
+ * byte-identical to that point. (Failing a VM back home with what it wrote
+ * at the recovery site is roundtrip_test.c.) Around that: every
  * synchronous return value, and the faults an operator must be able to
  * trust it with (cancel, the replica agent killed, the primary killed
  * mid-transfer, the primary unreachable, a wrong certificate pin).
