@@ -182,11 +182,21 @@ step_adopt_primary(struct reverse *x, fb_err *err)
 	         w->params->force);
 	req.history   = pts.pb;
 	req.n_history = pts.n;
-	if ((rv = session_open_to(s, w->r, rs->local_primary_url, rs->local_primary_name, 1, &w->pg,
-	                          w->job, err)) != FB_RV_OK ||
-	    (rv = session_call_svc(s, 0, &failback__relationship_service__descriptor,
-	                           "AdoptPrimary", &req.base, (ProtobufCMessage **)&rsp,
-	                           FB_ADOPT_TIMEOUT_MS, err)) != FB_RV_OK) {
+	rv = session_open_to(s, w->r, rs->local_primary_url, rs->local_primary_name, 1, &w->pg,
+	                     w->job, err);
+	/* In use: an AdoptPrimary of a worker before a restart is still taking
+	 * its point; this one waits for it, then asks again (a retry). */
+	for (int waited = 0; rv == FB_RV_OK || rv == FB_RV_SYSTEM_IN_USE; waited++) {
+		rv = session_call_svc(s, 0, &failback__relationship_service__descriptor,
+		                      "AdoptPrimary", &req.base, (ProtobufCMessage **)&rsp,
+		                      FB_ADOPT_TIMEOUT_MS, err);
+		if (rv != FB_RV_SYSTEM_IN_USE || waited * 1000 >= FB_ADOPT_TIMEOUT_MS)
+			break;
+		if (waited == 0)
+			fb_log_info("FB6034", "job %s: %s; waiting for it", w->job, err->msg);
+		progress_sleep_ms(&w->pg, 1000);
+	}
+	if (rv != FB_RV_OK) {
 		points_free(&pts);
 		return rel_fail(rv, err, "this host's primary agent", rs->local_primary_url);
 	}

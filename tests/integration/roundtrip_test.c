@@ -420,6 +420,48 @@ reverse_with_the_other_site_away_completes_when_it_is_back(void **state)
 	assert_int_equal(RA("failback", "app", "--wait"), 0);
 }
 
+/* The replica agent that runs a reverse is killed while this host's primary
+ * agent takes its point; restarted, it resumes the job at the same
+ * generation and completes it. */
+static void
+replica_killed_mid_reverse_resumes_it(void **state)
+{
+	char img[600], job[40], dd[700], lp[200], rs[200];
+	int  seen = 0;
+
+	(void)state;
+	snprintf(img, sizeof(img), "%s/big.img", fbt_root());
+	assert_int_equal(fbt_image_make(img, 512u << 20, 10), 0);
+	assert_int_equal(PA("primary-vm", "add", "big", img), 0);
+	assert_int_equal(PA("primary-rp", "create", "big"), 0);
+	assert_int_equal(RB("replicate", "big", "--wait"), 0);
+	assert_int_equal(RB("failover", "big", "--wait"), 0);
+	assert_int_equal(RB("failover-commit", "big", "--wait"), 0);
+	assert_int_equal(RB("reverse", "big", "--to", ar.resync), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	for (int i = 0; i < 400 && !seen; i++) {
+		assert_int_equal(RB("--json", "job", "show", job), 0);
+		seen = strstr(out, "\"phase\":\"AdoptingPrimary\"") != NULL;
+		if (!seen)
+			usleep(10000);
+	}
+	assert_true(seen);
+	assert_int_equal(fbt_agent_stop(&br, SIGKILL, 5000), 128 + SIGKILL);
+	snprintf(dd, sizeof(dd), "--data-dir=%s", br.dir);
+	snprintf(lp, sizeof(lp), "--local-primary-url=%s", bp.resync);
+	snprintf(rs, sizeof(rs), "--listen-resync=%s", br.resync);
+	assert_int_equal(fbt_replica_start(&br, &ap, (const char *[]){lp, dd, rs, NULL}), 0);
+	if (RB("job", "wait", job) != 0)
+		fail_msg("%s", out);
+	assert_non_null(strstr(out, "Completed (7)"));
+	assert_true(fbt_file_contains(br.log, "FB5005")); /* resumed */
+	assert_int_equal(RB("vm", "show", "big"), 0);
+	assert_non_null(strstr(out, "generation: 1"));
+	assert_int_equal(RA("vm", "show", "big"), 0);
+	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_non_null(strstr(out, "generation: 1"));
+}
+
 int
 main(void)
 {
@@ -433,6 +475,7 @@ main(void)
 	    cmocka_unit_test(reprotect_makes_a_primary_again_and_replication_moves_nothing),
 	    cmocka_unit_test(generation_guard_refuses_older_steps_unless_forced),
 	    cmocka_unit_test(reverse_with_the_other_site_away_completes_when_it_is_back),
+	    cmocka_unit_test(replica_killed_mid_reverse_resumes_it),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
