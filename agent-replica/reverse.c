@@ -25,6 +25,7 @@
  * advances the VM to is kept in its checkpoint, so a restarted worker
  * repeats its steps with the same one.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,52 @@ struct reverse {
 	const char              *primary_url, *primary_name; /* the other site's primary */
 	char                     here_url[FB_URL_MAX];       /* this host's primary agent */
 };
+
+/*
+ * A call that can take minutes (AdoptPrimary: a point of whole disks) runs
+ * on a helper thread while this one keeps reporting, so the agent's
+ * watchdog does not take a busy worker for a wedged one.
+ */
+struct bg_call {
+	session                          *s;
+	const ProtobufCServiceDescriptor *svc;
+	const char                       *method;
+	const ProtobufCMessage           *in;
+	ProtobufCMessage                 *out;
+	uint32_t                          timeout_ms, rv;
+	fb_err                            err;
+	int                               done; /* atomic */
+};
+
+static void *
+bg_call_thread(void *arg)
+{
+	struct bg_call *c = arg;
+
+	c->rv = session_call_svc(c->s, 0, c->svc, c->method, c->in, &c->out, c->timeout_ms,
+	                         &c->err);
+	__atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static uint32_t
+call_reporting(worker *w, session *s, const ProtobufCServiceDescriptor *svc, const char *method,
+               const ProtobufCMessage *in, ProtobufCMessage **out, uint32_t timeout_ms,
+               fb_err *err)
+{
+	struct bg_call c = {s, svc, method, in, NULL, timeout_ms, 0, {0}, 0};
+	pthread_t      t;
+
+	if (pthread_create(&t, NULL, bg_call_thread, &c) != 0)
+		return session_call_svc(s, 0, svc, method, in, out, timeout_ms, err);
+	while (!__atomic_load_n(&c.done, __ATOMIC_SEQ_CST))
+		progress_sleep_ms(&w->pg, 200);
+	pthread_join(t, NULL);
+	*out = c.out;
+	if (c.rv != FB_RV_OK)
+		*err = c.err;
+	return c.rv;
+}
 
 static uint32_t
 rel_fail(uint32_t rv, fb_err *err, const char *step, const char *url)
@@ -187,9 +234,9 @@ step_adopt_primary(struct reverse *x, fb_err *err)
 	/* In use: an AdoptPrimary of a worker before a restart is still taking
 	 * its point; this one waits for it, then asks again (a retry). */
 	for (int waited = 0; rv == FB_RV_OK || rv == FB_RV_SYSTEM_IN_USE; waited++) {
-		rv = session_call_svc(s, 0, &failback__relationship_service__descriptor,
-		                      "AdoptPrimary", &req.base, (ProtobufCMessage **)&rsp,
-		                      FB_ADOPT_TIMEOUT_MS, err);
+		rv = call_reporting(w, s, &failback__relationship_service__descriptor,
+		                    "AdoptPrimary", &req.base, (ProtobufCMessage **)&rsp,
+		                    FB_ADOPT_TIMEOUT_MS, err);
 		if (rv != FB_RV_SYSTEM_IN_USE || waited * 1000 >= FB_ADOPT_TIMEOUT_MS)
 			break;
 		if (waited == 0)
