@@ -96,6 +96,10 @@ adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	if (!fb_id_valid(req->vm_id) || !fb_name_valid(req->vm_name) ||
 	    req->recovery_history > FB_MAX_HISTORY)
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "not a usable VM identity");
+	if (strlen(req->recovery_url) > FB_WIRE_MAX_URL ||
+	    strlen(req->recovery_name) > FB_WIRE_MAX_NAME)
+		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "the receiving side's URL or name "
+		                   "is too long");
 	if ((rv = fb_pb_to_rps(req->history, req->n_history, "the relationship", &hist, &err)) !=
 	    FB_RV_OK)
 		return fb_pb_fail(call, &err);
@@ -126,8 +130,9 @@ adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	vm->mode         = FAILBACK__REPLICATION_MODE__RM_PRIMARY;
 	vm->health       = FAILBACK__REPLICATION_HEALTH__RH_OK;
 	vm->generation   = req->generation;
-	vm->peer_url[0]  = '\0';
-	vm->peer_name[0] = '\0';
+	/* the other side of the relationship: the site that receives it */
+	snprintf(vm->peer_url, sizeof(vm->peer_url), "%s", req->recovery_url);
+	snprintf(vm->peer_name, sizeof(vm->peer_name), "%s", req->recovery_name);
 	vm->pending_peer[0] = '\0';
 	if ((rv = adopt_disks(req, vm, &err)) != FB_RV_OK ||
 	    (rv = fb_vm_put(p->db, vm, &err)) != FB_RV_OK ||

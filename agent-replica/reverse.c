@@ -227,8 +227,10 @@ step_adopt_primary(struct reverse *x, fb_err *err)
 	}
 	rel_init(&req, x->vm, x->cp->generation, pdisks, disks, x->vm->disks, x->vm->ndisks,
 	         w->params->force);
-	req.history   = pts.pb;
-	req.n_history = pts.n;
+	req.history       = pts.pb;
+	req.n_history     = pts.n;
+	req.recovery_url  = w->params->peer_url;
+	req.recovery_name = w->params->peer_name;
 	rv = session_open_to(s, w->r, rs->local_primary_url, rs->local_primary_name, 1, &w->pg,
 	                     w->job, err);
 	/* In use: an AdoptPrimary of a worker before a restart is still taking

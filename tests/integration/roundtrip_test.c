@@ -180,6 +180,7 @@ reverse_on_b_makes_b_primary_and_a_the_receiving_side(void **state)
 	assert_int_equal(PB("--json", "primary-vm", "list"), 0);
 	assert_non_null(strstr(out, dB));
 	assert_non_null(strstr(out, "\"generation\":1"));
+	assert_non_null(strstr(out, ar.resync)); /* the relationship records A as receiving */
 	assert_int_equal(PB("--json", "primary-rp", "list", "web"), 0);
 	assert_non_null(strstr(out, "\"history\":true"));
 	/* A's primary agent handed it over: no more points of A's stale disk. */
@@ -295,13 +296,23 @@ failback_from_the_site_reversed_away_is_refused(void **state)
 static void
 reprotect_makes_a_primary_again_and_replication_moves_nothing(void **state)
 {
-	char  line[2048], job[40];
+	char  line[2048], job[40], path[700];
 	FILE *f;
 	int   found = 0;
 
 	(void)state;
-	assert_int_equal(RA("reverse", "web", "--to", br.resync, "--to-name", RNAME, "--wait"), 0);
+	/* The settings' RecoveryConnectionPoint names the receiving side. */
+	snprintf(path, sizeof(path), "%s/reprotect.xml", fbt_root());
+	f = fopen(path, "w");
+	fprintf(f, "<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
+	           "NAME=\"RecoveryConnectionPoint\" TYPE=\"string\"><VALUE>127.0.0.1</VALUE>"
+	           "</PROPERTY><PROPERTY NAME=\"RecoveryServerPortNumber\" TYPE=\"uint16\"><VALUE>%s"
+	           "</VALUE></PROPERTY></INSTANCE>",
+	        strrchr(br.resync, ':') + 1);
+	fclose(f);
+	assert_int_equal(RA("reverse", "web", "--settings", path, "--wait"), 0);
 	assert_int_equal(PA("--json", "primary-vm", "list"), 0);
+	assert_non_null(strstr(out, br.resync)); /* A's primary records B as the receiving side */
 	assert_non_null(strstr(out, "\"generation\":2"));
 	assert_int_equal(PB("primary-rp", "create", "web"), 1); /* B handed it back */
 	assert_int_equal(RB("vm", "show", "web"), 0);
@@ -422,9 +433,10 @@ reverse_with_the_other_site_away_completes_when_it_is_back(void **state)
 
 /* The replica agent that runs a reverse is killed while this host's primary
  * agent takes its point; restarted, it resumes the job at the same
- * generation and completes it. */
+ * generation and completes it. Then the primary agent a home failback pulls
+ * from is killed mid-transfer; restarted, the failback completes. */
 static void
-replica_killed_mid_reverse_resumes_it(void **state)
+agents_killed_on_the_reversed_path_resume(void **state)
 {
 	char img[600], job[40], dd[700], lp[200], rs[200];
 	int  seen = 0;
@@ -460,6 +472,37 @@ replica_killed_mid_reverse_resumes_it(void **state)
 	assert_int_equal(RA("vm", "show", "big"), 0);
 	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
 	assert_non_null(strstr(out, "generation: 1"));
+
+	/* B's primary agent killed mid-way through the home failback, and back. */
+	{
+		char bdisk[700], pd[700], pr[200], a[65], b[65];
+		int  moving = 0;
+
+		assert_int_equal(RB("vm", "show", "big"), 0);
+		sscanf(strstr(out, "path: ") + 6, "%699s", bdisk);
+		assert_int_equal(fbt_image_mutate(bdisk, 400, 15), 400);
+		assert_int_equal(PB("primary-rp", "create", "big"), 0);
+		assert_int_equal(RA("failback", "big"), 0);
+		grab("InstanceID=\"", job, sizeof(job));
+		for (int i = 0; i < 600 && !moving; i++) {
+			assert_int_equal(RA("--json", "job", "show", job), 0);
+			moving = strstr(out, "\"phase\":\"Transferring\"") != NULL &&
+			         strstr(out, "\"blocks_done\":0,") == NULL;
+			if (!moving)
+				usleep(50000);
+		}
+		assert_true(moving);
+		assert_int_equal(fbt_agent_stop(&bp, SIGKILL, 5000), 128 + SIGKILL);
+		snprintf(pd, sizeof(pd), "--data-dir=%s", bp.dir);
+		snprintf(pr, sizeof(pr), "--listen-resync=%s", bp.resync);
+		assert_int_equal(fbt_agent_start(&bp, "primary", "primary", (const char *[]){pd, pr, NULL}),
+		                 0);
+		if (RA("job", "wait", job) != 0)
+			fail_msg("%s", out);
+		sha(img, a);
+		sha(bdisk, b);
+		assert_string_equal(a, b);
+	}
 }
 
 int
@@ -475,7 +518,7 @@ main(void)
 	    cmocka_unit_test(reprotect_makes_a_primary_again_and_replication_moves_nothing),
 	    cmocka_unit_test(generation_guard_refuses_older_steps_unless_forced),
 	    cmocka_unit_test(reverse_with_the_other_site_away_completes_when_it_is_back),
-	    cmocka_unit_test(replica_killed_mid_reverse_resumes_it),
+	    cmocka_unit_test(agents_killed_on_the_reversed_path_resume),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

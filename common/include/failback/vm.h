@@ -32,8 +32,9 @@ typedef struct fb_vm {
 	uint32_t   recovery_history;
 	char       failover_rp[FB_ID_LEN + 1]; /* replica: the point failed over to */
 	/* The relationship (DESIGN §2a). generation is advanced by every
-	 * committed failover and reverse; peer is the other side's agent
-	 * (replica: the primary it pulls from; "" = the agent's default);
+	 * reverse; peer is the other side's agent (replica: the primary it
+	 * pulls from, "" = the agent's default; primary: the replica agent that
+	 * receives the VM, once a reverse named it);
 	 * pending_peer is the other site's replica agent while a reverse still
 	 * has that site's side to do. */
 	uint64_t   generation;
