@@ -97,7 +97,8 @@ session_connect(session *s, int i, fb_err *err)
 	fb_err   e  = {0};
 
 	for (int attempt = 0; attempt < FB_WORKER_RETRIES; attempt++) {
-		if ((rv = fb_rpc_client_open(&s->cli[i], s->url, s->tls, &e)) == FB_RV_OK)
+		if ((rv = fb_rpc_client_dial(&s->cli[i], s->url, s->tls, FB_RPC_DIAL_SHUT_TRANSIENT,
+		                             &e)) == FB_RV_OK)
 			return FB_RV_OK;
 		if (rv == FB_RV_ACCESS_DENIED)
 			break;

@@ -37,8 +37,13 @@ struct fb_rpc_client {
 };
 
 static uint32_t
-client_dial_error(fb_err *err, int rv, const char *url)
+client_dial_error(fb_err *err, int rv, const char *url, int flags)
 {
+	if (rv == NNG_ECONNSHUT && (flags & FB_RPC_DIAL_SHUT_TRANSIENT))
+		return fb_err_set(err, FB_RV_NOT_AVAILABLE,
+		                  "the connection to %s was shut during the TLS handshake (the "
+		                  "network cut it, or the agent refused this certificate)",
+		                  url);
 	switch (rv) {
 	case NNG_ECRYPTO:
 	case NNG_EPEERAUTH:
@@ -59,6 +64,13 @@ client_dial_error(fb_err *err, int rv, const char *url)
 
 uint32_t
 fb_rpc_client_open(fb_rpc_client **out, const char *url, nng_tls_config *tls, fb_err *err)
+{
+	return fb_rpc_client_dial(out, url, tls, 0, err);
+}
+
+uint32_t
+fb_rpc_client_dial(fb_rpc_client **out, const char *url, nng_tls_config *tls, int flags,
+                   fb_err *err)
 {
 	fb_rpc_client *cli;
 	nng_dialer     d;
@@ -85,7 +97,7 @@ fb_rpc_client_open(fb_rpc_client **out, const char *url, nng_tls_config *tls, fb
 		goto fail;
 	}
 	if ((rv = nng_dialer_start(d, 0)) != 0) {
-		rv = (int)client_dial_error(err, rv, url);
+		rv = (int)client_dial_error(err, rv, url, flags);
 		goto fail;
 	}
 	*out = cli;

@@ -13,7 +13,11 @@
  * The replica runs with --max-transfer-rate so a transfer lasts long enough
  * to be interrupted on purpose; no test waits a fixed time.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -616,6 +620,123 @@ a_point_being_pulled_is_kept_past_recovery_history(void **state)
 	assert_non_null(strstr(out, p1));
 }
 
+/*
+ * A TCP proxy in front of the primary's resync listener that resets the
+ * first connection in the middle of its TLS handshake (after the
+ * ClientHello, with SO_LINGER 0) and forwards every later one.
+ */
+struct proxy {
+	int lfd, target_port, accepted;
+};
+
+static void *
+pump_thread(void *arg)
+{
+	int *fds = arg;
+	char buf[65536];
+
+	for (;;) {
+		struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+		ssize_t       n;
+
+		if (poll(p, 2, 30000) <= 0)
+			break;
+		for (int i = 0; i < 2; i++)
+			if (p[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+				if ((n = read(fds[i], buf, sizeof(buf))) <= 0 ||
+				    write(fds[1 - i], buf, (size_t)n) != n)
+					goto out;
+			}
+	}
+out:
+	close(fds[0]);
+	close(fds[1]);
+	free(fds);
+	return NULL;
+}
+
+static void *
+proxy_thread(void *arg)
+{
+	struct proxy *px = arg;
+
+	for (;;) {
+		struct sockaddr_in to = {0};
+		int                c  = accept(px->lfd, NULL, NULL), *fds;
+		pthread_t          t;
+
+		if (c < 0)
+			return NULL;
+		if (px->accepted++ == 0) {
+			struct linger l = {1, 0};
+			char          hello[512];
+
+			(void)!read(c, hello, sizeof(hello)); /* the ClientHello */
+			setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+			close(c); /* RST */
+			continue;
+		}
+		fds    = malloc(2 * sizeof(int));
+		fds[0] = c;
+		fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+		to.sin_family      = AF_INET;
+		to.sin_port        = htons((uint16_t)px->target_port);
+		to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (connect(fds[1], (struct sockaddr *)&to, sizeof(to)) != 0) {
+			close(fds[0]);
+			close(fds[1]);
+			free(fds);
+			continue;
+		}
+		pthread_create(&t, NULL, pump_thread, fds);
+		pthread_detach(t);
+	}
+}
+
+/* DESIGN §9: a connection cut during the TLS handshake is transient. */
+static void
+a_reset_during_the_tls_handshake_is_retried_not_access_denied(void **state)
+{
+	static struct proxy px;
+	struct sockaddr_in  a = {0};
+	socklen_t           alen = sizeof(a);
+	pthread_t           t;
+	char                path[700], job[40], want[65], got[65];
+	FILE               *f;
+
+	(void)state;
+	px.target_port  = atoi(strrchr(primary.resync, ':') + 1);
+	px.lfd          = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_family      = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(px.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(px.lfd, 16), 0);
+	assert_int_equal(getsockname(px.lfd, (struct sockaddr *)&a, &alen), 0);
+	assert_int_equal(pthread_create(&t, NULL, proxy_thread, &px), 0);
+	pthread_detach(t);
+	snprintf(path, sizeof(path), "%s/proxy.xml", fbt_root());
+	f = fopen(path, "w");
+	fprintf(f, "<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
+	           "NAME=\"PrimaryConnectionPoint\" TYPE=\"string\"><VALUE>127.0.0.1</VALUE>"
+	           "</PROPERTY><PROPERTY NAME=\"RecoveryServerPortNumber\" TYPE=\"uint16\"><VALUE>%d"
+	           "</VALUE></PROPERTY></INSTANCE>",
+	        ntohs(a.sin_port));
+	fclose(f);
+	assert_int_equal(fbt_image_mutate(img, 20, 45), 20);
+	assert_int_equal(P("primary-rp", "create", "web"), 0);
+	assert_int_equal(R("failback", "web", "--settings", path), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_job(job, 0);
+	assert_non_null(strstr(out, "Completed (7)"));
+	assert_true(px.accepted >= 2);
+	/* retried (NNG reports the reset as a shut or a reset connection) */
+	assert_true(fbt_file_contains(replica.log, "(attempt 1)"));
+	assert_false(fbt_file_contains(replica.log, "Access Denied"));
+	sha(img, want);
+	sha(disk, got);
+	assert_string_equal(got, want);
+}
+
 int
 main(void)
 {
@@ -633,6 +754,7 @@ main(void)
 	    cmocka_unit_test(settings_naming_a_disk_the_vm_lacks_are_invalid),
 	    cmocka_unit_test(corrupt_block_on_the_primary_fails_the_job_naming_it_and_stays_resumable),
 	    cmocka_unit_test(a_point_being_pulled_is_kept_past_recovery_history),
+	    cmocka_unit_test(a_reset_during_the_tls_handshake_is_retried_not_access_denied),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -141,6 +141,16 @@ typedef struct fb_rpc_client fb_rpc_client;
 uint32_t fb_rpc_client_open(fb_rpc_client **out, const char *url, nng_tls_config *tls,
                             fb_err *err);
 
+/* fb_rpc_client_dial is fb_rpc_client_open with flags:
+ * FB_RPC_DIAL_SHUT_TRANSIENT reports a connection shut during the TLS
+ * handshake as System is not available (a cut connection is transient, to
+ * be retried) rather than Access Denied. NNG 1.5.2 with mbedTLS gives the
+ * same error for a server that refused the client's certificate and for a
+ * TCP reset mid-handshake; a caller that retries uses this flag. */
+#define FB_RPC_DIAL_SHUT_TRANSIENT 1
+uint32_t fb_rpc_client_dial(fb_rpc_client **out, const char *url, nng_tls_config *tls, int flags,
+                            fb_err *err);
+
 /* fb_rpc_client_call sends in to svc.method and waits up to timeout_ms for
  * the reply. On 0 or 4096 *out holds the decoded output message (free it
  * with protobuf_c_message_free_unpacked(*out, NULL)); otherwise err holds
