@@ -127,10 +127,12 @@ runner_failed(run *j, const fb_err *err)
 	run_view_get(j, &v);
 	if (v.error_code == 0)
 		run_set_error(j, err->rv ? err->rv : FB_RV_FAILED, err->msg[0] ? err->msg : "failed");
-	run_view_get(j, &v);
-	/* Invalid state comes from a check made before anything is written
-	 * (the generation guard): without a checkpoint the VM is as it was. */
-	if (v.error_code == FB_RV_INVALID_STATE && !runner_has_checkpoint(j))
+	/* A job writes the VM's disks only after its checkpoint is durable: one
+	 * that failed before (the primary unreachable or refusing, an unknown
+	 * point, the generation guard) left the VM as it was, so it keeps its
+	 * state; the row's failure state (Critical) is for a disk that may be
+	 * half done. */
+	if (j->drv->failed != VMSTATE_KEEP && !runner_has_checkpoint(j))
 		run_record_vm(j, runner_state(j, VMSTATE_PREV), FAILBACK__REPLICATION_HEALTH__RH_OK);
 	else
 		run_record_vm(j, runner_state(j, j->drv->failed), j->drv->failed_health);

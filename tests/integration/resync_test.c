@@ -377,12 +377,24 @@ wait_job(const char *job, int want_exit)
 	assert_int_equal(R("job", "wait", job), want_exit);
 }
 
+/* The replication_state line of a "vm show" in out. */
+static void
+vm_state(char *dst, size_t len)
+{
+	const char *p = strstr(out, "replication_state: ");
+
+	assert_non_null(p);
+	snprintf(dst, len, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
 static void
 unknown_point_fails_the_job_with_file_not_found(void **state)
 {
-	char job[40];
+	char job[40], before[80], after[80];
 
 	(void)state;
+	assert_int_equal(R("vm", "show", "web"), 0);
+	vm_state(before, sizeof(before));
 	assert_int_equal(R("failback", "web", "--rp", "00000000-0000-4000-8000-000000000001"), 0);
 	grab("InstanceID=\"", job, sizeof(job));
 	wait_job(job, 1);
@@ -391,17 +403,22 @@ unknown_point_fails_the_job_with_file_not_found(void **state)
 	assert_int_equal(R("job", "error", job), 0);
 	assert_non_null(strstr(out, "error_code: 32779"));
 	assert_non_null(strstr(out, "Msvm_Error"));
+	/* Nothing was written: the VM keeps the state it had, not Critical. */
 	assert_int_equal(R("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_CRITICAL (8)"));
+	vm_state(after, sizeof(after));
+	assert_string_equal(after, before);
+	assert_null(strstr(out, "RS_CRITICAL (8)"));
 }
 
 static void
 unreachable_primary_fails_with_32777_and_a_second_call_is_in_use(void **state)
 {
-	char path[700], job[40], want[65], got[65];
+	char path[700], job[40], want[65], got[65], before[80], after[80];
 	FILE *f;
 
 	(void)state;
+	assert_int_equal(R("vm", "show", "web"), 0);
+	vm_state(before, sizeof(before));
 	snprintf(path, sizeof(path), "%s/dead.xml", fbt_root());
 	f = fopen(path, "w");
 	fputs("<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
@@ -418,7 +435,8 @@ unreachable_primary_fails_with_32777_and_a_second_call_is_in_use(void **state)
 	wait_job(job, 1);
 	assert_non_null(strstr(out, "System is not available (32777)"));
 	assert_int_equal(R("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_CRITICAL (8)"));
+	vm_state(after, sizeof(after));
+	assert_string_equal(after, before);
 	/* A later call, with the relationship's settings, completes. */
 	assert_int_equal(R("failback", "web", "--rp", p1, "--wait"), 0);
 	sha(p1img, want);
