@@ -1,9 +1,10 @@
 /*
  * control.c - the primary's PrimaryService: register VMs (their raw images
  * are adopted in place, never copied), take, list and remove recovery
- * points. Taking a point runs on the handler thread: it reads each disk
- * once, on every core, and returns when the point is durable.
+ * points. Taking a point is a job (points.c): the call answers 4096 at once
+ * and GetPointJob follows it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "failback/log.h"
@@ -44,35 +45,29 @@ create_rp(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	primary                                    *p   = arg;
 	const Failback__CreateRecoveryPointRequest *req = (const void *)in;
 	Failback__CreateRecoveryPointResponse      *rsp = (void *)out;
-	fb_rp                                      *rp;
-	fb_rp_stats                                 st  = {0};
 	fb_vm                                      *vm;
 	fb_err                                      err = {0};
+	char                                        id[FB_ID_LEN + 1], ref[128];
+	uint32_t                                    rv;
 
 	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
 	if (!primary_vm_active(vm)) {
-		uint32_t rv = fb_rpc_fail(call, FB_RV_INVALID_STATE,
-		                          "VM %s was handed over at generation %llu: the other site "
-		                          "is its primary and takes its recovery points",
-		                          vm->name, (unsigned long long)vm->generation);
+		rv = fb_rpc_fail(call, FB_RV_INVALID_STATE,
+		                 "VM %s was handed over at generation %llu: the other site is its "
+		                 "primary and takes its recovery points",
+		                 vm->name, (unsigned long long)vm->generation);
 		free(vm);
 		return rv;
 	}
+	rv = points_start(p, vm, (int)req->type, id, &err);
 	free(vm);
-	if (fb_rp_create(p->db, p->store, req->vm, (int)req->type, &rp, &st, &err) != FB_RV_OK) {
-		fb_log_warn("FB4003", "recovery point of %s failed: %s", req->vm, err.msg);
+	if (rv != FB_RV_OK)
 		return fb_pb_fail(call, &err);
-	}
-	fb_log_info("FB4002",
-	            "recovery point %s of %s: read %llu bytes, stored %llu new blocks (%llu "
-	            "bytes), pruned %llu point(s), freed %llu blocks",
-	            rp->id, req->vm, (unsigned long long)st.bytes_read,
-	            (unsigned long long)st.blocks_new, (unsigned long long)st.bytes_stored,
-	            (unsigned long long)st.points_pruned, (unsigned long long)st.blocks_freed);
-	rsp->point = fb_pb_rp(call, rp);
-	free(rp);
-	return rsp->point != NULL ? FB_RV_OK : oom(call);
+	snprintf(ref, sizeof(ref), "Msvm_ConcreteJob.InstanceID=\"%s\"", id);
+	if ((rsp->job = fb_rpc_strdup(call, ref)) == NULL)
+		return oom(call);
+	return FB_RV_JOB_STARTED;
 }
 
 static uint32_t
@@ -134,6 +129,8 @@ const fb_rpc_method primary_control_methods[] = {
     {"ListRecoveryPoints", list_rps, FB_ROLES_READ},
     {"RemoveRecoveryPoint", remove_rp, FB_ROLE_OPERATOR},
     {"ListVirtualSystems", list_vms, FB_ROLES_READ},
+    {"GetPointJob", points_get_job, FB_ROLES_ALL}, /* the reverse's worker follows its point */
+    {"CancelPointJob", points_cancel_job, FB_ROLE_OPERATOR},
 };
 const size_t primary_control_nmethods =
     sizeof(primary_control_methods) / sizeof(primary_control_methods[0]);

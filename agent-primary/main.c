@@ -29,7 +29,8 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	the_primary.agent = agent;
 	primary_resync_init();
 	snprintf(path, sizeof(path), "%s/state.db", dir);
-	if ((rv = fb_db_open(&the_primary.db, path, err)) != FB_RV_OK)
+	if ((rv = fb_db_open_schema(&the_primary.db, path, &primary_schema, err)) != FB_RV_OK ||
+	    (rv = points_recover(&the_primary, err)) != FB_RV_OK)
 		return rv;
 	snprintf(path, sizeof(path), "%s/blocks", dir);
 	if ((rv = fb_store_open(&the_primary.store, the_primary.db, path, 0, err)) != FB_RV_OK)

@@ -21,6 +21,19 @@ int primary_vm_active(const struct fb_vm *vm);
 /* primary_resync_init: points being served are kept by pruning (resync.c). */
 void primary_resync_init(void);
 
+/* --- points.c: taking a recovery point as a job --- */
+extern const fb_db_schema primary_schema; /* the point_jobs table */
+/* points_start starts a job taking a point of vm (type 0-2); its GUID goes
+ * to job_id (FB_ID_LEN + 1). System is in use while one runs for the VM. */
+uint32_t points_start(primary *p, const struct fb_vm *vm, int type, char *job_id, fb_err *err);
+/* points_recover marks the jobs a stop interrupted as failed (at start). */
+uint32_t points_recover(primary *p, fb_err *err);
+/* PrimaryService.GetPointJob and CancelPointJob. */
+uint32_t points_get_job(void *arg, fb_rpc_call *call, const ProtobufCMessage *in,
+                        ProtobufCMessage *out);
+uint32_t points_cancel_job(void *arg, fb_rpc_call *call, const ProtobufCMessage *in,
+                           ProtobufCMessage *out);
+
 extern const fb_rpc_method primary_relationship_methods[];
 extern const size_t        primary_relationship_nmethods;
 extern const fb_rpc_method primary_control_methods[];

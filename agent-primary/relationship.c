@@ -6,8 +6,8 @@
  *                 in place (on this host they are the replica agent's
  *                 recovery disks; nothing is copied), the other site's
  *                 points are recorded as history (same ids and roots, no
- *                 re-hash), and a point of the disks as they are now is
- *                 taken.
+ *                 re-hash), and a job takes a point of the disks as they
+ *                 are now (points.c); the answer names the job.
  *   HandOver      this agent stops being the VM's primary: it takes no
  *                 more points and Negotiate refuses the VM, so nothing
  *                 replicates its stale disk over the other site's.
@@ -88,9 +88,9 @@ adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	const Failback__Relationship  *req = (const void *)in;
 	Failback__AdoptPrimaryResponse *rsp = (void *)out;
 	fb_vm                         *old = NULL, *vm;
-	fb_rp                         *hist = NULL, *rp = NULL;
-	fb_rp_stats                    st   = {0};
+	fb_rp                         *hist = NULL;
 	fb_err                         err  = {0};
+	char                           job[FB_ID_LEN + 1];
 	uint32_t                       rv;
 
 	if (!fb_id_valid(req->vm_id) || !fb_name_valid(req->vm_name) ||
@@ -144,22 +144,15 @@ adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	            "in place, %zu point(s) of shared history",
 	            vm->name, vm->id, (unsigned long long)vm->generation, vm->ndisks,
 	            req->n_history);
-	if ((rv = fb_rp_create(p->db, p->store, vm->id, FAILBACK__RECOVERY_POINT_TYPE__RPT_PLANNED,
-	                       &rp, &st, &err)) != FB_RV_OK) {
+	if ((rv = points_start(p, vm, FAILBACK__RECOVERY_POINT_TYPE__RPT_PLANNED, job, &err)) !=
+	    FB_RV_OK) {
 		rv = fb_pb_fail(call, &err);
 		goto out;
 	}
-	fb_log_info("FB4002",
-	            "recovery point %s of %s: read %llu bytes, stored %llu new blocks (%llu "
-	            "bytes), pruned %llu point(s), freed %llu blocks",
-	            rp->id, vm->name, (unsigned long long)st.bytes_read,
-	            (unsigned long long)st.blocks_new, (unsigned long long)st.bytes_stored,
-	            (unsigned long long)st.points_pruned, (unsigned long long)st.blocks_freed);
 	rsp->generation = vm->generation;
-	if ((rsp->point = fb_pb_rp(call, rp)) == NULL)
+	if ((rsp->job = fb_rpc_strdup(call, job)) == NULL)
 		rv = fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
 out:
-	free(rp);
 	free(old);
 	free(vm);
 	free(hist);

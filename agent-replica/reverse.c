@@ -7,7 +7,8 @@
  *
  *   1 AdoptPrimary   this host's primary agent serves the VM's disks here
  *                    in place, with this site's points as shared history,
- *                    and takes a point of the disks as they are now. This
+ *                    and starts a job taking a point of the disks as they
+ *                    are now, which this one follows (GetPointJob). This
  *                    agent then records the VM as served by its primary
  *                    (Ready, mode primary) at the new generation, with the
  *                    other site pending. Durable before step 2.
@@ -25,13 +26,13 @@
  * advances the VM to is kept in its checkpoint, so a restarted worker
  * repeats its steps with the same one.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "failback/log.h"
 #include "failback/pb.h"
+#include "primary.pb-c.h"
 #include "relationship.pb-c.h"
 #include "worker.h"
 
@@ -46,52 +47,6 @@ struct reverse {
 	const char              *primary_url, *primary_name; /* the other site's primary */
 	char                     here_url[FB_URL_MAX];       /* this host's primary agent */
 };
-
-/*
- * A call that can take minutes (AdoptPrimary: a point of whole disks) runs
- * on a helper thread while this one keeps reporting, so the agent's
- * watchdog does not take a busy worker for a wedged one.
- */
-struct bg_call {
-	session                          *s;
-	const ProtobufCServiceDescriptor *svc;
-	const char                       *method;
-	const ProtobufCMessage           *in;
-	ProtobufCMessage                 *out;
-	uint32_t                          timeout_ms, rv;
-	fb_err                            err;
-	int                               done; /* atomic */
-};
-
-static void *
-bg_call_thread(void *arg)
-{
-	struct bg_call *c = arg;
-
-	c->rv = session_call_svc(c->s, 0, c->svc, c->method, c->in, &c->out, c->timeout_ms,
-	                         &c->err);
-	__atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
-	return NULL;
-}
-
-static uint32_t
-call_reporting(worker *w, session *s, const ProtobufCServiceDescriptor *svc, const char *method,
-               const ProtobufCMessage *in, ProtobufCMessage **out, uint32_t timeout_ms,
-               fb_err *err)
-{
-	struct bg_call c = {s, svc, method, in, NULL, timeout_ms, 0, {0}, 0};
-	pthread_t      t;
-
-	if (pthread_create(&t, NULL, bg_call_thread, &c) != 0)
-		return session_call_svc(s, 0, svc, method, in, out, timeout_ms, err);
-	while (!__atomic_load_n(&c.done, __ATOMIC_SEQ_CST))
-		progress_sleep_ms(&w->pg, 200);
-	pthread_join(t, NULL);
-	*out = c.out;
-	if (c.rv != FB_RV_OK)
-		*err = c.err;
-	return c.rv;
-}
 
 static uint32_t
 rel_fail(uint32_t rv, fb_err *err, const char *step, const char *url)
@@ -204,6 +159,50 @@ save_step(struct reverse *rv_, uint32_t step, fb_err *err)
 	return job_store_checkpoint_save(rv_->w->db, rv_->w->job, rv_->cp, err);
 }
 
+/* Follows the point job the primary agent started (GetPointJob), its
+ * progress in this job's bytes, to its point. */
+static uint32_t
+follow_point_job(worker *w, session *s, const char *job, fb_rp *rp, fb_err *err)
+{
+	Failback__PointJobRef ref = FAILBACK__POINT_JOB_REF__INIT;
+
+	ref.job = (char *)job;
+	progress_phase(&w->pg, "TakingPoint");
+	for (;;) {
+		Failback__GetPointJobResponse *r = NULL;
+		uint32_t                       rv;
+		int                            state;
+
+		if ((rv = session_call_svc(s, 0, &failback__primary_service__descriptor, "GetPointJob",
+		                           &ref.base, (ProtobufCMessage **)&r, FB_CALL_TIMEOUT_MS,
+		                           err)) != FB_RV_OK)
+			return rv;
+		if (r->job == NULL) {
+			failback__get_point_job_response__free_unpacked(r, NULL);
+			return fb_err_set(err, FB_RV_FAILED, "point job %s: no job in the answer", job);
+		}
+		state             = (int)r->job->job_state;
+		w->pg.bytes_done  = r->job->bytes_done;
+		w->pg.bytes_total = r->job->bytes_total;
+		if (state == FAILBACK__JOB_STATE__JS_COMPLETED) {
+			rv = r->point != NULL ? fb_pb_to_rp(r->point, "this host's primary agent", rp, err)
+			                      : fb_err_set(err, FB_RV_FAILED,
+			                                   "point job %s completed without a point", job);
+			failback__get_point_job_response__free_unpacked(r, NULL);
+			return rv;
+		}
+		if (state >= FAILBACK__JOB_STATE__JS_COMPLETED) {
+			rv = fb_err_set(err, r->job->error_code ? r->job->error_code : FB_RV_FAILED,
+			                "the point of the disks as they are now: %s",
+			                r->job->error_description);
+			failback__get_point_job_response__free_unpacked(r, NULL);
+			return rv;
+		}
+		failback__get_point_job_response__free_unpacked(r, NULL);
+		progress_sleep_ms(&w->pg, 250);
+	}
+}
+
 /* Step 1: this host's primary agent takes the VM on; then this agent
  * records the VM as served by it. */
 static uint32_t
@@ -216,6 +215,7 @@ step_adopt_primary(struct reverse *x, fb_err *err)
 	Failback__AdoptPrimaryResponse *rsp = NULL;
 	struct points                   pts;
 	fb_rp                           rp;
+	char                            job[FB_ID_LEN + 1];
 	session                        *s = &sessions[0];
 	fb_vm                           vm;
 	uint32_t                        rv;
@@ -233,13 +233,13 @@ step_adopt_primary(struct reverse *x, fb_err *err)
 	req.recovery_name = w->params->peer_name;
 	rv = session_open_to(s, w->r, rs->local_primary_url, rs->local_primary_name, 1, &w->pg,
 	                     w->job, err);
-	/* In use: an AdoptPrimary of a worker before a restart is still taking
-	 * its point; this one waits for it, then asks again (a retry). */
+	/* In use: the point job an AdoptPrimary of a worker before a restart
+	 * started is still running; this one waits for it, then asks again. */
 	for (int waited = 0; rv == FB_RV_OK || rv == FB_RV_SYSTEM_IN_USE; waited++) {
-		rv = call_reporting(w, s, &failback__relationship_service__descriptor,
-		                    "AdoptPrimary", &req.base, (ProtobufCMessage **)&rsp,
-		                    FB_ADOPT_TIMEOUT_MS, err);
-		if (rv != FB_RV_SYSTEM_IN_USE || waited * 1000 >= FB_ADOPT_TIMEOUT_MS)
+		rv = session_call_svc(s, 0, &failback__relationship_service__descriptor,
+		                      "AdoptPrimary", &req.base, (ProtobufCMessage **)&rsp,
+		                      FB_CALL_TIMEOUT_MS, err);
+		if (rv != FB_RV_SYSTEM_IN_USE || waited * 1000 >= FB_ADOPT_WAIT_MS)
 			break;
 		if (waited == 0)
 			fb_log_info("FB6034", "job %s: %s; waiting for it", w->job, err->msg);
@@ -250,10 +250,10 @@ step_adopt_primary(struct reverse *x, fb_err *err)
 		return rel_fail(rv, err, "this host's primary agent", rs->local_primary_url);
 	}
 	points_free(&pts);
-	rv = fb_pb_to_rp(rsp->point, "this host's primary agent", &rp, err);
+	snprintf(job, sizeof(job), "%s", rsp->job);
 	failback__adopt_primary_response__free_unpacked(rsp, NULL);
-	if (rv != FB_RV_OK)
-		return rv;
+	if ((rv = follow_point_job(w, s, job, &rp, err)) != FB_RV_OK)
+		return rel_fail(rv, err, "this host's primary agent", rs->local_primary_url);
 	rp.held = 0;
 	vm      = *x->vm;
 	vm.mode = FAILBACK__REPLICATION_MODE__RM_PRIMARY;

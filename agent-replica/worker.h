@@ -35,7 +35,7 @@
 #define FB_WORKER_FETCHERS 3     /* connections pulling at once */
 #define FB_WORKER_RETRIES  6     /* attempts at a connection or a call */
 #define FB_CALL_TIMEOUT_MS 20000 /* one call to the primary */
-#define FB_ADOPT_TIMEOUT_MS 600000 /* AdoptPrimary: a point of whole disks */
+#define FB_ADOPT_WAIT_MS   600000 /* AdoptPrimary: waiting out an earlier point job */
 #define FB_STALL_MS        25000 /* fetchers without headway: stop reporting */
 #define FB_REPORT_MAX      4096  /* bytes of one JobReport */
 

@@ -61,6 +61,9 @@ int ctl_call_and_wait(ctl *c, const char *method, const ProtobufCMessage *in, in
 int ctl_call(ctl *c, const ProtobufCServiceDescriptor *svc, const char *method,
              const ProtobufCMessage *in, ProtobufCMessage **keep);
 
+/* ctl_print_result prints a successful reply (rv 0 or 4096) as ctl_call does. */
+void ctl_print_result(ctl *c, uint32_t rv, const ProtobufCMessage *out);
+
 /* ctl_fail prints err (text to stderr, or a JSON object to stdout) and
  * returns CTL_EXIT_FAILED. */
 int ctl_fail(ctl *c, const fb_err *err);

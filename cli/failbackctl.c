@@ -119,6 +119,21 @@ ctl_connect(ctl *c, fb_err *err)
 	return rv;
 }
 
+void
+ctl_print_result(ctl *c, uint32_t rv, const ProtobufCMessage *out)
+{
+	if (c->json) {
+		printf("{\"return_value\":%u,\"return_name\":\"%s\",\"result\":", rv,
+		       fb_rv_name(rv));
+		ctl_print_json(stdout, out);
+		printf("}\n");
+	} else {
+		if (rv != FB_RV_OK)
+			printf("%s (%u)\n", fb_rv_name(rv), rv);
+		ctl_print_text(stdout, out, 0);
+	}
+}
+
 int
 ctl_call(ctl *c, const ProtobufCServiceDescriptor *svc, const char *method,
          const ProtobufCMessage *in, ProtobufCMessage **keep)
@@ -132,16 +147,7 @@ ctl_call(ctl *c, const ProtobufCServiceDescriptor *svc, const char *method,
 	rv = fb_rpc_client_call(c->cli, svc, method, in, &out, c->timeout_ms, &err);
 	if (!fb_rv_ok(rv))
 		return ctl_fail(c, &err);
-	if (c->json) {
-		printf("{\"return_value\":%u,\"return_name\":\"%s\",\"result\":", rv,
-		       fb_rv_name(rv));
-		ctl_print_json(stdout, out);
-		printf("}\n");
-	} else {
-		if (rv != FB_RV_OK)
-			printf("%s (%u)\n", fb_rv_name(rv), rv);
-		ctl_print_text(stdout, out, 0);
-	}
+	ctl_print_result(c, rv, out);
 	if (keep != NULL)
 		*keep = out;
 	else

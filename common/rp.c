@@ -147,9 +147,11 @@ set_add(struct newset *s, const fb_hash *h, const fb_store_loc *loc)
 }
 
 struct scan_ctx {
-	fb_store      *store;
-	struct newset *set;
-	fb_rp_stats   *stats;
+	fb_store          *store;
+	struct newset     *set;
+	fb_rp_stats       *stats;
+	const fb_rp_watch *watch; /* may be NULL */
+	uint64_t           base, total; /* bytes of the disks before this one, of all */
 };
 
 static uint32_t
@@ -161,7 +163,9 @@ rp_visit(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const fb_
 	int              present;
 	uint32_t         rv;
 
-	(void)index;
+	if (c->watch != NULL &&
+	    c->watch->progress(c->watch->arg, c->base + index * FB_BLOCK_SIZE + len, c->total) != 0)
+		return fb_err_set(err, FB_RV_FAILED, "the recovery point was cancelled");
 	if (zero || set_find(c->set, h) != NULL)
 		return FB_RV_OK;
 	if ((rv = fb_store_contains(c->store, h, &present, err)) != FB_RV_OK || present)
@@ -479,12 +483,19 @@ uint32_t
 fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **out,
              fb_rp_stats *stats, fb_err *err)
 {
+	return fb_rp_create_watched(db, store, vm_ref, type, NULL, out, stats, err);
+}
+
+uint32_t
+fb_rp_create_watched(fb_db *db, fb_store *store, const char *vm_ref, int type,
+                     const fb_rp_watch *watch, fb_rp **out, fb_rp_stats *stats, fb_err *err)
+{
 	fb_vm          *vm = NULL;
 	fb_rp          *rp;
 	fb_hash        *leaves[FB_MAX_DISKS] = {0};
 	struct newset   set                  = {0};
 	fb_rp_stats     local                = {0};
-	struct scan_ctx ctx                  = {store, &set, stats ? stats : &local};
+	struct scan_ctx ctx = {store, &set, stats ? stats : &local, watch, 0, 0};
 	uint32_t        rv;
 
 	if (type < 0 || type > 2)
@@ -510,11 +521,14 @@ fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **o
 	rp->time_ms = fb_clock_unix_ms();
 	rp->type    = type;
 	rp->ndisks  = vm->ndisks;
+	for (size_t i = 0; i < vm->ndisks; i++)
+		ctx.total += vm->disks[i].size;
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		fb_disk_scan scan;
 
 		if ((rv = fb_disk_hash(vm->disks[i].path, rp_visit, &ctx, &scan, err)) != FB_RV_OK)
 			goto out;
+		ctx.base += scan.size;
 		leaves[i] = scan.leaves;
 		ctx.stats->bytes_read += scan.bytes_read;
 		snprintf(rp->disks[i].name, sizeof(rp->disks[i].name), "%s", vm->disks[i].name);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -166,6 +167,92 @@ points_survive_an_agent_restart(void **state)
 	assert_string_equal(out, before);
 }
 
+#define OP(...) FBT_P(out, primary, __VA_ARGS__)
+
+/* The job reference in out (InstanceID="<GUID>"). */
+static void
+job_ref(char *job)
+{
+	const char *p = strstr(out, "InstanceID=\"");
+
+	assert_non_null(p);
+	snprintf(job, 37, "%.36s", p + 12);
+}
+
+/* Polls a point job until it is scanning with bytes done, or has ended. */
+static void
+wait_scanning(const char *job)
+{
+	for (int i = 0; i < 400; i++) {
+		assert_int_equal(OP("--json", "primary-rp", "job", job), 0);
+		if ((strstr(out, "\"phase\":\"Scanning\"") != NULL &&
+		     strstr(out, "\"bytes_done\":0,") == NULL) ||
+		    strstr(out, "\"job_state\":7") != NULL)
+			return;
+		usleep(20000);
+	}
+	fail_msg("point job %s never scanned: %s", job, out);
+}
+
+/* Taking a point is a job: started at once (4096), followed with GetPointJob
+ * (JobType 70, progress in bytes, the point once completed), cancellable
+ * with nothing kept, and a job a crash interrupted is failed at restart. */
+static void
+taking_a_point_is_a_job_with_progress_and_cancel(void **state)
+{
+	char big[600], job[40], dd[700];
+	int  points;
+
+	(void)state;
+	snprintf(big, sizeof(big), "%s/big.img", fbt_root());
+	assert_int_equal(fbt_image_make(big, 768u << 20, 12), 0);
+	assert_int_equal(OP("primary-vm", "add", "big", big), 0);
+	assert_int_equal(OP("primary-rp", "create", "big", "--no-wait"), 0);
+	assert_non_null(strstr(out, "Method Parameters Checked - Job Started (4096)"));
+	job_ref(job);
+	assert_int_equal(OP("primary-rp", "create", "big", "--no-wait"), 1); /* one at a time */
+	assert_non_null(strstr(out, "System is in use (32774)"));
+	wait_scanning(job);
+	assert_int_equal(OP("primary-rp", "cancel", job), 0);
+	for (int i = 0; i < 400; i++) {
+		assert_int_equal(OP("primary-rp", "job", job), 0);
+		if (strstr(out, "job_state: JS_TERMINATED (8)") != NULL)
+			break;
+		usleep(20000);
+	}
+	assert_non_null(strstr(out, "job_state: JS_TERMINATED (8)"));
+	assert_non_null(strstr(out, "job_type: 70"));
+	assert_int_equal(OP("--json", "primary-rp", "list", "big"), 0);
+	assert_int_equal(count(out, "\"hash_algorithm\""), 0); /* nothing kept */
+	assert_int_equal(OP("primary-rp", "cancel", job), 1);    /* not running any more */
+	assert_non_null(strstr(out, "Invalid state for this operation (32775)"));
+
+	/* Waiting (the default) ends with the point. */
+	assert_int_equal(OP("--json", "primary-rp", "create", "big"), 0);
+	assert_non_null(strstr(out, "\"job_state\":7"));
+	assert_non_null(strstr(out, "\"point\":{\"id\":\""));
+	assert_non_null(strstr(out, "\"percent_complete\":100"));
+
+	/* The agent dies while a point is being taken. */
+	assert_int_equal(fbt_image_mutate(big, 2000, 13), 2000);
+	assert_int_equal(OP("primary-rp", "create", "big", "--no-wait"), 0);
+	job_ref(job);
+	wait_scanning(job);
+	assert_int_equal(fbt_agent_stop(&primary, SIGKILL, 5000), 128 + SIGKILL);
+	snprintf(dd, sizeof(dd), "--data-dir=%s", primary.dir);
+	assert_int_equal(fbt_agent_start(&primary, "primary", "primary", (const char *[]){dd, NULL}),
+	                 0);
+	assert_int_equal(OP("primary-rp", "job", job), 0);
+	if (strstr(out, "job_state: JS_COMPLETED (7)") == NULL) {
+		assert_non_null(strstr(out, "job_state: JS_EXCEPTION (10)"));
+		assert_non_null(strstr(out, "interrupted by a restart"));
+		assert_true(fbt_file_contains(primary.log, "FB4033"));
+	}
+	assert_int_equal(OP("--json", "primary-rp", "list", "big"), 0);
+	points = count(out, "\"hash_algorithm\"");
+	assert_true(points == 1 || points == 2);
+}
+
 int
 main(void)
 {
@@ -176,6 +263,7 @@ main(void)
 	    cmocka_unit_test(monitor_may_list_but_not_take_points),
 	    cmocka_unit_test(unknown_vm_is_file_not_found),
 	    cmocka_unit_test(points_survive_an_agent_restart),
+	    cmocka_unit_test(taking_a_point_is_a_job_with_progress_and_cancel),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

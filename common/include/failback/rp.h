@@ -64,6 +64,18 @@ typedef struct fb_rp_stats {
 uint32_t fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **out,
                       fb_rp_stats *stats, fb_err *err);
 
+/* fb_rp_create_watched is fb_rp_create reporting to watch (may be NULL):
+ * progress(arg, bytes scanned, bytes of all disks) is called from the scan
+ * for each block it reads; a nonzero return stops the point (Failed, "the
+ * recovery point was cancelled", nothing kept). */
+typedef struct fb_rp_watch {
+	int (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *arg;
+} fb_rp_watch;
+uint32_t fb_rp_create_watched(fb_db *db, fb_store *store, const char *vm_ref, int type,
+                              const fb_rp_watch *watch, fb_rp **out, fb_rp_stats *stats,
+                              fb_err *err);
+
 /* fb_rp_list returns the VM's points, held and history, oldest first
  * (free with free()). */
 uint32_t fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_err *err);
