@@ -644,7 +644,8 @@ a_point_being_pulled_is_kept_past_recovery_history(void **state)
  * ClientHello, with SO_LINGER 0) and forwards every later one.
  */
 struct proxy {
-	int lfd, target_port, accepted;
+	int lfd, target_port;
+	int accepted; /* atomic: read by the test */
 };
 
 static void *
@@ -685,7 +686,7 @@ proxy_thread(void *arg)
 
 		if (c < 0)
 			return NULL;
-		if (px->accepted++ == 0) {
+		if (__atomic_fetch_add(&px->accepted, 1, __ATOMIC_SEQ_CST) == 0) {
 			struct linger l = {1, 0};
 			char          hello[512];
 
@@ -746,7 +747,7 @@ a_reset_during_the_tls_handshake_is_retried_not_access_denied(void **state)
 	grab("InstanceID=\"", job, sizeof(job));
 	wait_job(job, 0);
 	assert_non_null(strstr(out, "Completed (7)"));
-	assert_true(px.accepted >= 2);
+	assert_true(__atomic_load_n(&px.accepted, __ATOMIC_SEQ_CST) >= 2);
 	/* retried (NNG reports the reset as a shut or a reset connection) */
 	assert_true(fbt_file_contains(replica.log, "(attempt 1)"));
 	assert_false(fbt_file_contains(replica.log, "Access Denied"));
