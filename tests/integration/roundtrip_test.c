@@ -453,7 +453,7 @@ agents_killed_on_the_reversed_path_resume(void **state)
 	grab("InstanceID=\"", job, sizeof(job));
 	for (int i = 0; i < 400 && !seen; i++) {
 		assert_int_equal(RB("--json", "job", "show", job), 0);
-		seen = strstr(out, "\"phase\":\"AdoptingPrimary\"") != NULL;
+		seen = strstr(out, "\"phase\":\"TakingPoint\"") != NULL;
 		if (!seen)
 			usleep(10000);
 	}
