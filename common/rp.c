@@ -240,7 +240,8 @@ fb_rp_set_keep(fb_rp_keep_fn fn)
 
 /* Inside a transaction: drop the oldest held points beyond history + 1
  * (not without a store), and the oldest history points beyond
- * FB_MAX_HISTORY + 1; a point keep_fn keeps is skipped (and counted). */
+ * FB_MAX_HISTORY + 1; a point keep_fn keeps is skipped, so the VM then
+ * has more than history + 1 (the newest are never dropped in its place). */
 static uint32_t
 rp_prune(fb_db *db, fb_store *store, const fb_vm *vm, fb_rp_stats *stats, fb_err *err)
 {
@@ -253,7 +254,7 @@ rp_prune(fb_db *db, fb_store *store, const fb_vm *vm, fb_rp_stats *stats, fb_err
 
 		if ((rv = fb_db_prepare(db,
 		                        "SELECT id FROM rps WHERE vm_id = ?1 AND held = ?2 "
-		                        "ORDER BY time_ms, seq",
+		                        "ORDER BY seq",
 		                        &st, err)) != FB_RV_OK)
 			return rv;
 		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
@@ -273,7 +274,9 @@ rp_prune(fb_db *db, fb_store *store, const fb_vm *vm, fb_rp_stats *stats, fb_err
 			snprintf(ids[n++], sizeof(ids[0]), "%s", (const char *)sqlite3_column_text(st, 0));
 		}
 		sqlite3_finalize(st);
-		for (size_t i = 0; i < n && (int64_t)(n - dropped) > keep; i++) {
+		/* only the oldest n - keep are candidates: a kept one among them
+		 * stays (the VM keeps one point more), never a newer one instead */
+		for (size_t i = 0; (int64_t)i < (int64_t)n - keep; i++) {
 			if (keep_fn != NULL && keep_fn(ids[i]))
 				continue;
 			if ((rv = rp_drop(db, store, ids[i], err)) != FB_RV_OK) {
@@ -615,7 +618,7 @@ fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_err *err)
 	fb_db_lock(db);
 	if ((rv = fb_db_prepare(db,
 	                        "SELECT id, vm_id, time_ms, type, algorithm, held FROM rps "
-	                        "WHERE vm_id = ? ORDER BY time_ms, seq",
+	                        "WHERE vm_id = ? ORDER BY seq",
 	                        &st, err)) != FB_RV_OK)
 		goto out;
 	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);

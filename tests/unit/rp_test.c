@@ -235,7 +235,7 @@ keep_one(const char *rp_id)
 static void
 history_points_and_kept_points(void **state)
 {
-	fb_rp   *p1, *rps, hist[2];
+	fb_rp   *p1, *p2, *rps, hist[2];
 	fb_hash *leaves;
 	uint64_t nl;
 	size_t   n;
@@ -275,11 +275,15 @@ history_points_and_kept_points(void **state)
 	snprintf(kept, sizeof(kept), "%s", hist[1].id);
 	fb_rp_set_keep(keep_one);
 	assert_int_equal(fbt_image_mutate(img, 1, 7), 1);
-	assert_int_equal(fb_rp_create(db, st, "app", 0, NULL, NULL, &err), FB_RV_OK);
+	assert_int_equal(fb_rp_create(db, st, "app", 0, &p2, NULL, &err), FB_RV_OK);
 	fb_rp_set_keep(NULL);
 	assert_int_equal(fb_rp_get(db, "app", hist[1].id, &rps, &err), FB_RV_OK);
 	assert_true(rps->held);
 	free(rps);
+	/* the new point stays too: a kept point never costs a newer one */
+	assert_int_equal(fb_rp_get(db, "app", p2->id, &rps, &err), FB_RV_OK);
+	free(rps);
+	free(p2);
 	free(p1);
 }
 
