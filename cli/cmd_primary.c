@@ -104,9 +104,10 @@ rp_job_follow(ctl *c, const char *job)
 		const Failback__GetPointJobResponse *r = (const void *)keep;
 
 		if (r->job != NULL && r->job->job_state != FAILBACK__JOB_STATE__JS_COMPLETED) {
-			fprintf(stderr, "failbackctl: recovery point job %s: %s (%u): %s\n", job,
-			        fb_rv_name(r->job->error_code), r->job->error_code,
-			        r->job->error_description);
+			fprintf(stderr, "failbackctl: recovery point job %s: %s (%u): ", job,
+			        fb_rv_name(r->job->error_code), r->job->error_code);
+			ctl_print_text_string(stderr, r->job->error_description);
+			fputc('\n', stderr);
 			code = CTL_EXIT_FAILED;
 		}
 	}

@@ -132,9 +132,12 @@ waiter_run(ctl *c, struct waiter *w, const char *job)
 				} else {
 					printf("job %s: %s (%d)", guid, state_name(rsp->job->job_state),
 					       rsp->job->job_state);
-					if (rsp->job->error_code != 0)
-						printf(": %s (%u): %s", fb_rv_name(rsp->job->error_code),
-						       rsp->job->error_code, rsp->job->error_description);
+					if (rsp->job->error_code != 0) {
+						printf(": %s (%u): ", fb_rv_name(rsp->job->error_code),
+						       rsp->job->error_code);
+						ctl_print_text_string(stdout,
+						                      rsp->job->error_description);
+					}
 					printf("\n");
 				}
 				protobuf_c_message_free_unpacked(&rsp->base, NULL);

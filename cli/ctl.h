@@ -75,6 +75,9 @@ int ctl_usage(const ctl_cmd *cmd, const char *why);
 /* Printers (output.c). */
 void ctl_print_json(FILE *f, const ProtobufCMessage *m);
 void ctl_print_json_string(FILE *f, const char *s);
+/* ctl_print_text_string prints s with control characters (and \) escaped
+ * as \xNN (\\): text from an agent never drives the terminal. */
+void ctl_print_text_string(FILE *f, const char *s);
 void ctl_print_text(FILE *f, const ProtobufCMessage *m, int indent);
 
 /* ctl_opt takes "--name VALUE" or "--name=VALUE" at argv[*i]; returns the

@@ -97,8 +97,9 @@ ctl_fail(ctl *c, const fb_err *err)
 		ctl_print_json_string(stdout, err->msg);
 		printf("}\n");
 	} else {
-		fprintf(stderr, "failbackctl: %s (%u): %s\n", fb_rv_name(err->rv), err->rv,
-		        err->msg);
+		fprintf(stderr, "failbackctl: %s (%u): ", fb_rv_name(err->rv), err->rv);
+		ctl_print_text_string(stderr, err->msg);
+		fputc('\n', stderr);
 	}
 	return CTL_EXIT_FAILED;
 }

@@ -2,7 +2,8 @@
  * output.c - prints any protobuf-c message, driven by its descriptor, as
  * indented "field: value" text or as one JSON object. Enums print as
  * Hyper-V's numbers in JSON (the automation contract) and as
- * "NAME (number)" in text; bytes print as hex.
+ * "NAME (number)" in text; bytes print as hex. Strings come from an agent:
+ * control characters are escaped in text, so none reaches the terminal.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -26,6 +27,21 @@ ctl_print_json_string(FILE *f, const char *s)
 			fputc(ch, f);
 	}
 	fputc('"', f);
+}
+
+void
+ctl_print_text_string(FILE *f, const char *s)
+{
+	for (; s != NULL && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '\\')
+			fputs("\\\\", f);
+		else if (ch < 0x20 || ch == 0x7f)
+			fprintf(f, "\\x%02x", ch);
+		else
+			fputc(ch, f);
+	}
 }
 
 static void
@@ -81,7 +97,7 @@ print_value(FILE *f, const ProtobufCFieldDescriptor *fd, const void *p, int json
 		if (json)
 			ctl_print_json_string(f, *(char *const *)p);
 		else
-			fputs(*(char *const *)p != NULL ? *(char *const *)p : "", f);
+			ctl_print_text_string(f, *(char *const *)p);
 		break;
 	case PROTOBUF_C_TYPE_BYTES:
 		if (json)

@@ -756,6 +756,17 @@ a_reset_during_the_tls_handshake_is_retried_not_access_denied(void **state)
 	assert_string_equal(got, want);
 }
 
+/* Text from an agent never drives the operator's terminal. */
+static void
+agent_text_is_printed_with_control_characters_escaped(void **state)
+{
+	(void)state;
+	assert_int_equal(R("vm", "show", "\x1b[2Jweb"), 1);
+	assert_non_null(strstr(out, "Invalid parameter (32773)"));
+	assert_non_null(strstr(out, "\\x1b[2Jweb"));
+	assert_null(strchr(out, '\x1b'));
+}
+
 int
 main(void)
 {
@@ -774,6 +785,7 @@ main(void)
 	    cmocka_unit_test(corrupt_block_on_the_primary_fails_the_job_naming_it_and_stays_resumable),
 	    cmocka_unit_test(a_point_being_pulled_is_kept_past_recovery_history),
 	    cmocka_unit_test(a_reset_during_the_tls_handshake_is_retried_not_access_denied),
+	    cmocka_unit_test(agent_text_is_printed_with_control_characters_escaped),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
