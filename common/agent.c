@@ -181,6 +181,12 @@ agent_abs_data_dir(fb_agent *a, fb_err *err)
 	return FB_RV_OK;
 }
 
+/* What an agent keeps directly in its data directory; none may be a link. */
+static const char *const agent_entries[] = {
+    "state.db", "state.db-wal", "state.db-shm", "agent.lock", "agent.addr",
+    "agent.addr.tmp", "blocks", "vms", "undo",
+};
+
 static uint32_t
 agent_data_dir(fb_agent *a, fb_err *err)
 {
@@ -191,14 +197,37 @@ agent_data_dir(fb_agent *a, fb_err *err)
 
 	if (mkdir(a->set.data_dir, 0700) != 0 && errno != EEXIST)
 		return fb_err_errno(err, errno, a->set.data_dir);
-	if (stat(a->set.data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+	if (lstat(a->set.data_dir, &st) != 0)
+		return fb_err_errno(err, errno, a->set.data_dir);
+	if (S_ISLNK(st.st_mode))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "%s is a symbolic link: give the data directory itself",
+		                  a->set.data_dir);
+	if (!S_ISDIR(st.st_mode))
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: not a directory",
 		                  a->set.data_dir);
+	/* Private: the agent's state, keys' neighbours and disks live here. */
+	if (st.st_uid != geteuid())
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "%s is owned by uid %u, not by this agent's uid %u",
+		                  a->set.data_dir, (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & 022)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "%s is writable by group or others (mode %04o): chmod 0700 it",
+		                  a->set.data_dir, (unsigned)(st.st_mode & 07777));
+	for (size_t i = 0; i < sizeof(agent_entries) / sizeof(agent_entries[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", a->set.data_dir, agent_entries[i]);
+		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "%s is a symbolic link: the agent follows none in its data "
+			                  "directory",
+			                  path);
+	}
 	if ((rv = agent_abs_data_dir(a, err)) != FB_RV_OK)
 		return rv;
 	/* One agent per data directory: the lock lives as long as the process. */
 	snprintf(path, sizeof(path), "%s/agent.lock", a->set.data_dir);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
 		return fb_err_errno(err, errno, path);
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		close(fd);
@@ -221,7 +250,9 @@ agent_write_addr(fb_agent *a, const char *text, fb_err *err)
 
 	snprintf(path, sizeof(path), "%s/agent.addr", a->set.data_dir);
 	snprintf(tmp, sizeof(tmp), "%s/agent.addr.tmp", a->set.data_dir);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+	/* a fresh file, never one planted under the name (nor a link's target) */
+	if ((unlink(tmp) != 0 && errno != ENOENT) ||
+	    (fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
 		return fb_err_errno(err, errno, tmp);
 	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd) != 0) {
 		int e = errno;
@@ -370,6 +401,7 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 	a.spec = spec;
 	a.argc = argc;
 	a.argv = argv;
+	umask(077); /* every file and directory the agent makes is its own */
 	fb_log_init(spec->prog, FB_LOG_INFO);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -123,6 +124,55 @@ help_lists_every_setting_and_exits_zero(void **state)
 	assert_non_null(strstr(out, "--data-dir"));
 	assert_non_null(strstr(out, "--listen-resync"));
 	assert_non_null(strstr(out, "--ca-agents"));
+}
+
+/* DESIGN §7, issue: the data directory is checked and private. */
+static void
+data_directory_must_be_private_and_free_of_links(void **state)
+{
+	fbt_agent   a;
+	char        dir[400], arg[900], link[600], victim[600];
+	const char *extra[] = {arg, NULL};
+	struct stat st;
+
+	(void)state;
+	/* writable by others */
+	snprintf(dir, sizeof(dir), "%s/open-dir", fbt_root());
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 0777), 0);
+	snprintf(arg, sizeof(arg), "--data-dir=%s", dir);
+	assert_int_equal(fbt_agent_start(&a, "replica", "replica", extra), -1);
+	assert_true(fbt_file_contains(a.log, "writable by group or others (mode 0777)"));
+	/* a symbolic link instead of the directory */
+	assert_int_equal(chmod(dir, 0700), 0);
+	snprintf(link, sizeof(link), "%s/link-dir", fbt_root());
+	assert_int_equal(symlink(dir, link), 0);
+	snprintf(arg, sizeof(arg), "--data-dir=%s", link);
+	assert_int_equal(fbt_agent_start(&a, "replica", "replica", extra), -1);
+	assert_true(fbt_file_contains(a.log, "is a symbolic link"));
+	/* links planted where the agent writes its files */
+	snprintf(victim, sizeof(victim), "%s/victim", fbt_root());
+	assert_int_equal(close(open(victim, O_WRONLY | O_CREAT, 0600)), 0);
+	snprintf(arg, sizeof(arg), "--data-dir=%s", dir);
+	for (int i = 0; i < 2; i++) {
+		snprintf(link, sizeof(link), "%s/%s", dir, i ? "state.db" : "agent.addr.tmp");
+		assert_int_equal(symlink(victim, link), 0);
+		assert_int_equal(fbt_agent_start(&a, "replica", "replica", extra), -1);
+		assert_true(fbt_file_contains(a.log, "is a symbolic link"));
+		assert_int_equal(unlink(link), 0);
+	}
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_size, 0); /* untouched */
+	/* clean: it starts, and what it made is its own alone */
+	assert_int_equal(fbt_agent_start(&a, "replica", "replica", extra), 0);
+	for (int i = 0; i < 3; i++) {
+		static const char *const files[] = {"state.db", "agent.addr", "blocks"};
+
+		snprintf(link, sizeof(link), "%s/%s", dir, files[i]);
+		assert_int_equal(stat(link, &st), 0);
+		assert_int_equal(st.st_mode & 077, 0);
+	}
+	assert_int_equal(fbt_agent_stop(&a, SIGTERM, 5000), 0);
 }
 
 static void
@@ -322,6 +372,7 @@ main(void)
 	    cmocka_unit_test(agent_without_data_dir_is_a_usage_error),
 	    cmocka_unit_test(help_lists_every_setting_and_exits_zero),
 	    cmocka_unit_test(second_agent_on_same_data_dir_is_refused),
+	    cmocka_unit_test(data_directory_must_be_private_and_free_of_links),
 	    cmocka_unit_test(sigint_stops_an_idle_agent_cleanly),
 	    cmocka_unit_test(sigterm_during_calls_stops_the_agent_in_time),
 	    cmocka_unit_test(client_reconnects_after_agent_restart_on_same_address),
