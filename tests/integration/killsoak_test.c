@@ -2,7 +2,8 @@
  * killsoak_test.c - DESIGN §9: kill either agent (SIGKILL) at random points
  * of a failback, 20 times. Every failback must complete after the restart,
  * with the recovery disk byte-identical to the target point. Each kill lands
- * at a random moment of the transfer (about 50 s in all).
+ * at a random moment of the transfer (about 50 s in all). Then the replica is
+ * killed right after an acknowledged cancel, 20 times: the cancel survives.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -118,11 +119,57 @@ killing_either_agent_at_random_points_never_stops_a_failback(void **state)
 	}
 }
 
+/*
+ * DESIGN §9: every decision a reply confirms is durable before the reply.
+ * Kill the replica right after an acknowledged cancel, 20 times at random
+ * delays: every job ends cancelled and the disk is back byte for byte.
+ */
+static void
+killing_the_replica_after_an_acknowledged_cancel_still_cancels(void **state)
+{
+	char     disk[800], p1[40], job[40], before[65], after[65];
+	unsigned seed = 777;
+
+	(void)state;
+	assert_int_equal(P("--json", "primary-rp", "list", "soak"), 0);
+	snprintf(p1, sizeof(p1), "%.36s", strstr(out, "\"id\":\"") + 6);
+	assert_int_equal(R("vm", "show", "soak"), 0);
+	sscanf(strstr(out, "path: ") + 6, "%799s", disk);
+	for (int round = 0; round < ROUNDS; round++) {
+		int moving = 0;
+
+		assert_int_equal(fbt_image_mutate(disk, 600, 1000 + (uint32_t)round), 600);
+		assert_int_equal(fbt_file_sha256(disk, before), 0);
+		assert_int_equal(R("failback", "soak", "--rp", p1), 0);
+		snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
+		for (int i = 0; i < 400 && !moving; i++) {
+			assert_int_equal(R("--json", "job", "show", job), 0);
+			moving = strstr(out, "\"phase\":\"Transferring\"") != NULL &&
+			         strstr(out, "\"blocks_done\":0,") == NULL;
+			if (!moving)
+				usleep(20000);
+		}
+		assert_true(moving);
+		usleep((useconds_t)(rand_r(&seed) % 300000));
+		if (R("job", "cancel", job) != 0)
+			fail_msg("round %d: cancel not acknowledged: %s", round, out);
+		usleep((useconds_t)(rand_r(&seed) % 100000)); /* 0-100 ms after the answer */
+		assert_int_equal(fbt_agent_stop(&replica, SIGKILL, 5000), 128 + SIGKILL);
+		assert_int_equal(start_replica(1), 0);
+		assert_int_equal(R("job", "wait", job), 1);
+		if (strstr(out, "Terminated (8)") == NULL)
+			fail_msg("round %d: the acknowledged cancel was lost: %s", round, out);
+		assert_int_equal(fbt_file_sha256(disk, after), 0);
+		assert_string_equal(after, before);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(killing_either_agent_at_random_points_never_stops_a_failback),
+	    cmocka_unit_test(killing_the_replica_after_an_acknowledged_cancel_still_cancels),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
