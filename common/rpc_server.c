@@ -248,7 +248,11 @@ fb_rpc_server_listen(fb_rpc_server *srv, const char *url, nng_tls_config *tls, u
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "too many listeners");
 	if ((rv = nng_listener_create(&l, srv->sock, url)) != 0)
 		return fb_err_nng(err, rv, url);
-	if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, FB_RPC_MAX_MSG)) != 0 ||
+	if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ,
+	                                role == FB_ROLE_MONITOR  ? FB_RPC_MAX_REQUEST_MONITOR
+	                                : role == FB_ROLE_AGENT ? FB_RPC_MAX_REQUEST_AGENT
+	                                                        : FB_RPC_MAX_REQUEST_OPERATOR)) !=
+	        0 ||
 	    (tls != NULL && (rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tls)) != 0)) {
 		nng_listener_close(l);
 		return fb_err_nng(err, rv, url);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -20,6 +21,7 @@
 #include "failback/rpc.h"
 #include "failback/tls.h"
 #include "harness.h"
+#include "replica.pb-c.h"
 #include "resync.pb-c.h"
 #include "rpc.pb-c.h"
 
@@ -286,6 +288,42 @@ malformed_requests_get_error_replies_and_agent_keeps_serving(void **state)
 	assert_true(fbt_file_contains(replica.log, "FB2001"));
 }
 
+/* Each listener accepts requests sized for its role: 128 KiB is a normal
+ * operator request but no monitor method takes one, so the monitor
+ * listener drops it undecoded and keeps serving. */
+static void
+requests_over_a_listener_limit_are_dropped_undecoded(void **state)
+{
+	Failback__VmRef   in  = FAILBACK__VM_REF__INIT;
+	ProtobufCMessage *o   = NULL;
+	fb_rpc_client    *cli;
+	fb_err            err = {0};
+	uint32_t          rv;
+	char             *big = malloc(128 << 10);
+
+	(void)state;
+	assert_non_null(big);
+	memset(big, 'x', (128 << 10) - 1);
+	big[(128 << 10) - 1] = '\0';
+	in.vm = big;
+	cli   = client_as(replica.control, "operator", "replica.failback.test", &err, &rv);
+	assert_int_equal(rv, FB_RV_OK);
+	assert_int_equal(fb_rpc_client_call(cli, &failback__replication_service__descriptor,
+	                                    "GetVirtualSystem", &in.base, &o, 10000, &err),
+	                 FB_RV_INVALID_PARAMETER); /* decoded, answered */
+	fb_rpc_client_close(cli);
+	cli = client_as(replica.monitor, "monitor", "replica.failback.test", &err, &rv);
+	assert_int_equal(rv, FB_RV_OK);
+	rv = fb_rpc_client_call(cli, &failback__replication_service__descriptor, "GetVirtualSystem",
+	                        &in.base, &o, 2000, &err);
+	assert_true(rv == FB_RV_TIMEOUT || rv == FB_RV_NOT_AVAILABLE); /* dropped, no reply */
+	fb_rpc_client_close(cli); /* a timed-out client's socket is left to the exit */
+	free(big);
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.monitor, "monitor",
+	                         "replica.failback.test", "status", NULL),
+	                 0);
+}
+
 static void
 unreachable_agent_is_system_not_available(void **state)
 {
@@ -341,6 +379,7 @@ main(void)
 	    cmocka_unit_test(operator_calling_resync_source_gets_access_denied_reply),
 	    cmocka_unit_test(replica_agent_reaches_resync_source),
 	    cmocka_unit_test(malformed_requests_get_error_replies_and_agent_keeps_serving),
+	    cmocka_unit_test(requests_over_a_listener_limit_are_dropped_undecoded),
 	    cmocka_unit_test(unreachable_agent_is_system_not_available),
 	    cmocka_unit_test(events_listener_admits_operators_and_monitors_only),
 	};

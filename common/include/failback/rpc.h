@@ -37,6 +37,14 @@
 
 /* Receive limit on every RPC socket, both sides. */
 #define FB_RPC_MAX_MSG (8u << 20)
+/* What a server accepts per request, by the role of the listener: every
+ * method's input fits (a ReplicationSettingData is at most 64 KiB, a
+ * relationship 64 points), and decoding an oversized one (unknown fields
+ * cost ~45 times their size) stays bounded. Larger requests are dropped by
+ * NNG before anything is decoded. */
+#define FB_RPC_MAX_REQUEST_OPERATOR (1u << 20)
+#define FB_RPC_MAX_REQUEST_AGENT    (1u << 20)
+#define FB_RPC_MAX_REQUEST_MONITOR  (64u << 10)
 /* Room left for the envelope when sizing a reply payload. */
 #define FB_RPC_ENVELOPE_SLACK 4096u
 #define FB_RPC_DEFAULT_TIMEOUT_MS 30000u
