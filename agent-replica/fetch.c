@@ -20,6 +20,7 @@
 
 #include "failback/clock.h"
 #include "failback/log.h"
+#include "failback/pb.h"
 #include "worker.h"
 
 #define BATCH FB_WIRE_BATCH
@@ -109,41 +110,14 @@ fetch_batch(struct ring *p, int ci, ZSTD_DCtx *dctx, size_t b, struct slot *s, f
 	for (size_t k = 0; k < nr; k++) {
 		const Failback__BlockData *bd  = rsp->blocks[k];
 		uint8_t                   *dst = s->data + map[k] * FB_BLOCK_SIZE;
-		fb_hash                    h;
 
 		progress_add_wire(f->s->pg, bd->data.len + 16);
-		memset(dst, 0, FB_BLOCK_SIZE);
-		if (bd->index != idx[k]) {
-			rv = fb_err_set(err, FB_RV_FAILED, "the primary answered for block %llu",
-			                (unsigned long long)bd->index);
-			goto out;
-		}
-		if (bd->compressed) {
-			size_t d = ZSTD_decompressDCtx(dctx, dst, FB_BLOCK_SIZE, bd->data.data,
-			                               bd->data.len);
-			if (ZSTD_isError(d)) {
-				rv = fb_err_set(err, FB_RV_FAILED,
-				                "VM %s disk %s block %llu failed verification: the "
-				                "primary sent data that does not decompress",
-				                f->vm, f->disks[it[map[k]].disk],
-				                (unsigned long long)idx[k]);
-				goto out;
-			}
-		} else if (!bd->zero) {
-			if (bd->data.len > FB_BLOCK_SIZE) {
-				rv = fb_err_set(err, FB_RV_FAILED,
-				                "the primary sent %zu bytes for block %llu", bd->data.len,
-				                (unsigned long long)idx[k]);
-				goto out;
-			}
-			memcpy(dst, bd->data.data, bd->data.len);
-		}
-		fb_hash_block(dst, FB_BLOCK_SIZE, FB_BLOCK_SIZE, &h);
-		if (memcmp(&h, &it[map[k]].h, sizeof(h)) != 0) {
-			rv = fb_err_set(err, FB_RV_FAILED,
-			                "VM %s disk %s block %llu failed verification: the primary "
-			                "sent data that does not match its leaf hash",
-			                f->vm, f->disks[it[map[k]].disk], (unsigned long long)idx[k]);
+		if ((rv = fb_pb_block_accept(bd, idx[k], &it[map[k]].h, dst, dctx, err)) != FB_RV_OK) {
+			char why[FB_ERR_MSG_MAX];
+
+			snprintf(why, sizeof(why), "%s", err->msg);
+			rv = fb_err_set(err, rv, "VM %s disk %s block %llu %s", f->vm,
+			                f->disks[it[map[k]].disk], (unsigned long long)idx[k], why);
 			goto out;
 		}
 		s->got[map[k]] = 1;

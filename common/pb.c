@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "failback/pb.h"
 #include "wire_limits.h"
 
@@ -222,5 +224,36 @@ fb_pb_to_disks(Failback__Disk *const *m, size_t n, const char *who, fb_vm_disk *
 		snprintf(disks[i].path, sizeof(disks[i].path), "%s", m[i]->path);
 		disks[i].size = m[i]->size_bytes;
 	}
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_pb_block_accept(const Failback__BlockData *bd, uint64_t index, const fb_hash *want,
+                   uint8_t *dst, ZSTD_DCtx *dctx, fb_err *err)
+{
+	fb_hash h;
+
+	memset(dst, 0, FB_BLOCK_SIZE);
+	if (bd->index != index)
+		return fb_err_set(err, FB_RV_FAILED, "was answered with block %llu",
+		                  (unsigned long long)bd->index);
+	if (bd->compressed) {
+		size_t d = ZSTD_decompressDCtx(dctx, dst, FB_BLOCK_SIZE, bd->data.data, bd->data.len);
+
+		if (ZSTD_isError(d))
+			return fb_err_set(err, FB_RV_FAILED,
+			                  "failed verification: the primary sent data that does not "
+			                  "decompress");
+	} else if (!bd->zero) {
+		if (bd->data.len > FB_BLOCK_SIZE)
+			return fb_err_set(err, FB_RV_FAILED, "came as %zu bytes", bd->data.len);
+		if (bd->data.len > 0) /* empty data may come as NULL */
+			memcpy(dst, bd->data.data, bd->data.len);
+	}
+	fb_hash_block(dst, FB_BLOCK_SIZE, FB_BLOCK_SIZE, &h);
+	if (memcmp(&h, want, sizeof(h)) != 0)
+		return fb_err_set(err, FB_RV_FAILED,
+		                  "failed verification: the primary sent data that does not match "
+		                  "its leaf hash");
 	return FB_RV_OK;
 }

@@ -12,6 +12,7 @@
 #include "agent.pb-c.h"
 #include "failback/rpc.h"
 #include "primary.pb-c.h"
+#include "relationship.pb-c.h"
 #include "replica.pb-c.h"
 #include "resync.pb-c.h"
 #include "rpc.pb-c.h"
@@ -21,7 +22,9 @@ size_t fuzz_builtin_seeds(uint8_t ***seeds, size_t **lens);
 
 static const ProtobufCServiceDescriptor *const services[] = {
     &failback__agent_service__descriptor, &failback__replication_service__descriptor,
-    &failback__primary_service__descriptor, &failback__resync_source__descriptor};
+    &failback__primary_service__descriptor, &failback__resync_source__descriptor,
+    &failback__relationship_service__descriptor};
+#define NSERVICES (sizeof(services) / sizeof(services[0]))
 
 static fb_rpc_registry *reg;
 
@@ -34,7 +37,7 @@ setup(void)
 		return;
 	if (fb_rpc_registry_create(&reg, &err) != 0)
 		abort();
-	for (size_t s = 0; s < 4; s++) {
+	for (size_t s = 0; s < NSERVICES; s++) {
 		const ProtobufCServiceDescriptor *svc  = services[s];
 		fb_rpc_method                    *rows = calloc(svc->n_methods, sizeof(*rows));
 
@@ -57,7 +60,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (reply == NULL)
 		abort(); /* every input gets an answer */
 	nng_msg_free(reply);
-	for (size_t s = 0; s < 4; s++)
+	for (size_t s = 0; s < NSERVICES; s++)
 		for (unsigned i = 0; i < services[s]->n_methods; i++) {
 			ProtobufCMessage *m =
 			    protobuf_c_message_unpack(services[s]->methods[i].input, NULL, size, data);

@@ -9,6 +9,7 @@
 #include "failback/rp.h"
 #include "failback/rpc.h"
 #include "failback/vm.h"
+#include "resync.pb-c.h"
 #include "types.pb-c.h"
 
 Failback__VirtualSystem *fb_pb_vm(fb_rpc_call *call, const fb_vm *vm);
@@ -33,6 +34,15 @@ uint32_t fb_pb_to_rps(Failback__RecoveryPoint *const *m, size_t n, const char *w
                       fb_err *err);
 uint32_t fb_pb_to_disks(Failback__Disk *const *m, size_t n, const char *who, fb_vm_disk *disks,
                         fb_err *err);
+
+/* fb_pb_block_accept takes one block of a ReadBlocks reply into dst
+ * (FB_BLOCK_SIZE bytes): it must answer for index, be a zero flag, at most
+ * one block of data or zstd that decompresses within one block, and hash to
+ * want. Failed otherwise, with a description that follows "block N" (the
+ * caller names the VM, disk and block). */
+typedef struct ZSTD_DCtx_s ZSTD_DCtx;
+uint32_t fb_pb_block_accept(const Failback__BlockData *bd, uint64_t index, const fb_hash *want,
+                            uint8_t *dst, ZSTD_DCtx *dctx, fb_err *err);
 
 /* fb_pb_fail relays err as the call's failure and returns its code. */
 uint32_t fb_pb_fail(fb_rpc_call *call, const fb_err *err);
