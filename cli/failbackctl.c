@@ -52,7 +52,10 @@ ctl_help(ctl *c, FILE *f)
 
 			snprintf(words, sizeof(words), "%s%s%s %s", cmd->group,
 			         cmd->sub ? " " : "", cmd->sub ? cmd->sub : "", cmd->args);
-			fprintf(f, "  %-44s %s\n", words, cmd->help);
+			if (strlen(words) > 44) /* a long synopsis gets a line of its own */
+				fprintf(f, "  %s\n  %-44s %s\n", words, "", cmd->help);
+			else
+				fprintf(f, "  %-44s %s\n", words, cmd->help);
 		}
 	fprintf(f, "\nprimary-* commands go to the primary agent: give its control URL and name\n"
 	           "(--url tls+tcp://HOST:7410 --server-name NAME). The others go to the replica.\n");
