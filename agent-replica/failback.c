@@ -14,6 +14,9 @@
  *   Verifying    the written blocks are read back and hashed; with the
  *                unchanged leaves they must give the target's root.
  */
+#define _GNU_SOURCE /* F_OFD_SETLK */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +48,7 @@ struct flow {
 	fb_hash                       *local[FB_WIRE_MAX_DISKS]; /* compare-phase leaves, or NULL */
 	int                            vmdisk[FB_WIRE_MAX_DISKS]; /* checkpoint disk → VM disk */
 	fb_apply                      *ap;
+	int                            lockfd[FB_MAX_DISKS]; /* held for the job (0: none) */
 	uint64_t                       unsaved; /* blocks written since the last checkpoint */
 	uint64_t                       saved_ms;
 };
@@ -120,7 +124,7 @@ compare_disk(struct flow *fl, size_t k, Failback__DiskCheckpoint *dc, uint64_t *
 		                  "recovery-VM disk %s: %s", dm->name, why);
 	}
 	*base += fl->vm->disks[vd].size;
-	fl->local[k] = scan.leaves; /* kept for a verify that re-reads only what changes */
+	fl->local[k] = scan.leaves;
 	if (scan.size != dm->size_bytes)
 		return fb_err_set(err, FB_RV_FAILED,
 		                  "disk %s is %llu bytes on the replica but %llu in recovery point %s",
@@ -327,10 +331,11 @@ transfer(struct flow *fl, fb_err *err)
 }
 
 /*
- * The written blocks are read back and hashed; with the leaves of the
- * blocks left alone (hashed in the compare phase, on a VM that is not
- * running) they must give the target's roots. A worker that resumed from a
- * checkpoint has no compare-phase leaves and re-reads the whole disk.
+ * The whole disk is read back and hashed: its root must be the target's.
+ * Re-hashing only the written blocks would trust the compare phase for the
+ * rest, and a process that wrote to the disk meanwhile (one that ignores
+ * the job's lock) would then end in FailbackComplete with a disk that is
+ * not the point.
  */
 static uint32_t
 verify(struct flow *fl, fb_err *err)
@@ -349,15 +354,7 @@ verify(struct flow *fl, fb_err *err)
 		if ((vd = vm_disk(fl->vm, dm->name)) < 0)
 			return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "VM %s has no disk %s",
 			                  fl->vm->name, dm->name);
-		if (fl->local[k] != NULL) {
-			const Failback__DiskCheckpoint *dc = fl->cp->disks[k];
-
-			if ((rv = fb_disk_rehash(fl->vm->disks[vd].path, fl->vm->disks[vd].size, dc->blocks,
-			                         dc->n_blocks, fl->local[k], err)) != FB_RV_OK ||
-			    (rv = fb_merkle_root_of(fl->local[k], dm->block_count, &root, err)) !=
-			        FB_RV_OK)
-				return rv;
-		} else {
+		{
 			fb_disk_scan scan;
 
 			if ((rv = fb_disk_hash(fl->vm->disks[vd].path, NULL, NULL, &scan, err)) !=
@@ -403,6 +400,41 @@ remember_target(struct flow *fl, fb_err *err)
 	return FB_RV_OK;
 }
 
+/*
+ * The job holds an exclusive lock on each disk of the VM (an open file
+ * description write lock over the whole file, the kind QEMU takes on its
+ * images): a hypervisor that still runs the VM, or starts it meanwhile,
+ * makes the job (or itself) fail instead of both writing. The locks go
+ * with the worker.
+ */
+static uint32_t
+lock_disks(struct flow *fl, fb_err *err)
+{
+	for (size_t i = 0; i < fl->vm->ndisks; i++) {
+		struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+		int          fd;
+
+		if ((fd = open(fl->vm->disks[i].path, O_RDWR | O_CLOEXEC)) < 0) {
+			if (errno == ENOENT)
+				continue; /* a disk the failback will report missing */
+			return fb_err_errno(err, errno, fl->vm->disks[i].path);
+		}
+		if (fcntl(fd, F_OFD_SETLK, &l) != 0) {
+			int e = errno;
+
+			close(fd);
+			if (e == EAGAIN || e == EACCES)
+				return fb_err_set(err, FB_RV_SYSTEM_IN_USE,
+				                  "disk %s is in use (another process holds a lock on it; "
+				                  "is the VM still running?)",
+				                  fl->vm->disks[i].path);
+			return fb_err_errno(err, e, fl->vm->disks[i].path);
+		}
+		fl->lockfd[i] = fd + 1;
+	}
+	return FB_RV_OK;
+}
+
 static uint32_t
 failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
 {
@@ -413,6 +445,8 @@ failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
 	if ((rv = fb_vm_get(w->db, w->params->vm, &fl->vm, err)) != FB_RV_OK)
 		return rv;
 	snprintf(w->pg.vm_id, sizeof(w->pg.vm_id), "%s", fl->vm->id);
+	if ((rv = lock_disks(fl, err)) != FB_RV_OK)
+		return rv;
 	progress_phase(&w->pg, "WaitingForFailback");
 	if ((rv = session_negotiate(&w->s, w->db, fl->vm->id, w->params->recovery_point_identifier,
 	                            w->params->force, nr, err)) != FB_RV_OK)
@@ -457,6 +491,9 @@ failback_flow(worker *w, fb_err *err)
 		            (unsigned long long)progress_wire(&w->pg), ru.ru_maxrss);
 	}
 	fb_apply_close(fl.ap);
+	for (size_t i = 0; i < FB_MAX_DISKS; i++)
+		if (fl.lockfd[i] > 0)
+			close(fl.lockfd[i] - 1);
 	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++)
 		free(fl.local[k]);
 	if (fl.cp != NULL)

@@ -13,6 +13,7 @@
  * The replica runs with --max-transfer-rate so a transfer lasts long enough
  * to be interrupted on purpose; no test waits a fixed time.
  */
+#define _GNU_SOURCE /* F_OFD_SETLK */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -767,6 +768,65 @@ agent_text_is_printed_with_control_characters_escaped(void **state)
 	assert_null(strchr(out, '\x1b'));
 }
 
+/* The job holds the disk: a process holding a lock on it (a hypervisor
+ * still running the VM) makes the failback fail before it writes. */
+static void
+a_disk_locked_by_another_process_is_refused(void **state)
+{
+	struct flock l = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1};
+	char         job[40], before[80], after[80];
+	int          fd;
+
+	(void)state;
+	assert_int_equal(R("vm", "show", "web"), 0);
+	vm_state(before, sizeof(before));
+	assert_true((fd = open(disk, O_RDONLY)) >= 0);
+	assert_int_equal(fcntl(fd, F_OFD_SETLK, &l), 0); /* as QEMU locks its images */
+	assert_int_equal(R("failback", "web", "--rp", p1), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_job(job, 1);
+	assert_non_null(strstr(out, "System is in use (32774)"));
+	assert_non_null(strstr(out, "is the VM still running?"));
+	close(fd);
+	assert_int_equal(R("vm", "show", "web"), 0);
+	vm_state(after, sizeof(after));
+	assert_string_equal(after, before);
+}
+
+/* A writer that ignores the lock changes blocks mid-job: the job never ends
+ * Completed with a disk that is not the point (verify reads it all). */
+static void
+a_write_to_the_disk_during_the_job_never_completes_wrong(void **state)
+{
+	char job[40], want[65], got[65];
+	int  moving = 0;
+
+	(void)state;
+	assert_int_equal(R("failback", "web", "--rp", p1), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	for (int i = 0; i < 600 && !moving; i++) {
+		assert_int_equal(R("--json", "job", "show", job), 0);
+		moving = strstr(out, "\"phase\":\"Transferring\"") != NULL &&
+		         strstr(out, "\"blocks_done\":0,") == NULL;
+		if (!moving)
+			usleep(20000);
+	}
+	assert_true(moving);
+	assert_int_equal(fbt_image_mutate(disk, 6, 99), 6);
+	(void)R("job", "wait", job); /* Completed, or failed at verify */
+	assert_int_equal(R("job", "show", job), 0);
+	sha(p1img, want);
+	sha(disk, got);
+	if (strstr(out, "JS_COMPLETED (7)") != NULL)
+		assert_string_equal(got, want);
+	else
+		assert_true(fbt_file_contains(replica.log, "does not match recovery point"));
+	/* and a new call repairs it */
+	assert_int_equal(R("failback", "web", "--rp", p1, "--wait"), 0);
+	sha(disk, got);
+	assert_string_equal(got, want);
+}
+
 int
 main(void)
 {
@@ -786,6 +846,8 @@ main(void)
 	    cmocka_unit_test(a_point_being_pulled_is_kept_past_recovery_history),
 	    cmocka_unit_test(a_reset_during_the_tls_handshake_is_retried_not_access_denied),
 	    cmocka_unit_test(agent_text_is_printed_with_control_characters_escaped),
+	    cmocka_unit_test(a_disk_locked_by_another_process_is_refused),
+	    cmocka_unit_test(a_write_to_the_disk_during_the_job_never_completes_wrong),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
