@@ -11,8 +11,9 @@
  *                written undo-protected (apply.h). Every CKPT_BLOCKS blocks
  *                or CKPT_MS the disk is fsynced and the checkpoint
  *                committed, so a new worker resumes there.
- *   Verifying    the written blocks are read back and hashed; with the
- *                unchanged leaves they must give the target's root.
+ *   Verifying    the whole disk is read back and hashed: it must give the
+ *                target's root.
+ * The job holds an exclusive lock on the VM's disks throughout.
  */
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #include <errno.h>
