@@ -29,14 +29,15 @@
 static pthread_mutex_t reg_mtx = PTHREAD_MUTEX_INITIALIZER;
 static run            *runs[MAX_RUNNING];
 
+/* A run holds its VM until its end is durable and visible (ended). */
 static int
 run_matches_vm_locked(run *j, const char *vm_key)
 {
 	int m;
 
 	pthread_mutex_lock(&j->mtx);
-	m = strcasecmp(j->vm_key, vm_key) == 0 ||
-	    (j->vm_id[0] != '\0' && strcasecmp(j->vm_id, vm_key) == 0);
+	m = !j->ended && (strcasecmp(j->vm_key, vm_key) == 0 ||
+	                  (j->vm_id[0] != '\0' && strcasecmp(j->vm_id, vm_key) == 0));
 	pthread_mutex_unlock(&j->mtx);
 	return m;
 }
@@ -210,6 +211,10 @@ jobs_cancel(replica *r, const char *job_id, uint32_t requested, fb_err *err)
 		return fb_err_set(err, FB_RV_INVALID_STATE, "job %s is not cancellable", job_id);
 	if ((j = jobs_find_locked(row.id)) == NULL)
 		return fb_err_set(err, FB_RV_INVALID_STATE, "job %s is not running", job_id);
+	if (j->ended) {
+		pthread_mutex_unlock(&j->mtx);
+		return fb_err_set(err, FB_RV_INVALID_STATE, "job %s is not running", job_id);
+	}
 	if (j->finishing) {
 		pthread_mutex_unlock(&j->mtx);
 		return fb_err_set(err, FB_RV_INVALID_STATE, "job %s is completing", job_id);

@@ -90,6 +90,9 @@ typedef struct run {
 	int                      finishing; /* past the point where a cancel can be honoured */
 	int                      vm_state_want, vm_health_want; /* -1: nothing to record */
 	int                      vm_state_pending;              /* recording it failed so far */
+	int                      end_state;    /* 0, or the end (Completed...) to make durable */
+	char                     end_phase[32];
+	int                      ended; /* the end is durable and visible: the VM is free */
 	uint64_t                 last_publish; /* runner thread only */
 } run;
 
@@ -114,7 +117,10 @@ uint32_t run_cancel_requested(run *j);                      /* takes j->mtx */
  * recorded; returns its RequestedState (the job must be cancelled), or 0
  * and marks the run finishing (later cancels are refused). */
 uint32_t run_finish_or_cancel(run *j);
-void     run_set_state(run *j, int state, const char *phase); /* persists, publishes */
+/* run_set_state persists and publishes a state; an end (Completed,
+ * Terminated, Killed, Exception) is only noted: run_make_end_durable makes
+ * it visible once it and the VM's state are durable. */
+void     run_set_state(run *j, int state, const char *phase);
 void     run_set_error(run *j, uint32_t code, const char *desc); /* takes j->mtx */
 void     run_set_vm_id(run *j, const char *vm_id);           /* takes j->mtx */
 /* run_progress takes a worker's counters; persists only a phase change. */
@@ -125,7 +131,8 @@ uint32_t run_persist(run *j, fb_err *err); /* writes the row; blocks on the data
  * them pending for run_make_end_durable); blocks on the database. */
 void     run_record_vm(run *j, int state, int health);
 /* run_make_end_durable retries persisting the end (row and VM state) every
- * second until it sticks, announcing the job meanwhile. */
+ * second until it sticks, announcing the job meanwhile; then shows the end
+ * and frees the VM for its next job (ended), in one step. */
 void     run_make_end_durable(run *j);
 
 /* --- jobs.c: the registry. Every function takes the registry lock

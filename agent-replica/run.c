@@ -190,6 +190,14 @@ void
 run_set_state(run *j, int state, const char *phase)
 {
 	pthread_mutex_lock(&j->mtx);
+	if (state >= FAILBACK__JOB_STATE__JS_COMPLETED) {
+		/* An end is seen only when it is durable (run_make_end_durable):
+		 * whoever sees it may start the VM's next job at once. */
+		j->end_state = state;
+		snprintf(j->end_phase, sizeof(j->end_phase), "%s", phase != NULL ? phase : j->phase);
+		pthread_mutex_unlock(&j->mtx);
+		return;
+	}
 	j->state = state;
 	if (phase != NULL)
 		snprintf(j->phase, sizeof(j->phase), "%s", phase);
@@ -252,14 +260,32 @@ run_record_vm(run *j, int state, int health)
 	pthread_mutex_unlock(&j->mtx);
 }
 
+/* The row as it is once the end is recorded. */
+static uint32_t
+run_persist_end(run *j, fb_err *err)
+{
+	job_row  row;
+	run_view v;
+
+	pthread_mutex_lock(&j->mtx);
+	run_view_locked(j, &v);
+	v.state = j->end_state;
+	snprintf(v.phase, sizeof(v.phase), "%s", j->end_phase);
+	pthread_mutex_unlock(&j->mtx);
+	memset(&row, 0, sizeof(row));
+	run_view_to_row(&v, &row);
+	return job_store_update(j->r->db, &row, err);
+}
+
 void
 run_make_end_durable(run *j)
 {
 	for (int tries = 0;; tries++) {
 		fb_err err = {0};
-		int    ok  = run_persist(j, &err) == FB_RV_OK;
 		int    pending;
+		int    ok;
 
+		/* the VM's state first: a row that says the job ended frees the VM */
 		pthread_mutex_lock(&j->mtx);
 		pending = j->vm_state_pending;
 		pthread_mutex_unlock(&j->mtx);
@@ -270,8 +296,16 @@ run_make_end_durable(run *j)
 			j->vm_state_pending = pending;
 			pthread_mutex_unlock(&j->mtx);
 		}
-		if (ok && !pending)
+		ok = !pending && run_persist_end(j, &err) == FB_RV_OK;
+		if (ok) {
+			pthread_mutex_lock(&j->mtx);
+			j->state = j->end_state;
+			snprintf(j->phase, sizeof(j->phase), "%s", j->end_phase);
+			j->ended = 1;
+			pthread_mutex_unlock(&j->mtx);
+			run_publish(j);
 			return;
+		}
 		if (tries == 0)
 			fb_log_warn("FB5006", "job %s: its end is not recorded yet (no room?); "
 			                      "retrying every second", j->id);

@@ -93,7 +93,8 @@ killing_either_agent_at_random_points_never_stops_a_failback(void **state)
 		int kill_replica = rand_r(&seed) % 2;
 
 		assert_int_equal(fbt_image_mutate(disk, 600, (uint32_t)round), 600);
-		assert_int_equal(R("failback", "soak", "--rp", p1), 0);
+		if (R("failback", "soak", "--rp", p1) != 0)
+			fail_msg("round %d: failback refused: %s", round, out);
 		snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 		/* Into the transfer, then a random moment of it. */
 		for (int i = 0; i < 400; i++) {

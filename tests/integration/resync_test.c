@@ -33,9 +33,11 @@
 #include <cmocka.h>
 
 #include "failback/events.h"
+#include "failback/rpc.h"
 #include "failback/tls.h"
 #include "harness.h"
 #include "image.h"
+#include "replica.pb-c.h"
 
 #define PNAME "primary.failback.test"
 #define RNAME "replica.failback.test"
@@ -837,6 +839,65 @@ a_write_to_the_disk_during_the_job_never_completes_wrong(void **state)
 	assert_string_equal(got, want);
 }
 
+/* A job seen ended has let go of its VM: a client that reacts to the end
+ * event by calling again at once, on a connection it already has, is
+ * accepted every time (an end is announced only once it is durable). */
+static void
+a_job_seen_ended_has_freed_its_vm_for_the_next_call(void **state)
+{
+	Failback__InitiateFailbackRequest in = FAILBACK__INITIATE_FAILBACK_REQUEST__INIT;
+	nng_tls_config                   *tls;
+	fb_events_sub                    *sub;
+	fb_rpc_client                    *cli;
+	fb_err                            err = {0};
+	char                              want[65], got[65];
+
+	(void)state;
+	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
+	                                      fbt_pki_file("monitor.pem"), fbt_pki_file("monitor.key"),
+	                                      RNAME, 0, &err),
+	                 0);
+	assert_int_equal(fb_events_sub_open(&sub, replica.events, tls, "job/", &err), 0);
+	nng_tls_config_free(tls);
+	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
+	                                      fbt_pki_file("operator.pem"),
+	                                      fbt_pki_file("operator.key"), RNAME, 0, &err),
+	                 0);
+	assert_int_equal(fb_rpc_client_open(&cli, replica.control, tls, &err), 0);
+	nng_tls_config_free(tls);
+	in.vm                        = (char *)"web";
+	in.recovery_point_identifier = p1;
+	for (int round = 0; round < 12; round++) {
+		Failback__JobStartedResponse *o = NULL;
+		char                          job[40];
+		int                           state_seen = 0;
+
+		if (fb_rpc_client_call(cli, &failback__replication_service__descriptor,
+		                       "InitiateFailback", &in.base, (ProtobufCMessage **)&o, 10000,
+		                       &err) != FB_RV_JOB_STARTED)
+			fail_msg("round %d: refused right after the last job's end: %s (%u)", round,
+			         err.msg, err.rv);
+		snprintf(job, sizeof(job), "%.36s", strchr(o->job, '"') + 1);
+		protobuf_c_message_free_unpacked(&o->base, NULL);
+		for (int i = 0; i < 3000 && state_seen < 7; i++) {
+			Failback__JobEvent *ev;
+
+			if (fb_events_sub_next(sub, 200, &ev, &err) != FB_RV_OK)
+				continue;
+			if (strcmp(ev->job_id, job) == 0)
+				state_seen = (int)ev->job_state;
+			failback__job_event__free_unpacked(ev, NULL);
+		}
+		if (state_seen != 7)
+			fail_msg("round %d: job %s ended in state %d", round, job, state_seen);
+	}
+	fb_rpc_client_close(cli);
+	fb_events_sub_close(sub);
+	sha(p1img, want);
+	sha(disk, got);
+	assert_string_equal(got, want);
+}
+
 int
 main(void)
 {
@@ -858,6 +919,7 @@ main(void)
 	    cmocka_unit_test(agent_text_is_printed_with_control_characters_escaped),
 	    cmocka_unit_test(a_disk_locked_by_another_process_is_refused),
 	    cmocka_unit_test(a_write_to_the_disk_during_the_job_never_completes_wrong),
+	    cmocka_unit_test(a_job_seen_ended_has_freed_its_vm_for_the_next_call),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
