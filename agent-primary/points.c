@@ -58,7 +58,7 @@ typedef struct pjob {
 	primary *p;
 	char     id[FB_ID_LEN + 1], vm_id[FB_ID_LEN + 1], vm_name[FB_NAME_MAX + 1];
 	char     rp_id[FB_ID_LEN + 1];
-	int      type, state, cancel;
+	int      type, state, cancel, ending; /* ending: the scan is over */
 	char     phase[32];
 	uint64_t bytes_done, bytes_total, last_emit;
 	int64_t  submitted_ms, start_ms, end_ms;
@@ -163,16 +163,42 @@ pj_set(pjob *j, int state, const char *phase)
 	pthread_mutex_lock(&jobs_mtx);
 	j->state = state;
 	snprintf(j->phase, sizeof(j->phase), "%s", phase);
-	if (state >= JS(COMPLETED))
-		j->end_ms = fb_clock_unix_ms();
 	pthread_mutex_unlock(&jobs_mtx);
-	/* durable first, then announced; the end is retried until it sticks */
-	for (int tries = 0; pj_persist(j, &err) != FB_RV_OK; tries++) {
+	/* durable first, then announced */
+	if (pj_persist(j, &err) != FB_RV_OK)
 		fb_log_warn("FB4031", "point job %s: cannot record its state: %s", j->id, err.msg);
-		if (state < JS(COMPLETED) || tries >= 60)
-			break;
+	pj_publish(j);
+}
+
+/*
+ * The end is recorded (retried until it sticks) before anyone sees it; the
+ * job then leaves the registry in the same step it shows its end, so a
+ * client that sees the end may start the VM's next point job at once.
+ */
+static void
+pj_end(pjob *j, int state, const char *phase)
+{
+	fb_err err = {0};
+	pjob   v;
+
+	pthread_mutex_lock(&jobs_mtx);
+	v       = *j;
+	v.state = state;
+	snprintf(v.phase, sizeof(v.phase), "%s", phase);
+	v.end_ms = fb_clock_unix_ms();
+	pthread_mutex_unlock(&jobs_mtx);
+	for (int tries = 0; pj_persist(&v, &err) != FB_RV_OK && tries < 60; tries++) {
+		fb_log_warn("FB4031", "point job %s: cannot record its end: %s", j->id, err.msg);
 		usleep(1000000);
 	}
+	pthread_mutex_lock(&jobs_mtx);
+	j->state  = v.state;
+	j->end_ms = v.end_ms;
+	snprintf(j->phase, sizeof(j->phase), "%s", v.phase);
+	for (int i = 0; i < MAX_LIVE; i++)
+		if (live[i] == j)
+			live[i] = NULL;
+	pthread_mutex_unlock(&jobs_mtx);
 	pj_publish(j);
 }
 
@@ -185,6 +211,7 @@ pj_thread(void *arg)
 	fb_rp      *rp    = NULL;
 	fb_err      err   = {0};
 	uint32_t    rv;
+	int         cancelled = 0;
 
 	pthread_mutex_lock(&jobs_mtx);
 	j->start_ms = fb_clock_unix_ms();
@@ -192,10 +219,11 @@ pj_thread(void *arg)
 	pj_set(j, JS(RUNNING), "Scanning");
 	rv = fb_rp_create_watched(j->p->db, j->p->store, j->vm_id, j->type, &watch, &rp, &st, &err);
 	pthread_mutex_lock(&jobs_mtx);
+	j->ending = 1;
 	if (rv == FB_RV_OK) {
 		snprintf(j->rp_id, sizeof(j->rp_id), "%s", rp->id);
 		j->bytes_done = j->bytes_total;
-	} else if (!j->cancel) {
+	} else if (!(cancelled = j->cancel)) {
 		j->error_code = rv;
 		snprintf(j->error, sizeof(j->error), "%s", err.msg);
 	} else {
@@ -209,20 +237,15 @@ pj_thread(void *arg)
 		            rp->id, j->vm_name, (unsigned long long)st.bytes_read,
 		            (unsigned long long)st.blocks_new, (unsigned long long)st.bytes_stored,
 		            (unsigned long long)st.points_pruned, (unsigned long long)st.blocks_freed);
-		pj_set(j, JS(COMPLETED), "Completed");
-	} else if (j->cancel) {
+		pj_end(j, JS(COMPLETED), "Completed");
+	} else if (cancelled) {
 		fb_log_info("FB4032", "point job %s of %s cancelled; no point kept", j->id, j->vm_name);
-		pj_set(j, JS(TERMINATED), "Cancelled");
+		pj_end(j, JS(TERMINATED), "Cancelled");
 	} else {
 		fb_log_warn("FB4003", "recovery point of %s failed: %s", j->vm_name, err.msg);
-		pj_set(j, JS(EXCEPTION), "Failed");
+		pj_end(j, JS(EXCEPTION), "Failed");
 	}
 	free(rp);
-	pthread_mutex_lock(&jobs_mtx);
-	for (int i = 0; i < MAX_LIVE; i++)
-		if (live[i] == j)
-			live[i] = NULL;
-	pthread_mutex_unlock(&jobs_mtx);
 	free(j);
 	return NULL;
 }
@@ -424,6 +447,11 @@ points_cancel_job(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Prot
 	pthread_mutex_lock(&jobs_mtx);
 	for (int i = 0; i < MAX_LIVE; i++)
 		if (live[i] != NULL && strcasecmp(live[i]->id, id) == 0) {
+			if (live[i]->ending) {
+				pthread_mutex_unlock(&jobs_mtx);
+				return fb_rpc_fail(call, FB_RV_INVALID_STATE,
+				                   "recovery point job %.40s is completing", id);
+			}
 			live[i]->cancel = 1; /* the scan stops at its next block */
 			pthread_mutex_unlock(&jobs_mtx);
 			return FB_RV_OK;

@@ -131,8 +131,9 @@ uint32_t run_persist(run *j, fb_err *err); /* writes the row; blocks on the data
  * them pending for run_make_end_durable); blocks on the database. */
 void     run_record_vm(run *j, int state, int health);
 /* run_make_end_durable retries persisting the end (row and VM state) every
- * second until it sticks, announcing the job meanwhile; then shows the end
- * and frees the VM for its next job (ended), in one step. */
+ * second until it sticks; then shows the end and frees the VM for its next
+ * job (ended), in one step. An end that cannot be recorded at once (a full
+ * disk) is shown meanwhile, with the VM still in use. */
 void     run_make_end_durable(run *j);
 
 /* --- jobs.c: the registry. Every function takes the registry lock

@@ -306,9 +306,16 @@ run_make_end_durable(run *j)
 			run_publish(j);
 			return;
 		}
-		if (tries == 0)
+		if (tries == 0) {
 			fb_log_warn("FB5006", "job %s: its end is not recorded yet (no room?); "
 			                      "retrying every second", j->id);
+			/* Shown meanwhile, so the operator learns why; the VM stays
+			 * in use until the end is recorded. */
+			pthread_mutex_lock(&j->mtx);
+			j->state = j->end_state;
+			snprintf(j->phase, sizeof(j->phase), "%s", j->end_phase);
+			pthread_mutex_unlock(&j->mtx);
+		}
 		run_publish(j);
 		sleep(1);
 	}

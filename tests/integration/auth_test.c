@@ -20,6 +20,7 @@
 #include "failback/events.h"
 #include "failback/rpc.h"
 #include "failback/tls.h"
+#include "clients.h"
 #include "harness.h"
 #include "replica.pb-c.h"
 #include "resync.pb-c.h"
@@ -54,18 +55,9 @@ group_teardown(void **state)
 static fb_rpc_client *
 client_as(const char *url, const char *id, const char *sname, fb_err *err, uint32_t *rv)
 {
-	nng_tls_config *tls;
-	fb_rpc_client  *cli = NULL;
-	char            cert[64], key[64];
+	fb_rpc_client *cli;
 
-	snprintf(cert, sizeof(cert), "%s.pem", id);
-	snprintf(key, sizeof(key), "%s.key", id);
-	*rv = fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"), fbt_pki_file(cert),
-	                           fbt_pki_file(key), sname, 0, err);
-	if (*rv != FB_RV_OK)
-		return NULL;
-	*rv = fb_rpc_client_open(&cli, url, tls, err);
-	nng_tls_config_free(tls);
+	*rv = fbt_client(&cli, url, id, sname, err);
 	return cli;
 }
 
@@ -343,20 +335,12 @@ events_listener_admits_operators_and_monitors_only(void **state)
 
 	(void)state;
 	for (int i = 0; i < 4; i++) {
-		nng_tls_config *tls;
-		fb_events_sub  *sub = NULL;
-		fb_err          err = {0};
-		char            cert[64], key[64];
+		fb_events_sub *sub = NULL;
+		fb_err         err = {0};
 
-		snprintf(cert, sizeof(cert), "%s.pem", ids[i]);
-		snprintf(key, sizeof(key), "%s.key", ids[i]);
-		assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
-		                                      fbt_pki_file(cert), fbt_pki_file(key),
-		                                      "replica.failback.test", 0, &err),
-		                 0);
-		assert_int_equal(fb_events_sub_open(&sub, replica.events, tls, "job/", &err),
+		assert_int_equal(fbt_subscribe(&sub, replica.events, ids[i], "replica.failback.test",
+		                               &err),
 		                 want[i]);
-		nng_tls_config_free(tls);
 		/* No job runs, so nothing can be in flight: closing is safe. */
 		fb_events_sub_close(sub);
 	}

@@ -15,7 +15,9 @@
 
 #include <cmocka.h>
 
+#include "clients.h"
 #include "harness.h"
+#include "primary.pb-c.h"
 #include "image.h"
 
 static fbt_agent primary;
@@ -253,6 +255,48 @@ taking_a_point_is_a_job_with_progress_and_cancel(void **state)
 	assert_true(points == 1 || points == 2);
 }
 
+/* A point job seen ended has left its VM free: the next point, asked for
+ * the moment GetPointJob shows the end, is taken, every time. */
+static void
+a_point_job_seen_ended_lets_the_next_one_start_at_once(void **state)
+{
+	Failback__CreateRecoveryPointRequest in = FAILBACK__CREATE_RECOVERY_POINT_REQUEST__INIT;
+	fb_rpc_client                       *cli;
+	fb_err                               err = {0};
+
+	(void)state;
+	assert_int_equal(fbt_client(&cli, primary.control, "operator", PNAME, &err), 0);
+	in.vm = (char *)"web01";
+	for (int round = 0; round < 12; round++) {
+		Failback__CreateRecoveryPointResponse *o = NULL;
+		char                                   job[40];
+		int                                    end = 0;
+
+		if (fb_rpc_client_call(cli, &failback__primary_service__descriptor,
+		                       "CreateRecoveryPoint", &in.base, (ProtobufCMessage **)&o, 10000,
+		                       &err) != FB_RV_JOB_STARTED)
+			fail_msg("round %d: refused right after the last job's end: %s (%u)", round,
+			         err.msg, err.rv);
+		snprintf(job, sizeof(job), "%.36s", strchr(o->job, '"') + 1);
+		protobuf_c_message_free_unpacked(&o->base, NULL);
+		/* followed as `primary-rp create` does, as closely as a client can */
+		for (int i = 0; i < 200000 && end < 7; i++) {
+			Failback__PointJobRef        ref = FAILBACK__POINT_JOB_REF__INIT;
+			Failback__GetPointJobResponse *g = NULL;
+
+			ref.job = job;
+			if (fb_rpc_client_call(cli, &failback__primary_service__descriptor, "GetPointJob",
+			                       &ref.base, (ProtobufCMessage **)&g, 10000, &err) != 0)
+				fail_msg("round %d: GetPointJob: %s", round, err.msg);
+			end = (int)g->job->job_state;
+			protobuf_c_message_free_unpacked(&g->base, NULL);
+		}
+		if (end != 7)
+			fail_msg("round %d: point job %s ended in state %d", round, job, end);
+	}
+	fb_rpc_client_close(cli);
+}
+
 int
 main(void)
 {
@@ -264,6 +308,7 @@ main(void)
 	    cmocka_unit_test(unknown_vm_is_file_not_found),
 	    cmocka_unit_test(points_survive_an_agent_restart),
 	    cmocka_unit_test(taking_a_point_is_a_job_with_progress_and_cancel),
+	    cmocka_unit_test(a_point_job_seen_ended_lets_the_next_one_start_at_once),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -33,8 +33,8 @@
 #include <cmocka.h>
 
 #include "failback/events.h"
-#include "failback/rpc.h"
 #include "failback/tls.h"
+#include "clients.h"
 #include "harness.h"
 #include "image.h"
 #include "replica.pb-c.h"
@@ -846,31 +846,20 @@ static void
 a_job_seen_ended_has_freed_its_vm_for_the_next_call(void **state)
 {
 	Failback__InitiateFailbackRequest in = FAILBACK__INITIATE_FAILBACK_REQUEST__INIT;
-	nng_tls_config                   *tls;
 	fb_events_sub                    *sub;
 	fb_rpc_client                    *cli;
 	fb_err                            err = {0};
 	char                              want[65], got[65];
 
 	(void)state;
-	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
-	                                      fbt_pki_file("monitor.pem"), fbt_pki_file("monitor.key"),
-	                                      RNAME, 0, &err),
-	                 0);
-	assert_int_equal(fb_events_sub_open(&sub, replica.events, tls, "job/", &err), 0);
-	nng_tls_config_free(tls);
-	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
-	                                      fbt_pki_file("operator.pem"),
-	                                      fbt_pki_file("operator.key"), RNAME, 0, &err),
-	                 0);
-	assert_int_equal(fb_rpc_client_open(&cli, replica.control, tls, &err), 0);
-	nng_tls_config_free(tls);
+	assert_int_equal(fbt_subscribe(&sub, replica.events, "monitor", RNAME, &err), 0);
+	assert_int_equal(fbt_client(&cli, replica.control, "operator", RNAME, &err), 0);
 	in.vm                        = (char *)"web";
 	in.recovery_point_identifier = p1;
 	for (int round = 0; round < 12; round++) {
 		Failback__JobStartedResponse *o = NULL;
 		char                          job[40];
-		int                           state_seen = 0;
+		int                           end;
 
 		if (fb_rpc_client_call(cli, &failback__replication_service__descriptor,
 		                       "InitiateFailback", &in.base, (ProtobufCMessage **)&o, 10000,
@@ -879,17 +868,8 @@ a_job_seen_ended_has_freed_its_vm_for_the_next_call(void **state)
 			         err.msg, err.rv);
 		snprintf(job, sizeof(job), "%.36s", strchr(o->job, '"') + 1);
 		protobuf_c_message_free_unpacked(&o->base, NULL);
-		for (int i = 0; i < 3000 && state_seen < 7; i++) {
-			Failback__JobEvent *ev;
-
-			if (fb_events_sub_next(sub, 200, &ev, &err) != FB_RV_OK)
-				continue;
-			if (strcmp(ev->job_id, job) == 0)
-				state_seen = (int)ev->job_state;
-			failback__job_event__free_unpacked(ev, NULL);
-		}
-		if (state_seen != 7)
-			fail_msg("round %d: job %s ended in state %d", round, job, state_seen);
+		if ((end = fbt_job_end(sub, job, 600)) != 7)
+			fail_msg("round %d: job %s ended in state %d", round, job, end);
 	}
 	fb_rpc_client_close(cli);
 	fb_events_sub_close(sub);
