@@ -58,6 +58,8 @@ session_target(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd,
 	return FB_RV_OK;
 }
 
+/* The pin checked once up front, for an error that names both
+ * certificates; session_dial then binds every connection to it. */
 static uint32_t
 session_pin(session *s, const replica *r, const fb_rsd *rsd, fb_err *err)
 {
@@ -100,8 +102,14 @@ session_connect(session *s, int i, fb_err *err)
 		if ((rv = fb_rpc_client_dial(&s->cli[i], s->url, s->tls, FB_RPC_DIAL_SHUT_TRANSIENT,
 		                             &e)) == FB_RV_OK)
 			return FB_RV_OK;
-		if (rv == FB_RV_ACCESS_DENIED)
+		if (rv == FB_RV_ACCESS_DENIED) {
+			if (s->pinned)
+				return fb_err_set(err, rv,
+				                  "the primary at %s refused, or presented a certificate "
+				                  "other than the pinned CertificateThumbPrint: %s",
+				                  s->url, e.msg);
 			break;
+		}
 		fb_log_info("FB6002", "job %s: primary %s: %s (attempt %d)", s->job, s->url, e.msg,
 		            attempt + 1);
 		session_backoff(s, attempt);
@@ -119,14 +127,18 @@ session_init(session *s, const replica *r, progress *pg, const char *job)
 	s->rate_cap         = strtoull(r->rset->max_transfer_rate, NULL, 10) << 20;
 }
 
+/* Every connection (and NNG's reconnects) goes through one configuration;
+ * a pin in it is checked in each handshake (tls_engine.c), so a connection
+ * that reaches another certificate fails instead of serving the job. */
 static uint32_t
-session_dial(session *s, const replica *r, int nconn, fb_err *err)
+session_dial(session *s, const replica *r, int nconn, const char *pin, fb_err *err)
 {
 	uint32_t rv;
 
-	if ((rv = fb_tls_config_client(&s->tls, r->set->ca_agents, r->set->cert, r->set->key,
-	                               s->sname, 0, err)) != FB_RV_OK)
+	if ((rv = fb_tls_config_client_pinned(&s->tls, r->set->ca_agents, r->set->cert,
+	                                      r->set->key, s->sname, pin, 0, err)) != FB_RV_OK)
 		return rv;
+	s->pinned = pin != NULL && *pin != '\0';
 	for (int i = 0; i < nconn; i++)
 		if ((rv = session_connect(s, i, err)) != FB_RV_OK)
 			return rv;
@@ -143,7 +155,7 @@ session_open(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd, p
 	if ((rv = session_target(s, r, vm, rsd, err)) != FB_RV_OK ||
 	    (rv = session_pin(s, r, rsd, err)) != FB_RV_OK)
 		return rv;
-	return session_dial(s, r, FB_WORKER_FETCHERS, err);
+	return session_dial(s, r, FB_WORKER_FETCHERS, rsd->thumbprint, err);
 }
 
 uint32_t
@@ -155,7 +167,7 @@ session_open_to(session *s, const replica *r, const char *url, const char *sname
 	    (size_t)snprintf(s->url, sizeof(s->url), "%s", url) >= sizeof(s->url) ||
 	    (size_t)snprintf(s->sname, sizeof(s->sname), "%s", sname) >= sizeof(s->sname))
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "agent URL or name too long");
-	return session_dial(s, r, nconn, err);
+	return session_dial(s, r, nconn, NULL, err);
 }
 
 uint32_t

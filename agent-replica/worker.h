@@ -64,6 +64,7 @@ typedef struct session {
 	char            url[600];
 	char            sname[300];
 	nng_tls_config *tls;
+	int             pinned; /* every connection must present the pinned certificate */
 	fb_rpc_client  *cli[FB_WORKER_FETCHERS];
 	uint64_t        rate_cap; /* bytes/s, 0 = none */
 	uint64_t        xfer_t0, xfer_b0;

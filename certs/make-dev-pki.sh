@@ -5,7 +5,9 @@
 # used as servers and as clients of each other), operators, monitors. Each
 # listener trusts only the CA of the role it serves. Also made, for tests:
 # a rogue CA and an operator certificate from it, an expired operator
-# certificate, and a replica-agent certificate for the wrong DNS name.
+# certificate, a replica-agent certificate for the wrong DNS name, primary
+# certificates without a subjectAltName, for a wildcard and with another
+# key, and a revoked operator certificate with its CA's CRL.
 #
 # Keys are EC P-256, mode 0600. Nothing here is for production: a real
 # deployment keeps its CA keys offline. Re-running with an existing DIR does
@@ -88,6 +90,20 @@ leaf operator operators operator clientAuth
 leaf monitor monitors monitor clientAuth
 leaf rogue-operator rogue operator clientAuth
 leaf wrongname-replica agents wrong.failback.test serverAuth,clientAuth wrong.failback.test
+# Server-name and pin checks: a primary certificate without a subjectAltName
+# (the name only in its CN), one for a wildcard name, and an impostor: the
+# real primary's name from the agents CA, with another key.
+leaf nosan-primary agents primary.failback.test serverAuth,clientAuth
+leaf wildcard-primary agents primary.failback.test serverAuth,clientAuth '*.failback.test'
+leaf impostor-primary agents primary.failback.test serverAuth,clientAuth primary.failback.test
+# Revocation: an operator certificate the operators CA revoked, and that
+# CA's CRL (operators-crl.pem) naming it.
+leaf revoked-operator operators operator clientAuth
+openssl ca -config "$work/ca.cnf" -cert operators-ca.pem -keyfile operators-ca.key \
+	-revoke revoked-operator.pem >/dev/null 2>&1
+openssl ca -config "$work/ca.cnf" -cert operators-ca.pem -keyfile operators-ca.key \
+	-gencrl -crldays 3650 -out operators-crl.pem >/dev/null 2>&1
+chmod 644 operators-crl.pem
 start=$(date -u -d '30 days ago' +%Y%m%d%H%M%SZ)
 end=$(date -u -d '2 days ago' +%Y%m%d%H%M%SZ)
 leaf expired-operator operators operator clientAuth

@@ -26,6 +26,7 @@ typedef struct ctl {
 	char    *key;
 	char    *server_name;
 	char    *timeout;
+	char    *crl;
 	int      json;
 	uint32_t timeout_ms;
 	fb_rpc_client *cli; /* opened on first use */

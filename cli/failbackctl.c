@@ -8,9 +8,12 @@
  * is 0 only when the method returned 0 or 4096.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctl.h"
 #include "failback/config.h"
@@ -33,7 +36,8 @@ ctl_keys(ctl *c, fb_config_key *k)
 	KEY(cert, "your certificate (operator or monitor)");
 	KEY(key, "your private key (mode 0600)");
 	KEY(server_name, "DNS name in the agent's certificate (default replica.failback.test)");
-	KEY(timeout, "milliseconds to wait for each reply (default 30000)");
+	KEY(timeout, "milliseconds to wait for the connection and for each reply (default 30000)");
+	KEY(crl, "certificate revocation lists (PEM) to check the agent's certificate against");
 #undef KEY
 	return n;
 }
@@ -107,18 +111,71 @@ ctl_fail(ctl *c, const fb_err *err)
 	return CTL_EXIT_FAILED;
 }
 
+/* The first connection (TCP and the TLS handshake) is bounded by --timeout
+ * too: NNG's dial would wait on a peer that accepts and never answers. */
+static struct {
+	pthread_mutex_t m;
+	pthread_cond_t  cv;
+	int             done;
+	ctl            *c;
+} dial_watch = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL};
+
+static void *
+dial_watchdog(void *arg)
+{
+	struct timespec until;
+	int             late = 0;
+
+	(void)arg;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += dial_watch.c->timeout_ms / 1000;
+	until.tv_nsec += (long)(dial_watch.c->timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&dial_watch.m);
+	while (!dial_watch.done && !late)
+		late = pthread_cond_timedwait(&dial_watch.cv, &dial_watch.m, &until) == ETIMEDOUT;
+	if (!dial_watch.done) {
+		fb_err e = {0};
+
+		fb_err_set(&e, FB_RV_NOT_AVAILABLE,
+		           "no connection to %s within %u ms (--timeout): the agent accepted but "
+		           "never completed the TLS handshake",
+		           dial_watch.c->url, dial_watch.c->timeout_ms);
+		fb_rpc_exit(ctl_fail(dial_watch.c, &e)); /* the dial cannot be abandoned */
+	}
+	pthread_mutex_unlock(&dial_watch.m);
+	return NULL;
+}
+
 uint32_t
 ctl_connect(ctl *c, fb_err *err)
 {
 	nng_tls_config *tls;
+	pthread_t       t;
 	uint32_t        rv;
+	int             watching;
 
 	if (c->cli != NULL)
 		return FB_RV_OK;
+	if (c->crl != NULL && (rv = fb_tls_set_crl(c->crl, err)) != FB_RV_OK)
+		return rv;
 	if ((rv = fb_tls_config_client(&tls, c->ca, c->cert, c->key, c->server_name, 0, err)) !=
 	    FB_RV_OK)
 		return rv;
-	rv = fb_rpc_client_open(&c->cli, c->url, tls, err);
+	dial_watch.c    = c;
+	dial_watch.done = 0;
+	watching        = pthread_create(&t, NULL, dial_watchdog, NULL) == 0;
+	rv              = fb_rpc_client_open(&c->cli, c->url, tls, err);
+	if (watching) {
+		pthread_mutex_lock(&dial_watch.m);
+		dial_watch.done = 1;
+		pthread_cond_signal(&dial_watch.cv);
+		pthread_mutex_unlock(&dial_watch.m);
+		pthread_join(t, NULL);
+	}
 	nng_tls_config_free(tls);
 	return rv;
 }

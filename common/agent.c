@@ -62,6 +62,7 @@ agent_keys(fb_agent *a, fb_config_key *k, size_t cap)
 	KEY(ca_operators, "CA that issues operator certificates");
 	KEY(ca_monitors, "CA that issues monitor certificates");
 	KEY(ca_agents, "CA that issues agent certificates");
+	KEY(crl, "certificate revocation lists (PEM), checked on every connection");
 	KEY(log_level, "error, warn, info (default) or debug");
 	KEY(workers, "handler threads (default 4)");
 	for (size_t i = 0; i < a->spec->nkeys && n + 1 < cap; i++)
@@ -149,6 +150,12 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 	    (rv = agent_require(a->set.ca_monitors, "ca-monitors", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.ca_agents, "ca-agents", err)) != FB_RV_OK)
 		return rv;
+	if (a->set.crl != NULL) {
+		fb_err e = {0};
+
+		if ((rv = fb_tls_set_crl(a->set.crl, &e)) != FB_RV_OK)
+			return fb_err_set(err, rv, "--crl: %s", e.msg);
+	}
 	{
 		enum fb_log_level lvl;
 		char             *end;

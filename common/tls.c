@@ -24,6 +24,7 @@
 
 #include "failback/log.h"
 #include "failback/tls.h"
+#include "tls_engine.h"
 
 #define PEM_MAX (1u << 20)
 
@@ -175,14 +176,45 @@ tls_read_cas(const char *const *ca_files, char **out, fb_err *err)
 	return FB_RV_OK;
 }
 
+/* The process's certificate revocation lists (--crl), or NULL. */
+static char crl_path[4096];
+
+uint32_t
+fb_tls_set_crl(const char *path, fb_err *err)
+{
+	mbedtls_x509_crl crl;
+	int              mrv;
+
+	if (path == NULL || *path == '\0') {
+		crl_path[0] = '\0';
+		return FB_RV_OK;
+	}
+	if (strlen(path) >= sizeof(crl_path))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "CRL path too long");
+	mbedtls_x509_crl_init(&crl);
+	mrv = mbedtls_x509_crl_parse_file(&crl, path);
+	if (mrv == 0 && mbedtls_x509_time_is_past(&crl.next_update)) {
+		fb_log_warn("FB0102", "%s: the CRL's next update was due %04d-%02d-%02d; peers "
+		                      "whose CA issued it are refused until it is renewed",
+		            path, crl.next_update.year, crl.next_update.mon, crl.next_update.day);
+	}
+	mbedtls_x509_crl_free(&crl);
+	if (mrv == MBEDTLS_ERR_PK_FILE_IO_ERROR)
+		return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "%s: cannot read the CRL file", path);
+	if (mrv != 0)
+		return tls_mbed_err(err, mrv, path, "cannot load certificate revocation list(s)");
+	snprintf(crl_path, sizeof(crl_path), "%s", path);
+	return FB_RV_OK;
+}
+
 static uint32_t
 tls_config(nng_tls_config **out, nng_tls_mode mode, const char *const *ca_files,
            const char *cert_file, const char *key_file, const char *server_name, int flags,
            fb_err *err)
 {
 	nng_tls_config *cfg = NULL;
-	char           *ca = NULL, *cert = NULL, *key = NULL;
-	size_t          certlen = 0, keylen = 0;
+	char           *ca = NULL, *cert = NULL, *key = NULL, *crl = NULL;
+	size_t          certlen = 0, keylen = 0, crllen = 0;
 	uint32_t        rv;
 	int             nrv;
 
@@ -203,13 +235,20 @@ tls_config(nng_tls_config **out, nng_tls_mode mode, const char *const *ca_files,
 		goto fail;
 	if ((rv = tls_read_pem(key_file, &key, &keylen, err)) != FB_RV_OK)
 		goto fail;
+	if (crl_path[0] != '\0' && (rv = tls_read_pem(crl_path, &crl, &crllen, err)) != FB_RV_OK)
+		goto fail;
+	if ((nrv = fb_tls_engine_use()) != 0) {
+		rv = fb_err_set(err, FB_RV_FAILED, "cannot install the TLS engine: %s",
+		                nng_strerror(nrv));
+		goto fail;
+	}
 	if ((nrv = nng_tls_config_alloc(&cfg, mode)) != 0) {
 		rv = fb_err_nng(err, nrv, "TLS configuration");
 		goto fail;
 	}
 	if ((nrv = nng_tls_config_version(cfg, NNG_TLS_1_2, NNG_TLS_1_2)) != 0 ||
 	    (nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
-	    (nrv = nng_tls_config_ca_chain(cfg, ca, NULL)) != 0 ||
+	    (nrv = nng_tls_config_ca_chain(cfg, ca, crl)) != 0 ||
 	    (nrv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0 ||
 	    (server_name != NULL && (nrv = nng_tls_config_server_name(cfg, server_name)) != 0)) {
 		rv = fb_err_nng(err, nrv, "TLS configuration");
@@ -218,6 +257,7 @@ tls_config(nng_tls_config **out, nng_tls_mode mode, const char *const *ca_files,
 	tls_free_secret(key, keylen);
 	free(cert);
 	free(ca);
+	free(crl);
 	*out = cfg;
 	return FB_RV_OK;
 fail:
@@ -226,6 +266,7 @@ fail:
 	tls_free_secret(key, keylen);
 	free(cert);
 	free(ca);
+	free(crl);
 	return rv;
 }
 
@@ -241,10 +282,35 @@ uint32_t
 fb_tls_config_client(nng_tls_config **out, const char *ca_file, const char *cert_file,
                      const char *key_file, const char *server_name, int flags, fb_err *err)
 {
-	const char *cas[2] = {ca_file, NULL};
+	return fb_tls_config_client_pinned(out, ca_file, cert_file, key_file, server_name, NULL,
+	                                   flags, err);
+}
 
-	return tls_config(out, NNG_TLS_MODE_CLIENT, cas, cert_file, key_file, server_name,
-	                  flags, err);
+uint32_t
+fb_tls_config_client_pinned(nng_tls_config **out, const char *ca_file, const char *cert_file,
+                            const char *key_file, const char *server_name, const char *pin,
+                            int flags, fb_err *err)
+{
+	const char *cas[2] = {ca_file, NULL};
+	char        spec[512];
+	size_t      plen = pin != NULL ? strlen(pin) : 0;
+
+	if (server_name == NULL || strchr(server_name, '#') != NULL)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "'%.80s' is not a DNS name",
+		                  server_name != NULL ? server_name : "");
+	if (plen != 0 && plen != 40 && plen != 64)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "a certificate pin is 40 (SHA-1) or 64 (SHA-256) hex digits");
+	for (size_t i = 0; i < plen; i++)
+		if (!((pin[i] >= '0' && pin[i] <= '9') || (pin[i] >= 'a' && pin[i] <= 'f')))
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "a certificate pin is lower-case hex digits");
+	/* the engine takes the pin after the name (tls_engine.c) */
+	if ((size_t)snprintf(spec, sizeof(spec), "%s%s%s", server_name, plen ? "#" : "",
+	                     plen ? pin : "") >= sizeof(spec))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "server name too long");
+	return tls_config(out, NNG_TLS_MODE_CLIENT, cas, cert_file, key_file,
+	                  *server_name != '\0' ? spec : server_name, flags, err);
 }
 
 uint32_t

@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <nng/nng.h>
@@ -327,6 +331,60 @@ unreachable_agent_is_system_not_available(void **state)
 	assert_non_null(strstr(out, "System is not available (32777)"));
 }
 
+/* An agent that accepts TCP but never finishes the handshake: failbackctl
+ * gives up after --timeout, with System is not available. */
+static void
+timeout_bounds_the_first_connection(void **state)
+{
+	struct sockaddr_in a    = {0};
+	socklen_t          alen = sizeof(a);
+	char               url[64];
+	int                fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	(void)state;
+	a.sin_family      = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 4), 0); /* the kernel completes TCP; nobody speaks TLS */
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+	snprintf(url, sizeof(url), "tls+tcp://127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+	assert_int_equal(fbt_ctl(out, sizeof(out), url, "operator", "replica.failback.test",
+	                         "--timeout=500", "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "System is not available (32777)"));
+	assert_non_null(strstr(out, "within 500 ms"));
+	close(fd);
+}
+
+/* --crl on an agent: a certificate its CA revoked is refused in the
+ * handshake on every listener, the others are served; the same
+ * certificate reaches an agent without the CRL. A CRL that cannot be read
+ * stops the agent at start, saying why. */
+static void
+a_revoked_certificate_is_refused_by_an_agent_with_the_crl(void **state)
+{
+	static fbt_agent crlrep, badcrl;
+	char             crl[700];
+
+	(void)state;
+	snprintf(crl, sizeof(crl), "--crl=%s", fbt_pki_file("operators-crl.pem"));
+	assert_int_equal(fbt_agent_start(&crlrep, "replica", "replica", (const char *[]){crl, NULL}),
+	                 0);
+	assert_refused(crlrep.control, "revoked-operator", "replica.failback.test");
+	assert_int_equal(fbt_ctl(out, sizeof(out), crlrep.control, "operator",
+	                         "replica.failback.test", "status", NULL),
+	                 0);
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "revoked-operator",
+	                         "replica.failback.test", "status", NULL),
+	                 0);
+	assert_int_equal(fbt_agent_stop(&crlrep, SIGTERM, 10000), 0);
+
+	snprintf(crl, sizeof(crl), "--crl=%s", fbt_pki_file("operator.pem")); /* not a CRL */
+	assert_int_equal(fbt_agent_start(&badcrl, "replica", "replica", (const char *[]){crl, NULL}),
+	                 -1);
+	assert_true(fbt_file_contains(badcrl.log, "--crl"));
+}
+
 static void
 events_listener_admits_operators_and_monitors_only(void **state)
 {
@@ -365,6 +423,8 @@ main(void)
 	    cmocka_unit_test(malformed_requests_get_error_replies_and_agent_keeps_serving),
 	    cmocka_unit_test(requests_over_a_listener_limit_are_dropped_undecoded),
 	    cmocka_unit_test(unreachable_agent_is_system_not_available),
+	    cmocka_unit_test(timeout_bounds_the_first_connection),
+	    cmocka_unit_test(a_revoked_certificate_is_refused_by_an_agent_with_the_crl),
 	    cmocka_unit_test(events_listener_admits_operators_and_monitors_only),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

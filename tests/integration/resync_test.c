@@ -646,8 +646,11 @@ a_point_being_pulled_is_kept_past_recovery_history(void **state)
  * first connection in the middle of its TLS handshake (after the
  * ClientHello, with SO_LINGER 0) and forwards every later one.
  */
+/* A TCP proxy in front of the primary's agents' listener: resets the first
+ * connection during its handshake (reset_first), or sends the first to
+ * target_port and every later one to other_port (other_port != 0). */
 struct proxy {
-	int lfd, target_port;
+	int lfd, target_port, other_port, reset_first;
 	int accepted; /* atomic: read by the test */
 };
 
@@ -687,9 +690,12 @@ proxy_thread(void *arg)
 		int                c  = accept(px->lfd, NULL, NULL), *fds;
 		pthread_t          t;
 
+		int                nth;
+
 		if (c < 0)
 			return NULL;
-		if (__atomic_fetch_add(&px->accepted, 1, __ATOMIC_SEQ_CST) == 0) {
+		nth = __atomic_fetch_add(&px->accepted, 1, __ATOMIC_SEQ_CST);
+		if (nth == 0 && px->reset_first) {
 			struct linger l = {1, 0};
 			char          hello[512];
 
@@ -702,7 +708,8 @@ proxy_thread(void *arg)
 		fds[0] = c;
 		fds[1] = socket(AF_INET, SOCK_STREAM, 0);
 		to.sin_family      = AF_INET;
-		to.sin_port        = htons((uint16_t)px->target_port);
+		to.sin_port = htons((uint16_t)(nth > 0 && px->other_port ? px->other_port
+		                                                         : px->target_port));
 		to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		if (connect(fds[1], (struct sockaddr *)&to, sizeof(to)) != 0) {
 			close(fds[0]);
@@ -715,35 +722,79 @@ proxy_thread(void *arg)
 	}
 }
 
+/* Starts px in front of the primary and writes settings (name under the
+ * scratch directory, into path) that send the failback through it, with
+ * pin as CertificateThumbPrint when given. */
+static void
+proxy_start(struct proxy *px, const char *name, const char *pinned, char *path, size_t len)
+{
+	struct sockaddr_in a    = {0};
+	socklen_t          alen = sizeof(a);
+	pthread_t          t;
+	FILE              *f;
+
+	px->target_port   = atoi(strrchr(primary.resync, ':') + 1);
+	px->lfd           = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_family      = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(px->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(px->lfd, 16), 0);
+	assert_int_equal(getsockname(px->lfd, (struct sockaddr *)&a, &alen), 0);
+	assert_int_equal(pthread_create(&t, NULL, proxy_thread, px), 0);
+	pthread_detach(t);
+	snprintf(path, len, "%s/%s", fbt_root(), name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
+	           "NAME=\"PrimaryConnectionPoint\" TYPE=\"string\"><VALUE>127.0.0.1</VALUE>"
+	           "</PROPERTY><PROPERTY NAME=\"RecoveryServerPortNumber\" TYPE=\"uint16\"><VALUE>%d"
+	           "</VALUE></PROPERTY>",
+	        ntohs(a.sin_port));
+	if (pinned != NULL)
+		fprintf(f, "<PROPERTY NAME=\"CertificateThumbPrint\" TYPE=\"string\"><VALUE>%s"
+		           "</VALUE></PROPERTY>",
+		        pinned);
+	fputs("</INSTANCE>", f);
+	fclose(f);
+}
+
+/* The pin binds every connection of the job: a proxy that sends the first
+ * connection (the pin's check) to the real primary and the rest to an
+ * impostor (the primary's name, from the same CA, another key) gets the
+ * job refused, with the disk untouched. */
+static void
+a_pin_binds_every_connection_not_just_the_first(void **state)
+{
+	static struct proxy px;
+	static fbt_agent    impostor;
+	char                path[700], job[40], before[65], after[65];
+
+	(void)state;
+	assert_int_equal(fbt_agent_start(&impostor, "primary", "impostor-primary", NULL), 0);
+	px.other_port = atoi(strrchr(impostor.resync, ':') + 1);
+	proxy_start(&px, "split.xml", pin, path, sizeof(path));
+	sha(disk, before);
+	assert_int_equal(R("failback", "web", "--rp", p1, "--settings", path), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_job(job, 1);
+	assert_non_null(strstr(out, "Access Denied (32769)"));
+	assert_non_null(strstr(out, "pinned CertificateThumbPrint"));
+	assert_true(__atomic_load_n(&px.accepted, __ATOMIC_SEQ_CST) >= 2);
+	sha(disk, after);
+	assert_string_equal(after, before);
+	assert_int_equal(fbt_agent_stop(&impostor, SIGTERM, 10000), 0);
+}
+
 /* DESIGN §9: a connection cut during the TLS handshake is transient. */
 static void
 a_reset_during_the_tls_handshake_is_retried_not_access_denied(void **state)
 {
 	static struct proxy px;
-	struct sockaddr_in  a = {0};
-	socklen_t           alen = sizeof(a);
-	pthread_t           t;
 	char                path[700], job[40], want[65], got[65];
-	FILE               *f;
 
 	(void)state;
-	px.target_port  = atoi(strrchr(primary.resync, ':') + 1);
-	px.lfd          = socket(AF_INET, SOCK_STREAM, 0);
-	a.sin_family      = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(px.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(px.lfd, 16), 0);
-	assert_int_equal(getsockname(px.lfd, (struct sockaddr *)&a, &alen), 0);
-	assert_int_equal(pthread_create(&t, NULL, proxy_thread, &px), 0);
-	pthread_detach(t);
-	snprintf(path, sizeof(path), "%s/proxy.xml", fbt_root());
-	f = fopen(path, "w");
-	fprintf(f, "<INSTANCE CLASSNAME=\"Msvm_ReplicationSettingData\"><PROPERTY "
-	           "NAME=\"PrimaryConnectionPoint\" TYPE=\"string\"><VALUE>127.0.0.1</VALUE>"
-	           "</PROPERTY><PROPERTY NAME=\"RecoveryServerPortNumber\" TYPE=\"uint16\"><VALUE>%d"
-	           "</VALUE></PROPERTY></INSTANCE>",
-	        ntohs(a.sin_port));
-	fclose(f);
+	px.reset_first = 1;
+	proxy_start(&px, "proxy.xml", NULL, path, sizeof(path));
 	assert_int_equal(fbt_image_mutate(img, 20, 45), 20);
 	assert_int_equal(P("primary-rp", "create", "web"), 0);
 	assert_int_equal(R("failback", "web", "--settings", path), 0);
@@ -896,6 +947,7 @@ main(void)
 	    cmocka_unit_test(corrupt_block_on_the_primary_fails_the_job_naming_it_and_stays_resumable),
 	    cmocka_unit_test(a_point_being_pulled_is_kept_past_recovery_history),
 	    cmocka_unit_test(a_reset_during_the_tls_handshake_is_retried_not_access_denied),
+	    cmocka_unit_test(a_pin_binds_every_connection_not_just_the_first),
 	    cmocka_unit_test(agent_text_is_printed_with_control_characters_escaped),
 	    cmocka_unit_test(a_disk_locked_by_another_process_is_refused),
 	    cmocka_unit_test(a_write_to_the_disk_during_the_job_never_completes_wrong),

@@ -33,6 +33,7 @@ typedef struct fb_agent_settings {
 	char *ca_operators;
 	char *ca_monitors;
 	char *ca_agents;
+	char *crl; /* certificate revocation lists, or NULL */
 	char *log_level;
 	char *workers;
 	char *worker_job; /* only when the spec has a worker: run one job as a worker */

@@ -4,8 +4,10 @@
  * Every configuration made here requires the peer to present a certificate
  * that chains to ca_file (auth mode REQUIRED), speaks TLS 1.2 (the only
  * version NNG 1.5.2 + mbedTLS 2.28 offer), and presents our own certificate.
- * Client configurations also check the server's DNS name: NNG checks no name
- * unless one is set, and mbedTLS 2.28 cannot match IP-address SANs.
+ * Client configurations also check the server's DNS name, against the
+ * certificate's DNS subjectAltNames only, exactly (no CN, no wildcard;
+ * mbedTLS 2.28 cannot match IP-address SANs). The checks run in the
+ * product's own TLS engine for NNG (tls_engine.c), in every handshake.
  *
  * Files are validated with mbedTLS before NNG sees them, so a bad path, a
  * non-PEM file, a key that does not match its certificate or a key that group
@@ -45,6 +47,21 @@ uint32_t fb_tls_config_server(nng_tls_config **out, const char *const *ca_files,
 uint32_t fb_tls_config_client(nng_tls_config **out, const char *ca_file, const char *cert_file,
                               const char *key_file, const char *server_name, int flags,
                               fb_err *err);
+
+/* fb_tls_config_client_pinned is fb_tls_config_client that also requires
+ * the server's certificate to be exactly the one pin names (lower-case hex
+ * SHA-1 or SHA-256 of its DER; NULL or "" for none), checked in the
+ * handshake of every connection made with the configuration. */
+uint32_t fb_tls_config_client_pinned(nng_tls_config **out, const char *ca_file,
+                                     const char *cert_file, const char *key_file,
+                                     const char *server_name, const char *pin, int flags,
+                                     fb_err *err);
+
+/* fb_tls_set_crl makes every configuration made after it check peers
+ * against the certificate revocation lists in path (PEM, one or more; NULL
+ * or "" for none). A CRL past its next update refuses every certificate of
+ * its CA (warned about here, FB0102). */
+uint32_t fb_tls_set_crl(const char *path, fb_err *err);
 
 /* fb_tls_cert_subject writes the subject DN of the first certificate in
  * cert_file and its notAfter as "YYYY-MM-DD" into the given buffers. */

@@ -1,0 +1,441 @@
+/*
+ * tls_engine.c - the TLS engine every NNG connection of the product uses:
+ * mbedTLS 2.28 behind NNG 1.5.2's engine interface, with the checks NNG's
+ * own engine cannot make, decided during each handshake:
+ *
+ *   - a client that expects a server name accepts only a certificate with a
+ *     DNS subjectAltName equal to it (no CN fallback, no wildcards);
+ *   - a client configuration may carry a certificate pin (SHA-1 or SHA-256
+ *     of the DER, as CertificateThumbPrint gives it): every connection made
+ *     with it presents exactly that certificate, or fails its handshake;
+ *   - CRLs given with the CA chain are checked on both sides.
+ *
+ * The pin travels in the server name NNG hands the engine, after a '#'
+ * (a character no DNS name holds): nng_tls_config_server_name is the only
+ * per-configuration text NNG passes through. Were this engine not
+ * registered, NNG's would take "name#pin" as the host name and match no
+ * certificate: the pin fails closed.
+ *
+ * Errors map to NNG codes so that a refused certificate (either side) is
+ * NNG_EPEERAUTH and a cut connection stays a transport error.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/sha1.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crl.h>
+#include <mbedtls/x509_crt.h>
+#include <nng/nng.h>
+#include <nng/supplemental/tls/engine.h>
+
+#include "tls_engine.h"
+
+#define NAME_MAX_LEN 253
+#define PIN_MAX_LEN  64
+
+struct nng_tls_engine_config {
+	mbedtls_ssl_config cfg;
+	mbedtls_x509_crt   ca;
+	mbedtls_x509_crl   crl;
+	mbedtls_x509_crt   own;
+	mbedtls_pk_context key;
+	int                client;
+	char               name[NAME_MAX_LEN + 1]; /* "" when none is expected */
+	char               pin[PIN_MAX_LEN + 1];   /* lower-case hex, or "" */
+};
+
+struct nng_tls_engine_conn {
+	mbedtls_ssl_context ssl;
+	void               *tls;
+};
+
+static pthread_mutex_t          rng_mtx = PTHREAD_MUTEX_INITIALIZER;
+static mbedtls_entropy_context  rng_entropy;
+static mbedtls_ctr_drbg_context rng;
+
+static int
+engine_random(void *arg, unsigned char *buf, size_t len)
+{
+	int rv;
+
+	(void)arg;
+	pthread_mutex_lock(&rng_mtx);
+	rv = mbedtls_ctr_drbg_random(&rng, buf, len);
+	pthread_mutex_unlock(&rng_mtx);
+	return rv;
+}
+
+static int
+map_err(int mrv)
+{
+	switch (mrv) {
+	case MBEDTLS_ERR_SSL_WANT_READ:
+	case MBEDTLS_ERR_SSL_WANT_WRITE:
+		return NNG_EAGAIN;
+	case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+	case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
+	case MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED:
+	case MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED:
+	case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE:
+	case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: /* the peer refused us */
+		return NNG_EPEERAUTH;
+	case MBEDTLS_ERR_SSL_ALLOC_FAILED:
+		return NNG_ENOMEM;
+	/* Never NNG_ECLOSED for what the peer did: NNG 1.5.2 takes it as its own
+	 * close, and a listener that sees it stops accepting for good. */
+	case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+	case MBEDTLS_ERR_SSL_CONN_EOF:
+	case MBEDTLS_ERR_NET_SEND_FAILED:
+	case MBEDTLS_ERR_NET_RECV_FAILED:
+	case MBEDTLS_ERR_NET_CONN_RESET:
+		return NNG_ECONNSHUT;
+	default:
+		return NNG_ECRYPTO;
+	}
+}
+
+static int
+bio_send(void *tls, const unsigned char *buf, size_t len)
+{
+	size_t n = len;
+
+	switch (nng_tls_engine_send(tls, buf, &n)) {
+	case 0:
+		return (int)n;
+	case NNG_EAGAIN:
+		return MBEDTLS_ERR_SSL_WANT_WRITE;
+	default:
+		return MBEDTLS_ERR_NET_SEND_FAILED;
+	}
+}
+
+static int
+bio_recv(void *tls, unsigned char *buf, size_t len)
+{
+	size_t n = len;
+
+	switch (nng_tls_engine_recv(tls, buf, &n)) {
+	case 0:
+		return (int)n;
+	case NNG_EAGAIN:
+		return MBEDTLS_ERR_SSL_WANT_READ;
+	default:
+		return MBEDTLS_ERR_NET_RECV_FAILED;
+	}
+}
+
+static void
+hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i]     = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* Whether crt names exactly name among its DNS subjectAltNames. */
+static int
+san_matches(const mbedtls_x509_crt *crt, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (!(crt->ext_types & MBEDTLS_X509_EXT_SUBJECT_ALT_NAME))
+		return 0;
+	for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s != NULL; s = s->next) {
+		if (s->buf.tag != (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME))
+			continue;
+		if (s->buf.len == len && strncasecmp((const char *)s->buf.p, name, len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* mbedTLS calls this for every certificate of the peer's chain; depth 0 is
+ * the peer's own. Setting a flag fails the handshake. */
+static int
+verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+	const struct nng_tls_engine_config *c = arg;
+
+	if (depth != 0)
+		return 0;
+	if (c->client && c->name[0] != '\0' && !san_matches(crt, c->name))
+		*flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+	if (c->pin[0] != '\0') {
+		unsigned char md[32];
+		char          got[65];
+
+		if (strlen(c->pin) == 40) {
+			mbedtls_sha1_ret(crt->raw.p, crt->raw.len, md);
+			hex(md, 20, got);
+		} else {
+			mbedtls_sha256_ret(crt->raw.p, crt->raw.len, md, 0);
+			hex(md, 32, got);
+		}
+		if (strcmp(got, c->pin) != 0)
+			*flags |= MBEDTLS_X509_BADCERT_NOT_TRUSTED;
+	}
+	return 0;
+}
+
+static int
+conn_init(nng_tls_engine_conn *ec, void *tls, nng_tls_engine_config *c)
+{
+	int mrv;
+
+	ec->tls = tls;
+	mbedtls_ssl_init(&ec->ssl);
+	mbedtls_ssl_set_bio(&ec->ssl, tls, bio_send, bio_recv, NULL);
+	if ((mrv = mbedtls_ssl_setup(&ec->ssl, &c->cfg)) != 0)
+		return map_err(mrv);
+	if (c->name[0] != '\0' && (mrv = mbedtls_ssl_set_hostname(&ec->ssl, c->name)) != 0)
+		return map_err(mrv);
+	return 0;
+}
+
+static void
+conn_fini(nng_tls_engine_conn *ec)
+{
+	mbedtls_ssl_free(&ec->ssl);
+}
+
+static void
+conn_close(nng_tls_engine_conn *ec)
+{
+	(void)mbedtls_ssl_close_notify(&ec->ssl); /* best effort; the TCP close follows */
+}
+
+static int
+conn_handshake(nng_tls_engine_conn *ec)
+{
+	int mrv = mbedtls_ssl_handshake(&ec->ssl);
+
+	return mrv == 0 ? 0 : map_err(mrv);
+}
+
+static int
+conn_recv(nng_tls_engine_conn *ec, uint8_t *buf, size_t *n)
+{
+	int mrv = mbedtls_ssl_read(&ec->ssl, buf, *n);
+
+	if (mrv < 0)
+		return map_err(mrv);
+	if (mrv == 0)
+		return NNG_ECONNSHUT; /* the peer's end of the stream */
+	*n = (size_t)mrv;
+	return 0;
+}
+
+static int
+conn_send(nng_tls_engine_conn *ec, const uint8_t *buf, size_t *n)
+{
+	int mrv = mbedtls_ssl_write(&ec->ssl, buf, *n);
+
+	if (mrv < 0)
+		return map_err(mrv);
+	*n = (size_t)mrv;
+	return 0;
+}
+
+static bool
+conn_verified(nng_tls_engine_conn *ec)
+{
+	return mbedtls_ssl_get_verify_result(&ec->ssl) == 0;
+}
+
+static void
+config_fini(nng_tls_engine_config *c)
+{
+	mbedtls_ssl_config_free(&c->cfg);
+	mbedtls_x509_crt_free(&c->ca);
+	mbedtls_x509_crl_free(&c->crl);
+	mbedtls_x509_crt_free(&c->own);
+	mbedtls_pk_free(&c->key);
+}
+
+static int
+config_init(nng_tls_engine_config *c, nng_tls_mode mode)
+{
+	int client = mode == NNG_TLS_MODE_CLIENT;
+
+	mbedtls_ssl_config_init(&c->cfg);
+	mbedtls_x509_crt_init(&c->ca);
+	mbedtls_x509_crl_init(&c->crl);
+	mbedtls_x509_crt_init(&c->own);
+	mbedtls_pk_init(&c->key);
+	c->client = client;
+	if (mbedtls_ssl_config_defaults(&c->cfg, client ? MBEDTLS_SSL_IS_CLIENT
+	                                                : MBEDTLS_SSL_IS_SERVER,
+	                                MBEDTLS_SSL_TRANSPORT_STREAM,
+	                                MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
+		config_fini(c);
+		return NNG_ENOMEM;
+	}
+	mbedtls_ssl_conf_authmode(&c->cfg, client ? MBEDTLS_SSL_VERIFY_REQUIRED
+	                                          : MBEDTLS_SSL_VERIFY_NONE);
+	mbedtls_ssl_conf_min_version(&c->cfg, MBEDTLS_SSL_MAJOR_VERSION_3,
+	                             MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_max_version(&c->cfg, MBEDTLS_SSL_MAJOR_VERSION_3,
+	                             MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_rng(&c->cfg, engine_random, NULL);
+	mbedtls_ssl_conf_verify(&c->cfg, verify, c);
+	return 0;
+}
+
+/* "name" or "name#pin". */
+static int
+config_server(nng_tls_engine_config *c, const char *spec)
+{
+	const char *hash = strchr(spec, '#');
+	size_t      nlen = hash != NULL ? (size_t)(hash - spec) : strlen(spec);
+
+	if (nlen == 0 || nlen > NAME_MAX_LEN)
+		return NNG_EINVAL;
+	memcpy(c->name, spec, nlen);
+	c->name[nlen] = '\0';
+	c->pin[0]     = '\0';
+	if (hash != NULL) {
+		size_t plen = strlen(hash + 1);
+
+		if (plen != 40 && plen != 64)
+			return NNG_EINVAL;
+		for (size_t i = 0; i < plen; i++) {
+			char ch = hash[1 + i];
+
+			if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+				return NNG_EINVAL;
+			c->pin[i] = ch;
+		}
+		c->pin[plen] = '\0';
+	}
+	return 0;
+}
+
+static int
+config_auth(nng_tls_engine_config *c, nng_tls_auth_mode mode)
+{
+	switch (mode) {
+	case NNG_TLS_AUTH_MODE_NONE:
+		mbedtls_ssl_conf_authmode(&c->cfg, MBEDTLS_SSL_VERIFY_NONE);
+		return 0;
+	case NNG_TLS_AUTH_MODE_OPTIONAL:
+		mbedtls_ssl_conf_authmode(&c->cfg, MBEDTLS_SSL_VERIFY_OPTIONAL);
+		return 0;
+	case NNG_TLS_AUTH_MODE_REQUIRED:
+		mbedtls_ssl_conf_authmode(&c->cfg, MBEDTLS_SSL_VERIFY_REQUIRED);
+		return 0;
+	}
+	return NNG_EINVAL;
+}
+
+static int
+config_ca_chain(nng_tls_engine_config *c, const char *certs, const char *crl)
+{
+	if (mbedtls_x509_crt_parse(&c->ca, (const unsigned char *)certs, strlen(certs) + 1) != 0)
+		return NNG_EINVAL;
+	if (crl != NULL &&
+	    mbedtls_x509_crl_parse(&c->crl, (const unsigned char *)crl, strlen(crl) + 1) != 0)
+		return NNG_EINVAL;
+	mbedtls_ssl_conf_ca_chain(&c->cfg, &c->ca, crl != NULL ? &c->crl : NULL);
+	return 0;
+}
+
+static int
+config_own_cert(nng_tls_engine_config *c, const char *cert, const char *key, const char *pass)
+{
+	if (pass != NULL)
+		return NNG_ENOTSUP; /* encrypted keys are refused before this (tls.c) */
+	mbedtls_x509_crt_free(&c->own);
+	mbedtls_pk_free(&c->key);
+	mbedtls_x509_crt_init(&c->own);
+	mbedtls_pk_init(&c->key);
+	if (mbedtls_x509_crt_parse(&c->own, (const unsigned char *)cert, strlen(cert) + 1) != 0 ||
+	    mbedtls_pk_parse_key(&c->key, (const unsigned char *)key, strlen(key) + 1, NULL, 0) !=
+	        0 ||
+	    mbedtls_ssl_conf_own_cert(&c->cfg, &c->own, &c->key) != 0)
+		return NNG_EINVAL;
+	return 0;
+}
+
+static int
+config_version(nng_tls_engine_config *c, nng_tls_version lo, nng_tls_version hi)
+{
+	(void)c;
+	/* TLS 1.2 is what mbedTLS 2.28 and the product speak. */
+	return lo <= NNG_TLS_1_2 && hi >= NNG_TLS_1_2 ? 0 : NNG_ENOTSUP;
+}
+
+static nng_tls_engine_config_ops config_ops = {
+    .size     = sizeof(nng_tls_engine_config),
+    .init     = config_init,
+    .fini     = config_fini,
+    .server   = config_server,
+    .auth     = config_auth,
+    .ca_chain = config_ca_chain,
+    .own_cert = config_own_cert,
+    .version  = config_version,
+};
+
+static nng_tls_engine_conn_ops conn_ops = {
+    .size      = sizeof(nng_tls_engine_conn),
+    .init      = conn_init,
+    .fini      = conn_fini,
+    .close     = conn_close,
+    .handshake = conn_handshake,
+    .recv      = conn_recv,
+    .send      = conn_send,
+    .verified  = conn_verified,
+};
+
+static const nng_tls_engine engine = {
+    .version     = NNG_TLS_ENGINE_VERSION,
+    .config_ops  = &config_ops,
+    .conn_ops    = &conn_ops,
+    .name        = FB_TLS_ENGINE_NAME,
+    .description = "failback checks over " MBEDTLS_VERSION_STRING_FULL,
+    .fips_mode   = false,
+};
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int            registered_rv;
+
+static void
+engine_register(void)
+{
+	nng_tls_config *probe;
+
+	mbedtls_entropy_init(&rng_entropy);
+	mbedtls_ctr_drbg_init(&rng);
+	if (mbedtls_ctr_drbg_seed(&rng, mbedtls_entropy_func, &rng_entropy, NULL, 0) != 0) {
+		registered_rv = NNG_ECRYPTO;
+		return;
+	}
+	/* NNG initialises its own engine lazily, over any registered before:
+	 * make it do so first. */
+	if ((registered_rv = nng_tls_config_alloc(&probe, NNG_TLS_MODE_CLIENT)) != 0)
+		return;
+	nng_tls_config_free(probe);
+	registered_rv = nng_tls_engine_register(&engine);
+}
+
+int
+fb_tls_engine_use(void)
+{
+	pthread_once(&once, engine_register);
+	if (registered_rv == 0 && strcmp(nng_tls_engine_name(), FB_TLS_ENGINE_NAME) != 0)
+		return NNG_ENOTSUP;
+	return registered_rv;
+}
