@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,8 +36,11 @@ struct fb_agent {
 	const fb_agent_spec *spec;
 	fb_agent_settings    set;
 	fb_rpc_registry   *reg;
-	fb_rpc_server     *control; /* operator + monitor listeners */
-	fb_rpc_server     *resync;  /* primary: agent listener */
+	/* One server (its own contexts and handler threads) per role, so a
+	 * flood of monitor calls cannot hold what operators' calls need. */
+	fb_rpc_server     *control; /* operator listener */
+	fb_rpc_server     *monitor; /* monitor listener */
+	fb_rpc_server     *resync;  /* agents' listener */
 	fb_events_pub     *events;
 	uint64_t           started_ms;
 	int                argc;
@@ -301,15 +305,17 @@ agent_get_status(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Proto
 	r->caller_role = (char *)fb_role_name(fb_rpc_call_role(call));
 	r->uptime_ms   = fb_clock_mono_ms() - a->started_ms;
 	r->open_fds    = agent_count_fds();
-	fb_rpc_server_stats_get(a->control, &st);
-	r->open_pipes     = st.open_pipes;
-	r->calls_served   = st.calls_served;
-	r->calls_rejected = st.calls_rejected;
-	if (a->resync != NULL) {
-		fb_rpc_server_stats_get(a->resync, &st);
-		r->open_pipes += st.open_pipes;
-		r->calls_served += st.calls_served;
-		r->calls_rejected += st.calls_rejected;
+	{
+		fb_rpc_server *all[] = {a->control, a->monitor, a->resync};
+
+		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+			if (all[i] == NULL)
+				continue;
+			fb_rpc_server_stats_get(all[i], &st);
+			r->open_pipes += st.open_pipes;
+			r->calls_served += st.calls_served;
+			r->calls_rejected += st.calls_rejected;
+		}
 	}
 	return FB_RV_OK;
 }
@@ -340,6 +346,24 @@ agent_listen(fb_agent *a, fb_rpc_server *srv, const char *url, const char *ca, u
 	return FB_RV_OK;
 }
 
+/* Peers that hold connections open use file descriptors: take the hard
+ * limit the system allows, so they run out later and the log says where
+ * the ceiling is. */
+static void
+agent_raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	fb_log_info("FB1006", "open file limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
 static uint32_t
 agent_start(fb_agent *a, fb_err *err)
 {
@@ -354,6 +378,7 @@ agent_start(fb_agent *a, fb_err *err)
 		return rv;
 	fb_log_info("FB1001", "%s %s starting as %s (certificate valid until %s)",
 	            a->spec->prog, FB_VERSION, subject, until);
+	agent_raise_fd_limit();
 	if ((rv = agent_data_dir(a, err)) != FB_RV_OK)
 		return rv;
 	if ((rv = fb_rpc_registry_create(&a->reg, err)) != FB_RV_OK ||
@@ -364,11 +389,13 @@ agent_start(fb_agent *a, fb_err *err)
 		return rv;
 	if ((rv = a->spec->setup(a, a->reg, err)) != FB_RV_OK)
 		return rv;
-	if ((rv = fb_rpc_server_create(&a->control, a->reg, 32, workers, err)) != FB_RV_OK)
+	if ((rv = fb_rpc_server_create(&a->control, a->reg, 32, workers, err)) != FB_RV_OK ||
+	    (rv = fb_rpc_server_create(&a->monitor, a->reg, 16, workers > 1 ? workers / 2 : 1,
+	                               err)) != FB_RV_OK)
 		return rv;
 	if ((rv = agent_listen(a, a->control, a->set.listen_control, a->set.ca_operators,
 	                       FB_ROLE_OPERATOR, addr, sizeof(addr), err)) != FB_RV_OK ||
-	    (rv = agent_listen(a, a->control, a->set.listen_monitor, a->set.ca_monitors,
+	    (rv = agent_listen(a, a->monitor, a->set.listen_monitor, a->set.ca_monitors,
 	                       FB_ROLE_MONITOR, addr, sizeof(addr), err)) != FB_RV_OK)
 		return rv;
 	if (a->spec->listen_resync != NULL) {
@@ -390,9 +417,19 @@ agent_start(fb_agent *a, fb_err *err)
 	snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "pid %d\n", (int)getpid());
 	a->started_ms = fb_clock_mono_ms();
 	if ((rv = fb_rpc_server_start(a->control, err)) != FB_RV_OK ||
+	    (rv = fb_rpc_server_start(a->monitor, err)) != FB_RV_OK ||
 	    (a->resync != NULL && (rv = fb_rpc_server_start(a->resync, err)) != FB_RV_OK))
 		return rv;
 	return agent_write_addr(a, addr, err);
+}
+
+/* What is left of the stop budget that began at stop_at. */
+static uint32_t
+agent_budget_left(uint64_t stop_at)
+{
+	uint64_t spent = fb_clock_mono_ms() - stop_at;
+
+	return spent < STOP_BUDGET_MS ? (uint32_t)(STOP_BUDGET_MS - spent) : 0;
 }
 
 void
@@ -450,9 +487,10 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 	stop_at = fb_clock_mono_ms();
 	fb_log_info("FB1090", "stopping: no new calls, waiting for calls in progress");
 	rv = fb_rpc_server_quiesce(a.control, STOP_BUDGET_MS);
+	if (rv == FB_RV_OK)
+		rv = fb_rpc_server_quiesce(a.monitor, agent_budget_left(stop_at));
 	if (a.resync != NULL && rv == FB_RV_OK)
-		rv = fb_rpc_server_quiesce(a.resync,
-		                           STOP_BUDGET_MS - (uint32_t)(fb_clock_mono_ms() - stop_at));
+		rv = fb_rpc_server_quiesce(a.resync, agent_budget_left(stop_at));
 	if (rv != FB_RV_OK)
 		fb_log_warn("FB1091", "calls still in progress after %u ms; exiting anyway",
 		            STOP_BUDGET_MS);
