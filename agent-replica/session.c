@@ -14,6 +14,7 @@
 #include "failback/clock.h"
 #include "failback/log.h"
 #include "failback/pb.h"
+#include "failback/throttle.h"
 #include "failback/tls.h"
 #include "worker.h"
 
@@ -124,7 +125,7 @@ session_init(session *s, const replica *r, progress *pg, const char *job)
 	session_main_thread = pthread_self();
 	s->job              = job;
 	s->pg               = pg;
-	s->rate_cap         = strtoull(r->rset->max_transfer_rate, NULL, 10) << 20;
+	s->throttle.rate    = strtoull(r->rset->max_transfer_rate, NULL, 10) << 20;
 }
 
 /* Every connection (and NNG's reconnects) goes through one configuration;
@@ -198,17 +199,11 @@ session_call_svc(session *s, int i, const ProtobufCServiceDescriptor *svc, const
 void
 session_throttle(session *s)
 {
-	uint64_t due, now;
+	uint64_t wait;
 
-	if (s->rate_cap == 0)
-		return;
-	if (s->xfer_t0 == 0) {
-		s->xfer_t0 = fb_clock_mono_ms();
-		s->xfer_b0 = s->pg->bytes_done;
-	}
-	due = s->xfer_t0 + (s->pg->bytes_done - s->xfer_b0) * 1000 / s->rate_cap;
-	while ((now = fb_clock_mono_ms()) < due) {
-		usleep((useconds_t)((due - now < 50 ? due - now : 50) * 1000));
+	while ((wait = fb_throttle_wait_ms(&s->throttle, fb_clock_mono_ms(), s->pg->bytes_done)) >
+	       0) {
+		usleep((useconds_t)((wait < 50 ? wait : 50) * 1000));
 		progress_emit(s->pg, 0);
 	}
 }

@@ -23,6 +23,7 @@
 #ifndef FAILBACK_WORKER_H
 #define FAILBACK_WORKER_H
 
+#include "failback/throttle.h"
 #include "failback/rpc.h"
 #include "failback/rsd.h"
 #include "failback/merkle.h"
@@ -66,8 +67,7 @@ typedef struct session {
 	nng_tls_config *tls;
 	int             pinned; /* every connection must present the pinned certificate */
 	fb_rpc_client  *cli[FB_WORKER_FETCHERS];
-	uint64_t        rate_cap; /* bytes/s, 0 = none */
-	uint64_t        xfer_t0, xfer_b0;
+	fb_throttle     throttle; /* --max-transfer-rate */
 } session;
 
 /* session_open finds the primary (the settings' PrimaryConnectionPoint and
