@@ -220,6 +220,24 @@ primary_resync_init(void)
 	fb_rp_set_keep(lease_held);
 }
 
+/*
+ * What this host failed at (I/O, the database) is logged with its detail
+ * and answered without it: another agent learns what failed, never this
+ * host's paths. Refusals of the request itself keep their words.
+ */
+static uint32_t
+agent_fail(fb_rpc_call *call, const fb_err *err, const char *what)
+{
+	int request = err->rv == FB_RV_FILE_NOT_FOUND || err->rv == FB_RV_INVALID_PARAMETER ||
+	              err->rv == FB_RV_INVALID_STATE || err->rv == FB_RV_SYSTEM_IN_USE;
+
+	if (request && strchr(err->msg, '/') == NULL)
+		return fb_pb_fail(call, err);
+	fb_log_error("FB4011", "%s: %s", what, err->msg);
+	return fb_rpc_fail(call, err->rv, "%s failed on the primary (its log has the detail, FB4011)",
+	                   what);
+}
+
 static uint32_t
 negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -233,7 +251,7 @@ negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	uint32_t                          rv;
 
 	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
-		return fb_pb_fail(call, &err);
+		return agent_fail(call, &err, "finding the VM");
 	if ((rv = negotiate_guard(call, vm, req)) != FB_RV_OK) {
 		free(vm);
 		return rv;
@@ -243,7 +261,7 @@ negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	rsp->recovery_history = vm->recovery_history;
 	free(vm);
 	if (fb_rp_list(p->db, req->vm, &rps, &n, &err) != FB_RV_OK)
-		return fb_pb_fail(call, &err);
+		return agent_fail(call, &err, "listing the recovery points");
 	for (t = n; t > 0 && !rps[t - 1].held; t--)
 		;
 	if (t == 0) {
@@ -297,7 +315,7 @@ get_tree_nodes(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobu
 	if ((buf = fb_rpc_alloc(call, req->n_nodes * FB_MERKLE_FANOUT * sizeof(fb_hash))) == NULL)
 		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
 	if (tree_get(arg, req->recovery_point_identifier, req->disk, &ref, &err) != FB_RV_OK)
-		return fb_pb_fail(call, &err);
+		return agent_fail(call, &err, "loading the disk's tree");
 	lease_touch(req->recovery_point_identifier);
 	for (size_t i = 0; i < req->n_nodes; i++) {
 		uint64_t first;
@@ -340,7 +358,7 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "ask for 1 to %d blocks",
 		                   MAX_READ);
 	if (tree_get(p, req->recovery_point_identifier, req->disk, &ref, &err) != FB_RV_OK)
-		return fb_pb_fail(call, &err);
+		return agent_fail(call, &err, "loading the disk's tree");
 	lease_touch(req->recovery_point_identifier);
 	nleaves = fb_merkle_width(ref.tree, 0);
 	for (size_t i = 0; i < req->n_blocks; i++) {
@@ -378,7 +396,11 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 			fb_log_error("FB4010", "serving %s/%s block %llu: %s",
 			             req->recovery_point_identifier, req->disk,
 			             (unsigned long long)req->blocks[i], err.msg);
-			rv = fb_pb_fail(call, &err);
+			rv = fb_rpc_fail(call, err.rv,
+			                 "block %llu of %s in recovery point %.40s cannot be read on the "
+			                 "primary (its log has the detail, FB4010)",
+			                 (unsigned long long)req->blocks[i], req->disk,
+			                 req->recovery_point_identifier);
 			break;
 		}
 		if (cctx != NULL) {

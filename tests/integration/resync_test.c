@@ -595,6 +595,7 @@ flip_primary_packs(void)
 static void
 corrupt_block_on_the_primary_fails_the_job_naming_it_and_stays_resumable(void **state)
 {
+	/* the job names the block, never the primary's pack files */
 	char job[40], want[65], got[65];
 
 	(void)state;
@@ -607,8 +608,12 @@ corrupt_block_on_the_primary_fails_the_job_naming_it_and_stays_resumable(void **
 	grab("InstanceID=\"", job, sizeof(job));
 	wait_job(job, 1);
 	assert_non_null(strstr(out, "Exception (10)"));
-	assert_non_null(strstr(out, "fails verification"));
+	assert_non_null(strstr(out, "cannot be read on the primary"));
 	assert_non_null(strstr(out, "disk web.img blocks"));
+	/* the primary's own paths stay in the primary's log */
+	assert_null(strstr(out, primary.dir));
+	assert_null(strstr(out, "pack-"));
+	assert_true(fbt_file_contains(primary.log, "fails verification"));
 	assert_int_equal(R("vm", "show", "web"), 0);
 	assert_non_null(strstr(out, "RS_CRITICAL (8)"));
 	/* Repaired, the next call completes and the disk is exactly the point. */
