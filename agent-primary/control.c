@@ -5,6 +5,7 @@
  * and GetPointJob follows it.
  */
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "failback/log.h"
@@ -19,6 +20,32 @@ oom(fb_rpc_call *call)
 	return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory building the reply");
 }
 
+/* "" (any agent) or a DNS name: labels of letters, digits and '-'. */
+static int
+dns_name_ok(const char *n)
+{
+	size_t len = strlen(n), label = 0;
+
+	if (len > 253)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = n[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		           c == '-') {
+			if (++label > 63)
+				return 0;
+		} else {
+			return 0;
+		}
+	}
+	return len == 0 || label > 0;
+}
+
 static uint32_t
 add_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -28,12 +55,20 @@ add_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessag
 	fb_vm                                   *vm;
 	fb_err                                   err = {0};
 
-	if (fb_vm_add(p->db, req->name, (const char *const *)req->disk_paths, req->n_disk_paths,
-	              req->recovery_history, FAILBACK__REPLICATION_MODE__RM_PRIMARY,
-	              FAILBACK__REPLICATION_STATE__RS_READY, &vm, &err) != FB_RV_OK)
+	if (!dns_name_ok(req->replica_name))
+		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
+		                   "replica name '%.80s' is not a DNS name (letters, digits, '-' "
+		                   "and '.', at most 253)",
+		                   req->replica_name);
+	if (fb_vm_add_served(p->db, req->name, (const char *const *)req->disk_paths,
+	                     req->n_disk_paths, req->recovery_history,
+	                     FAILBACK__REPLICATION_MODE__RM_PRIMARY,
+	                     FAILBACK__REPLICATION_STATE__RS_READY, req->replica_name, &vm,
+	                     &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
-	fb_log_info("FB4001", "VM %s (%s) added with %zu disk(s), RecoveryHistory %u", vm->name,
-	            vm->id, vm->ndisks, vm->recovery_history);
+	fb_log_info("FB4001", "VM %s (%s) added with %zu disk(s), RecoveryHistory %u%s%s", vm->name,
+	            vm->id, vm->ndisks, vm->recovery_history,
+	            vm->peer_name[0] ? ", served only to replica agent " : "", vm->peer_name);
 	rsp->vm = fb_pb_vm(call, vm);
 	free(vm);
 	return rsp->vm != NULL ? FB_RV_OK : oom(call);

@@ -28,6 +28,8 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 
 	the_primary.agent = agent;
 	primary_resync_init();
+	if ((rv = primary_sessions_open(dir, err)) != FB_RV_OK)
+		return rv;
 	snprintf(path, sizeof(path), "%s/state.db", dir);
 	if ((rv = fb_db_open_schema(&the_primary.db, path, &primary_schema, err)) != FB_RV_OK ||
 	    (rv = points_recover(&the_primary, err)) != FB_RV_OK)

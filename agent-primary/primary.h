@@ -20,6 +20,9 @@ int primary_vm_active(const struct fb_vm *vm);
 
 /* primary_resync_init: points being served are kept by pruning (resync.c). */
 void primary_resync_init(void);
+/* primary_sessions_open loads (or makes, 0600) DATA_DIR/session.key, the
+ * key of the session tokens Negotiate gives (resync.c). */
+uint32_t primary_sessions_open(const char *data_dir, fb_err *err);
 
 /* --- points.c: taking a recovery point as a job --- */
 extern const fb_db_schema primary_schema; /* the point_jobs table */

@@ -8,22 +8,39 @@
  * through the store's verifying path, zero blocks as a flag, zstd when the
  * replica asks and it pays.
  *
+ * A VM whose relationship names its receiving side (AdoptPrimary, or
+ * `primary-vm add --replica-name`) is served only to that replica agent:
+ * Negotiate must carry its proof of identity (proof.h) and answers with a
+ * session token, which GetTreeNodes and ReadBlocks of the VM's points must
+ * carry. Other VMs are served to any agents-CA certificate.
+ *
  * Trees are rebuilt from the stored leaves on first use and kept in a small
  * cache (points are immutable, so an entry never goes stale; see below for
  * its lock).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mbedtls/md.h>
 
 #include <zstd.h>
 
+#include "failback/agent.h"
 #include "failback/clock.h"
+#include "failback/id.h"
 #include "failback/log.h"
 #include "failback/merkle.h"
 #include "failback/pb.h"
+#include "failback/proof.h"
+#include "failback/rp.h"
+#include "failback/tls.h"
 #include "primary.h"
 #include "wire_limits.h"
 #include "resync.pb-c.h"
@@ -220,6 +237,186 @@ primary_resync_init(void)
 	fb_rp_set_keep(lease_held);
 }
 
+/* --- who may read a VM: proofs seen, sessions given --- */
+
+#define MAX_NONCES       1024
+#define SESSION_VALID_MS (7ull * 24 * 3600 * 1000) /* a token outlives any one job */
+#define SESSION_TAG      "failback session v1"
+
+/*
+ * A session token is [8 bytes: expiry, unix ms, big-endian][24 bytes of
+ * HMAC-SHA256(key, tag | VM GUID | expiry)] with a key kept in
+ * DATA_DIR/session.key: checking one needs no table, and tokens survive a
+ * restart of the primary (a job resuming after one goes on reading).
+ */
+static uint8_t session_key[32];
+static int     session_key_ready;
+
+static pthread_mutex_t auth_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	uint8_t  nonce[FB_PROOF_NONCE_LEN];
+	uint64_t until; /* wall ms after which the proof is too old anyway */
+} nonces[MAX_NONCES];
+
+uint32_t
+primary_sessions_open(const char *data_dir, fb_err *err)
+{
+	char        path[4096];
+	struct stat st;
+	int         fd;
+
+	snprintf(path, sizeof(path), "%s/session.key", data_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		uint32_t rv = fb_random_bytes(session_key, sizeof(session_key), err);
+
+		if (rv == FB_RV_OK && (write(fd, session_key, sizeof(session_key)) !=
+		                           (ssize_t)sizeof(session_key) ||
+		                       fsync(fd) != 0))
+			rv = fb_err_errno(err, errno, path);
+		close(fd);
+		if (rv != FB_RV_OK) {
+			unlink(path);
+			return rv;
+		}
+		session_key_ready = 1;
+		return FB_RV_OK;
+	}
+	if (errno != EEXIST)
+		return fb_err_errno(err, errno, path);
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return fb_err_errno(err, errno, path);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0 ||
+	    st.st_size != (off_t)sizeof(session_key) ||
+	    read(fd, session_key, sizeof(session_key)) != (ssize_t)sizeof(session_key)) {
+		close(fd);
+		return fb_err_set(err, FB_RV_ACCESS_DENIED,
+		                  "%s: not a private 32-byte file (remove it: a new one is made, and "
+		                  "replica agents negotiate again)",
+		                  path);
+	}
+	close(fd);
+	session_key_ready = 1;
+	return FB_RV_OK;
+}
+
+static void
+session_mac(const char *vm_id, uint64_t expiry, uint8_t *mac24)
+{
+	uint8_t mac[32], t[8];
+	char    vm[FB_ID_LEN + 1];
+
+	for (int i = 0; i < 8; i++)
+		t[i] = (uint8_t)(expiry >> (56 - 8 * i));
+	for (size_t i = 0; i <= FB_ID_LEN; i++) /* GUIDs compare case-blind */
+		vm[i] = (char)(vm_id[i] >= 'A' && vm_id[i] <= 'F' ? vm_id[i] - 'A' + 'a' : vm_id[i]);
+	{
+		mbedtls_md_context_t c;
+
+		mbedtls_md_init(&c);
+		if (mbedtls_md_setup(&c, mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 1) != 0 ||
+		    mbedtls_md_hmac_starts(&c, session_key, sizeof(session_key)) != 0 ||
+		    mbedtls_md_hmac_update(&c, (const uint8_t *)SESSION_TAG, sizeof(SESSION_TAG)) != 0 ||
+		    mbedtls_md_hmac_update(&c, (const uint8_t *)vm, FB_ID_LEN) != 0 ||
+		    mbedtls_md_hmac_update(&c, t, sizeof(t)) != 0 ||
+		    mbedtls_md_hmac_finish(&c, mac) != 0)
+			memset(mac, 0, sizeof(mac)); /* matches no token: the key is random */
+		mbedtls_md_free(&c);
+	}
+	memcpy(mac24, mac, 24);
+}
+
+static void
+session_give(const char *vm_id, uint8_t *token)
+{
+	uint64_t expiry = (uint64_t)fb_clock_unix_ms() + SESSION_VALID_MS;
+
+	for (int i = 0; i < 8; i++)
+		token[i] = (uint8_t)(expiry >> (56 - 8 * i));
+	session_mac(vm_id, expiry, token + 8);
+}
+
+/* Whether token is a live session for vm_id. */
+static int
+session_valid(const ProtobufCBinaryData *token, const char *vm_id)
+{
+	uint8_t  mac[24], diff = 0;
+	uint64_t expiry = 0;
+
+	if (!session_key_ready || token->len != FB_PROOF_TOKEN_LEN)
+		return 0;
+	for (int i = 0; i < 8; i++)
+		expiry = expiry << 8 | token->data[i];
+	if (expiry < (uint64_t)fb_clock_unix_ms())
+		return 0;
+	session_mac(vm_id, expiry, mac);
+	for (int i = 0; i < 24; i++)
+		diff |= (uint8_t)(mac[i] ^ token->data[8 + i]);
+	return diff == 0;
+}
+
+/* Records a nonce; 0 when it was seen within the window (a replay). */
+static int
+nonce_fresh(const uint8_t *nonce, uint64_t now_wall)
+{
+	int slot = -1, fresh = 1;
+
+	pthread_mutex_lock(&auth_mtx);
+	for (int i = 0; i < MAX_NONCES; i++) {
+		if (nonces[i].until > now_wall &&
+		    memcmp(nonces[i].nonce, nonce, FB_PROOF_NONCE_LEN) == 0)
+			fresh = 0;
+		if (slot < 0 || nonces[i].until < nonces[slot].until)
+			slot = i;
+	}
+	if (fresh) {
+		memcpy(nonces[slot].nonce, nonce, FB_PROOF_NONCE_LEN);
+		nonces[slot].until = now_wall + 2 * FB_PROOF_WINDOW_MS;
+	}
+	pthread_mutex_unlock(&auth_mtx);
+	return fresh;
+}
+
+/* Negotiate of a VM that names its receiving side: the proof must come
+ * from that replica agent, for this primary, now, once. */
+static uint32_t
+proof_check(primary *p, fb_rpc_call *call, const fb_vm *vm,
+            const Failback__NegotiateRequest *req)
+{
+	const fb_agent_settings *set  = fb_agent_settings_get(p->agent);
+	uint64_t                 now  = (uint64_t)fb_clock_unix_ms();
+	uint64_t                 t    = req->proof_time_unix_ms;
+	fb_err                   err  = {0};
+
+	if (req->proof_certificate.len == 0)
+		return fb_rpc_fail(call, FB_RV_ACCESS_DENIED,
+		                   "VM %s is served only to replica agent %s: the request carries "
+		                   "no proof of identity",
+		                   vm->name, vm->peer_name);
+	if (!fb_proof_cert_names(set->cert, req->proof_primary_name))
+		return fb_rpc_fail(call, FB_RV_ACCESS_DENIED,
+		                   "the proof of identity was made for another primary (%.80s)",
+		                   req->proof_primary_name);
+	if (t + FB_PROOF_WINDOW_MS < now || t > now + FB_PROOF_WINDOW_MS)
+		return fb_rpc_fail(call, FB_RV_ACCESS_DENIED,
+		                   "the proof of identity is dated %lld s from this primary's clock "
+		                   "(more than %u s apart: are both clocks synchronised?)",
+		                   (long long)((int64_t)(t - now) / 1000), FB_PROOF_WINDOW_MS / 1000);
+	if (fb_proof_verify(set->ca_agents, req->proof_certificate.data, req->proof_certificate.len,
+	                    req->vm, req->proof_primary_name, t, req->proof_nonce.data,
+	                    req->proof_nonce.len, req->proof_signature.data,
+	                    req->proof_signature.len, vm->peer_name, &err) != FB_RV_OK) {
+		fb_log_warn("FB4012", "refused VM %s to an agent: %s", vm->name, err.msg);
+		return fb_rpc_fail(call, FB_RV_ACCESS_DENIED,
+		                   "VM %s is served only to replica agent %s: %s", vm->name,
+		                   vm->peer_name, err.msg);
+	}
+	if (!nonce_fresh(req->proof_nonce.data, now))
+		return fb_rpc_fail(call, FB_RV_ACCESS_DENIED,
+		                   "the proof of identity was used before (a replay)");
+	return FB_RV_OK;
+}
+
 /*
  * What this host failed at (I/O, the database) is logged with its detail
  * and answered without it: another agent learns what failed, never this
@@ -252,6 +449,21 @@ negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 
 	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
 		return agent_fail(call, &err, "finding the VM");
+	if (vm->peer_name[0] != '\0') {
+		uint8_t *tok = fb_rpc_alloc(call, FB_PROOF_TOKEN_LEN);
+
+		if ((rv = proof_check(p, call, vm, req)) != FB_RV_OK) {
+			free(vm);
+			return rv;
+		}
+		if (tok == NULL) {
+			free(vm);
+			return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+		}
+		session_give(vm->id, tok);
+		rsp->session_token.data = tok;
+		rsp->session_token.len  = FB_PROOF_TOKEN_LEN;
+	}
 	if ((rv = negotiate_guard(call, vm, req)) != FB_RV_OK) {
 		free(vm);
 		return rv;
@@ -299,6 +511,31 @@ negotiate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	return FB_RV_OK;
 }
 
+/* A point of a VM that names its receiving side is read only within a
+ * session Negotiate gave for that VM. */
+static uint32_t
+point_allowed(primary *p, fb_rpc_call *call, const char *rp_id,
+              const ProtobufCBinaryData *token)
+{
+	char     vm_id[FB_ID_LEN + 1];
+	fb_vm   *vm;
+	fb_err   err = {0};
+	int      gated;
+
+	if (fb_rp_owner(p->db, rp_id, vm_id, &err) != FB_RV_OK)
+		return agent_fail(call, &err, "finding the recovery point");
+	if (fb_vm_get(p->db, vm_id, &vm, &err) != FB_RV_OK)
+		return agent_fail(call, &err, "finding the VM");
+	gated = vm->peer_name[0] != '\0';
+	free(vm);
+	if (gated && !session_valid(token, vm_id))
+		return fb_rpc_fail(call, FB_RV_ACCESS_DENIED,
+		                   "recovery point %.40s is read only within a session of its VM's "
+		                   "replica agent (Negotiate first)",
+		                   rp_id);
+	return FB_RV_OK;
+}
+
 static uint32_t
 get_tree_nodes(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -308,12 +545,16 @@ get_tree_nodes(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobu
 	fb_hash                             *buf;
 	size_t                               nh = 0;
 	fb_err                               err = {0};
+	uint32_t                             rv;
 
 	if (req->n_nodes == 0 || req->n_nodes > MAX_TREE_NODES)
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "ask for 1 to %d nodes",
 		                   MAX_TREE_NODES);
 	if ((buf = fb_rpc_alloc(call, req->n_nodes * FB_MERKLE_FANOUT * sizeof(fb_hash))) == NULL)
 		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if ((rv = point_allowed(arg, call, req->recovery_point_identifier, &req->session_token)) !=
+	    FB_RV_OK)
+		return rv;
 	if (tree_get(arg, req->recovery_point_identifier, req->disk, &ref, &err) != FB_RV_OK)
 		return agent_fail(call, &err, "loading the disk's tree");
 	lease_touch(req->recovery_point_identifier);
@@ -357,6 +598,9 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 	if (req->n_blocks == 0 || req->n_blocks > MAX_READ)
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "ask for 1 to %d blocks",
 		                   MAX_READ);
+	if ((rv = point_allowed(p, call, req->recovery_point_identifier, &req->session_token)) !=
+	    FB_RV_OK)
+		return rv;
 	if (tree_get(p, req->recovery_point_identifier, req->disk, &ref, &err) != FB_RV_OK)
 		return agent_fail(call, &err, "loading the disk's tree");
 	lease_touch(req->recovery_point_identifier);

@@ -91,6 +91,7 @@ fetch_batch(struct ring *p, int ci, ZSTD_DCtx *dctx, size_t b, struct slot *s, f
 		return FB_RV_OK;
 	req.recovery_point_identifier = (char *)f->rp;
 	req.disk                      = (char *)f->disks[it[map[0]].disk];
+	req.session_token             = (ProtobufCBinaryData){f->s->token_len, f->s->token};
 	req.blocks                    = idx;
 	req.n_blocks                  = nr;
 	req.compress                  = f->compress;

@@ -123,6 +123,7 @@ session_init(session *s, const replica *r, progress *pg, const char *job)
 {
 	memset(s, 0, sizeof(*s));
 	session_main_thread = pthread_self();
+	s->r                = r;
 	s->job              = job;
 	s->pg               = pg;
 	s->throttle.rate    = strtoull(r->rset->max_transfer_rate, NULL, 10) << 20;
@@ -246,6 +247,7 @@ session_walk(session *s, const char *rp, const char *disk, uint64_t n, const fb_
 		}
 		req.recovery_point_identifier = (char *)rp;
 		req.disk                      = (char *)disk;
+		req.session_token             = (ProtobufCBinaryData){s->token_len, s->token};
 		req.nodes                     = pnodes;
 		req.n_nodes                   = k;
 		if ((rv = session_call(s, 0, "GetTreeNodes", &req.base, (ProtobufCMessage **)&rsp,
@@ -290,6 +292,7 @@ session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp, int
 	Failback__NegotiateRequest req = FAILBACK__NEGOTIATE_REQUEST__INIT;
 	fb_rp                     *rps = NULL;
 	fb_vm                     *vm  = NULL;
+	fb_proof                  *proof = NULL;
 	size_t                     n   = 0;
 	char                     **known;
 	fb_err                     e = {0};
@@ -313,9 +316,30 @@ session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp, int
 	req.recovery_point_identifier = (char *)rp;
 	req.known_points              = known;
 	req.n_known_points            = n;
+	/* who asks: the primary serves a VM that names its receiving side only
+	 * to that replica agent */
+	if ((proof = malloc(sizeof(*proof))) == NULL ||
+	    (rv = fb_proof_sign(s->r->set->cert, s->r->set->key, vm_ref, s->sname,
+	                        fb_clock_unix_ms(), proof, err)) != FB_RV_OK) {
+		free(proof);
+		free(known);
+		free(rps);
+		return proof == NULL ? fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory") : rv;
+	}
+	req.proof_certificate  = (ProtobufCBinaryData){proof->cert_len, proof->cert};
+	req.proof_primary_name = s->sname;
+	req.proof_time_unix_ms = proof->time_ms;
+	req.proof_nonce        = (ProtobufCBinaryData){sizeof(proof->nonce), proof->nonce};
+	req.proof_signature    = (ProtobufCBinaryData){proof->sig_len, proof->sig};
 	rv = session_call(s, 0, "Negotiate", &req.base, (ProtobufCMessage **)rsp, err);
+	free(proof);
 	free(known);
 	free(rps);
+	s->token_len = 0;
+	if (rv == FB_RV_OK && (*rsp)->session_token.len == FB_PROOF_TOKEN_LEN) {
+		memcpy(s->token, (*rsp)->session_token.data, FB_PROOF_TOKEN_LEN);
+		s->token_len = FB_PROOF_TOKEN_LEN;
+	}
 	if (rv != FB_RV_OK) {
 		char why[FB_ERR_MSG_MAX];
 

@@ -23,6 +23,7 @@
 #ifndef FAILBACK_WORKER_H
 #define FAILBACK_WORKER_H
 
+#include "failback/proof.h"
 #include "failback/throttle.h"
 #include "failback/rpc.h"
 #include "failback/rsd.h"
@@ -66,6 +67,9 @@ typedef struct session {
 	char            sname[300];
 	nng_tls_config *tls;
 	int             pinned; /* every connection must present the pinned certificate */
+	const replica  *r;      /* whose certificate proves who asks (proof.h) */
+	uint8_t         token[FB_PROOF_TOKEN_LEN]; /* the primary's session, if it gave one */
+	size_t          token_len;
 	fb_rpc_client  *cli[FB_WORKER_FETCHERS];
 	fb_throttle     throttle; /* --max-transfer-rate */
 } session;

@@ -30,6 +30,8 @@ cmd_vm_add(ctl *c, int argc, char **argv)
 				return ctl_usage(&ctl_primary_cmds[0], "--history is 0 to 24");
 			}
 			in.recovery_history = (uint32_t)h;
+		} else if ((v = ctl_opt(argc, argv, &i, "--replica-name")) != NULL) {
+			in.replica_name = (char *)v;
 		} else if (name == NULL && argv[i][0] != '-') {
 			name = argv[i];
 		} else if (argv[i][0] != '-') {
@@ -221,7 +223,9 @@ cmd_rp_remove(ctl *c, int argc, char **argv)
 }
 
 const ctl_cmd ctl_primary_cmds[] = {
-    {"primary-vm", "add", "NAME DISK... [--history N]", "register a VM and its raw disk images",
+    {"primary-vm", "add", "NAME DISK... [--history N] [--replica-name DNS]",
+     "register a VM and its raw disk images; with --replica-name, serve it only to the "
+     "replica agent whose certificate carries that name",
      cmd_vm_add},
     {"primary-vm", "list", "", "VMs the primary protects", cmd_vm_list},
     {"primary-rp", "create", "VM [--type T] [--no-wait]",

@@ -24,6 +24,21 @@ fb_id_new(char *out, fb_err *err)
 	return FB_RV_OK;
 }
 
+uint32_t
+fb_random_bytes(void *out, size_t n, fb_err *err)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t k = getrandom((unsigned char *)out + got, n - got, 0);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return fb_err_errno(err, errno, "getrandom");
+		got += (size_t)k;
+	}
+	return FB_RV_OK;
+}
+
 int
 fb_id_valid(const char *s)
 {

@@ -819,3 +819,31 @@ out:
 	free(vm);
 	return rv;
 }
+
+uint32_t
+fb_rp_owner(fb_db *db, const char *rp_id, char *vm_id, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	if (!fb_id_valid(rp_id))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "'%.80s' is not a recovery point "
+		                  "identifier", rp_id);
+	fb_db_lock(db);
+	if ((rv = fb_db_prepare(db, "SELECT vm_id FROM rps WHERE id = lower(?)", &st, err)) !=
+	    FB_RV_OK) {
+		fb_db_unlock(db);
+		return rv;
+	}
+	sqlite3_bind_text(st, 1, rp_id, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		snprintf(vm_id, FB_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	fb_db_unlock(db);
+	if (rc == SQLITE_ROW)
+		return FB_RV_OK;
+	return rc == SQLITE_DONE
+	           ? fb_err_set(err, FB_RV_FILE_NOT_FOUND, "no recovery point %s", rp_id)
+	           : fb_db_err(db, rc, "find a recovery point", err);
+}

@@ -179,6 +179,12 @@ tls_read_cas(const char *const *ca_files, char **out, fb_err *err)
 /* The process's certificate revocation lists (--crl), or NULL. */
 static char crl_path[4096];
 
+const char *
+fb_tls_crl_file(void)
+{
+	return crl_path[0] != '\0' ? crl_path : NULL;
+}
+
 uint32_t
 fb_tls_set_crl(const char *path, fb_err *err)
 {

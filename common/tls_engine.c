@@ -146,9 +146,8 @@ hex(const unsigned char *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-/* Whether crt names exactly name among its DNS subjectAltNames. */
-static int
-san_matches(const mbedtls_x509_crt *crt, const char *name)
+int
+fb_tls_crt_names(const mbedtls_x509_crt *crt, const char *name)
 {
 	size_t len = strlen(name);
 
@@ -172,7 +171,7 @@ verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 
 	if (depth != 0)
 		return 0;
-	if (c->client && c->name[0] != '\0' && !san_matches(crt, c->name))
+	if (c->client && c->name[0] != '\0' && !fb_tls_crt_names(crt, c->name))
 		*flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
 	if (c->pin[0] != '\0') {
 		unsigned char md[32];

@@ -5,7 +5,16 @@
 #ifndef FB_TLS_ENGINE_H
 #define FB_TLS_ENGINE_H
 
+#include <mbedtls/x509_crt.h>
+
 #define FB_TLS_ENGINE_NAME "failback-mbedtls"
+
+/* fb_tls_crt_names is 1 when crt names name exactly (case aside) among
+ * its DNS subjectAltNames: no CN, no wildcard. */
+int fb_tls_crt_names(const mbedtls_x509_crt *crt, const char *name);
+
+/* fb_tls_crl_file is the process's CRL file (fb_tls_set_crl), or NULL. */
+const char *fb_tls_crl_file(void);
 
 /* fb_tls_engine_use registers the engine once per process; 0 when every
  * NNG TLS configuration from now on uses it, else an NNG error. */

@@ -53,6 +53,14 @@ uint32_t
 fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, uint32_t history,
           int mode, int state, fb_vm **out, fb_err *err)
 {
+	return fb_vm_add_served(db, name, paths, npaths, history, mode, state, "", out, err);
+}
+
+uint32_t
+fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t npaths,
+                 uint32_t history, int mode, int state, const char *peer_name, fb_vm **out,
+                 fb_err *err)
+{
 	fb_vm        *vm;
 	sqlite3_stmt *st = NULL;
 	uint32_t      rv;
@@ -86,6 +94,7 @@ fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, 
 	vm->state            = state;
 	vm->health           = 1;
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
+	snprintf(vm->peer_name, sizeof(vm->peer_name), "%s", peer_name);
 	if ((rv = fb_id_new(vm->id, err)) != FB_RV_OK)
 		goto fail;
 
@@ -102,7 +111,7 @@ fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, 
 	}
 	if ((rv = fb_db_prepare(db,
 	                        "INSERT INTO vms (id, name, state, mode, health, recovery_history, "
-	                        "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	                        "created_ms, peer_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 	                        &st, err)) != FB_RV_OK)
 		goto rollback;
 	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
@@ -112,6 +121,7 @@ fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, 
 	sqlite3_bind_int(st, 5, vm->health);
 	sqlite3_bind_int(st, 6, (int)history);
 	sqlite3_bind_int64(st, 7, fb_clock_unix_ms());
+	sqlite3_bind_text(st, 8, vm->peer_name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {

@@ -32,12 +32,15 @@
 
 #include <cmocka.h>
 
+#include "failback/clock.h"
 #include "failback/events.h"
+#include "failback/proof.h"
 #include "failback/tls.h"
 #include "clients.h"
 #include "harness.h"
 #include "image.h"
 #include "replica.pb-c.h"
+#include "resync.pb-c.h"
 
 #define PNAME "primary.failback.test"
 #define RNAME "replica.failback.test"
@@ -136,7 +139,8 @@ group_setup(void **state)
 	if (fbt_image_make(img, 64u << 20, 21) != 0)
 		return -1;
 	thumbprint_of(fbt_pki_file("primary.pem"), pin);
-	if (P("primary-vm", "add", "web", img, "--history", "2") != 0)
+	/* served only to this replica agent: every flow below proves who asks */
+	if (P("primary-vm", "add", "web", img, "--history", "2", "--replica-name", RNAME) != 0)
 		return -1;
 	if (P("--json", "primary-rp", "create", "web") != 0)
 		return -1;
@@ -934,6 +938,92 @@ a_job_seen_ended_has_freed_its_vm_for_the_next_call(void **state)
 	assert_string_equal(got, want);
 }
 
+/* Negotiate for web with a proof as `as` (its certificate and key), made
+ * for primary_name; fills ng. */
+static void
+signed_negotiate(Failback__NegotiateRequest *ng, fb_proof *pf, const char *vm, const char *as,
+                 const char *primary_name)
+{
+	char   cert[64], key[64];
+	fb_err err = {0};
+
+	snprintf(cert, sizeof(cert), "%s.pem", as);
+	snprintf(key, sizeof(key), "%s.key", as);
+	assert_int_equal(fb_proof_sign(fbt_pki_file(cert), fbt_pki_file(key), vm, primary_name,
+	                               (uint64_t)fb_clock_unix_ms(), pf, &err),
+	                 FB_RV_OK);
+	ng->vm                 = (char *)vm;
+	ng->proof_certificate  = (ProtobufCBinaryData){pf->cert_len, pf->cert};
+	ng->proof_primary_name = (char *)primary_name;
+	ng->proof_time_unix_ms = pf->time_ms;
+	ng->proof_nonce        = (ProtobufCBinaryData){sizeof(pf->nonce), pf->nonce};
+	ng->proof_signature    = (ProtobufCBinaryData){pf->sig_len, pf->sig};
+}
+
+static uint32_t
+resync_call(fb_rpc_client *cli, const char *method, const ProtobufCMessage *in,
+            ProtobufCMessage **o, fb_err *err)
+{
+	*o = NULL;
+	return fb_rpc_client_call(cli, &failback__resync_source__descriptor, method, in, o, 20000,
+	                          err);
+}
+
+/* A VM whose relationship names its receiving side is served to that
+ * replica agent only: another agents-CA certificate (its own proof, or
+ * none), a proof made for another primary or used twice, and tree or block
+ * reads without the session are all refused. */
+static void
+a_vm_is_served_only_to_the_replica_agent_it_names(void **state)
+{
+	static fb_proof             pf;
+	Failback__NegotiateRequest  ng = FAILBACK__NEGOTIATE_REQUEST__INIT;
+	Failback__ReadBlocksRequest rb = FAILBACK__READ_BLOCKS_REQUEST__INIT;
+	Failback__NegotiateResponse *nr;
+	ProtobufCMessage            *o;
+	fb_rpc_client               *cli;
+	fb_err                       err = {0};
+	uint64_t                     block0 = 0;
+
+	(void)state;
+	/* the connection is as another agent; only the proof decides */
+	assert_int_equal(fbt_client(&cli, primary.resync, "wrongname-replica", PNAME, &err), 0);
+	ng.vm = (char *)"web";
+	assert_int_equal(resync_call(cli, "Negotiate", &ng.base, &o, &err), FB_RV_ACCESS_DENIED);
+	assert_non_null(strstr(err.msg, "served only to replica agent " RNAME));
+	signed_negotiate(&ng, &pf, "web", "wrongname-replica", PNAME);
+	assert_int_equal(resync_call(cli, "Negotiate", &ng.base, &o, &err), FB_RV_ACCESS_DENIED);
+	assert_non_null(strstr(err.msg, "not issued to " RNAME));
+	signed_negotiate(&ng, &pf, "web", "replica", "other.failback.test");
+	assert_int_equal(resync_call(cli, "Negotiate", &ng.base, &o, &err), FB_RV_ACCESS_DENIED);
+	assert_non_null(strstr(err.msg, "another primary"));
+	signed_negotiate(&ng, &pf, "web", "replica", PNAME);
+	assert_int_equal(resync_call(cli, "Negotiate", &ng.base, &o, &err), FB_RV_OK);
+	nr = (Failback__NegotiateResponse *)o;
+	assert_int_equal(nr->session_token.len, FB_PROOF_TOKEN_LEN);
+	rb.recovery_point_identifier = nr->target->id;
+	rb.disk                      = nr->target->disks[0]->name;
+	rb.blocks                    = &block0;
+	rb.n_blocks                  = 1;
+	assert_int_equal(resync_call(cli, "ReadBlocks", &rb.base, &o, &err), FB_RV_ACCESS_DENIED);
+	assert_non_null(strstr(err.msg, "Negotiate first"));
+	rb.session_token = nr->session_token;
+	assert_int_equal(resync_call(cli, "ReadBlocks", &rb.base, &o, &err), FB_RV_OK);
+	protobuf_c_message_free_unpacked(o, NULL);
+	rb.session_token.data[9] ^= 1; /* forged */
+	assert_int_equal(resync_call(cli, "ReadBlocks", &rb.base, &o, &err), FB_RV_ACCESS_DENIED);
+	/* the same proof again: a replay */
+	assert_int_equal(resync_call(cli, "Negotiate", &ng.base, &o, &err), FB_RV_ACCESS_DENIED);
+	assert_non_null(strstr(err.msg, "replay"));
+	protobuf_c_message_free_unpacked(&nr->base, NULL);
+	fb_rpc_client_close(cli);
+	/* a name that is no DNS name is refused and adds nothing */
+	assert_int_equal(P("primary-vm", "add", "web2", img, "--replica-name", "bad name"), 1);
+	assert_non_null(strstr(out, "Invalid parameter (32773)"));
+	assert_int_equal(P("primary-vm", "list"), 0);
+	assert_null(strstr(out, "web2"));
+}
+
 int
 main(void)
 {
@@ -957,6 +1047,7 @@ main(void)
 	    cmocka_unit_test(a_disk_locked_by_another_process_is_refused),
 	    cmocka_unit_test(a_write_to_the_disk_during_the_job_never_completes_wrong),
 	    cmocka_unit_test(a_job_seen_ended_has_freed_its_vm_for_the_next_call),
+	    cmocka_unit_test(a_vm_is_served_only_to_the_replica_agent_it_names),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -32,6 +32,8 @@
 
 #include "failback/rpc.h"
 #include "failback/tls.h"
+#include "failback/clock.h"
+#include "failback/proof.h"
 #include "harness.h"
 #include "image.h"
 #include "relationship.pb-c.h"
@@ -363,6 +365,24 @@ agent_call(const fbt_agent *a, const ProtobufCServiceDescriptor *svc, const char
 	return rv;
 }
 
+/* A proof of identity as the replica agent (replica.pem), for this
+ * primary's name, now (proof.h). */
+static void
+prove(Failback__NegotiateRequest *ng, const char *vm)
+{
+	static fb_proof p;
+	fb_err          err = {0};
+
+	assert_int_equal(fb_proof_sign(fbt_pki_file("replica.pem"), fbt_pki_file("replica.key"), vm,
+	                               PNAME, (uint64_t)fb_clock_unix_ms(), &p, &err),
+	                 FB_RV_OK);
+	ng->proof_certificate  = (ProtobufCBinaryData){p.cert_len, p.cert};
+	ng->proof_primary_name = (char *)PNAME;
+	ng->proof_time_unix_ms = p.time_ms;
+	ng->proof_nonce        = (ProtobufCBinaryData){sizeof(p.nonce), p.nonce};
+	ng->proof_signature    = (ProtobufCBinaryData){p.sig_len, p.sig};
+}
+
 static void
 generation_guard_refuses_older_steps_unless_forced(void **state)
 {
@@ -380,15 +400,22 @@ generation_guard_refuses_older_steps_unless_forced(void **state)
 	                 FB_RV_INVALID_STATE);
 	assert_non_null(strstr(err.msg, "generation 1 refused"));
 	assert_non_null(strstr(err.msg, "generation 2"));
-	/* A replica whose copy is of a newer generation is not overwritten. */
+	/* A replica whose copy is of a newer generation is not overwritten. The
+	 * relationship names the receiving side, so Negotiate needs its proof. */
 	ng.vm                        = vm_id;
 	ng.recovery_point_identifier = "";
 	ng.generation                = 5;
 	assert_int_equal(agent_call(&ap, &failback__resync_source__descriptor, "Negotiate",
 	                            &ng.base, &err),
+	                 FB_RV_ACCESS_DENIED);
+	assert_non_null(strstr(err.msg, "no proof of identity"));
+	prove(&ng, vm_id);
+	assert_int_equal(agent_call(&ap, &failback__resync_source__descriptor, "Negotiate",
+	                            &ng.base, &err),
 	                 FB_RV_INVALID_STATE);
 	assert_non_null(strstr(err.msg, "generation 2 here, 5 on the replica"));
 	ng.force = 1;
+	prove(&ng, vm_id);
 	assert_int_equal(agent_call(&ap, &failback__resync_source__descriptor, "Negotiate",
 	                            &ng.base, &err),
 	                 FB_RV_OK);

@@ -6,6 +6,8 @@
 #ifndef FAILBACK_ID_H
 #define FAILBACK_ID_H
 
+#include <stddef.h>
+
 #include "failback/err.h"
 
 #define FB_ID_LEN   36 /* 8-4-4-4-12 lower-case hex */
@@ -13,6 +15,9 @@
 
 /* fb_id_new writes a random (version 4) GUID and a NUL into out[37]. */
 uint32_t fb_id_new(char *out, fb_err *err);
+
+/* fb_random_bytes fills out with n bytes from getrandom(2). */
+uint32_t fb_random_bytes(void *out, size_t n, fb_err *err);
 
 /* fb_id_valid is 1 for exactly 36 characters of lower- or upper-case hex
  * in the 8-4-4-4-12 layout. */

@@ -117,6 +117,9 @@ uint32_t fb_rp_get(fb_db *db, const char *vm_ref, const char *rp_id, fb_rp **out
 
 /* fb_rp_leaves loads one disk's leaf hashes (free with free()). File not
  * found for a history point (its leaves are at another site). */
+/* fb_rp_owner writes the GUID of the VM that point rp_id belongs to. */
+uint32_t fb_rp_owner(fb_db *db, const char *rp_id, char *vm_id, fb_err *err);
+
 uint32_t fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves,
                       uint64_t *n, fb_err *err);
 

@@ -51,6 +51,12 @@ typedef struct fb_vm {
  * On success *out (may be NULL) receives a copy; free with free(). */
 uint32_t fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths,
                    uint32_t history, int mode, int state, fb_vm **out, fb_err *err);
+/* fb_vm_add_served is fb_vm_add for a primary VM whose tree and blocks are
+ * served only to the replica agent whose certificate names peer_name
+ * ("" = any agent). */
+uint32_t fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t npaths,
+                          uint32_t history, int mode, int state, const char *peer_name,
+                          fb_vm **out, fb_err *err);
 
 /* fb_vm_add_replica registers, on a replica, the VM id/name of the primary
  * with its disks (names and sizes) at <vm_dir>/<disk name>. No file is
