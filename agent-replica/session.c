@@ -180,21 +180,39 @@ session_call(session *s, int i, const char *method, const ProtobufCMessage *in,
 	                        FB_CALL_TIMEOUT_MS, err);
 }
 
+/* One call on connection i, at most `attempts` times; a lost or silent
+ * connection is replaced before the next attempt (and after the last, so
+ * a later call starts on a fresh one). */
+static uint32_t
+session_call_n(session *s, int i, const ProtobufCServiceDescriptor *svc, const char *method,
+               const ProtobufCMessage *in, ProtobufCMessage **out, uint32_t timeout_ms,
+               int attempts, fb_err *err)
+{
+	uint32_t rv = FB_RV_NOT_AVAILABLE;
+
+	for (int attempt = 0; attempt < attempts; attempt++) {
+		if (s->cli[i] == NULL && (rv = session_connect(s, i, err)) != FB_RV_OK)
+			return rv;
+		rv = fb_rpc_client_call(s->cli[i], svc, method, in, out, timeout_ms, err);
+		if (rv != FB_RV_NOT_AVAILABLE && rv != FB_RV_TIMEOUT)
+			return rv;
+		fb_log_info("FB6003", "job %s: %s: %s; retrying on a new connection", s->job, method,
+		            err->msg);
+		/* NNG 1.5.2 may never answer on a socket whose peer vanished
+		 * mid-call (it resends into a wedged pipe): start afresh. */
+		fb_rpc_client_abandon(s->cli[i]);
+		s->cli[i] = NULL;
+		session_backoff(s, attempt);
+	}
+	return rv;
+}
+
 uint32_t
 session_call_svc(session *s, int i, const ProtobufCServiceDescriptor *svc, const char *method,
                  const ProtobufCMessage *in, ProtobufCMessage **out, uint32_t timeout_ms,
                  fb_err *err)
 {
-	uint32_t rv = FB_RV_NOT_AVAILABLE;
-
-	for (int attempt = 0; attempt < FB_WORKER_RETRIES; attempt++) {
-		rv = fb_rpc_client_call(s->cli[i], svc, method, in, out, timeout_ms, err);
-		if (rv != FB_RV_NOT_AVAILABLE && rv != FB_RV_TIMEOUT)
-			return rv;
-		fb_log_info("FB6003", "job %s: %s: %s; retrying", s->job, method, err->msg);
-		session_backoff(s, attempt);
-	}
-	return rv;
+	return session_call_n(s, i, svc, method, in, out, timeout_ms, FB_WORKER_RETRIES, err);
 }
 
 void
@@ -316,22 +334,25 @@ session_negotiate(session *s, fb_db *db, const char *vm_ref, const char *rp, int
 	req.recovery_point_identifier = (char *)rp;
 	req.known_points              = known;
 	req.n_known_points            = n;
-	/* who asks: the primary serves a VM that names its receiving side only
-	 * to that replica agent */
-	if ((proof = malloc(sizeof(*proof))) == NULL ||
-	    (rv = fb_proof_sign(s->r->set->cert, s->r->set->key, vm_ref, s->sname,
-	                        fb_clock_unix_ms(), proof, err)) != FB_RV_OK) {
-		free(proof);
-		free(known);
-		free(rps);
-		return proof == NULL ? fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory") : rv;
+	/* Who asks: the primary serves a VM that names its receiving side only
+	 * to that replica agent. A proof is good once, so every attempt signs
+	 * a new one (a lost reply must not turn the retry into a replay). */
+	if ((proof = malloc(sizeof(*proof))) == NULL)
+		rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	for (int attempt = 0; proof != NULL && attempt < FB_WORKER_RETRIES; attempt++) {
+		if ((rv = fb_proof_sign(s->r->set->cert, s->r->set->key, vm_ref, s->sname,
+		                        (uint64_t)fb_clock_unix_ms(), proof, err)) != FB_RV_OK)
+			break;
+		req.proof_certificate  = (ProtobufCBinaryData){proof->cert_len, proof->cert};
+		req.proof_primary_name = s->sname;
+		req.proof_time_unix_ms = proof->time_ms;
+		req.proof_nonce        = (ProtobufCBinaryData){sizeof(proof->nonce), proof->nonce};
+		req.proof_signature    = (ProtobufCBinaryData){proof->sig_len, proof->sig};
+		rv = session_call_n(s, 0, &failback__resync_source__descriptor, "Negotiate", &req.base,
+		                    (ProtobufCMessage **)rsp, FB_CALL_TIMEOUT_MS, 1, err);
+		if (rv != FB_RV_NOT_AVAILABLE && rv != FB_RV_TIMEOUT)
+			break;
 	}
-	req.proof_certificate  = (ProtobufCBinaryData){proof->cert_len, proof->cert};
-	req.proof_primary_name = s->sname;
-	req.proof_time_unix_ms = proof->time_ms;
-	req.proof_nonce        = (ProtobufCBinaryData){sizeof(proof->nonce), proof->nonce};
-	req.proof_signature    = (ProtobufCBinaryData){proof->sig_len, proof->sig};
-	rv = session_call(s, 0, "Negotiate", &req.base, (ProtobufCMessage **)rsp, err);
 	free(proof);
 	free(known);
 	free(rps);

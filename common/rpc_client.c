@@ -233,6 +233,15 @@ fb_rpc_client_close(fb_rpc_client *cli)
 }
 
 void
+fb_rpc_client_abandon(fb_rpc_client *cli)
+{
+	if (cli == NULL)
+		return;
+	atomic_store(&cli->tainted, 1);
+	fb_rpc_client_close(cli);
+}
+
+void
 fb_rpc_exit_checked(int code)
 {
 #if defined(__SANITIZE_ADDRESS__)

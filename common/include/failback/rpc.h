@@ -174,6 +174,11 @@ uint32_t fb_rpc_client_call(fb_rpc_client *cli, const ProtobufCServiceDescriptor
  * no-op. */
 void fb_rpc_client_close(fb_rpc_client *cli);
 
+/* fb_rpc_client_abandon frees the client but leaves its socket to the
+ * process's exit: for a client whose connection broke mid-call, which NNG
+ * 1.5.2 may neither close safely nor serve again. */
+void fb_rpc_client_abandon(fb_rpc_client *cli);
+
 /* fb_rpc_exit ends the process with code without calling nng_close or
  * nng_fini (see above). Flushes stdio first. */
 void fb_rpc_exit(int code) __attribute__((noreturn));
