@@ -18,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,10 +31,13 @@
 #include "failback/agent.h"
 #include "failback/clock.h"
 #include "failback/config.h"
+#include "failback/idle.h"
 #include "failback/log.h"
 #include "failback/tls.h"
 
 #define STOP_BUDGET_MS 600
+/* seconds a new connection may stay silent before the kernel drops it */
+#define FB_HANDSHAKE_S 10
 
 struct fb_agent {
 	const fb_agent_spec *spec;
@@ -42,6 +49,8 @@ struct fb_agent {
 	fb_rpc_server     *monitor; /* monitor listener */
 	fb_rpc_server     *resync;  /* agents' listener */
 	fb_events_pub     *events;
+	int                ports[8]; /* the bound ports of the listeners */
+	size_t             nports;
 	uint64_t           started_ms;
 	int                argc;
 	char             **argv;
@@ -324,6 +333,60 @@ static const fb_rpc_method agent_methods[] = {
     {"GetAgentStatus", agent_get_status, FB_ROLES_ALL},
 };
 
+/*
+ * A peer that connects and sends nothing would hold a file descriptor
+ * forever: NNG 1.5.2 sets no handshake timeout and gives no listener's
+ * socket. The agent finds its own listening socket on the bound port
+ * (/proc/self/fd) and sets TCP_DEFER_ACCEPT, so the kernel hands over a
+ * connection only once its first bytes (the ClientHello) arrived, and drops
+ * one that stays silent. Without /proc this is skipped, and said (FB1007).
+ */
+static void
+agent_defer_accept(const char *bound)
+{
+	const char    *colon = strrchr(bound, ':');
+	int            port  = colon != NULL ? atoi(colon + 1) : 0, set = 0;
+	DIR           *d     = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (d == NULL || port <= 0) {
+		if (d != NULL)
+			closedir(d);
+		fb_log_warn("FB1007", "%s: cannot find the listening socket (no /proc?): silent "
+		                      "connections are not dropped", bound);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t               len = sizeof(ss);
+		int                     fd = atoi(e->d_name), listening = 0, secs = FB_HANDSHAKE_S;
+		socklen_t               ol = sizeof(listening);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d) ||
+		    getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening)
+			continue;
+		if ((ss.ss_family == AF_INET &&
+		     ntohs(((struct sockaddr_in *)&ss)->sin_port) == (unsigned)port) ||
+		    (ss.ss_family == AF_INET6 &&
+		     ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) == (unsigned)port))
+			set |= setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) == 0;
+	}
+	closedir(d);
+	if (!set)
+		fb_log_warn("FB1007", "%s: cannot set TCP_DEFER_ACCEPT: silent connections are not "
+		                      "dropped", bound);
+}
+
+static void
+agent_note_port(fb_agent *a, const char *bound)
+{
+	const char *colon = strrchr(bound, ':');
+
+	if (colon != NULL && a->nports < sizeof(a->ports) / sizeof(a->ports[0]))
+		a->ports[a->nports++] = atoi(colon + 1);
+}
+
 static uint32_t
 agent_listen(fb_agent *a, fb_rpc_server *srv, const char *url, const char *ca, unsigned role,
              char *addr, size_t addrlen, fb_err *err)
@@ -340,6 +403,8 @@ agent_listen(fb_agent *a, fb_rpc_server *srv, const char *url, const char *ca, u
 	nng_tls_config_free(tls);
 	if (rv != FB_RV_OK)
 		return rv;
+	agent_defer_accept(bound);
+	agent_note_port(a, bound);
 	fb_log_info("FB1002", "listening for %s calls on %s", fb_role_name(role), bound);
 	snprintf(addr + strlen(addr), addrlen - strlen(addr), "%s %s\n", fb_role_name(role),
 	         bound);
@@ -411,6 +476,8 @@ agent_start(fb_agent *a, fb_err *err)
 	nng_tls_config_free(tls);
 	if (rv != FB_RV_OK)
 		return rv;
+	agent_defer_accept(bound);
+	agent_note_port(a, bound);
 	fb_log_info("FB1002", "publishing events on %s", bound);
 	snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "events %s\n", bound);
 
@@ -475,12 +542,20 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 		                : 1);
 	}
 	fb_log_info("FB1004", "ready");
-	for (;;) {
+	for (unsigned ticks = 0;;) {
 		struct timespec ts = {1, 0};
 		int             sig = sigtimedwait(&set, &si, &ts);
 
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
+		if (++ticks % 5 == 0) {
+			unsigned dropped = 0;
+
+			if (fb_idle_sweep(a.ports, a.nports, FB_HANDSHAKE_S * 1000u, &dropped) == 0 &&
+			    dropped > 0)
+				fb_log_warn("FB1008", "dropped %u connection(s) silent for %u s (no TLS "
+				                      "ClientHello)", dropped, FB_HANDSHAKE_S);
+		}
 		if (sig == SIGHUP)
 			fb_log_info("FB1005", "SIGHUP ignored: restart the agent to apply settings");
 	}

@@ -174,3 +174,9 @@ fb_events_sub_close(fb_events_sub *sub)
 	nng_close(sub->sock);
 	free(sub);
 }
+
+void
+fb_events_sub_abandon(fb_events_sub *sub)
+{
+	free(sub); /* the socket is left to the process's exit */
+}

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -190,7 +191,7 @@ operator_calling_resync_source_gets_access_denied_reply(void **state)
 	                        &o, 10000, &err);
 	assert_int_equal(rv, FB_RV_ACCESS_DENIED);
 	assert_non_null(strstr(err.msg, "operator role may not call ResyncSource.Negotiate"));
-	fb_rpc_client_close(cli);
+	fb_rpc_client_abandon(cli);
 }
 
 static void
@@ -210,7 +211,7 @@ replica_agent_reaches_resync_source(void **state)
 	rv    = fb_rpc_client_call(cli, &failback__resync_source__descriptor, "Negotiate", &in.base,
 	                           &o, 10000, &err);
 	assert_int_equal(rv, FB_RV_FILE_NOT_FOUND);
-	fb_rpc_client_close(cli);
+	fb_rpc_client_abandon(cli);
 }
 
 /* Sends raw bytes on an operator connection and decodes the reply. */
@@ -307,13 +308,13 @@ requests_over_a_listener_limit_are_dropped_undecoded(void **state)
 	assert_int_equal(fb_rpc_client_call(cli, &failback__replication_service__descriptor,
 	                                    "GetVirtualSystem", &in.base, &o, 10000, &err),
 	                 FB_RV_INVALID_PARAMETER); /* decoded, answered */
-	fb_rpc_client_close(cli);
+	fb_rpc_client_abandon(cli);
 	cli = client_as(replica.monitor, "monitor", "replica.failback.test", &err, &rv);
 	assert_int_equal(rv, FB_RV_OK);
 	rv = fb_rpc_client_call(cli, &failback__replication_service__descriptor, "GetVirtualSystem",
 	                        &in.base, &o, 2000, &err);
 	assert_true(rv == FB_RV_TIMEOUT || rv == FB_RV_NOT_AVAILABLE); /* dropped, no reply */
-	fb_rpc_client_close(cli); /* a timed-out client's socket is left to the exit */
+	fb_rpc_client_abandon(cli); /* a timed-out client's socket is left to the exit */
 	free(big);
 	assert_int_equal(fbt_ctl(out, sizeof(out), replica.monitor, "monitor",
 	                         "replica.failback.test", "status", NULL),
@@ -385,6 +386,59 @@ a_revoked_certificate_is_refused_by_an_agent_with_the_crl(void **state)
 	assert_true(fbt_file_contains(badcrl.log, "--crl"));
 }
 
+/* Connections that never send a byte (no ClientHello) are dropped by the
+ * agent, while an authenticated client that is merely idle keeps its
+ * connection and is served. */
+static void
+silent_connections_are_dropped_idle_clients_are_kept(void **state)
+{
+	enum { N = 40 };
+	Failback__GetAgentStatusRequest in = FAILBACK__GET_AGENT_STATUS_REQUEST__INIT;
+	struct sockaddr_in              a  = {0};
+	ProtobufCMessage               *o  = NULL;
+	fb_rpc_client                  *cli;
+	fb_err                          err = {0};
+	int                             fds[N], open_n = N;
+	const char                     *port = strrchr(replica.monitor, ':') + 1;
+
+	(void)state;
+	assert_int_equal(fbt_client(&cli, replica.monitor, "monitor", "replica.failback.test", &err),
+	                 0);
+	a.sin_family      = AF_INET;
+	a.sin_port        = htons((uint16_t)atoi(port));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < N; i++) {
+		assert_true((fds[i] = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	/* the agent still answers meanwhile */
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "operator",
+	                         "replica.failback.test", "status", NULL),
+	                 0);
+	/* bounded: the kernel defers them 10 s, the agent drops them 10 s later */
+	for (int waited = 0; open_n > 0 && waited < 120; waited++) {
+		struct pollfd p[N];
+
+		for (int i = 0; i < N; i++)
+			p[i] = (struct pollfd){fds[i], POLLIN, 0};
+		(void)poll(p, N, 1000);
+		for (int i = 0; i < N; i++)
+			if (fds[i] >= 0 && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+				close(fds[i]);
+				fds[i] = -1;
+				open_n--;
+			}
+	}
+	assert_int_equal(open_n, 0);
+	assert_true(fbt_file_contains(replica.log, "FB1008"));
+	/* the idle, authenticated client was not among them */
+	assert_int_equal(fb_rpc_client_call(cli, &failback__agent_service__descriptor,
+	                                    "GetAgentStatus", &in.base, &o, 10000, &err),
+	                 FB_RV_OK);
+	protobuf_c_message_free_unpacked(o, NULL);
+	fb_rpc_client_abandon(cli);
+}
+
 static void
 events_listener_admits_operators_and_monitors_only(void **state)
 {
@@ -399,8 +453,8 @@ events_listener_admits_operators_and_monitors_only(void **state)
 		assert_int_equal(fbt_subscribe(&sub, replica.events, ids[i], "replica.failback.test",
 		                               &err),
 		                 want[i]);
-		/* No job runs, so nothing can be in flight: closing is safe. */
-		fb_events_sub_close(sub);
+		/* left to the exit (clients.h) */
+		fb_events_sub_abandon(sub);
 	}
 }
 
@@ -425,6 +479,7 @@ main(void)
 	    cmocka_unit_test(unreachable_agent_is_system_not_available),
 	    cmocka_unit_test(timeout_bounds_the_first_connection),
 	    cmocka_unit_test(a_revoked_certificate_is_refused_by_an_agent_with_the_crl),
+	    cmocka_unit_test(silent_connections_are_dropped_idle_clients_are_kept),
 	    cmocka_unit_test(events_listener_admits_operators_and_monitors_only),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -2,6 +2,11 @@
  * clients.h - in-process clients of the agents for integration tests that
  * must act faster than a failbackctl process can: a TLS RPC client and an
  * events subscriber as a PKI identity, and the wait for a job's end event.
+ *
+ * Tests end their clients with fb_rpc_client_abandon and
+ * fb_events_sub_abandon, never a close: NNG 1.5.2's close can hang for
+ * good once its reaper wedged (docs/OPERATIONS.md), and the process exit
+ * reclaims the sockets, as the agents and failbackctl do.
  */
 #ifndef FBT_CLIENTS_H
 #define FBT_CLIENTS_H

@@ -294,7 +294,7 @@ a_point_job_seen_ended_lets_the_next_one_start_at_once(void **state)
 		if (end != 7)
 			fail_msg("round %d: point job %s ended in state %d", round, job, end);
 	}
-	fb_rpc_client_close(cli);
+	fb_rpc_client_abandon(cli);
 }
 
 int

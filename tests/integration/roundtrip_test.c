@@ -360,7 +360,7 @@ agent_call(const fbt_agent *a, const ProtobufCServiceDescriptor *svc, const char
 	rv = fb_rpc_client_call(cli, svc, method, in, &rsp, 20000, err);
 	if (rsp != NULL)
 		protobuf_c_message_free_unpacked(rsp, NULL);
-	fb_rpc_client_close(cli);
+	fb_rpc_client_abandon(cli);
 	nng_tls_config_free(tls);
 	return rv;
 }

@@ -48,6 +48,10 @@ uint32_t fb_events_sub_next(fb_events_sub *sub, uint32_t timeout_ms, Failback__J
  * instead. close(NULL) is a no-op. */
 void fb_events_sub_close(fb_events_sub *sub);
 
+/* fb_events_sub_abandon frees the subscriber but leaves its socket to the
+ * process's exit, for when a close might meet NNG 1.5.2's hang. */
+void fb_events_sub_abandon(fb_events_sub *sub);
+
 /* fb_events_decode splits one message body into topic and event (pure; the
  * fuzz target drives it). */
 uint32_t fb_events_decode(const void *body, size_t len, char *topic, size_t topic_len,
