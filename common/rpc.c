@@ -1,10 +1,11 @@
 /*
  * rpc.c - the method registry and the dispatcher (see rpc.h).
  *
- * fb_rpc_dispatch is the only place a request envelope is decoded on the
- * server side. It is pure (bytes in, NNG message out), so the fuzz target
- * drives it directly, and the socket code in rpc_server.c stays a thin
- * aio state machine.
+ * fb_rpc_dispatch is the only place a request envelope is read on the
+ * server side: scanned in place (method, payload, timeout), the role checked,
+ * and only then the payload decoded, once its fields are counted. It is pure (bytes in, NNG message
+ * out), so the fuzz target drives it directly, and the socket code in rpc_server.c stays a thin aio
+ * state machine.
  *
  * The reply is written in one pass into the NNG message: the packed
  * {return_value, description} part of failback.Reply followed by field 3
@@ -287,67 +288,199 @@ registry_find(const fb_rpc_registry *reg, const char *name, size_t *svc_out)
 	return -1;
 }
 
+/* --- reading the wire format without decoding it --- */
+
+static int
+wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		if (*p == end)
+			return -1;
+		*v |= (uint64_t)(**p & 0x7f) << shift;
+		if ((*(*p)++ & 0x80) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+/* One field: its number, wire type, and for length-delimited fields the
+ * bytes; *p moves past it. -1 on anything protobuf-c would refuse too
+ * (groups, truncation, field 0). */
+static int
+wire_field(const uint8_t **p, const uint8_t *end, uint32_t *num, unsigned *type, uint64_t *value,
+           const uint8_t **data, size_t *dlen)
+{
+	uint64_t tag, n;
+
+	if (wire_varint(p, end, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+		return -1;
+	*num  = (uint32_t)(tag >> 3);
+	*type = (unsigned)(tag & 7);
+	switch (*type) {
+	case 0:
+		return wire_varint(p, end, value);
+	case 1:
+	case 5:
+		n = *type == 1 ? 8 : 4;
+		if ((uint64_t)(end - *p) < n)
+			return -1;
+		*p += n;
+		return 0;
+	case 2:
+		if (wire_varint(p, end, &n) != 0 || n > (uint64_t)(end - *p))
+			return -1;
+		*data = *p;
+		*dlen = (size_t)n;
+		*p += n;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* The envelope, as pointers into the request (nothing allocated, unknown
+ * fields skipped): the role is checked before anything is decoded. */
+typedef struct wire_env {
+	char           method[FB_RPC_METHOD_MAX + 1];
+	const uint8_t *payload;
+	size_t         payload_len;
+	uint32_t       timeout_ms;
+} wire_env;
+
+static int
+wire_envelope(const uint8_t *buf, size_t len, wire_env *env)
+{
+	const uint8_t *p = buf, *end = buf + len;
+
+	memset(env, 0, sizeof(*env));
+	env->payload = buf; /* empty */
+	while (p < end) {
+		uint32_t       num;
+		unsigned       type;
+		uint64_t       v  = 0;
+		const uint8_t *d  = NULL;
+		size_t         dl = 0;
+
+		if (wire_field(&p, end, &num, &type, &v, &d, &dl) != 0)
+			return -1;
+		if (num == 1 && type == 2) {
+			if (dl > FB_RPC_METHOD_MAX)
+				return -1;
+			for (size_t i = 0; i < dl; i++)
+				if (d[i] <= 0x20 || d[i] >= 0x7f) /* names are printable ASCII */
+					return -1;
+			memcpy(env->method, d, dl);
+			env->method[dl] = '\0';
+		} else if (num == 2 && type == 2) {
+			env->payload     = d;
+			env->payload_len = dl;
+		} else if (num == 3 && type == 0) {
+			env->timeout_ms = (uint32_t)v;
+		} else if (num <= 3) {
+			return -1; /* a known field with the wrong wire type */
+		}
+	}
+	return 0;
+}
+
+/* Counts the fields of a message of type desc in buf, nested messages
+ * included: what decoding it would allocate. protobuf-c keeps every
+ * unknown field (~45 times its size in memory), so their number is
+ * bounded; -1 when malformed or deeper than 32. */
+static int
+wire_count(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len, unsigned depth,
+           size_t *fields, size_t *unknown)
+{
+	const uint8_t *p = buf, *end = buf + len;
+
+	if (depth > 32)
+		return -1;
+	while (p < end) {
+		const ProtobufCFieldDescriptor *f;
+		uint32_t                        num;
+		unsigned                        type;
+		uint64_t                        v  = 0;
+		const uint8_t                  *d  = NULL;
+		size_t                          dl = 0;
+
+		if (wire_field(&p, end, &num, &type, &v, &d, &dl) != 0)
+			return -1;
+		(*fields)++;
+		if ((f = protobuf_c_message_descriptor_get_field(desc, (unsigned)num)) == NULL)
+			(*unknown)++;
+		else if (type == 2 && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+		         wire_count(f->descriptor, d, dl, depth + 1, fields, unknown) != 0)
+			return -1;
+		if (*fields > FB_RPC_MAX_FIELDS || *unknown > FB_RPC_MAX_UNKNOWN)
+			return 0; /* enough to refuse it */
+	}
+	return 0;
+}
+
 uint32_t
 fb_rpc_dispatch(const fb_rpc_registry *reg, unsigned role, const void *req, size_t len,
                 uint64_t recv_ms, uint64_t now_ms, nng_msg **reply)
 {
-	Failback__Request               *env;
+	wire_env                         env;
 	const ProtobufCMethodDescriptor *md;
 	const fb_rpc_method             *row;
 	ProtobufCMessage                *in = NULL, *out = NULL;
 	fb_rpc_call                      call;
-	size_t                           si = 0;
+	size_t                           si = 0, fields = 0, unknown = 0;
 	int                              mi;
 	uint32_t                         rv;
 
 	*reply = NULL;
-	if ((env = failback__request__unpack(NULL, len, req)) == NULL) {
+	if (wire_envelope(req, len, &env) != 0) {
 		fb_log_warn("FB2001", "malformed request envelope (%zu bytes) from %s", len,
 		            fb_role_name(role));
 		return dispatch_fail(reply, FB_RV_INVALID_PARAMETER,
 		                     "malformed request envelope (%zu bytes)", len);
 	}
-	if ((mi = registry_find(reg, env->method, &si)) < 0) {
-		fb_log_warn("FB2002", "unknown method '%.100s' from %s", env->method,
+	if ((mi = registry_find(reg, env.method, &si)) < 0) {
+		fb_log_warn("FB2002", "unknown method '%.100s' from %s", env.method,
 		            fb_role_name(role));
-		rv = dispatch_fail(reply, FB_RV_NOT_SUPPORTED,
-		                   "unknown method '%.100s'", env->method);
-		failback__request__free_unpacked(env, NULL);
-		return rv;
+		return dispatch_fail(reply, FB_RV_NOT_SUPPORTED, "unknown method '%.100s'",
+		                     env.method);
 	}
 	md  = &reg->services[si].svc->methods[mi];
 	row = &reg->services[si].methods[mi];
 	if ((row->roles & role) == 0) {
 		fb_log_warn("FB2003", "access denied: %s may not call %s", fb_role_name(role),
-		            env->method);
-		rv = dispatch_fail(reply, FB_RV_ACCESS_DENIED, "the %s role may not call %s",
-		                   fb_role_name(role), env->method);
-		goto out_env;
+		            env.method);
+		return dispatch_fail(reply, FB_RV_ACCESS_DENIED, "the %s role may not call %s",
+		                     fb_role_name(role), env.method);
 	}
-	if (row->fn == NULL) {
-		rv = dispatch_fail(reply, FB_RV_NOT_SUPPORTED,
-		                   "%s is declared but not implemented in this version",
-		                   env->method);
-		goto out_env;
-	}
+	if (row->fn == NULL)
+		return dispatch_fail(reply, FB_RV_NOT_SUPPORTED,
+		                     "%s is declared but not implemented in this version",
+		                     env.method);
 	memset(&call, 0, sizeof(call));
 	call.role        = role;
-	call.method      = env->method;
-	call.deadline_ms = recv_ms + (env->timeout_ms ? env->timeout_ms : FB_RPC_DEFAULT_TIMEOUT_MS);
-	if (now_ms >= call.deadline_ms) {
-		rv = dispatch_fail(reply, FB_RV_TIMEOUT,
-		                   "%s waited %llu ms for a worker, past its deadline",
-		                   env->method, (unsigned long long)(now_ms - recv_ms));
-		goto out_env;
+	call.method      = env.method;
+	call.deadline_ms = recv_ms + (env.timeout_ms ? env.timeout_ms : FB_RPC_DEFAULT_TIMEOUT_MS);
+	if (now_ms >= call.deadline_ms)
+		return dispatch_fail(reply, FB_RV_TIMEOUT,
+		                     "%s waited %llu ms for a worker, past its deadline",
+		                     env.method, (unsigned long long)(now_ms - recv_ms));
+	if (wire_count(md->input, env.payload, env.payload_len, 0, &fields, &unknown) == 0 &&
+	    (fields > FB_RPC_MAX_FIELDS || unknown > FB_RPC_MAX_UNKNOWN)) {
+		fb_log_warn("FB2004",
+		            "%s request from %s refused undecoded: over %u fields or %u "
+		            "unknown ones",
+		            env.method, fb_role_name(role), FB_RPC_MAX_FIELDS, FB_RPC_MAX_UNKNOWN);
+		return dispatch_fail(reply, FB_RV_INVALID_PARAMETER,
+		                     "malformed %s request: more than %u fields or %u unknown ones",
+		                     env.method, FB_RPC_MAX_FIELDS, FB_RPC_MAX_UNKNOWN);
 	}
-	in = protobuf_c_message_unpack(md->input, NULL, env->payload.len, env->payload.data);
+	in = protobuf_c_message_unpack(md->input, NULL, env.payload_len, env.payload);
 	if (in == NULL) {
-		fb_log_warn("FB2004", "undecodable %s payload (%zu bytes) from %s", env->method,
-		            env->payload.len, fb_role_name(role));
-		rv = dispatch_fail(reply, FB_RV_INVALID_PARAMETER,
-		                   "malformed %s request (%zu bytes)", env->method,
-		                   env->payload.len);
-		goto out_env;
+		fb_log_warn("FB2004", "undecodable %s payload (%zu bytes) from %s", env.method,
+		            env.payload_len, fb_role_name(role));
+		return dispatch_fail(reply, FB_RV_INVALID_PARAMETER,
+		                     "malformed %s request (%zu bytes)", env.method,
+		                     env.payload_len);
 	}
 	if ((out = fb_rpc_alloc(&call, md->output->sizeof_message)) == NULL) {
 		rv = dispatch_fail(reply, FB_RV_OUT_OF_MEMORY, "out of memory");
@@ -357,21 +490,19 @@ fb_rpc_dispatch(const fb_rpc_registry *reg, unsigned role, const void *req, size
 	rv = row->fn(reg->services[si].arg, &call, in, out);
 	if (!fb_rv_ok(rv)) {
 		if (call.rv != rv || call.desc[0] == '\0')
-			snprintf(call.desc, sizeof(call.desc), "%s failed", env->method);
+			snprintf(call.desc, sizeof(call.desc), "%s failed", env.method);
 		rv = dispatch_fail(reply, rv, "%s", call.desc);
 	} else if (protobuf_c_message_get_packed_size(out) + FB_RPC_ENVELOPE_SLACK >
 	           FB_RPC_MAX_MSG) {
-		fb_log_error("FB2005", "%s built a reply over the %u byte limit", env->method,
+		fb_log_error("FB2005", "%s built a reply over the %u byte limit", env.method,
 		             FB_RPC_MAX_MSG);
 		rv = dispatch_fail(reply, FB_RV_FAILED, "%s reply exceeds the message limit",
-		                   env->method);
+		                   env.method);
 	} else if ((*reply = reply_build(rv, NULL, out)) == NULL) {
 		rv = FB_RV_OUT_OF_MEMORY;
 	}
 out_in:
 	protobuf_c_message_free_unpacked(in, NULL);
 	call_arena_free(&call);
-out_env:
-	failback__request__free_unpacked(env, NULL);
 	return rv;
 }

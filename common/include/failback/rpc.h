@@ -45,6 +45,13 @@
 #define FB_RPC_MAX_REQUEST_OPERATOR (1u << 20)
 #define FB_RPC_MAX_REQUEST_AGENT    (1u << 20)
 #define FB_RPC_MAX_REQUEST_MONITOR  (64u << 10)
+/* A request's method name ("<Service>.<Method>", printable ASCII), and
+ * what decoding one request may allocate: its fields, nested ones
+ * included, and of those the ones this version does not know (protobuf-c
+ * keeps each). Over either, the request is refused undecoded. */
+#define FB_RPC_METHOD_MAX  128u
+#define FB_RPC_MAX_FIELDS  65536u
+#define FB_RPC_MAX_UNKNOWN 64u
 /* Room left for the envelope when sizing a reply payload. */
 #define FB_RPC_ENVELOPE_SLACK 4096u
 #define FB_RPC_DEFAULT_TIMEOUT_MS 30000u
