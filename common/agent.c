@@ -11,19 +11,20 @@
  * flight, and everything that matters is durable before it is
  * acknowledged, so exiting is both the safe and the cheap way out.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,13 +32,19 @@
 #include "failback/agent.h"
 #include "failback/clock.h"
 #include "failback/config.h"
-#include "failback/idle.h"
+#include "failback/conns.h"
 #include "failback/log.h"
 #include "failback/tls.h"
 
 #define STOP_BUDGET_MS 600
 /* seconds a new connection may stay silent before the kernel drops it */
-#define FB_HANDSHAKE_S 10
+/* A connection has this long to finish its TLS handshake; at most
+ * FB_MAX_HANDSHAKES of them (and a quarter of --max-connections, so most
+ * of a listener's room is for connections past it) are in one on a
+ * listener, the quietest beyond are dropped. A real handshake takes ~15 ms. */
+#define FB_HANDSHAKE_S        10
+#define FB_MAX_HANDSHAKES     64
+#define FB_HANDSHAKE_QUIET_MS 2000 /* one dropped as crowded was quiet this long */
 
 struct fb_agent {
 	const fb_agent_spec *spec;
@@ -78,6 +85,7 @@ agent_keys(fb_agent *a, fb_config_key *k, size_t cap)
 	KEY(crl, "certificate revocation lists (PEM), checked on every connection");
 	KEY(log_level, "error, warn, info (default) or debug");
 	KEY(workers, "handler threads (default 4)");
+	KEY(max_connections, "connections each listener holds at once (default 512)");
 	for (size_t i = 0; i < a->spec->nkeys && n + 1 < cap; i++)
 		k[n++] = a->spec->keys[i];
 	if (a->spec->worker != NULL)
@@ -156,6 +164,7 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 	if (a->spec->check != NULL && (rv = a->spec->check(err)) != FB_RV_OK)
 		return rv;
 	agent_default(&a->set.workers, "4");
+	agent_default(&a->set.max_connections, "512");
 	if ((rv = agent_require(a->set.data_dir, "data-dir", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.cert, "cert", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.key, "key", err)) != FB_RV_OK ||
@@ -183,6 +192,11 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
 			                  "--workers: '%s' is not a number from 1 to 64",
 			                  a->set.workers);
+		w = strtol(a->set.max_connections, &end, 10);
+		if (*end != '\0' || end == a->set.max_connections || w < 8 || w > 65536)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "--max-connections: '%s' is not a number from 8 to 65536",
+			                  a->set.max_connections);
 	}
 	return FB_RV_OK;
 }
@@ -412,12 +426,13 @@ agent_listen(fb_agent *a, fb_rpc_server *srv, const char *url, const char *ca, u
 }
 
 /* Peers that hold connections open use file descriptors: take the hard
- * limit the system allows, so they run out later and the log says where
- * the ceiling is. */
+ * limit the system allows, so they run out later, and say whether the
+ * listeners' own limits keep within it. */
 static void
-agent_raise_fd_limit(void)
+agent_raise_fd_limit(const fb_agent *a)
 {
-	struct rlimit rl;
+	struct rlimit      rl;
+	unsigned long long held = 4ull * (unsigned long long)atoi(a->set.max_connections);
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
@@ -426,7 +441,64 @@ agent_raise_fd_limit(void)
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
 		(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	fb_log_info("FB1006", "open file limit %llu", (unsigned long long)rl.rlim_cur);
+	fb_log_info("FB1006", "open file limit %llu; the listeners hold at most %llu connections",
+	            (unsigned long long)rl.rlim_cur, held);
+	if (rl.rlim_cur != RLIM_INFINITY && held + 256 > rl.rlim_cur)
+		fb_log_warn("FB1006",
+		            "open file limit %llu is below what the listeners may hold "
+		            "(%llu) plus 256 for the agent: lower --max-connections or "
+		            "raise LimitNOFILE",
+		            (unsigned long long)rl.rlim_cur, held);
+}
+
+static unsigned
+agent_max_handshakes(const fb_agent *a)
+{
+	unsigned q = (unsigned)atoi(a->set.max_connections) / 4;
+
+	return q < FB_MAX_HANDSHAKES ? q : FB_MAX_HANDSHAKES;
+}
+
+/* Called by the TLS engine (an NNG thread) when a listener has more
+ * connections in their handshake than FB_MAX_HANDSHAKES: wake the main
+ * loop to sweep now, once until it has. */
+static atomic_int sweep_asked;
+
+static void
+agent_crowded(void)
+{
+	if (atomic_exchange(&sweep_asked, 1) == 0)
+		kill(getpid(), SIGUSR1);
+}
+
+/* Drops connections that did not get past their handshake (conns.h), and
+ * says so; and what the listeners refused since the last sweep. */
+static void
+agent_sweep(fb_agent *a, unsigned long *refused_seen)
+{
+	fb_conns_dropped d;
+	unsigned long    refused = fb_tls_server_refused();
+
+	atomic_store(&sweep_asked, 0);
+	if (fb_conns_sweep(a->ports, a->nports, FB_HANDSHAKE_S * 1000u, agent_max_handshakes(a),
+	                   FB_HANDSHAKE_QUIET_MS, &d) != 0)
+		return;
+	if (d.slow > 0)
+		fb_log_warn("FB1008",
+		            "dropped %u connection(s) that did not finish a TLS handshake "
+		            "in %u s",
+		            d.slow, FB_HANDSHAKE_S);
+	if (d.crowded > 0)
+		fb_log_warn("FB1009",
+		            "dropped the %u quietest connection(s) in a handshake: more than "
+		            "%u at once on a listener",
+		            d.crowded, agent_max_handshakes(a));
+	if (refused != *refused_seen)
+		fb_log_warn("FB1010",
+		            "refused %lu connection(s): a listener held its limit of %s "
+		            "(--max-connections)",
+		            refused - *refused_seen, a->set.max_connections);
+	*refused_seen = refused;
 }
 
 static uint32_t
@@ -443,7 +515,9 @@ agent_start(fb_agent *a, fb_err *err)
 		return rv;
 	fb_log_info("FB1001", "%s %s starting as %s (certificate valid until %s)",
 	            a->spec->prog, FB_VERSION, subject, until);
-	agent_raise_fd_limit();
+	agent_raise_fd_limit(a);
+	fb_tls_server_limits((unsigned)atoi(a->set.max_connections), agent_max_handshakes(a),
+	                     agent_crowded);
 	if ((rv = agent_data_dir(a, err)) != FB_RV_OK)
 		return rv;
 	if ((rv = fb_rpc_registry_create(&a->reg, err)) != FB_RV_OK ||
@@ -518,6 +592,7 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -542,20 +617,13 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 		                : 1);
 	}
 	fb_log_info("FB1004", "ready");
-	for (unsigned ticks = 0;;) {
-		struct timespec ts = {1, 0};
+	for (unsigned long refused = 0;;) {
+		struct timespec ts  = {1, 0};
 		int             sig = sigtimedwait(&set, &si, &ts);
 
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
-		if (++ticks % 5 == 0) {
-			unsigned dropped = 0;
-
-			if (fb_idle_sweep(a.ports, a.nports, FB_HANDSHAKE_S * 1000u, &dropped) == 0 &&
-			    dropped > 0)
-				fb_log_warn("FB1008", "dropped %u connection(s) silent for %u s (no TLS "
-				                      "ClientHello)", dropped, FB_HANDSHAKE_S);
-		}
+		agent_sweep(&a, &refused); /* every second, and when a listener is crowded */
 		if (sig == SIGHUP)
 			fb_log_info("FB1005", "SIGHUP ignored: restart the agent to apply settings");
 	}

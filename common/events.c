@@ -12,6 +12,7 @@
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
 
+#include "failback/conns.h"
 #include "failback/events.h"
 #include "failback/rpc.h"
 
@@ -23,6 +24,14 @@ struct fb_events_pub {
 struct fb_events_sub {
 	nng_socket sock;
 };
+
+/* Subscribers that got past their handshake (conns.h). */
+static void
+pub_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)arg;
+	fb_conns_pipe_event(p, ev);
+}
 
 uint32_t
 fb_events_pub_create(fb_events_pub **out, fb_err *err)
@@ -38,6 +47,8 @@ fb_events_pub_create(fb_events_pub **out, fb_err *err)
 	}
 	nng_socket_set_size(pub->sock, NNG_OPT_RECVMAXSZ, 1024);
 	nng_socket_set_int(pub->sock, NNG_OPT_SENDBUF, 1024);
+	nng_pipe_notify(pub->sock, NNG_PIPE_EV_ADD_POST, pub_pipe_cb, NULL);
+	nng_pipe_notify(pub->sock, NNG_PIPE_EV_REM_POST, pub_pipe_cb, NULL);
 	*out = pub;
 	return FB_RV_OK;
 }

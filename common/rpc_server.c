@@ -25,6 +25,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "failback/clock.h"
+#include "failback/conns.h"
 #include "failback/log.h"
 #include "failback/rpc.h"
 
@@ -192,7 +193,7 @@ srv_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	fb_rpc_server *srv = arg;
 
-	(void)p;
+	fb_conns_pipe_event(p, ev);
 	if (ev == NNG_PIPE_EV_ADD_POST)
 		atomic_fetch_add(&srv->pipes, 1);
 	else if (ev == NNG_PIPE_EV_REM_POST)

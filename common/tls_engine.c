@@ -8,7 +8,11 @@
  *   - a client configuration may carry a certificate pin (SHA-1 or SHA-256
  *     of the DER, as CertificateThumbPrint gives it): every connection made
  *     with it presents exactly that certificate, or fails its handshake;
- *   - CRLs given with the CA chain are checked on both sides.
+ *   - CRLs given with the CA chain are checked on both sides;
+ *   - a server configuration (one per listener) holds at most a set number
+ *     of connections: one over it is closed as it is accepted, before any
+ *     handshake (fb_tls_server_limits). Handshakes in progress past their
+ *     own limit call the agent's hook, which drops the oldest (conns.c).
  *
  * The pin travels in the server name NNG hands the engine, after a '#'
  * (a character no DNS name holds): nng_tls_config_server_name is the only
@@ -20,6 +24,7 @@
  * NNG_EPEERAUTH and a cut connection stays a transport error.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +43,7 @@
 #include <nng/nng.h>
 #include <nng/supplemental/tls/engine.h>
 
+#include "failback/tls.h"
 #include "tls_engine.h"
 
 #define NAME_MAX_LEN 253
@@ -52,12 +58,46 @@ struct nng_tls_engine_config {
 	int                client;
 	char               name[NAME_MAX_LEN + 1]; /* "" when none is expected */
 	char               pin[PIN_MAX_LEN + 1];   /* lower-case hex, or "" */
+	atomic_uint        conns;                  /* server: connections held */
+	atomic_uint        handshaking;            /* server: of which in handshake */
 };
 
 struct nng_tls_engine_conn {
-	mbedtls_ssl_context ssl;
-	void               *tls;
+	mbedtls_ssl_context    ssl;
+	void                  *tls;
+	nng_tls_engine_config *cfg;
+	bool                   counted;     /* in cfg->conns */
+	bool                   handshaking; /* in cfg->handshaking */
 };
+
+/* Server limits, the same for every listener of the process. */
+static atomic_uint  limit_conns      = 0; /* 0: none */
+static atomic_uint  limit_handshakes = 0;
+static atomic_ulong refused_total;
+static void (*_Atomic crowded_hook)(void);
+
+void
+fb_tls_server_limits(unsigned max_conns, unsigned max_handshakes, void (*crowded)(void))
+{
+	atomic_store(&limit_conns, max_conns);
+	atomic_store(&limit_handshakes, max_handshakes);
+	atomic_store(&crowded_hook, crowded);
+}
+
+unsigned long
+fb_tls_server_refused(void)
+{
+	return atomic_load(&refused_total);
+}
+
+static void
+conn_handshake_over(nng_tls_engine_conn *ec)
+{
+	if (ec->handshaking) {
+		ec->handshaking = false;
+		atomic_fetch_sub(&ec->cfg->handshaking, 1);
+	}
+}
 
 static pthread_mutex_t          rng_mtx = PTHREAD_MUTEX_INITIALIZER;
 static mbedtls_entropy_context  rng_entropy;
@@ -196,7 +236,24 @@ conn_init(nng_tls_engine_conn *ec, void *tls, nng_tls_engine_config *c)
 	int mrv;
 
 	ec->tls = tls;
+	ec->cfg = c;
 	mbedtls_ssl_init(&ec->ssl);
+	if (!c->client) {
+		unsigned max = atomic_load(&limit_conns), hs = atomic_load(&limit_handshakes);
+		void (*hook)(void) = atomic_load(&crowded_hook);
+
+		if (max != 0 && atomic_fetch_add(&c->conns, 1) >= max) {
+			atomic_fetch_sub(&c->conns, 1);
+			atomic_fetch_add(&refused_total, 1);
+			/* Not NNG_ECLOSED (that would stop the listener): a remote
+			 * condition, after which NNG accepts the next at once. */
+			return NNG_ECONNABORTED;
+		}
+		ec->counted     = max != 0;
+		ec->handshaking = true;
+		if (atomic_fetch_add(&c->handshaking, 1) >= hs && hs != 0 && hook != NULL)
+			hook();
+	}
 	mbedtls_ssl_set_bio(&ec->ssl, tls, bio_send, bio_recv, NULL);
 	if ((mrv = mbedtls_ssl_setup(&ec->ssl, &c->cfg)) != 0)
 		return map_err(mrv);
@@ -208,6 +265,13 @@ conn_init(nng_tls_engine_conn *ec, void *tls, nng_tls_engine_config *c)
 static void
 conn_fini(nng_tls_engine_conn *ec)
 {
+	/* Also called for a connection whose init never ran (zeroed). */
+	if (ec->cfg != NULL) {
+		conn_handshake_over(ec);
+		if (ec->counted)
+			atomic_fetch_sub(&ec->cfg->conns, 1);
+		ec->counted = false;
+	}
 	mbedtls_ssl_free(&ec->ssl);
 }
 
@@ -222,6 +286,8 @@ conn_handshake(nng_tls_engine_conn *ec)
 {
 	int mrv = mbedtls_ssl_handshake(&ec->ssl);
 
+	if (mrv == 0)
+		conn_handshake_over(ec);
 	return mrv == 0 ? 0 : map_err(mrv);
 }
 
@@ -276,6 +342,8 @@ config_init(nng_tls_engine_config *c, nng_tls_mode mode)
 	mbedtls_x509_crt_init(&c->own);
 	mbedtls_pk_init(&c->key);
 	c->client = client;
+	atomic_init(&c->conns, 0);
+	atomic_init(&c->handshaking, 0);
 	if (mbedtls_ssl_config_defaults(&c->cfg, client ? MBEDTLS_SSL_IS_CLIENT
 	                                                : MBEDTLS_SSL_IS_SERVER,
 	                                MBEDTLS_SSL_TRANSPORT_STREAM,

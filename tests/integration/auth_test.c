@@ -3,17 +3,21 @@
  * loopback: who may connect to which listener, who may call which method,
  * and that bad input is answered without hurting the next caller.
  */
+#define _GNU_SOURCE /* prlimit */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,10 +26,10 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "agent.pb-c.h"
+#include "clients.h"
 #include "failback/events.h"
 #include "failback/rpc.h"
 #include "failback/tls.h"
-#include "clients.h"
 #include "harness.h"
 #include "replica.pb-c.h"
 #include "resync.pb-c.h"
@@ -214,10 +218,12 @@ replica_agent_reaches_resync_source(void **state)
 	fb_rpc_client_abandon(cli);
 }
 
-/* Sends raw bytes on an operator connection and decodes the reply. */
+/* Sends raw bytes to url as identity id and decodes the reply. */
 static uint32_t
-raw_call(const void *bytes, size_t len, char *desc, size_t desclen)
+raw_call_as(const char *url, const char *id, const void *bytes, size_t len, char *desc,
+            size_t desclen)
 {
+	char             certf[64], keyf[64];
 	nng_tls_config  *tls;
 	nng_socket       s;
 	nng_msg         *m;
@@ -225,9 +231,10 @@ raw_call(const void *bytes, size_t len, char *desc, size_t desclen)
 	fb_err           err = {0};
 	uint32_t         rv;
 
+	snprintf(certf, sizeof(certf), "%s.pem", id);
+	snprintf(keyf, sizeof(keyf), "%s.key", id);
 	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
-	                                      fbt_pki_file("operator.pem"),
-	                                      fbt_pki_file("operator.key"),
+	                                      fbt_pki_file(certf), fbt_pki_file(keyf),
 	                                      "replica.failback.test", 0, &err),
 	                 0);
 	assert_int_equal(nng_req0_open(&s), 0);
@@ -235,9 +242,11 @@ raw_call(const void *bytes, size_t len, char *desc, size_t desclen)
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	{
 		nng_dialer d;
-		assert_int_equal(nng_dialer_create(&d, s, replica.control), 0);
+		assert_int_equal(nng_dialer_create(&d, s, url), 0);
 		assert_int_equal(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls), 0);
-		assert_int_equal(nng_dialer_start(d, 0), 0);
+		/* in the background: a listener at its limit refuses a connection,
+		 * the dialer tries again */
+		assert_int_equal(nng_dialer_start(d, NNG_FLAG_NONBLOCK), 0);
 	}
 	assert_int_equal(nng_send(s, (void *)bytes, len, 0), 0);
 	assert_int_equal(nng_recvmsg(s, &m, 0), 0);
@@ -250,6 +259,13 @@ raw_call(const void *bytes, size_t len, char *desc, size_t desclen)
 	nng_close(s); /* the reply was received: nothing in flight */
 	nng_tls_config_free(tls);
 	return rv;
+}
+
+/* Sends raw bytes on an operator connection and decodes the reply. */
+static uint32_t
+raw_call(const void *bytes, size_t len, char *desc, size_t desclen)
+{
+	return raw_call_as(replica.control, "operator", bytes, len, desc, desclen);
 }
 
 static void
@@ -439,6 +455,147 @@ silent_connections_are_dropped_idle_clients_are_kept(void **state)
 	fb_rpc_client_abandon(cli);
 }
 
+/* The agent's resident memory (kB) and open descriptors, from /proc. */
+static void
+agent_usage(pid_t pid, long *rss_kb, int *fds)
+{
+	char  path[64], line[256];
+	FILE *f;
+	DIR  *d;
+
+	*rss_kb = -1;
+	*fds    = 0;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	assert_non_null(f = fopen(path, "r"));
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "VmRSS:", 6) == 0)
+			*rss_kb = atol(line + 6);
+	fclose(f);
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	assert_non_null(d = opendir(path));
+	while (readdir(d) != NULL)
+		(*fds)++;
+	closedir(d);
+}
+
+/* A TCP connection to port that sends the first bytes of a ClientHello
+ * (a record announcing 200 bytes, 6 of them sent) and then nothing: a
+ * handshake the server waits on for ever. -1 if the connect failed. */
+static int
+stalled_hello(uint16_t port, int send_bytes)
+{
+	static const uint8_t part[] = {0x16, 0x03, 0x01, 0x00, 0xc8, 0x01,
+	                               0x00, 0x00, 0xc4, 0x03, 0x03};
+	struct sockaddr_in   a      = {0};
+	int                  fd     = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct pollfd        p;
+
+	a.sin_family      = AF_INET;
+	a.sin_port        = htons(port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		p = (struct pollfd){fd, POLLOUT, 0};
+		if (poll(&p, 1, 2000) != 1 || (p.revents & (POLLERR | POLLHUP))) {
+			close(fd);
+			return -1;
+		}
+	}
+	if (send_bytes && send(fd, part, sizeof(part), MSG_NOSIGNAL) != (ssize_t)sizeof(part)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Flooding the monitor listener (stalled handshakes, silent connections,
+ * and authenticated requests of unknown fields) leaves the operator's
+ * control listener answering, within an agent allowed 400 descriptors:
+ * each listener holds at most --max-connections, stalled handshakes are
+ * dropped, and a request's unknown fields are refused before decoding. */
+static void
+a_flood_on_the_monitor_listener_leaves_operators_served(void **state)
+{
+	enum { STALLED = 450, SILENT = 50, ROUNDS = 4 };
+	struct rlimit rl = {400, 400};
+	fbt_agent     fl;
+	static int    fds[STALLED + SILENT];
+	uint16_t      port;
+	uint8_t      *env;
+	size_t        elen = 0;
+	char          desc[512];
+	long          rss_kb, rss_start;
+	int           nfd, closed_by_agent = 0;
+
+	(void)state;
+	assert_int_equal(fbt_agent_start(&fl, "replica", "replica",
+	                                 (const char *[]){"--max-connections=48", NULL}),
+	                 0);
+	assert_int_equal(prlimit(fl.pid, RLIMIT_NOFILE, &rl, NULL), 0);
+	agent_usage(fl.pid, &rss_start, &nfd);
+	port = (uint16_t)atoi(strrchr(fl.monitor, ':') + 1);
+
+	/* An envelope naming a monitor method whose payload is 60 KiB of
+	 * unknown varint fields (field 15, two bytes each). */
+	assert_non_null(env = malloc(64 << 10));
+	{
+		const char *m    = "AgentService.GetAgentStatus";
+		size_t      plen = 60u << 10;
+
+		env[elen++] = 0x0a;
+		env[elen++] = (uint8_t)strlen(m);
+		memcpy(env + elen, m, strlen(m));
+		elen += strlen(m);
+		env[elen++] = 0x12;
+		env[elen++] = (uint8_t)(0x80 | (plen & 0x7f));
+		env[elen++] = (uint8_t)(0x80 | ((plen >> 7) & 0x7f));
+		env[elen++] = (uint8_t)(plen >> 14);
+		for (size_t i = 0; i < plen; i += 2) {
+			env[elen++] = 0x78;
+			env[elen++] = 0x01;
+		}
+	}
+	for (int round = 0; round < ROUNDS; round++) {
+		/* (re)open every flood connection the agent closed */
+		for (int i = 0; i < STALLED + SILENT; i++) {
+			if (round > 0 && fds[i] >= 0) {
+				char c;
+				if (recv(fds[i], &c, 1, MSG_DONTWAIT) == 0 ||
+				    (errno != EAGAIN && errno != EWOULDBLOCK)) {
+					close(fds[i]);
+					fds[i] = -1;
+					closed_by_agent++;
+				}
+			}
+			if (round == 0 || fds[i] < 0)
+				fds[i] = stalled_hello(port, i < STALLED);
+		}
+		assert_int_equal(raw_call_as(fl.monitor, "monitor", env, elen, desc, sizeof(desc)),
+		                 FB_RV_INVALID_PARAMETER);
+		assert_non_null(strstr(desc, "unknown ones"));
+		/* the operator is served meanwhile, within failbackctl's timeout */
+		if (fbt_ctl(out, sizeof(out), fl.control, "operator", "replica.failback.test",
+		            "--timeout", "10000", "status", NULL) != 0)
+			fail_msg("operator call in round %d: %s", round, out);
+		agent_usage(fl.pid, &rss_kb, &nfd);
+		print_message("round %d: agent RSS %ld kB (%ld at start), %d descriptors\n", round,
+		              rss_kb, rss_start, nfd);
+		assert_true(nfd < 400);
+		assert_true(rss_kb < rss_start + 100 * 1024);
+		sleep(4); /* let the agent's handshake timeout pass over the flood */
+	}
+	/* the limits acted, and said so */
+	assert_true(closed_by_agent > 0);
+	assert_true(fbt_file_contains(fl.log, "FB1010"));
+	assert_true(fbt_file_contains(fl.log, "FB1008") || fbt_file_contains(fl.log, "FB1009"));
+	for (int i = 0; i < STALLED + SILENT; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(env);
+	assert_int_equal(fbt_agent_stop(&fl, SIGTERM, 10000), 0);
+}
+
 static void
 events_listener_admits_operators_and_monitors_only(void **state)
 {
@@ -481,6 +638,7 @@ main(void)
 	    cmocka_unit_test(a_revoked_certificate_is_refused_by_an_agent_with_the_crl),
 	    cmocka_unit_test(silent_connections_are_dropped_idle_clients_are_kept),
 	    cmocka_unit_test(events_listener_admits_operators_and_monitors_only),
+	    cmocka_unit_test(a_flood_on_the_monitor_listener_leaves_operators_served),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -36,7 +36,8 @@ typedef struct fb_agent_settings {
 	char *crl; /* certificate revocation lists, or NULL */
 	char *log_level;
 	char *workers;
-	char *worker_job; /* only when the spec has a worker: run one job as a worker */
+	char *max_connections; /* per listener */
+	char *worker_job;      /* only when the spec has a worker: run one job as a worker */
 } fb_agent_settings;
 
 /* The daemon's hook: register its services on reg. Runs after the settings

@@ -57,6 +57,16 @@ uint32_t fb_tls_config_client_pinned(nng_tls_config **out, const char *ca_file,
                                      const char *server_name, const char *pin, int flags,
                                      fb_err *err);
 
+/* fb_tls_server_limits bounds what each server configuration made by
+ * fb_tls_config_server (one per listener) holds, for the whole process:
+ * at most max_conns connections at once (0: no limit), a connection over
+ * it closed as it is accepted, before its handshake; when more than
+ * max_handshakes of them are in their handshake, crowded is called (from
+ * an NNG thread; it must not block) so the caller can drop the oldest.
+ * fb_tls_server_refused counts the connections refused so far. */
+void fb_tls_server_limits(unsigned max_conns, unsigned max_handshakes, void (*crowded)(void));
+unsigned long fb_tls_server_refused(void);
+
 /* fb_tls_set_crl makes every configuration made after it check peers
  * against the certificate revocation lists in path (PEM, one or more; NULL
  * or "" for none). A CRL past its next update refuses every certificate of
