@@ -10,6 +10,8 @@
  * ones not built yet, which answer Not Supported.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "failback/agent.h"
 #include "primary.h"
@@ -18,6 +20,26 @@
 #include "resync.pb-c.h"
 
 static primary the_primary;
+static char   *local_replica_name;
+
+static const fb_config_key primary_keys[] = {
+    {"local_replica_name", &local_replica_name,
+     "DNS name in this host's replica agent's certificate: the only agent that may hand "
+     "this primary a VM when reversing (default replica.failback.test)"},
+};
+
+static uint32_t
+primary_check(fb_err *err)
+{
+	if (local_replica_name == NULL &&
+	    (local_replica_name = strdup("replica.failback.test")) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (local_replica_name[0] == '\0' || strlen(local_replica_name) > 255)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--local-replica-name: a DNS name of at most 255 characters");
+	the_primary.local_replica_name = local_replica_name;
+	return FB_RV_OK;
+}
 
 static uint32_t
 primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
@@ -58,6 +80,9 @@ static const fb_agent_spec primary_spec = {
     .listen_events  = "tls+tcp://127.0.0.1:7412",
     .listen_resync  = "tls+tcp://127.0.0.1:7413",
     .setup          = primary_setup,
+    .keys           = primary_keys,
+    .nkeys          = sizeof(primary_keys) / sizeof(primary_keys[0]),
+    .check          = primary_check,
 };
 
 int

@@ -9,9 +9,10 @@
 #include "failback/store.h"
 
 typedef struct primary {
-	fb_agent *agent;
-	fb_db    *db;    /* DATA_DIR/state.db */
-	fb_store *store; /* DATA_DIR/blocks */
+	fb_agent   *agent;
+	const char *local_replica_name; /* the replica agent of this host (AdoptPrimary) */
+	fb_db      *db;                 /* DATA_DIR/state.db */
+	fb_store   *store;              /* DATA_DIR/blocks */
 } primary;
 
 /* primary_vm_active: this agent is the VM's primary (not handed over). */

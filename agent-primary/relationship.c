@@ -12,6 +12,13 @@
  *                 more points and Negotiate refuses the VM, so nothing
  *                 replicates its stale disk over the other site's.
  *
+ * Who may ask (SECURITY.md, "Reversing a relationship"): AdoptPrimary only
+ * the replica agent of this host (--local-replica-name), with its proof
+ * over the step; HandOver of a VM that names its receiving side only that
+ * replica agent, with its proof. HandOver answers with a receipt this
+ * primary signs, without which the replica agent of this host takes
+ * nothing (AdoptRecovery).
+ *
  * A VM's generation is advanced by every reverse; a step carrying an older
  * generation than the one recorded here is refused (Invalid state) unless
  * forced, which is logged. Both steps are durable before their reply and
@@ -81,6 +88,30 @@ adopt_disks(const Failback__Relationship *req, fb_vm *vm, fb_err *err)
 	return FB_RV_OK;
 }
 
+/* A step's proof, checked; Access Denied is logged (FB4012) and answered. */
+static uint32_t
+step_proof(primary *p, fb_rpc_call *call, const Failback__AgentProof *proof,
+           const char *const *parts, size_t nparts, const char *want, const char *step,
+           const char *vm)
+{
+	const fb_agent_settings *set = fb_agent_settings_get(p->agent);
+	char                     st[FB_PROOF_STATEMENT_MAX];
+	fb_err                   err = {0};
+	uint32_t                 rv;
+
+	if ((rv = fb_proof_statement(st, sizeof(st), parts, nparts, &err)) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	/* No nonce check: the statement binds everything the step acts on, so
+	 * a proof used again (a retry whose reply was lost) only repeats the
+	 * same idempotent step. */
+	if (fb_pb_proof_check(proof, set->ca_agents, set->cert, st, want, 0, &err) != FB_RV_OK) {
+		fb_log_warn("FB4012", "refused %s of VM %.64s: %s", step, vm, err.msg);
+		return fb_rpc_fail(call, FB_RV_ACCESS_DENIED, "%s of VM %.64s is only for %s: %s",
+		                   step, vm, want, err.msg);
+	}
+	return FB_RV_OK;
+}
+
 static uint32_t
 adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -100,6 +131,18 @@ adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	    strlen(req->recovery_name) > FB_WIRE_MAX_NAME)
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "the receiving side's URL or name "
 		                   "is too long");
+	{
+		char        gen[24], digest[65];
+		const char *parts[] = {
+		    "adopt-primary",   req->vm_id,         gen,   req->force ? "force" : "",
+		    req->recovery_url, req->recovery_name, digest};
+
+		snprintf(gen, sizeof(gen), "%llu", (unsigned long long)req->generation);
+		fb_pb_disks_digest(req->disks, req->n_disks, digest);
+		if ((rv = step_proof(p, call, req->proof, parts, 7, p->local_replica_name,
+		                     "AdoptPrimary", req->vm_id)) != FB_RV_OK)
+			return rv;
+	}
 	if ((rv = fb_pb_to_rps(req->history, req->n_history, "the relationship", &hist, &err)) !=
 	    FB_RV_OK)
 		return fb_pb_fail(call, &err);
@@ -159,6 +202,36 @@ out:
 	return rv;
 }
 
+/* The receipt of a HandOver: what this primary handed over, to be served
+ * from where; this host's replica agent takes the VM's disks with it only
+ * (replica relationship.c). */
+static uint32_t
+hand_over_receipt(primary *p, fb_rpc_call *call, Failback__HandOverResponse *rsp, const char *gen,
+                  const Failback__HandOverRequest *req)
+{
+	const fb_agent_settings *set = fb_agent_settings_get(p->agent);
+	char                     digest[65], st[FB_PROOF_STATEMENT_MAX];
+	const char              *parts[] = {"handed-over",    rsp->vm->id,       gen,
+	                                    req->primary_url, req->primary_name, digest};
+	fb_proof                *pr      = fb_rpc_alloc(call, sizeof(*pr));
+	Failback__AgentProof    *m       = fb_rpc_alloc(call, sizeof(*m));
+	fb_err                   err     = {0};
+	uint32_t                 rv;
+
+	if (pr == NULL || m == NULL)
+		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+	fb_pb_disks_digest(rsp->vm->disks, rsp->vm->n_disks, digest);
+	if ((rv = fb_proof_statement(st, sizeof(st), parts, 6, &err)) != FB_RV_OK ||
+	    (rv = fb_pb_proof_sign(set->cert, set->key, st, "", pr, m, &err)) != FB_RV_OK) {
+		fb_log_error("FB4011", "signing the receipt of a HandOver: %s", err.msg);
+		return fb_rpc_fail(call, FB_RV_FAILED,
+		                   "HandOver failed on the primary (its log has "
+		                   "the detail, FB4011)");
+	}
+	rsp->receipt = m;
+	return FB_RV_OK;
+}
+
 static uint32_t
 hand_over(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -170,9 +243,28 @@ hand_over(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	size_t                          n   = 0;
 	fb_err                          err = {0};
 	uint32_t                        rv  = FB_RV_OK;
+	char                             gen[24];
 
 	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
+	if (strncmp(req->primary_url, "tls+tcp://", 10) != 0 ||
+	    strlen(req->primary_url) > FB_WIRE_MAX_URL || req->primary_name[0] == '\0' ||
+	    strlen(req->primary_name) > FB_WIRE_MAX_NAME) {
+		rv = fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
+		                 "HandOver names no usable new primary (a tls+tcp:// URL and a "
+		                 "certificate name)");
+		goto out;
+	}
+	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)req->generation);
+	if (vm->peer_name[0] != '\0') {
+		const char *parts[] = {
+		    "handover",       vm->id,           gen, req->force ? "force" : "",
+		    req->primary_url, req->primary_name};
+
+		if ((rv = step_proof(p, call, req->proof, parts, 6, vm->peer_name, "HandOver",
+		                     vm->name)) != FB_RV_OK)
+			goto out;
+	}
 	if (!primary_vm_active(vm) && vm->generation == req->generation) {
 		/* already handed over at this generation: a retry */
 	} else if ((rv = guard(call, vm, req->generation, primary_vm_active(vm), req->force,
@@ -204,8 +296,11 @@ hand_over(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	rsp->vm       = fb_pb_vm(call, vm);
 	rsp->points   = fb_pb_rps(call, rps, n);
 	rsp->n_points = n;
-	if (rsp->vm == NULL || rsp->points == NULL)
+	if (rsp->vm == NULL || rsp->points == NULL) {
 		rv = fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
+		goto out;
+	}
+	rv = hand_over_receipt(p, call, rsp, gen, req);
 out:
 	free(rps);
 	free(vm);

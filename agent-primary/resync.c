@@ -42,8 +42,8 @@
 #include "failback/rp.h"
 #include "failback/tls.h"
 #include "primary.h"
-#include "wire_limits.h"
 #include "resync.pb-c.h"
+#include "wire_limits.h"
 
 #define CACHE_SLOTS    4
 #define MAX_TREE_NODES FB_WIRE_MAX_TREE_NODES
@@ -239,7 +239,6 @@ primary_resync_init(void)
 
 /* --- who may read a VM: proofs seen, sessions given --- */
 
-#define MAX_NONCES       1024
 #define SESSION_VALID_MS (7ull * 24 * 3600 * 1000) /* a token outlives any one job */
 #define SESSION_TAG      "failback session v1"
 
@@ -251,12 +250,6 @@ primary_resync_init(void)
  */
 static uint8_t session_key[32];
 static int     session_key_ready;
-
-static pthread_mutex_t auth_mtx = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	uint8_t  nonce[FB_PROOF_NONCE_LEN];
-	uint64_t until; /* wall ms after which the proof is too old anyway */
-} nonces[MAX_NONCES];
 
 uint32_t
 primary_sessions_open(const char *data_dir, fb_err *err)
@@ -355,28 +348,6 @@ session_valid(const ProtobufCBinaryData *token, const char *vm_id)
 	return diff == 0;
 }
 
-/* Records a nonce; 0 when it was seen within the window (a replay). */
-static int
-nonce_fresh(const uint8_t *nonce, uint64_t now_wall)
-{
-	int slot = -1, fresh = 1;
-
-	pthread_mutex_lock(&auth_mtx);
-	for (int i = 0; i < MAX_NONCES; i++) {
-		if (nonces[i].until > now_wall &&
-		    memcmp(nonces[i].nonce, nonce, FB_PROOF_NONCE_LEN) == 0)
-			fresh = 0;
-		if (slot < 0 || nonces[i].until < nonces[slot].until)
-			slot = i;
-	}
-	if (fresh) {
-		memcpy(nonces[slot].nonce, nonce, FB_PROOF_NONCE_LEN);
-		nonces[slot].until = now_wall + 2 * FB_PROOF_WINDOW_MS;
-	}
-	pthread_mutex_unlock(&auth_mtx);
-	return fresh;
-}
-
 /* Negotiate of a VM that names its receiving side: the proof must come
  * from that replica agent, for this primary, now, once. */
 static uint32_t
@@ -411,7 +382,7 @@ proof_check(primary *p, fb_rpc_call *call, const fb_vm *vm,
 		                   "VM %s is served only to replica agent %s: %s", vm->name,
 		                   vm->peer_name, err.msg);
 	}
-	if (!nonce_fresh(req->proof_nonce.data, now))
+	if (!fb_proof_nonce_fresh(req->proof_nonce.data, now))
 		return fb_rpc_fail(call, FB_RV_ACCESS_DENIED,
 		                   "the proof of identity was used before (a replay)");
 	return FB_RV_OK;

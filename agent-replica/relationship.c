@@ -12,6 +12,11 @@
  *                  waits to start resynchronization (9), from which
  *                  InitiateFailback or Replicate is accepted.
  *
+ * Only with the receipt this host's primary agent signed when it handed
+ * the VM over (its certificate must name --local-primary-name), for this
+ * VM, generation, disks and new primary: so no agent can make this one
+ * take a file of its host as a VM's disk, or pull from elsewhere.
+ *
  * Durable before the reply and idempotent; a request of an older
  * generation than the one recorded here is refused (Invalid state) unless
  * forced, which is logged.
@@ -59,6 +64,36 @@ adopt_check(const Failback__Relationship *req, fb_vm *vm, fb_err *err)
 }
 
 static uint32_t
+receipt_check(const replica *r, const Failback__Relationship *req, fb_err *err)
+{
+	char        gen[24], digest[65], st[FB_PROOF_STATEMENT_MAX];
+	const char *parts[] = {"handed-over",    req->vm_id,        gen,
+	                       req->primary_url, req->primary_name, digest};
+	uint32_t    rv;
+
+	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)req->generation);
+	fb_pb_disks_digest(req->disks, req->n_disks, digest);
+	if ((rv = fb_proof_statement(st, sizeof(st), parts, 6, err)) != FB_RV_OK)
+		return rv;
+	if ((rv = fb_pb_proof_check(req->receipt, r->set->ca_agents, NULL, st,
+	                            r->rset->local_primary_name, 0, err)) != FB_RV_OK) {
+		char why[FB_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		fb_log_warn("FB4012",
+		            "refused AdoptRecovery of VM %.64s: no receipt of this host's "
+		            "primary agent (%s) for it: %s",
+		            req->vm_id, r->rset->local_primary_name, why);
+		return fb_err_set(
+		    err, FB_RV_ACCESS_DENIED,
+		    "AdoptRecovery of VM %.64s needs the receipt of this host's primary "
+		    "agent (%s) for the HandOver: %s",
+		    req->vm_id, r->rset->local_primary_name, why);
+	}
+	return FB_RV_OK;
+}
+
+static uint32_t
 adopt_recovery(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
 	replica                         *r    = arg;
@@ -71,7 +106,7 @@ adopt_recovery(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobu
 
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if (adopt_check(req, vm, &err) != FB_RV_OK ||
+	if (receipt_check(r, req, &err) != FB_RV_OK || adopt_check(req, vm, &err) != FB_RV_OK ||
 	    fb_pb_to_rps(req->history, req->n_history, "the relationship", &hist, &err) !=
 	        FB_RV_OK) {
 		rv = fb_pb_fail(call, &err);

@@ -152,6 +152,23 @@ rel_init(Failback__Relationship *m, const fb_vm *vm, uint64_t gen, Failback__Dis
 	}
 }
 
+/* Signs a step's statement (parts joined, proof.h) towards the agent named
+ * receiver, into p and m (static storage: one step at a time). */
+static uint32_t
+step_sign(const worker *w, const char *const *parts, size_t n, const char *receiver, fb_proof *p,
+          Failback__AgentProof *m, fb_err *err)
+{
+	char     st[FB_PROOF_STATEMENT_MAX];
+	uint32_t rv;
+
+	if ((rv = fb_proof_statement(st, sizeof(st), parts, n, err)) != FB_RV_OK)
+		return rv;
+	return fb_pb_proof_sign(w->r->set->cert, w->r->set->key, st, receiver, p, m, err);
+}
+
+static fb_proof             step_proof_store;
+static Failback__AgentProof step_proof_msg;
+
 static uint32_t
 save_step(struct reverse *rv_, uint32_t step, fb_err *err)
 {
@@ -231,6 +248,21 @@ step_adopt_primary(struct reverse *x, fb_err *err)
 	req.n_history     = pts.n;
 	req.recovery_url  = w->params->peer_url;
 	req.recovery_name = w->params->peer_name;
+	{
+		char        gen[24], digest[65];
+		const char *parts[] = {
+		    "adopt-primary",  req.vm_id,         gen,   req.force ? "force" : "",
+		    req.recovery_url, req.recovery_name, digest};
+
+		snprintf(gen, sizeof(gen), "%llu", (unsigned long long)req.generation);
+		fb_pb_disks_digest(req.disks, req.n_disks, digest);
+		if ((rv = step_sign(w, parts, 7, rs->local_primary_name, &step_proof_store,
+		                    &step_proof_msg, err)) != FB_RV_OK) {
+			points_free(&pts);
+			return rv;
+		}
+		req.proof = &step_proof_msg;
+	}
 	rv = session_open_to(s, w->r, rs->local_primary_url, rs->local_primary_name, 1, &w->pg,
 	                     w->job, err);
 	/* In use: the point job an AdoptPrimary of a worker before a restart
@@ -287,23 +319,36 @@ step_other_site(struct reverse *x, fb_err *err)
 	uint32_t                     rv;
 
 	progress_phase(&w->pg, "HandingOver");
-	ho.vm         = x->vm->id;
-	ho.generation = x->cp->generation;
-	ho.force      = w->params->force != 0;
+	ho.vm           = x->vm->id;
+	ho.generation   = x->cp->generation;
+	ho.force        = w->params->force != 0;
+	ho.primary_url  = x->here_url;
+	ho.primary_name = (char *)rs->local_primary_name;
+	{
+		char        gen[24];
+		const char *parts[] = {"handover",     ho.vm,          gen, ho.force ? "force" : "",
+		                       ho.primary_url, ho.primary_name};
+
+		snprintf(gen, sizeof(gen), "%llu", (unsigned long long)ho.generation);
+		if ((rv = step_sign(w, parts, 6, x->primary_name, &step_proof_store,
+		                    &step_proof_msg, err)) != FB_RV_OK)
+			return rv;
+		ho.proof = &step_proof_msg;
+	}
 	if ((rv = session_open_to(s, w->r, x->primary_url, x->primary_name, 1, &w->pg, w->job,
 	                          err)) != FB_RV_OK ||
 	    (rv = session_call_svc(s, 0, &failback__relationship_service__descriptor, "HandOver",
 	                           &ho.base, (ProtobufCMessage **)&hr, FB_CALL_TIMEOUT_MS, err)) !=
 	        FB_RV_OK)
 		return rel_fail(rv, err, "the other site's primary agent", x->primary_url);
-	if (hr->vm == NULL ||
+	if (hr->vm == NULL || hr->receipt == NULL ||
 	    (rv = fb_pb_to_disks(hr->vm->disks, hr->vm->n_disks, "the other site's primary agent",
 	                         theirs, err)) != FB_RV_OK ||
 	    hr->n_points > FB_WIRE_MAX_POINTS) {
 		failback__hand_over_response__free_unpacked(hr, NULL);
 		return fb_err_set(err, FB_RV_FAILED,
 		                  "the other site's primary agent at %s answered HandOver with a VM "
-		                  "that is not usable",
+		                  "that is not usable, or without its receipt",
 		                  x->primary_url);
 	}
 	for (size_t i = 0; i < hr->n_points; i++)
@@ -322,6 +367,7 @@ step_other_site(struct reverse *x, fb_err *err)
 	req.n_history    = hr->n_points;
 	req.primary_url  = x->here_url;
 	req.primary_name = (char *)rs->local_primary_name;
+	req.receipt      = hr->receipt; /* the other site's replica agent checks it */
 	rv = session_open_to(t, w->r, w->params->peer_url, w->params->peer_name, 1, &w->pg, w->job,
 	                     err);
 	if (rv == FB_RV_OK)

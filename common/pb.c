@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/sha256.h>
 #include <zstd.h>
 
+#include "failback/clock.h"
 #include "failback/pb.h"
+#include "failback/proof.h"
 #include "wire_limits.h"
 
 Failback__VirtualSystem *
@@ -256,4 +259,81 @@ fb_pb_block_accept(const Failback__BlockData *bd, uint64_t index, const fb_hash 
 		                  "failed verification: the primary sent data that does not match "
 		                  "its leaf hash");
 	return FB_RV_OK;
+}
+
+/* --- relationship steps: signed statements (proof.h) --- */
+
+uint32_t
+fb_pb_proof_sign(const char *cert_file, const char *key_file, const char *statement,
+                 const char *receiver_name, fb_proof *p, Failback__AgentProof *m, fb_err *err)
+{
+	uint32_t rv;
+
+	failback__agent_proof__init(m);
+	if ((rv = fb_proof_sign(cert_file, key_file, statement, receiver_name,
+	                        (uint64_t)fb_clock_unix_ms(), p, err)) != FB_RV_OK)
+		return rv;
+	m->certificate   = (ProtobufCBinaryData){p->cert_len, p->cert};
+	m->receiver_name = (char *)receiver_name;
+	m->time_unix_ms  = p->time_ms;
+	m->nonce         = (ProtobufCBinaryData){sizeof(p->nonce), p->nonce};
+	m->signature     = (ProtobufCBinaryData){p->sig_len, p->sig};
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_pb_proof_check(const Failback__AgentProof *m, const char *ca_file, const char *own_cert,
+                  const char *statement, const char *want_name, int fresh, fb_err *err)
+{
+	uint64_t now = (uint64_t)fb_clock_unix_ms();
+
+	if (m == NULL || m->certificate.len == 0)
+		return fb_err_set(err, FB_RV_ACCESS_DENIED,
+		                  "the request carries no proof of identity");
+	if (own_cert != NULL && !fb_proof_cert_names(own_cert, m->receiver_name))
+		return fb_err_set(err, FB_RV_ACCESS_DENIED,
+		                  "the proof was made for another agent (%.80s)", m->receiver_name);
+	if (m->time_unix_ms + FB_PROOF_WINDOW_MS < now ||
+	    m->time_unix_ms > now + FB_PROOF_WINDOW_MS)
+		return fb_err_set(
+		    err, FB_RV_ACCESS_DENIED,
+		    "the proof is dated %lld s from this agent's clock (more than %u s "
+		    "apart: are both clocks synchronised?)",
+		    (long long)((int64_t)(m->time_unix_ms - now) / 1000),
+		    FB_PROOF_WINDOW_MS / 1000);
+	if (fb_proof_verify(ca_file, m->certificate.data, m->certificate.len, statement,
+	                    m->receiver_name, m->time_unix_ms, m->nonce.data, m->nonce.len,
+	                    m->signature.data, m->signature.len, want_name, err) != FB_RV_OK)
+		return FB_RV_ACCESS_DENIED;
+	if (fresh && !fb_proof_nonce_fresh(m->nonce.data, now))
+		return fb_err_set(err, FB_RV_ACCESS_DENIED, "the proof was used before (a replay)");
+	return FB_RV_OK;
+}
+
+void
+fb_pb_disks_digest(Failback__Disk *const *d, size_t n, char hex[65])
+{
+	static const char      x[] = "0123456789abcdef";
+	mbedtls_sha256_context c;
+	unsigned char          md[32];
+
+	mbedtls_sha256_init(&c);
+	(void)mbedtls_sha256_starts_ret(&c, 0);
+	for (size_t i = 0; i < n; i++) {
+		char size[24];
+
+		snprintf(size, sizeof(size), "%llu", (unsigned long long)d[i]->size_bytes);
+		(void)mbedtls_sha256_update_ret(&c, (const unsigned char *)d[i]->name,
+		                                strlen(d[i]->name) + 1);
+		(void)mbedtls_sha256_update_ret(&c, (const unsigned char *)d[i]->path,
+		                                strlen(d[i]->path) + 1);
+		(void)mbedtls_sha256_update_ret(&c, (const unsigned char *)size, strlen(size) + 1);
+	}
+	(void)mbedtls_sha256_finish_ret(&c, md);
+	mbedtls_sha256_free(&c);
+	for (int i = 0; i < 32; i++) {
+		hex[2 * i]     = x[md[i] >> 4];
+		hex[2 * i + 1] = x[md[i] & 15];
+	}
+	hex[64] = '\0';
 }

@@ -1,4 +1,5 @@
 /* proof.c - see proof.h. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -143,4 +144,58 @@ fb_proof_cert_names(const char *cert_file, const char *name)
 	yes = mbedtls_x509_crt_parse_file(&crt, cert_file) == 0 && fb_tls_crt_names(&crt, name);
 	mbedtls_x509_crt_free(&crt);
 	return yes;
+}
+
+uint32_t
+fb_proof_statement(char *buf, size_t cap, const char *const *parts, size_t n, fb_err *err)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t pl = strlen(parts[i]);
+
+		for (size_t j = 0; j < pl; j++)
+			if ((unsigned char)parts[i][j] < 0x20 || parts[i][j] == 0x7f)
+				return fb_err_set(
+				    err, FB_RV_INVALID_PARAMETER,
+				    "a signed statement may not hold control characters");
+		if (len + pl + 2 > cap)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "signed statement too long");
+		if (i > 0)
+			buf[len++] = '\n';
+		memcpy(buf + len, parts[i], pl);
+		len += pl;
+	}
+	buf[len] = '\0';
+	return FB_RV_OK;
+}
+
+#define MAX_NONCES 1024
+
+static pthread_mutex_t nonce_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	uint8_t  nonce[FB_PROOF_NONCE_LEN];
+	uint64_t until; /* wall ms after which the proof is too old anyway */
+} nonces[MAX_NONCES];
+
+int
+fb_proof_nonce_fresh(const uint8_t *nonce, uint64_t now_wall)
+{
+	int slot = -1, fresh = 1;
+
+	pthread_mutex_lock(&nonce_mtx);
+	for (int i = 0; i < MAX_NONCES; i++) {
+		if (nonces[i].until > now_wall &&
+		    memcmp(nonces[i].nonce, nonce, FB_PROOF_NONCE_LEN) == 0)
+			fresh = 0;
+		if (slot < 0 || nonces[i].until < nonces[slot].until)
+			slot = i;
+	}
+	if (fresh) {
+		memcpy(nonces[slot].nonce, nonce, FB_PROOF_NONCE_LEN);
+		nonces[slot].until = now_wall + 2 * FB_PROOF_WINDOW_MS;
+	}
+	pthread_mutex_unlock(&nonce_mtx);
+	return fresh;
 }

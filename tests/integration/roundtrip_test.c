@@ -30,10 +30,11 @@
 
 #include <cmocka.h>
 
+#include "failback/clock.h"
+#include "failback/pb.h"
+#include "failback/proof.h"
 #include "failback/rpc.h"
 #include "failback/tls.h"
-#include "failback/clock.h"
-#include "failback/proof.h"
 #include "harness.h"
 #include "image.h"
 #include "relationship.pb-c.h"
@@ -342,19 +343,23 @@ reprotect_makes_a_primary_again_and_replication_moves_nothing(void **state)
 	assert_true(found);
 }
 
-/* A call of one agent-to-agent method with an agent's certificate. */
+/* A call of one agent-to-agent method with agent certificate id, to an
+ * agent named sname. */
 static uint32_t
-agent_call(const fbt_agent *a, const ProtobufCServiceDescriptor *svc, const char *method,
-           const ProtobufCMessage *in, fb_err *err)
+agent_call_as(const char *id, const char *sname, const fbt_agent *a,
+              const ProtobufCServiceDescriptor *svc, const char *method, const ProtobufCMessage *in,
+              fb_err *err)
 {
 	nng_tls_config   *tls;
 	fb_rpc_client    *cli;
 	ProtobufCMessage *rsp = NULL;
 	uint32_t          rv;
+	char              cert[64], key[64];
 
+	snprintf(cert, sizeof(cert), "%s.pem", id);
+	snprintf(key, sizeof(key), "%s.key", id);
 	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
-	                                      fbt_pki_file("replica.pem"),
-	                                      fbt_pki_file("replica.key"), PNAME, 0, err),
+	                                      fbt_pki_file(cert), fbt_pki_file(key), sname, 0, err),
 	                 0);
 	assert_int_equal(fb_rpc_client_open(&cli, a->resync, tls, err), 0);
 	rv = fb_rpc_client_call(cli, svc, method, in, &rsp, 20000, err);
@@ -363,6 +368,32 @@ agent_call(const fbt_agent *a, const ProtobufCServiceDescriptor *svc, const char
 	fb_rpc_client_abandon(cli);
 	nng_tls_config_free(tls);
 	return rv;
+}
+
+/* As the replica agent (replica.pem), to a primary agent. */
+static uint32_t
+agent_call(const fbt_agent *a, const ProtobufCServiceDescriptor *svc, const char *method,
+           const ProtobufCMessage *in, fb_err *err)
+{
+	return agent_call_as("replica", PNAME, a, svc, method, in, err);
+}
+
+/* A relationship step's proof (or receipt) by agent certificate id over
+ * the statement of parts, towards receiver (proof.h). */
+static Failback__AgentProof *
+sign_step(const char *id, const char *const *parts, size_t n, const char *receiver, fb_proof *p,
+          Failback__AgentProof *m)
+{
+	char   st[FB_PROOF_STATEMENT_MAX], cert[64], key[64];
+	fb_err err = {0};
+
+	snprintf(cert, sizeof(cert), "%s.pem", id);
+	snprintf(key, sizeof(key), "%s.key", id);
+	assert_int_equal(fb_proof_statement(st, sizeof(st), parts, n, &err), FB_RV_OK);
+	assert_int_equal(
+	    fb_pb_proof_sign(fbt_pki_file(cert), fbt_pki_file(key), st, receiver, p, m, &err),
+	    FB_RV_OK);
+	return m;
 }
 
 /* A proof of identity as the replica agent (replica.pem), for this
@@ -393,8 +424,20 @@ generation_guard_refuses_older_steps_unless_forced(void **state)
 	(void)state;
 	/* A late hand-over from the first reverse (generation 1) after the
 	 * second (generation 2): refused, both generations named. */
-	ho.vm         = vm_id;
-	ho.generation = 1;
+	ho.vm           = vm_id;
+	ho.generation   = 1;
+	ho.primary_url  = bp.resync;
+	ho.primary_name = PNAME;
+	assert_int_equal(agent_call(&ap, &failback__relationship_service__descriptor, "HandOver",
+	                            &ho.base, &err),
+	                 FB_RV_ACCESS_DENIED); /* the VM names its receiving side: a proof first */
+	{
+		static fb_proof             p;
+		static Failback__AgentProof m;
+		const char *parts[] = {"handover", vm_id, "1", "", bp.resync, PNAME};
+
+		ho.proof = sign_step("replica", parts, 6, PNAME, &p, &m);
+	}
 	assert_int_equal(agent_call(&ap, &failback__relationship_service__descriptor, "HandOver",
 	                            &ho.base, &err),
 	                 FB_RV_INVALID_STATE);
@@ -422,6 +465,104 @@ generation_guard_refuses_older_steps_unless_forced(void **state)
 	assert_true(fbt_file_contains(ap.log, "FB4024"));
 	/* Still the primary: nothing changed. */
 	assert_int_equal(PA("primary-rp", "create", "web"), 0);
+}
+
+/* The relationship steps act only for the agents they concern: another
+ * agents-CA certificate cannot make a primary serve a file of its host
+ * (AdoptPrimary), take a VM away from its primary (HandOver), or make a
+ * replica agent take a file as a VM's disk (AdoptRecovery). Nothing changes. */
+static void
+relationship_steps_are_refused_to_other_agents(void **state)
+{
+	static fb_proof             p;
+	static Failback__AgentProof m;
+	Failback__Relationship      rel = FAILBACK__RELATIONSHIP__INIT;
+	Failback__HandOverRequest   ho  = FAILBACK__HAND_OVER_REQUEST__INIT;
+	Failback__Disk              d = FAILBACK__DISK__INIT, *pd = &d;
+	const char                 *gid = "6f1c2a9e-0d4b-4c1e-9a7e-3b5d2c1f0e9a";
+	char                        victim[600], digest[65];
+	fb_err                      err;
+
+	(void)state;
+	snprintf(victim, sizeof(victim), "%s/victim.img", fbt_root());
+	assert_int_equal(fbt_image_make(victim, 1u << 20, 3), 0);
+	d.name            = "disk0";
+	d.path            = victim;
+	d.size_bytes      = 1u << 20;
+	rel.vm_id         = (char *)gid;
+	rel.vm_name       = "stolen";
+	rel.generation    = 1;
+	rel.disks         = &pd;
+	rel.n_disks       = 1;
+	rel.recovery_url  = "tls+tcp://127.0.0.1:9";
+	rel.recovery_name = "wrong.failback.test";
+	fb_pb_disks_digest(rel.disks, 1, digest);
+	{
+		const char *parts[] = {"adopt-primary",   gid,   "1", "", rel.recovery_url,
+		                       rel.recovery_name, digest};
+
+		/* no proof, then a proof by another agent: refused */
+		assert_int_equal(agent_call_as("wrongname-replica", PNAME, &bp,
+		                               &failback__relationship_service__descriptor,
+		                               "AdoptPrimary", &rel.base, &err),
+		                 FB_RV_ACCESS_DENIED);
+		rel.proof = sign_step("wrongname-replica", parts, 7, PNAME, &p, &m);
+		assert_int_equal(agent_call_as("wrongname-replica", PNAME, &bp,
+		                               &failback__relationship_service__descriptor,
+		                               "AdoptPrimary", &rel.base, &err),
+		                 FB_RV_ACCESS_DENIED);
+		assert_non_null(strstr(err.msg, "not issued to replica.failback.test"));
+		/* this host's replica agent's proof, but for another receiving side */
+		rel.proof         = sign_step("replica", parts, 7, PNAME, &p, &m);
+		rel.recovery_name = "replica.failback.test";
+		assert_int_equal(agent_call(&bp, &failback__relationship_service__descriptor,
+		                            "AdoptPrimary", &rel.base, &err),
+		                 FB_RV_ACCESS_DENIED);
+		assert_non_null(strstr(err.msg, "signature does not verify"));
+	}
+	assert_int_equal(PB("primary-vm", "list"), 0);
+	assert_null(strstr(out, "stolen"));
+
+	/* HandOver of web (its receiving side is B's replica agent) by another */
+	ho.vm           = vm_id;
+	ho.generation   = 9;
+	ho.primary_url  = "tls+tcp://127.0.0.1:9";
+	ho.primary_name = "wrong.failback.test";
+	{
+		const char *parts[] = {"handover", vm_id, "9", "", ho.primary_url, ho.primary_name};
+
+		ho.proof = sign_step("wrongname-replica", parts, 6, PNAME, &p, &m);
+	}
+	assert_int_equal(agent_call_as("wrongname-replica", PNAME, &ap,
+	                               &failback__relationship_service__descriptor, "HandOver",
+	                               &ho.base, &err),
+	                 FB_RV_ACCESS_DENIED);
+	assert_true(fbt_file_contains(ap.log, "FB4012"));
+	assert_int_equal(PA("primary-rp", "create", "web"), 0); /* still A's */
+
+	/* AdoptRecovery without the receipt of A's primary agent, then with one
+	 * another agent signed: the file is not taken */
+	rel.proof         = NULL;
+	rel.primary_url   = "tls+tcp://127.0.0.1:9";
+	rel.primary_name  = "wrong.failback.test";
+	rel.recovery_name = "";
+	rel.recovery_url  = "";
+	assert_int_equal(agent_call_as("wrongname-replica", RNAME, &ar,
+	                               &failback__relationship_service__descriptor, "AdoptRecovery",
+	                               &rel.base, &err),
+	                 FB_RV_ACCESS_DENIED);
+	{
+		const char *parts[] = {"handed-over",    gid,   "1", rel.primary_url,
+		                       rel.primary_name, digest};
+
+		rel.receipt = sign_step("wrongname-replica", parts, 6, "", &p, &m);
+	}
+	assert_int_equal(agent_call_as("wrongname-replica", RNAME, &ar,
+	                               &failback__relationship_service__descriptor, "AdoptRecovery",
+	                               &rel.base, &err),
+	                 FB_RV_ACCESS_DENIED);
+	assert_non_null(strstr(err.msg, "receipt"));
+	assert_int_equal(RA("vm", "show", gid), 1);
 }
 
 static void
@@ -544,6 +685,7 @@ main(void)
 	    cmocka_unit_test(failback_from_the_site_reversed_away_is_refused),
 	    cmocka_unit_test(reprotect_makes_a_primary_again_and_replication_moves_nothing),
 	    cmocka_unit_test(generation_guard_refuses_older_steps_unless_forced),
+	    cmocka_unit_test(relationship_steps_are_refused_to_other_agents),
 	    cmocka_unit_test(reverse_with_the_other_site_away_completes_when_it_is_back),
 	    cmocka_unit_test(agents_killed_on_the_reversed_path_resume),
 	};

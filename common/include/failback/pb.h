@@ -6,6 +6,7 @@
 #ifndef FAILBACK_PB_H
 #define FAILBACK_PB_H
 
+#include "failback/proof.h"
 #include "failback/rp.h"
 #include "failback/rpc.h"
 #include "failback/vm.h"
@@ -46,5 +47,20 @@ uint32_t fb_pb_block_accept(const Failback__BlockData *bd, uint64_t index, const
 
 /* fb_pb_fail relays err as the call's failure and returns its code. */
 uint32_t fb_pb_fail(fb_rpc_call *call, const fb_err *err);
+
+/* Relationship steps (docs/PROTOCOL.md). fb_pb_proof_sign signs
+ * statement towards receiver_name with the certificate and key files, into
+ * p, and points m at it (m lives as long as p). fb_pb_proof_check: m is
+ * present, made for an agent own_cert names (unless NULL), dated within the window,
+ * signed by an agents-CA (ca_file, and the CRLs) certificate naming
+ * want_name; with fresh, its nonce is new. Access Denied with the reason.
+ * fb_pb_disks_digest is the hex SHA-256 of the disks' names, paths and
+ * sizes, in order. */
+uint32_t fb_pb_proof_sign(const char *cert_file, const char *key_file, const char *statement,
+                          const char *receiver_name, fb_proof *p, Failback__AgentProof *m,
+                          fb_err *err);
+uint32_t fb_pb_proof_check(const Failback__AgentProof *m, const char *ca_file, const char *own_cert,
+                           const char *statement, const char *want_name, int fresh, fb_err *err);
+void     fb_pb_disks_digest(Failback__Disk *const *d, size_t n, char hex[65]);
 
 #endif

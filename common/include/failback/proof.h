@@ -59,4 +59,16 @@ uint32_t fb_proof_verify(const char *ca_file, const uint8_t *cert, size_t cert_l
  * exactly among its DNS subjectAltNames. */
 int fb_proof_cert_names(const char *cert_file, const char *name);
 
+/* Relationship steps are proved the same way over a statement instead of
+ * a VM name: its parts (a step word first, then the values the step
+ * binds) joined by newlines, so it can never read as a VM name. Invalid
+ * parameter when a part holds a control character or the whole does not
+ * fit in cap. */
+#define FB_PROOF_STATEMENT_MAX 1536
+uint32_t fb_proof_statement(char *buf, size_t cap, const char *const *parts, size_t n, fb_err *err);
+
+/* fb_proof_nonce_fresh records a proof's nonce; 0 when it was seen within
+ * the window (a replay). Kept in memory, for the whole process. */
+int fb_proof_nonce_fresh(const uint8_t *nonce, uint64_t now_wall_ms);
+
 #endif
