@@ -242,7 +242,8 @@ fb_conns_sweep(const int *ports, size_t nports, unsigned handshake_ms, unsigned 
 	 * its next flight, a stalled one waits for ever. A burst of new ones is
 	 * not told apart from a real client's: the listener's connection limit
 	 * holds them until they are quiet enough to go. */
-	qsort(pend, npend, sizeof(*pend), by_quiet);
+	if (npend > 1)
+		qsort(pend, npend, sizeof(*pend), by_quiet);
 	for (size_t p = 0; p < nports; p++) {
 		size_t on_port = 0, excess;
 

@@ -281,6 +281,14 @@ failback_to_p1_makes_the_disk_identical_to_p1(void **state)
 	assert_non_null(strstr(out, "percent_complete: 100"));
 	assert_non_null(strstr(out, "time_before_removal_ms: 300000"));
 	assert_non_null(strstr(out, "error_code: 0"));
+	/* a finished job keeps its counters (they once read 0 after the end) */
+	{
+		const char *b = strstr(out, "blocks_done: ");
+
+		assert_non_null(b);
+		assert_true(strtoull(b + 13, NULL, 10) >= 40);
+		assert_null(strstr(out, "bytes_total: 0\n"));
+	}
 	/* The differing blocks came over the wire, and little else (DESIGN §8:
 	 * changed bytes x 1.02 + 0.1% of the disk, Merkle negotiation included). */
 	{
@@ -638,6 +646,9 @@ a_point_being_pulled_is_kept_past_recovery_history(void **state)
 	(void)state;
 	assert_int_equal(R("failback", "web", "--rp", p1), 0);
 	grab("InstanceID=\"", job, sizeof(job));
+	/* the pull holds P1 from its Negotiate on: points taken before that
+	 * (a slow worker start) could prune it first */
+	wait_transferring(job);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(P("primary-rp", "create", "web"), 0);
 	wait_job(job, 0);
