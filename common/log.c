@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "failback/log.h"
@@ -18,9 +20,27 @@ static enum fb_log_level log_level = FB_LOG_INFO;
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
+/* Whether stderr is the journal (systemd sets JOURNAL_STREAM to its
+ * "device:inode"): lines then start with their syslog priority, "<3>" to
+ * "<7>", which journald strips and records. */
+static int
+log_to_journal(void)
+{
+	const char   *js = getenv("JOURNAL_STREAM");
+	unsigned long dev, ino;
+	struct stat   st;
+
+	if (js == NULL || sscanf(js, "%lu:%lu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return (unsigned long)st.st_dev == dev && (unsigned long)st.st_ino == ino;
+}
+
+static int journal;
+
 void
 fb_log_init(const char *prog, enum fb_log_level level)
 {
+	journal = log_to_journal();
 	log_prog  = prog;
 	log_level = level;
 }
@@ -79,9 +99,14 @@ log_vwrite(enum fb_log_level level, const char *msgid, const char *suffix, const
 	struct tm      tm;
 	size_t         n;
 
+	static const char prio[] = {'3', '4', '6', '7'}; /* err, warning, info, debug */
+
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	n = strftime(line, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	n = 0;
+	if (journal)
+		log_appendf(line, &n, cap, "<%c>", prio[level]);
+	n += strftime(line + n, cap - n, "%Y-%m-%dT%H:%M:%S", &tm);
 	log_appendf(line, &n, cap, ".%03dZ %s[%d] %s %s ", (int)(tv.tv_usec / 1000), log_prog,
 	            (int)getpid(), level_names[level], msgid);
 	log_append(line, &n, cap, fmt, ap);
@@ -89,7 +114,7 @@ log_vwrite(enum fb_log_level level, const char *msgid, const char *suffix, const
 		log_appendf(line, &n, cap, ": %s", suffix);
 	/* One event, one line: control characters from the wire (a method name,
 	 * a path) must not be able to forge or break log lines. */
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = journal ? 3 : 0; i < n; i++)
 		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
 			line[i] = '?';
 	line[n++] = '\n';
