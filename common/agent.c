@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "agent.pb-c.h"
@@ -59,6 +61,7 @@ struct fb_agent {
 	int                ports[8]; /* the bound ports of the listeners */
 	size_t             nports;
 	uint64_t           started_ms;
+	int                check_only; /* --check-config */
 	int                argc;
 	char             **argv;
 };
@@ -105,6 +108,8 @@ agent_usage(fb_agent *a, const fb_config_key *keys, size_t n, FILE *f)
 	        "Options (each is also a key in the settings file, with '_' for '-'):\n",
 	        a->spec->prog, a->spec->role);
 	fb_config_help(keys, n, f);
+	fprintf(f, "  --%-22s %s\n", "check-config",
+	        "check the settings, certificates, keys and CAs, then exit (0: usable)");
 	fprintf(f, "  --%-22s %s\n", "help", "show this text");
 	fprintf(f, "  --%-22s %s\n", "version", "print the version");
 }
@@ -151,9 +156,14 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 				return rv;
 		}
 	}
-	for (int i = 1; i < argc; i++)
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--check-config") == 0) {
+			a->check_only = 1;
+			continue;
+		}
 		if ((rv = fb_config_flag(keys, n, argc, argv, &i, err)) != FB_RV_OK)
 			return rv;
+	}
 
 	agent_default(&a->set.listen_control, a->spec->listen_control);
 	agent_default(&a->set.listen_monitor, a->spec->listen_monitor);
@@ -471,18 +481,56 @@ agent_crowded(void)
 		kill(getpid(), SIGUSR1);
 }
 
-/* Drops connections that did not get past their handshake (conns.h), and
- * says so; and what the listeners refused since the last sweep. */
+/*
+ * systemd's notification protocol (sd_notify(3), without libsystemd): one
+ * datagram to $NOTIFY_SOCKET ("@" for the abstract namespace). READY=1
+ * once the listeners are bound, STOPPING=1 at SIGTERM, and WATCHDOG=1
+ * every second while the agent is healthy (see agent_sweep), when the unit
+ * sets WatchdogSec. Nothing happens without $NOTIFY_SOCKET.
+ */
 static void
+agent_notify(const char *msg)
+{
+	const char        *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa   = {.sun_family = AF_UNIX};
+	size_t             len;
+	int                fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+	    (len = strlen(path)) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, len);
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return;
+	(void)sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+	close(fd);
+}
+
+/* Sweeps a listener's accept queue may stay non-empty before the agent
+ * counts it as no longer accepting (NNG takes connections at once). */
+#define FB_STUCK_SWEEPS 10
+
+/* Drops connections that did not get past their handshake (conns.h), and
+ * says so, and what the listeners refused since the last sweep. Returns
+ * whether the agent is healthy: every listener's socket is still there and
+ * none has kept connections waiting in its accept queue for
+ * FB_STUCK_SWEEPS sweeps in a row (FB1011). */
+static int
 agent_sweep(fb_agent *a, unsigned long *refused_seen)
 {
-	fb_conns_dropped d;
-	unsigned long    refused = fb_tls_server_refused();
+	static unsigned   waiting[8];
+	fb_conns_dropped  d;
+	fb_conns_listener ls[8];
+	unsigned long     refused = fb_tls_server_refused();
+	int               healthy = 1;
 
 	atomic_store(&sweep_asked, 0);
 	if (fb_conns_sweep(a->ports, a->nports, FB_HANDSHAKE_S * 1000u, agent_max_handshakes(a),
-	                   FB_HANDSHAKE_QUIET_MS, &d) != 0)
-		return;
+	                   FB_HANDSHAKE_QUIET_MS, &d, ls) != 0)
+		return 1; /* no /proc: nothing to judge by (FB1007 said so) */
 	if (d.slow > 0)
 		fb_log_warn("FB1008",
 		            "dropped %u connection(s) that did not finish a TLS handshake "
@@ -499,6 +547,20 @@ agent_sweep(fb_agent *a, unsigned long *refused_seen)
 		            "(--max-connections)",
 		            refused - *refused_seen, a->set.max_connections);
 	*refused_seen = refused;
+	for (size_t i = 0; i < a->nports; i++) {
+		waiting[i] = ls[i].queued > 0 ? waiting[i] + 1 : 0;
+		if (!ls[i].listening || waiting[i] >= FB_STUCK_SWEEPS) {
+			if (healthy)
+				fb_log_error("FB1011",
+				             "the listener on port %d %s: the agent is not healthy "
+				             "(the systemd watchdog is no longer fed)",
+				             a->ports[i],
+				             !ls[i].listening ? "is gone"
+				                              : "has left connections waiting for 10 s");
+			healthy = 0;
+		}
+	}
+	return healthy;
 }
 
 static uint32_t
@@ -573,6 +635,46 @@ agent_budget_left(uint64_t stop_at)
 	return spent < STOP_BUDGET_MS ? (uint32_t)(STOP_BUDGET_MS - spent) : 0;
 }
 
+/* --check-config: what agent_start would load, loaded and dropped; the
+ * data directory, when it exists, checked as at start. Exits. */
+static void
+agent_check_config(fb_agent *a)
+{
+	const char     *cas[] = {a->set.ca_operators, a->set.ca_monitors, a->set.ca_agents};
+	nng_tls_config *tls;
+	char            subject[256], until[16];
+	struct stat     st;
+	fb_err          err = {0};
+
+	for (size_t i = 0; i < sizeof(cas) / sizeof(cas[0]); i++) {
+		const char *one[2] = {cas[i], NULL};
+
+		if (fb_tls_config_server(&tls, one, a->set.cert, a->set.key, FB_TLS_REFUSE_EXPIRED,
+		                         &err) != FB_RV_OK) {
+			fprintf(stderr, "%s: configuration not usable: %s\n", a->spec->prog, err.msg);
+			fb_rpc_exit(2);
+		}
+		nng_tls_config_free(tls);
+	}
+	if (fb_tls_cert_subject(a->set.cert, subject, sizeof(subject), until, sizeof(until),
+	                        &err) != FB_RV_OK) {
+		fprintf(stderr, "%s: configuration not usable: %s\n", a->spec->prog, err.msg);
+		fb_rpc_exit(2);
+	}
+	if (lstat(a->set.data_dir, &st) == 0 &&
+	    (!S_ISDIR(st.st_mode) || (st.st_mode & 022) != 0 || st.st_uid != geteuid())) {
+		fprintf(stderr,
+		        "%s: configuration not usable: data directory %s must be a directory "
+		        "owned by this user and not writable by group or others\n",
+		        a->spec->prog, a->set.data_dir);
+		fb_rpc_exit(2);
+	}
+	printf("%s: configuration OK: %s (certificate valid until %s), data directory %s%s\n",
+	       a->spec->prog, subject, until, a->set.data_dir,
+	       lstat(a->set.data_dir, &st) == 0 ? "" : " (made at start)");
+	fb_rpc_exit(0);
+}
+
 void
 fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 {
@@ -600,6 +702,8 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 		fprintf(stderr, "%s: %s\n(see %s --help)\n", spec->prog, err.msg, spec->prog);
 		fb_rpc_exit(2);
 	}
+	if (a.check_only)
+		agent_check_config(&a);
 	if (a.set.worker_job != NULL && spec->worker != NULL) {
 		fb_log_init("failback-worker", fb_log_enabled(FB_LOG_DEBUG) ? FB_LOG_DEBUG : FB_LOG_INFO);
 		if ((rv = agent_abs_data_dir(&a, &err)) != FB_RV_OK) {
@@ -617,17 +721,21 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 		                : 1);
 	}
 	fb_log_info("FB1004", "ready");
+	agent_notify("READY=1");
 	for (unsigned long refused = 0;;) {
 		struct timespec ts  = {1, 0};
 		int             sig = sigtimedwait(&set, &si, &ts);
 
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
-		agent_sweep(&a, &refused); /* every second, and when a listener is crowded */
+		/* every second, and when a listener is crowded */
+		if (agent_sweep(&a, &refused) && getenv("WATCHDOG_USEC") != NULL)
+			agent_notify("WATCHDOG=1");
 		if (sig == SIGHUP)
 			fb_log_info("FB1005", "SIGHUP ignored: restart the agent to apply settings");
 	}
 	stop_at = fb_clock_mono_ms();
+	agent_notify("STOPPING=1");
 	fb_log_info("FB1090", "stopping: no new calls, waiting for calls in progress");
 	rv = fb_rpc_server_quiesce(a.control, STOP_BUDGET_MS);
 	if (rv == FB_RV_OK)

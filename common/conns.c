@@ -171,9 +171,37 @@ port_listed(const int *ports, size_t nports, uint16_t port)
 	return 0;
 }
 
+/* A listening socket on one of ports: note it and its accept queue. */
+static void
+note_listener(int fd, const int *ports, size_t nports, fb_conns_listener *ls)
+{
+	struct sockaddr_storage l;
+	socklen_t               ll = sizeof(l), tl;
+	struct tcp_info         ti;
+	int                     port;
+
+	if (getsockname(fd, (struct sockaddr *)&l, &ll) != 0)
+		return;
+	if (l.ss_family == AF_INET)
+		port = ntohs(((struct sockaddr_in *)&l)->sin_port);
+	else if (l.ss_family == AF_INET6)
+		port = ntohs(((struct sockaddr_in6 *)&l)->sin6_port);
+	else
+		return;
+	memset(&ti, 0, sizeof(ti));
+	tl = sizeof(ti);
+	for (size_t i = 0; i < nports; i++)
+		if (ports[i] == port) {
+			ls[i].listening = 1;
+			/* for a listening socket, unacked is the accept queue's length */
+			if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0)
+				ls[i].queued += ti.tcpi_unacked;
+		}
+}
+
 int
 fb_conns_sweep(const int *ports, size_t nports, unsigned handshake_ms, unsigned max_handshakes,
-               unsigned quiet_ms, fb_conns_dropped *d)
+               unsigned quiet_ms, fb_conns_dropped *d, fb_conns_listener *ls)
 {
 	DIR           *dir = opendir("/proc/self/fd");
 	struct dirent *e;
@@ -182,6 +210,7 @@ fb_conns_sweep(const int *ports, size_t nports, unsigned handshake_ms, unsigned 
 	uint64_t       now = fb_clock_mono_ms();
 
 	memset(d, 0, sizeof(*d));
+	memset(ls, 0, nports * sizeof(*ls));
 	if (dir == NULL)
 		return -1;
 	sweeps++;
@@ -192,8 +221,13 @@ fb_conns_sweep(const int *ports, size_t nports, unsigned handshake_ms, unsigned 
 		conn_key        k;
 
 		if (e->d_name[0] == '.' || fd < 0 || fd == dirfd(dir) ||
-		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || listening ||
-		    key_from_fd(fd, &k) != 0 || !port_listed(ports, nports, k.lport))
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0)
+			continue;
+		if (listening) {
+			note_listener(fd, ports, nports, ls);
+			continue;
+		}
+		if (key_from_fd(fd, &k) != 0 || !port_listed(ports, nports, k.lport))
 			continue;
 		memset(&ti, 0, sizeof(ti));
 		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0 ||

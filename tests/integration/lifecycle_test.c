@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -377,6 +379,88 @@ client_reconnects_after_agent_restart_on_same_address(void **state)
 	assert_int_equal(fbt_agent_stop(&b, SIGTERM, 5000), 0);
 }
 
+/* Reads one datagram from fd into buf within ms; 0 when none came. */
+static int
+notify_read(int fd, char *buf, size_t cap, int ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	ssize_t       n;
+
+	if (poll(&p, 1, ms) != 1 || (n = recv(fd, buf, cap - 1, 0)) <= 0)
+		return 0;
+	buf[n] = '\0';
+	return 1;
+}
+
+/* Under systemd (Type=notify, WatchdogSec): the agent says READY=1 once
+ * its listeners are bound, WATCHDOG=1 while healthy, STOPPING=1 at
+ * SIGTERM, on the socket $NOTIFY_SOCKET names. */
+static void
+agent_speaks_systemd_notify(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	fbt_agent          a;
+	char               msg[256];
+	int                fd = socket(AF_UNIX, SOCK_DGRAM, 0), ready = 0, dog = 0, stopping = 0;
+
+	(void)state;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify.sock", fbt_root());
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	setenv("WATCHDOG_USEC", "4000000", 1);
+	assert_int_equal(fbt_agent_start(&a, "primary", "primary", NULL), 0);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	/* its listeners answer by now (fbt_agent_start waited for them) */
+	for (int i = 0; i < 8 && !(ready && dog); i++)
+		if (notify_read(fd, msg, sizeof(msg), 2000)) {
+			ready |= strcmp(msg, "READY=1") == 0;
+			dog |= ready && strcmp(msg, "WATCHDOG=1") == 0;
+		}
+	assert_true(ready);
+	assert_true(dog);
+	assert_int_equal(kill(a.pid, SIGTERM), 0);
+	for (int i = 0; i < 8 && !stopping; i++)
+		if (notify_read(fd, msg, sizeof(msg), 2000))
+			stopping = strcmp(msg, "STOPPING=1") == 0;
+	assert_true(stopping);
+	assert_int_equal(fbt_agent_stop(&a, SIGTERM, 5000), 0);
+	close(fd);
+}
+
+/* --check-config loads what a start would and exits: 0 and "configuration
+ * OK" when usable, 2 naming the file when not; nothing is created. */
+static void
+check_config_says_ok_or_what_is_wrong(void **state)
+{
+	char dd[600], cert[600], key[600], cao[600], cam[600], caa[600];
+
+	(void)state;
+	snprintf(dd, sizeof(dd), "--data-dir=%s/never-made", fbt_root());
+	snprintf(cert, sizeof(cert), "--cert=%s", fbt_pki_file("primary.pem"));
+	snprintf(key, sizeof(key), "--key=%s", fbt_pki_file("primary.key"));
+	snprintf(cao, sizeof(cao), "--ca-operators=%s", fbt_pki_file("operators-ca.pem"));
+	snprintf(cam, sizeof(cam), "--ca-monitors=%s", fbt_pki_file("monitors-ca.pem"));
+	snprintf(caa, sizeof(caa), "--ca-agents=%s", fbt_pki_file("agents-ca.pem"));
+	{
+		char *argv[] = {FBT_PRIMARY, "--check-config", dd, cert, key, cao, cam, caa, NULL};
+
+		assert_int_equal(fbt_run(argv, out, sizeof(out)), 0);
+		assert_non_null(strstr(out, "configuration OK: CN=primary.failback.test"));
+	}
+	snprintf(key, sizeof(key), "--key=%s/missing.key", fbt_root());
+	{
+		char *argv[] = {FBT_PRIMARY, "--check-config", dd, cert, key, cao, cam, caa, NULL};
+
+		assert_int_equal(fbt_run(argv, out, sizeof(out)), 2);
+		assert_non_null(strstr(out, "configuration not usable"));
+		assert_non_null(strstr(out, "missing.key"));
+	}
+	snprintf(dd, sizeof(dd), "%s/never-made", fbt_root());
+	assert_int_not_equal(access(dd, F_OK), 0);
+}
+
 int
 main(void)
 {
@@ -392,6 +476,8 @@ main(void)
 	    cmocka_unit_test(sigterm_during_calls_stops_the_agent_in_time),
 	    cmocka_unit_test(client_reconnects_after_agent_restart_on_same_address),
 	    cmocka_unit_test(clients_dropping_mid_handshake_do_not_stop_the_listener),
+	    cmocka_unit_test(agent_speaks_systemd_notify),
+	    cmocka_unit_test(check_config_says_ok_or_what_is_wrong),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

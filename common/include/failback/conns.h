@@ -34,7 +34,15 @@ typedef struct fb_conns_dropped {
 	unsigned admitted;
 } fb_conns_dropped;
 
+/* Each listening socket on ports, as the sweep found it: whether it is
+ * there, and how many connections wait in its accept queue (NNG takes
+ * them at once; a queue that stays non-empty means it stopped accepting). */
+typedef struct fb_conns_listener {
+	int      listening;
+	unsigned queued;
+} fb_conns_listener;
+
 int fb_conns_sweep(const int *ports, size_t nports, unsigned handshake_ms, unsigned max_handshakes,
-                   unsigned quiet_ms, fb_conns_dropped *d);
+                   unsigned quiet_ms, fb_conns_dropped *d, fb_conns_listener *ls);
 
 #endif
