@@ -3,7 +3,8 @@
  * command table and the call-and-print path every command uses.
  *
  * Connection settings come, lowest to highest priority, from built-in
- * defaults, a settings file (--config, else $FAILBACKCTL_CONFIG), the
+ * defaults, a settings file (--config, else $FAILBACKCTL_CONFIG, else
+ * FB_CTL_SYSTEM_CONFIG when it exists, as a package installs it), the
  * environment (FAILBACKCTL_URL, FAILBACKCTL_CA, ...) and flags. Exit status
  * is 0 only when the method returned 0 or 4096.
  */
@@ -14,8 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ctl.h"
+
+#ifndef FB_CTL_SYSTEM_CONFIG
+#define FB_CTL_SYSTEM_CONFIG "/etc/failback/failbackctl.conf"
+#endif
 #include "failback/config.h"
 #include "failback/log.h"
 #include "failback/tls.h"
@@ -68,6 +74,7 @@ ctl_help(ctl *c, FILE *f)
 	fb_config_help(keys, n, f);
 	fprintf(f, "  --%-22s %s\n", "json", "print results as JSON (one object per line)");
 	fprintf(f, "  --%-22s %s\n", "help", "show this text");
+	fprintf(f, "  --%-22s %s\n", "version", "print the version");
 	fprintf(f, "\nExit status: 0 on success (return value 0 or 4096), 1 when the agent or "
 	           "the\nconnection reports a failure, 2 on a usage error.\n");
 }
@@ -258,6 +265,8 @@ main(int argc, char **argv)
 		if (v != NULL)
 			cfg = v;
 	}
+	if (cfg == NULL && access(FB_CTL_SYSTEM_CONFIG, R_OK) == 0)
+		cfg = FB_CTL_SYSTEM_CONFIG;
 	if (cfg != NULL && fb_config_load(cfg, keys, n, &err) != FB_RV_OK) {
 		fprintf(stderr, "failbackctl: %s\n", err.msg);
 		fb_rpc_exit(CTL_EXIT_USAGE);
@@ -268,6 +277,9 @@ main(int argc, char **argv)
 			c.json = 1;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			ctl_help(&c, stdout);
+			fb_rpc_exit(CTL_EXIT_OK);
+		} else if (strcmp(argv[i], "--version") == 0 && nrest == 0) {
+			printf("failbackctl %s\n", FB_VERSION);
 			fb_rpc_exit(CTL_EXIT_OK);
 		} else if (strncmp(argv[i], "--", 2) == 0 && nrest > 0) {
 			/* After the command word: a global option, or the command's own. */
