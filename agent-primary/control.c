@@ -8,7 +8,9 @@
 #include <string.h>
 #include <stdlib.h>
 
+#include "failback/clock.h"
 #include "failback/log.h"
+#include "failback/metrics.h"
 #include "failback/pb.h"
 #include "failback/rp.h"
 #include "primary.h"
@@ -169,3 +171,41 @@ const fb_rpc_method primary_control_methods[] = {
 };
 const size_t primary_control_nmethods =
     sizeof(primary_control_methods) / sizeof(primary_control_methods[0]);
+
+/* /metrics, the primary's part: per VM it serves, its recovery points and
+ * the age of the newest one (the RPO an operator alerts on). Reads the
+ * database on NNG's HTTP thread: a short read per VM. */
+void
+primary_metrics(primary *p, fb_metrics *m)
+{
+	fb_vm   *vms = NULL;
+	size_t   n   = 0;
+	fb_err   err = {0};
+	uint64_t now = (uint64_t)fb_clock_unix_ms();
+
+	if (p->db == NULL || fb_vm_list(p->db, &vms, &n, &err) != FB_RV_OK)
+		return;
+	fb_metrics_family(m, "failback_vm_recovery_points", "gauge",
+	                  "Recovery points a VM this primary serves holds here (history included).");
+	fb_metrics_family(m, "failback_vm_recovery_point_age_seconds", "gauge",
+	                  "Age of the VM's newest recovery point with its blocks here (RPO).");
+	for (size_t i = 0; i < n; i++) {
+		fb_rp   *rps = NULL;
+		size_t   k   = 0;
+		uint64_t newest = 0;
+
+		if (!primary_vm_active(&vms[i]) || fb_rp_list(p->db, vms[i].id, &rps, &k, &err) != FB_RV_OK)
+			continue;
+		for (size_t j = 0; j < k; j++)
+			if (rps[j].held && (uint64_t)rps[j].time_ms > newest)
+				newest = (uint64_t)rps[j].time_ms;
+		fb_metrics_sample(m, "failback_vm_recovery_points",
+		                  (const char *[]){"vm", vms[i].name, NULL}, (double)k);
+		if (newest != 0)
+			fb_metrics_sample(m, "failback_vm_recovery_point_age_seconds",
+			                  (const char *[]){"vm", vms[i].name, NULL},
+			                  now > newest ? (double)(now - newest) / 1000.0 : 0);
+		free(rps);
+	}
+	fb_vm_list_free(vms);
+}

@@ -72,6 +72,13 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	                           err);
 }
 
+static void
+primary_metrics_hook(fb_agent *agent, fb_metrics *m)
+{
+	(void)agent;
+	primary_metrics(&the_primary, m);
+}
+
 static const fb_agent_spec primary_spec = {
     .prog           = "failback-primary",
     .role           = "primary",
@@ -79,10 +86,12 @@ static const fb_agent_spec primary_spec = {
     .listen_monitor = "tls+tcp://127.0.0.1:7411",
     .listen_events  = "tls+tcp://127.0.0.1:7412",
     .listen_resync  = "tls+tcp://127.0.0.1:7413",
+    .listen_metrics = "http://127.0.0.1:7414",
     .setup          = primary_setup,
     .keys           = primary_keys,
     .nkeys          = sizeof(primary_keys) / sizeof(primary_keys[0]),
     .check          = primary_check,
+    .metrics        = primary_metrics_hook,
 };
 
 int

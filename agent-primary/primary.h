@@ -15,6 +15,9 @@ typedef struct primary {
 	fb_store   *store;              /* DATA_DIR/blocks */
 } primary;
 
+/* primary_metrics: the primary's part of /metrics (control.c). */
+void primary_metrics(primary *p, fb_metrics *m);
+
 /* primary_vm_active: this agent is the VM's primary (not handed over). */
 struct fb_vm;
 int primary_vm_active(const struct fb_vm *vm);

@@ -54,6 +54,26 @@ jobs_vm_busy(const char *vm_key)
 	return busy;
 }
 
+void
+jobs_each_running(void (*fn)(const run_view *v, int type, void *arg), void *arg)
+{
+	pthread_mutex_lock(&reg_mtx);
+	for (int i = 0; i < MAX_RUNNING; i++) {
+		run_view v;
+		int      ended;
+
+		if (runs[i] == NULL)
+			continue;
+		pthread_mutex_lock(&runs[i]->mtx);
+		ended = runs[i]->ended;
+		run_view_locked(runs[i], &v);
+		pthread_mutex_unlock(&runs[i]->mtx);
+		if (!ended)
+			fn(&v, runs[i]->drv->type, arg);
+	}
+	pthread_mutex_unlock(&reg_mtx);
+}
+
 int
 jobs_vm_state(const char *vm_id, int *state)
 {

@@ -130,11 +130,13 @@ static const fb_agent_spec replica_spec = {
     .listen_monitor = "tls+tcp://127.0.0.1:7401",
     .listen_events  = "tls+tcp://127.0.0.1:7402",
     .listen_resync  = "tls+tcp://127.0.0.1:7403", /* agents: relationship steps */
+    .listen_metrics = "http://127.0.0.1:7404",
     .keys           = replica_keys,
     .nkeys          = sizeof(replica_keys) / sizeof(replica_keys[0]),
     .check          = replica_check,
     .setup          = replica_setup,
     .worker         = replica_worker,
+    .metrics        = replica_metrics,
 };
 
 int

@@ -94,6 +94,7 @@ typedef struct run {
 	char                     end_phase[32];
 	int                      ended; /* the end is durable and visible: the VM is free */
 	uint64_t                 last_publish; /* runner thread only */
+	uint64_t                 started_ms;   /* monotonic, when accepted */
 } run;
 
 /* A copy of a run's visible fields, taken under its lock. */
@@ -143,6 +144,16 @@ int      jobs_vm_state(const char *vm_id, int *state); /* 1: a pending state to 
 uint32_t jobs_submit(replica *r, int type, const char *vm_key, const Failback__JobParams *params,
                      char *job_id, fb_err *err); /* blocks on the database (fsync) */
 uint32_t jobs_cancel(replica *r, const char *job_id, uint32_t requested, fb_err *err);
+/* jobs_each_running calls fn with a view of every run not ended yet and
+ * its JobType (registry lock held: fn must not block). */
+void jobs_each_running(void (*fn)(const run_view *v, int type, void *arg), void *arg);
+
+/* metrics.c: the replica's part of /metrics. */
+void replica_metrics_job_end(int type, const char *vm_id, int state, uint64_t started_ms,
+                             uint64_t bytes, uint64_t blocks, uint64_t wire);
+void replica_metrics_worker_restart(void);
+void replica_metrics(fb_agent *agent, fb_metrics *m);
+
 /* jobs_view: the job's row with a live run's fields over it. */
 uint32_t jobs_view(replica *r, const char *job_id, job_row *out, fb_err *err);
 uint32_t jobs_list(replica *r, const char *vm_id, char (**ids)[FB_ID_LEN + 1], size_t *n,

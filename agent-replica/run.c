@@ -36,6 +36,7 @@ run_new(replica *r, const job_driver *drv, const char *id, const char *vm_key, c
 	j->state          = FAILBACK__JOB_STATE__JS_NEW;
 	j->vm_state_want  = -1;
 	j->vm_health_want = -1;
+	j->started_ms     = fb_clock_mono_ms();
 	snprintf(j->id, sizeof(j->id), "%s", id);
 	snprintf(j->vm_key, sizeof(j->vm_key), "%s", vm_key);
 	snprintf(j->vm_id, sizeof(j->vm_id), "%s", vm_id);
@@ -298,11 +299,18 @@ run_make_end_durable(run *j)
 		}
 		ok = !pending && run_persist_end(j, &err) == FB_RV_OK;
 		if (ok) {
+			uint64_t bytes, blocks, wire;
+
 			pthread_mutex_lock(&j->mtx);
 			j->state = j->end_state;
 			snprintf(j->phase, sizeof(j->phase), "%s", j->end_phase);
 			j->ended = 1;
+			bytes    = j->bytes_done;
+			blocks   = j->blocks_done;
+			wire     = j->wire;
 			pthread_mutex_unlock(&j->mtx);
+			replica_metrics_job_end(j->drv->type, j->vm_id, j->end_state, j->started_ms, bytes,
+			                        blocks, wire);
 			run_publish(j);
 			return;
 		}

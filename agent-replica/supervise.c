@@ -224,6 +224,7 @@ supervise(run *j)
 			              "the transfer worker kept failing; see the agent log");
 			return SUPERVISE_FAILED;
 		}
+		replica_metrics_worker_restart();
 		fb_log_warn("FB5012", "job %s: worker lost; restarting from the checkpoint (%d)",
 		            j->id, attempt + 1);
 		for (int w = 0; w < (1 << (attempt < 4 ? attempt : 4)) * 5; w++) {

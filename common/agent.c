@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdatomic.h>
@@ -30,12 +31,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+
 #include "agent.pb-c.h"
 #include "failback/agent.h"
 #include "failback/clock.h"
 #include "failback/config.h"
 #include "failback/conns.h"
 #include "failback/log.h"
+#include "failback/metrics.h"
 #include "failback/tls.h"
 
 #define STOP_BUDGET_MS 600
@@ -60,8 +65,15 @@ struct fb_agent {
 	fb_events_pub     *events;
 	int                ports[8]; /* the bound ports of the listeners */
 	size_t             nports;
-	uint64_t           started_ms;
+	uint64_t           started_ms, started_unix_ms;
 	int                check_only; /* --check-config */
+	nng_http_server   *http;       /* /metrics and /healthz, or NULL */
+	/* What the last sweep saw, for scrapes (snap_mtx). */
+	pthread_mutex_t    snap_mtx;
+	fb_conns_listener  snap[8];
+	char               snap_name[8][16]; /* each port's listener: control, ... */
+	unsigned long      dropped_slow, dropped_crowded;
+	int                healthy;
 	int                argc;
 	char             **argv;
 };
@@ -89,6 +101,7 @@ agent_keys(fb_agent *a, fb_config_key *k, size_t cap)
 	KEY(log_level, "error, warn, info (default) or debug");
 	KEY(workers, "handler threads (default 4)");
 	KEY(max_connections, "connections each listener holds at once (default 512)");
+	KEY(listen_metrics, "http:// URL serving /metrics (Prometheus) and /healthz; \"\": none");
 	for (size_t i = 0; i < a->spec->nkeys && n + 1 < cap; i++)
 		k[n++] = a->spec->keys[i];
 	if (a->spec->worker != NULL)
@@ -175,6 +188,13 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 		return rv;
 	agent_default(&a->set.workers, "4");
 	agent_default(&a->set.max_connections, "512");
+	if (a->spec->listen_metrics != NULL)
+		agent_default(&a->set.listen_metrics, a->spec->listen_metrics);
+	if (a->set.listen_metrics != NULL && a->set.listen_metrics[0] != '\0' &&
+	    strncmp(a->set.listen_metrics, "http://", 7) != 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--listen-metrics: '%s' is not an http:// URL (or \"\" for none)",
+		                  a->set.listen_metrics);
 	if ((rv = agent_require(a->set.data_dir, "data-dir", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.cert, "cert", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.key, "key", err)) != FB_RV_OK ||
@@ -403,12 +423,14 @@ agent_defer_accept(const char *bound)
 }
 
 static void
-agent_note_port(fb_agent *a, const char *bound)
+agent_note_port(fb_agent *a, const char *bound, const char *name)
 {
 	const char *colon = strrchr(bound, ':');
 
-	if (colon != NULL && a->nports < sizeof(a->ports) / sizeof(a->ports[0]))
+	if (colon != NULL && a->nports < sizeof(a->ports) / sizeof(a->ports[0])) {
+		snprintf(a->snap_name[a->nports], sizeof(a->snap_name[0]), "%s", name);
 		a->ports[a->nports++] = atoi(colon + 1);
+	}
 }
 
 static uint32_t
@@ -428,7 +450,9 @@ agent_listen(fb_agent *a, fb_rpc_server *srv, const char *url, const char *ca, u
 	if (rv != FB_RV_OK)
 		return rv;
 	agent_defer_accept(bound);
-	agent_note_port(a, bound);
+	agent_note_port(a, bound, role == FB_ROLE_OPERATOR ? "control"
+	                          : role == FB_ROLE_MONITOR ? "monitor"
+	                                                    : "agents");
 	fb_log_info("FB1002", "listening for %s calls on %s", fb_role_name(role), bound);
 	snprintf(addr + strlen(addr), addrlen - strlen(addr), "%s %s\n", fb_role_name(role),
 	         bound);
@@ -547,6 +571,11 @@ agent_sweep(fb_agent *a, unsigned long *refused_seen)
 		            "(--max-connections)",
 		            refused - *refused_seen, a->set.max_connections);
 	*refused_seen = refused;
+	pthread_mutex_lock(&a->snap_mtx);
+	memcpy(a->snap, ls, sizeof(ls));
+	a->dropped_slow += d.slow;
+	a->dropped_crowded += d.crowded;
+	pthread_mutex_unlock(&a->snap_mtx);
 	for (size_t i = 0; i < a->nports; i++) {
 		waiting[i] = ls[i].queued > 0 ? waiting[i] + 1 : 0;
 		if (!ls[i].listening || waiting[i] >= FB_STUCK_SWEEPS) {
@@ -561,6 +590,206 @@ agent_sweep(fb_agent *a, unsigned long *refused_seen)
 		}
 	}
 	return healthy;
+}
+
+/* --- /metrics and /healthz (NNG's HTTP server) --- */
+
+static atomic_int agent_healthy = 1;
+
+static unsigned
+agent_open_fds(void)
+{
+	DIR           *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned       n = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
+}
+
+static void
+agent_rpc_metrics(fb_metrics *m, const char *family, fb_rpc_server *srv, const char *listener,
+                  int calls)
+{
+	fb_rpc_server_stats st;
+
+	if (srv == NULL)
+		return;
+	fb_rpc_server_stats_get(srv, &st);
+	if (calls) {
+		fb_metrics_sample(m, family, (const char *[]){"listener", listener, "result", "ok", NULL},
+		                  (double)st.calls_served);
+		fb_metrics_sample(m, family,
+		                  (const char *[]){"listener", listener, "result", "error", NULL},
+		                  (double)st.calls_rejected);
+	} else {
+		fb_metrics_sample(m, family, (const char *[]){"listener", listener, NULL},
+		                  (double)st.open_pipes);
+	}
+}
+
+static void
+agent_metrics(fb_agent *a, fb_metrics *m)
+{
+	const char *prog = a->spec->prog;
+	size_t      np;
+
+	fb_metrics_family(m, "failback_build_info", "gauge", "The program and its version.");
+	fb_metrics_sample(m, "failback_build_info",
+	                  (const char *[]){"program", prog, "version", FB_VERSION, NULL}, 1);
+	fb_metrics_family(m, "failback_start_time_seconds", "gauge",
+	                  "When the agent started, in seconds since the epoch.");
+	fb_metrics_sample(m, "failback_start_time_seconds", NULL, (double)a->started_unix_ms / 1000);
+	fb_metrics_family(m, "failback_healthy", "gauge",
+	                  "1 while every listener accepts (what feeds the systemd watchdog).");
+	fb_metrics_sample(m, "failback_healthy", NULL, atomic_load(&agent_healthy));
+	fb_metrics_family(m, "failback_open_fds", "gauge", "Open file descriptors.");
+	fb_metrics_sample(m, "failback_open_fds", NULL, agent_open_fds());
+
+	pthread_mutex_lock(&a->snap_mtx);
+	np = a->nports;
+	fb_metrics_family(m, "failback_listener_connections", "gauge",
+	                  "Connections a listener holds, past their TLS handshake or in it.");
+	for (size_t i = 0; i < np; i++) {
+		fb_metrics_sample(m, "failback_listener_connections",
+		                  (const char *[]){"listener", a->snap_name[i], "state", "admitted", NULL},
+		                  a->snap[i].admitted);
+		fb_metrics_sample(m, "failback_listener_connections",
+		                  (const char *[]){"listener", a->snap_name[i], "state", "handshake", NULL},
+		                  a->snap[i].pending);
+	}
+	fb_metrics_family(m, "failback_listener_listening", "gauge",
+	                  "1 while the listener's socket is listening.");
+	for (size_t i = 0; i < np; i++)
+		fb_metrics_sample(m, "failback_listener_listening",
+		                  (const char *[]){"listener", a->snap_name[i], NULL},
+		                  a->snap[i].listening);
+	fb_metrics_family(m, "failback_listener_accept_queue", "gauge",
+	                  "Connections waiting to be accepted (NNG takes them at once).");
+	for (size_t i = 0; i < np; i++)
+		fb_metrics_sample(m, "failback_listener_accept_queue",
+		                  (const char *[]){"listener", a->snap_name[i], NULL}, a->snap[i].queued);
+	fb_metrics_family(m, "failback_connections_dropped_total", "counter",
+	                  "Connections dropped before their TLS handshake was done.");
+	fb_metrics_sample(m, "failback_connections_dropped_total",
+	                  (const char *[]){"reason", "handshake_timeout", NULL},
+	                  (double)a->dropped_slow);
+	fb_metrics_sample(m, "failback_connections_dropped_total",
+	                  (const char *[]){"reason", "crowded", NULL}, (double)a->dropped_crowded);
+	pthread_mutex_unlock(&a->snap_mtx);
+	fb_metrics_family(m, "failback_connections_refused_total", "counter",
+	                  "Connections refused as accepted: a listener held --max-connections.");
+	fb_metrics_sample(m, "failback_connections_refused_total", NULL,
+	                  (double)fb_tls_server_refused());
+	fb_metrics_family(m, "failback_rpc_calls_total", "counter",
+	                  "Calls answered, by listener and outcome (ok: 0 or 4096).");
+	agent_rpc_metrics(m, "failback_rpc_calls_total", a->control, "control", 1);
+	agent_rpc_metrics(m, "failback_rpc_calls_total", a->monitor, "monitor", 1);
+	agent_rpc_metrics(m, "failback_rpc_calls_total", a->resync, "agents", 1);
+	fb_metrics_family(m, "failback_rpc_pipes", "gauge", "Open connections of each RPC listener.");
+	agent_rpc_metrics(m, "failback_rpc_pipes", a->control, "control", 0);
+	agent_rpc_metrics(m, "failback_rpc_pipes", a->monitor, "monitor", 0);
+	agent_rpc_metrics(m, "failback_rpc_pipes", a->resync, "agents", 0);
+	if (a->spec->metrics != NULL)
+		a->spec->metrics(a, m);
+}
+
+static void
+agent_http_reply(nng_aio *aio, uint16_t status, const char *type, const char *body, size_t len)
+{
+	nng_http_res *res;
+
+	if (nng_http_res_alloc(&res) != 0) {
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	if (nng_http_res_set_status(res, status) != 0 ||
+	    nng_http_res_set_header(res, "Content-Type", type) != 0 ||
+	    nng_http_res_copy_data(res, body, len) != 0) {
+		nng_http_res_free(res);
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	nng_aio_set_output(aio, 0, res);
+	nng_aio_finish(aio, 0);
+}
+
+static void
+agent_http_metrics(nng_aio *aio)
+{
+	nng_http_handler *h = nng_aio_get_input(aio, 1);
+	fb_agent         *a = nng_http_handler_get_data(h);
+	fb_metrics        m = {0};
+
+	agent_metrics(a, &m);
+	if (m.oom)
+		agent_http_reply(aio, 500, "text/plain", "out of memory\n", 14);
+	else
+		agent_http_reply(aio, 200, "text/plain; version=0.0.4; charset=utf-8", m.p, m.len);
+	fb_metrics_free(&m);
+}
+
+static void
+agent_http_healthz(nng_aio *aio)
+{
+	if (atomic_load(&agent_healthy))
+		agent_http_reply(aio, 200, "text/plain", "ok\n", 3);
+	else
+		agent_http_reply(aio, 503, "text/plain", "a listener stopped accepting (FB1011)\n", 38);
+}
+
+static uint32_t
+agent_http_start(fb_agent *a, char *addr, size_t addrlen, fb_err *err)
+{
+	const char *url = a->set.listen_metrics;
+	struct {
+		const char *path;
+		void (*fn)(nng_aio *);
+	} routes[] = {{"/metrics", agent_http_metrics}, {"/healthz", agent_http_healthz}};
+	nng_sockaddr sa;
+	char         bound[256];
+	nng_url     *u;
+	int          rv;
+
+	if (url == NULL || url[0] == '\0')
+		return FB_RV_OK;
+	if ((rv = nng_url_parse(&u, url)) != 0)
+		return fb_err_nng(err, rv, url);
+	if ((rv = nng_http_server_hold(&a->http, u)) != 0) {
+		nng_url_free(u);
+		return fb_err_nng(err, rv, url);
+	}
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		nng_http_handler *h;
+
+		if ((rv = nng_http_handler_alloc(&h, routes[i].path, routes[i].fn)) != 0 ||
+		    (rv = nng_http_handler_set_method(h, "GET")) != 0 ||
+		    (rv = nng_http_handler_set_data(h, a, NULL)) != 0 ||
+		    (rv = nng_http_server_add_handler(a->http, h)) != 0) {
+			nng_url_free(u);
+			return fb_err_nng(err, rv, url);
+		}
+	}
+	if ((rv = nng_http_server_start(a->http)) != 0) {
+		nng_url_free(u);
+		return fb_err_nng(err, rv, url);
+	}
+	if (nng_http_server_get_addr(a->http, &sa) == 0 && sa.s_family == NNG_AF_INET) {
+		char ip[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip));
+		snprintf(bound, sizeof(bound), "http://%s:%u", ip, (unsigned)ntohs(sa.s_in.sa_port));
+	} else {
+		snprintf(bound, sizeof(bound), "%s", url);
+	}
+	nng_url_free(u);
+	fb_log_info("FB1002", "serving metrics on %s/metrics and %s/healthz", bound, bound);
+	snprintf(addr + strlen(addr), addrlen - strlen(addr), "metrics %s\n", bound);
+	return FB_RV_OK;
 }
 
 static uint32_t
@@ -613,12 +842,15 @@ agent_start(fb_agent *a, fb_err *err)
 	if (rv != FB_RV_OK)
 		return rv;
 	agent_defer_accept(bound);
-	agent_note_port(a, bound);
+	agent_note_port(a, bound, "events");
 	fb_log_info("FB1002", "publishing events on %s", bound);
 	snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "events %s\n", bound);
 
+	a->started_ms      = fb_clock_mono_ms();
+	a->started_unix_ms = (uint64_t)fb_clock_unix_ms();
+	if ((rv = agent_http_start(a, addr, sizeof(addr), err)) != FB_RV_OK)
+		return rv;
 	snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), "pid %d\n", (int)getpid());
-	a->started_ms = fb_clock_mono_ms();
 	if ((rv = fb_rpc_server_start(a->control, err)) != FB_RV_OK ||
 	    (rv = fb_rpc_server_start(a->monitor, err)) != FB_RV_OK ||
 	    (a->resync != NULL && (rv = fb_rpc_server_start(a->resync, err)) != FB_RV_OK))
@@ -686,6 +918,7 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 	uint32_t        rv;
 
 	a.spec = spec;
+	pthread_mutex_init(&a.snap_mtx, NULL);
 	a.argc = argc;
 	a.argv = argv;
 	umask(077); /* every file and directory the agent makes is its own */
@@ -723,13 +956,16 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 	fb_log_info("FB1004", "ready");
 	agent_notify("READY=1");
 	for (unsigned long refused = 0;;) {
+		int             healthy;
 		struct timespec ts  = {1, 0};
 		int             sig = sigtimedwait(&set, &si, &ts);
 
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
 		/* every second, and when a listener is crowded */
-		if (agent_sweep(&a, &refused) && getenv("WATCHDOG_USEC") != NULL)
+		healthy = agent_sweep(&a, &refused);
+		atomic_store(&agent_healthy, healthy);
+		if (healthy && getenv("WATCHDOG_USEC") != NULL)
 			agent_notify("WATCHDOG=1");
 		if (sig == SIGHUP)
 			fb_log_info("FB1005", "SIGHUP ignored: restart the agent to apply settings");

@@ -233,6 +233,13 @@ fb_conns_sweep(const int *ports, size_t nports, unsigned handshake_ms, unsigned 
 		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0 ||
 		    ti.tcpi_state != 1 /* TCP_ESTABLISHED */)
 			continue;
+		for (size_t i = 0; i < nports; i++)
+			if (ports[i] == (int)k.lport) {
+				if (is_admitted(&k))
+					ls[i].admitted++;
+				else
+					ls[i].pending++;
+			}
 		if (is_admitted(&k)) {
 			d->admitted++;
 			continue;

@@ -3,18 +3,23 @@
  * the build (FBT_* definitions), so the tests always run what was built.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -299,6 +304,8 @@ read_addr(fbt_agent *a)
 			snprintf(a->monitor, sizeof(a->monitor), "%s", url);
 		else if (strcmp(role, "events") == 0)
 			snprintf(a->events, sizeof(a->events), "%s", url);
+		else if (strcmp(role, "metrics") == 0)
+			snprintf(a->metrics, sizeof(a->metrics), "%s", url);
 		else if (strcmp(role, "agent") == 0)
 			snprintf(a->resync, sizeof(a->resync), "%s", url);
 		else if (strcmp(role, "pid") == 0)
@@ -334,6 +341,7 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 	argv[n++] = (char *)"--listen-monitor=tls+tcp://127.0.0.1:0";
 	argv[n++] = (char *)"--listen-events=tls+tcp://127.0.0.1:0";
 	argv[n++] = (char *)"--listen-resync=tls+tcp://127.0.0.1:0";
+	argv[n++] = (char *)"--listen-metrics=http://127.0.0.1:0";
 #undef ARG
 	for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++) {
 		argv[n++] = (char *)extra[i];
@@ -409,4 +417,47 @@ fbt_agent_stop(fbt_agent *a, int sig, int timeout_ms)
 	}
 	a->pid = 0;
 	return st;
+}
+
+int
+fbt_http_get(const char *url, const char *path, char *out, size_t cap)
+{
+	struct sockaddr_in a = {0};
+	char               req[512], *buf, *body;
+	size_t             len = 0, bcap = 1 << 20;
+	int                fd, port, status = -1;
+	struct timeval     tv = {10, 0};
+
+	if (strncmp(url, "http://127.0.0.1:", 17) != 0 || (port = atoi(url + 17)) <= 0)
+		return -1;
+	a.sin_family      = AF_INET;
+	a.sin_port        = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+	         path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    write(fd, req, strlen(req)) != (ssize_t)strlen(req) || (buf = malloc(bcap)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, bcap - 1 - len);
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == bcap - 1)
+			break;
+	}
+	close(fd);
+	buf[len] = '\0';
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+		status = -1;
+	body = strstr(buf, "\r\n\r\n");
+	snprintf(out, cap, "%s", body != NULL ? body + 4 : "");
+	free(buf);
+	return status;
 }

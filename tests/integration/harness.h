@@ -22,6 +22,7 @@ typedef struct fbt_agent {
 	char  monitor[128];
 	char  events[128];
 	char  resync[128]; /* the agents' listener */
+	char  metrics[128]; /* http://127.0.0.1:PORT (/metrics, /healthz) */
 	int   exit_status; /* set when it exited during fbt_agent_start */
 } fbt_agent;
 
@@ -82,6 +83,11 @@ int fbt_ctlv(char *out, size_t cap, const char *url, const char *id, const char 
 #define FBT_R(out, replica, ...)                                                               \
 	fbt_ctlv(out, sizeof(out), (replica).control, "operator", "replica.failback.test",       \
 	         (const char *[]){"--events-url", (replica).events, __VA_ARGS__, NULL})
+
+/* fbt_http_get sends GET path to url ("http://127.0.0.1:PORT") and puts
+ * the body into out (NUL-terminated). Returns the HTTP status, -1 when
+ * nothing answered within 10 s. */
+int fbt_http_get(const char *url, const char *path, char *out, size_t cap);
 
 /* fbt_file_contains is 1 if file contains text. */
 int fbt_file_contains(const char *path, const char *text);

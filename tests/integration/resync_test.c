@@ -533,6 +533,85 @@ cancel_mid_transfer_restores_the_disk_byte_for_byte(void **state)
 	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)")); /* the state before the call */
 }
 
+/* The value of the first sample whose line starts with series in text,
+ * or -1. */
+static double
+metric(const char *text, const char *series)
+{
+	const char *p = text;
+
+	while ((p = strstr(p, series)) != NULL) {
+		if ((p == text || p[-1] == '\n') && p[strlen(series)] == ' ')
+			return strtod(p + strlen(series) + 1, NULL);
+		p++;
+	}
+	return -1;
+}
+
+/* A scrape parses with Prometheus's own checker (promtool). */
+static void
+assert_promtool_accepts(const char *text)
+{
+	char  path[700], cmd[800];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/scrape.txt", fbt_root());
+	assert_non_null(f = fopen(path, "w"));
+	fputs(text, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
+	{
+		char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+
+		if (fbt_run(argv, out, sizeof(out)) != 0)
+			fail_msg("promtool check metrics refused the scrape: %s", out);
+	}
+}
+
+/* Monitoring scrapes /metrics during a failback and after it: the job is
+ * counted running, then ended Completed with its duration and bytes, the
+ * VM's last failback succeeded; the primary reports the VM's RPO; both
+ * answer /healthz; every scrape parses with promtool. */
+static void
+metrics_follow_a_failback_and_parse(void **state)
+{
+	static char text[1 << 20];
+	char        job[40], series[200];
+
+	(void)state;
+	assert_int_equal(fbt_image_mutate(disk, 400, 95), 400);
+	assert_int_equal(R("failback", "web", "--rp", p1), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	wait_transferring(job);
+	assert_int_equal(fbt_http_get(replica.metrics, "/metrics", text, sizeof(text)), 200);
+	assert_promtool_accepts(text);
+	assert_true(metric(text, "failback_jobs_running{type=\"124\"}") == 1);
+	assert_true(metric(text, "failback_jobs_in_progress_bytes") > 0);
+	assert_true(metric(text, "failback_listener_connections{listener=\"control\",state=\"admitted\"}") >= 0);
+	assert_true(metric(text, "failback_healthy") == 1);
+	wait_job(job, 0);
+	assert_int_equal(fbt_http_get(replica.metrics, "/metrics", text, sizeof(text)), 200);
+	assert_promtool_accepts(text);
+	assert_true(metric(text, "failback_jobs_running{type=\"124\"}") == -1);
+	assert_true(metric(text, "failback_jobs_ended_total{type=\"124\",state=\"Completed\"}") >= 1);
+	assert_true(metric(text, "failback_job_duration_seconds_count{type=\"124\"}") >= 1);
+	assert_true(metric(text, "failback_job_blocks_total") >= 400);
+	assert_int_equal(R("vm", "show", "web"), 0);
+	{
+		char id[40];
+
+		grab("id: ", id, sizeof(id));
+		snprintf(series, sizeof(series), "failback_vm_last_failback_success{vm=\"%s\"}", id);
+	}
+	assert_true(metric(text, series) == 1);
+	assert_int_equal(fbt_http_get(replica.metrics, "/healthz", text, sizeof(text)), 200);
+	assert_string_equal(text, "ok\n");
+	assert_int_equal(fbt_http_get(primary.metrics, "/metrics", text, sizeof(text)), 200);
+	assert_promtool_accepts(text);
+	assert_true(metric(text, "failback_vm_recovery_point_age_seconds{vm=\"web\"}") >= 0);
+	assert_true(metric(text, "failback_build_info{program=\"failback-primary\",version=\"" FB_VERSION "\"}") == 1);
+}
+
 static void
 replica_agent_killed_mid_transfer_resumes_and_completes(void **state)
 {
@@ -1044,6 +1123,7 @@ main(void)
 	    cmocka_unit_test(synchronous_checks_return_hyperv_codes_and_change_nothing),
 	    cmocka_unit_test(failback_of_a_vm_that_is_not_a_recovery_vm_is_invalid_state),
 	    cmocka_unit_test(cancel_mid_transfer_restores_the_disk_byte_for_byte),
+	    cmocka_unit_test(metrics_follow_a_failback_and_parse),
 	    cmocka_unit_test(unknown_point_fails_the_job_with_file_not_found),
 	    cmocka_unit_test(unreachable_primary_fails_with_32777_and_a_second_call_is_in_use),
 	    cmocka_unit_test(wrong_certificate_pin_fails_the_job),

@@ -17,6 +17,7 @@
 
 #include "failback/config.h"
 #include "failback/events.h"
+#include "failback/metrics.h"
 #include "failback/rpc.h"
 
 typedef struct fb_agent fb_agent;
@@ -37,6 +38,7 @@ typedef struct fb_agent_settings {
 	char *log_level;
 	char *workers;
 	char *max_connections; /* per listener */
+	char *listen_metrics;  /* http://HOST:PORT for /metrics and /healthz; "": none */
 	char *worker_job;      /* only when the spec has a worker: run one job as a worker */
 } fb_agent_settings;
 
@@ -56,12 +58,16 @@ typedef struct fb_agent_spec {
 	const char          *listen_monitor;
 	const char          *listen_events;
 	const char          *listen_resync;  /* the agents' listener; NULL: none */
+	const char          *listen_metrics; /* default metrics URL (http://...) */
 	const fb_config_key *keys;           /* the program's own settings (slots it owns) */
 	size_t               nkeys;
 	/* Validates the program's settings once parsed (may be NULL). */
 	uint32_t (*check)(fb_err *err);
 	fb_agent_setup_fn  setup;
 	fb_agent_worker_fn worker; /* NULL: no --worker-job */
+	/* Appends the program's metrics to a scrape (NNG's HTTP thread: it
+	 * may read the database, must not block long). NULL: none. */
+	void (*metrics)(fb_agent *agent, fb_metrics *m);
 } fb_agent_spec;
 
 /* fb_agent_main never returns: it exits 0 after a clean stop, 1 on a

@@ -40,6 +40,7 @@ typedef struct fb_conns_dropped {
 typedef struct fb_conns_listener {
 	int      listening;
 	unsigned queued;
+	unsigned admitted, pending; /* its connections past / in their handshake */
 } fb_conns_listener;
 
 int fb_conns_sweep(const int *ports, size_t nports, unsigned handshake_ms, unsigned max_handshakes,
