@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -26,6 +27,7 @@ struct waiter {
 	int            last_decile;
 	int            tty;
 	int            drew;
+	uint64_t       started_ms; /* when the wait began */
 };
 
 static const char *
@@ -37,20 +39,88 @@ state_name(int s)
 	return s >= 0 && s <= 10 ? names[s] : "?";
 }
 
+/* The terminal's width (80 when it cannot say). */
+static int
+term_width(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+		return ws.ws_col;
+	return 80;
+}
+
+/* "1.5 GiB", "12.3 MiB", "512 KiB": at most 9 characters. */
+static void
+human(char *out, size_t cap, double b)
+{
+	static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int                u      = 0;
+
+	while (b >= 1024 && u < 4) {
+		b /= 1024;
+		u++;
+	}
+	snprintf(out, cap, u == 0 ? "%.0f %s" : "%.1f %s", b, unit[u]);
+}
+
+/* "0:42", "12:03", "3:25:10"; "-:--" when unknown. */
+static void
+eta(char *out, size_t cap, uint64_t done, uint64_t total, uint64_t rate)
+{
+	uint64_t s;
+
+	if (rate == 0 || done >= total) {
+		snprintf(out, cap, "-:--");
+		return;
+	}
+	s = (total - done) / rate;
+	if (s >= 3600)
+		snprintf(out, cap, "%llu:%02llu:%02llu", (unsigned long long)(s / 3600),
+		         (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
+	else
+		snprintf(out, cap, "%llu:%02llu", (unsigned long long)(s / 60),
+		         (unsigned long long)(s % 60));
+}
+
+/*
+ * One progress line that fits the terminal: "[####....]  42% Transferring
+ * 12.3 MiB/29.1 MiB 5.2 MiB/s ETA 0:03". The bar takes what the text
+ * leaves, and goes first when the terminal is narrow; the line is
+ * redrawn in place (\r, then cleared to its end).
+ */
 static void
 draw(struct waiter *w, const char *phase, unsigned pct, uint64_t done, uint64_t total,
      uint64_t rate)
 {
 	if (w->tty) {
-		char bar[31];
-		int  fill = (int)(pct * 30 / 100);
+		char text[200], d[16], t[16], r[16], e[32], line[400];
+		int  width = term_width() - 1, barw, n;
 
-		for (int i = 0; i < 30; i++)
-			bar[i] = i < fill ? '#' : '.';
-		bar[30] = '\0';
-		fprintf(stderr, "\r[%s] %3u%% %-18s %8.1f/%.1f MiB %7.1f MiB/s ", bar, pct, phase,
-		        (double)done / (1 << 20), (double)total / (1 << 20),
-		        (double)rate / (1 << 20));
+		human(d, sizeof(d), (double)done);
+		human(t, sizeof(t), (double)total);
+		human(r, sizeof(r), (double)rate);
+		eta(e, sizeof(e), done, total, rate);
+		n = snprintf(text, sizeof(text), "%3u%% %.20s %s/%s %s/s ETA %s", pct, phase, d, t, r,
+		             e);
+		if (n > width)
+			n = snprintf(text, sizeof(text), "%3u%% %.14s ETA %s", pct, phase, e);
+		if (n > width)
+			text[width > 0 ? width : 0] = '\0', n = width;
+		barw = width - n - 3;
+		if (barw > 40)
+			barw = 40;
+		if (barw >= 8) {
+			int fill = (int)(pct * (unsigned)barw / 100);
+
+			line[0] = '[';
+			for (int i = 0; i < barw; i++)
+				line[1 + i] = i < fill ? '#' : '.';
+			snprintf(line + 1 + barw, sizeof(line) - 1 - (size_t)barw, "] %s", text);
+		} else {
+			snprintf(line, sizeof(line), "%s", text);
+		}
+		fprintf(stderr, "\r%s\033[K", line);
 		w->drew = 1;
 	} else if (strcmp(phase, w->last_phase) != 0 || (int)pct / 10 != w->last_decile) {
 		fprintf(stderr, "%3u%% %s (%.1f/%.1f MiB)\n", pct, phase, (double)done / (1 << 20),
@@ -70,6 +140,7 @@ waiter_open(ctl *c, struct waiter *w)
 	memset(w, 0, sizeof(*w));
 	w->last_decile = -1;
 	w->tty         = isatty(STDERR_FILENO);
+	w->started_ms  = fb_clock_mono_ms();
 	if (fb_tls_config_client(&tls, c->ca, c->cert, c->key, c->server_name, 0, &err) ==
 	    FB_RV_OK) {
 		if (fb_events_sub_open(&w->sub, c->events_url, tls, "job/", &err) != FB_RV_OK) {
@@ -79,6 +150,23 @@ waiter_open(ctl *c, struct waiter *w)
 		}
 		nng_tls_config_free(tls);
 	}
+}
+
+/* After the state: what the job did and how long the wait took, one line:
+ * " in 12.3 s: 973 of 1024 blocks, 60.8 MiB of 64.0 MiB, 5.0 MiB/s". */
+static void
+summary(const struct waiter *w, const Failback__Job *j)
+{
+	double s = (double)(fb_clock_mono_ms() - w->started_ms) / 1000.0;
+	char   d[16], t[16], r[16];
+
+	human(d, sizeof(d), (double)j->bytes_done);
+	human(t, sizeof(t), (double)j->bytes_total);
+	human(r, sizeof(r), s > 0 ? (double)j->bytes_done / s : 0);
+	printf(" in %.1f s", s);
+	if (j->blocks_total > 0 || j->bytes_total > 0)
+		printf(": %llu of %llu blocks, %s of %s, %s/s", (unsigned long long)j->blocks_done,
+		       (unsigned long long)j->blocks_total, d, t, r);
 }
 
 /* Waits for job (a GUID or reference); returns the exit status. */
@@ -132,6 +220,7 @@ waiter_run(ctl *c, struct waiter *w, const char *job)
 				} else {
 					printf("job %s: %s (%d)", guid, state_name(rsp->job->job_state),
 					       rsp->job->job_state);
+					summary(w, rsp->job);
 					if (rsp->job->error_code != 0) {
 						printf(": %s (%u): ", fb_rv_name(rsp->job->error_code),
 						       rsp->job->error_code);

@@ -612,6 +612,57 @@ metrics_follow_a_failback_and_parse(void **state)
 	assert_true(metric(text, "failback_build_info{program=\"failback-primary\",version=\"" FB_VERSION "\"}") == 1);
 }
 
+/* `job wait` on a 60-column terminal (a pty, through script(1)): every
+ * redraw of the progress line fits in 59 columns, and the wait ends with
+ * the state and a one-line summary of what the job did. */
+static void
+progress_fits_the_terminal_and_ends_with_a_summary(void **state)
+{
+	char        job[40], cmd[4096];
+	const char *pki = fbt_pki();
+	int         widest = 0, redraws = 0;
+	char        last[128] = "";
+
+	(void)state;
+	assert_int_equal(fbt_image_mutate(disk, 400, 97), 400);
+	assert_int_equal(R("failback", "web", "--rp", p1), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	snprintf(cmd, sizeof(cmd),
+	         "stty cols 60 rows 20; %s --url %s --events-url %s --server-name "
+	         "replica.failback.test --ca %s/agents-ca.pem --cert %s/operator.pem --key "
+	         "%s/operator.key job wait %s",
+	         FBT_CTL, replica.control, replica.events, pki, pki, pki, job);
+	{
+		char *argv[] = {"/usr/bin/script", "-qec", cmd, "/dev/null", NULL};
+
+		assert_int_equal(fbt_run(argv, out, sizeof(out)), 0);
+	}
+	/* each segment between \r and \n is one drawing of the line */
+	for (char *p = out; *p != '\0';) {
+		size_t seg = strcspn(p, "\r\n"), vis = seg;
+		char  *k   = p;
+
+		while ((k = strstr(k, "\033[K")) != NULL && k < p + seg) {
+			vis -= 3;
+			k += 3;
+		}
+		if (seg > 0 && p[0] == '[') {
+			redraws++;
+			snprintf(last, sizeof(last), "%.*s", (int)(vis < seg ? vis : seg), p);
+		}
+		if ((int)vis > widest && strncmp(p, "job ", 4) != 0)
+			widest = (int)vis;
+		p += seg;
+		p += *p != '\0';
+	}
+	print_message("%d redraws, widest %d columns; the last: %s\n", redraws, widest, last);
+	assert_true(redraws > 0);
+	assert_true(widest <= 59);
+	assert_non_null(strstr(out, "Completed (7) in "));
+	assert_non_null(strstr(out, " blocks, "));
+	assert_non_null(strstr(out, "ETA "));
+}
+
 static void
 replica_agent_killed_mid_transfer_resumes_and_completes(void **state)
 {
@@ -1124,6 +1175,7 @@ main(void)
 	    cmocka_unit_test(failback_of_a_vm_that_is_not_a_recovery_vm_is_invalid_state),
 	    cmocka_unit_test(cancel_mid_transfer_restores_the_disk_byte_for_byte),
 	    cmocka_unit_test(metrics_follow_a_failback_and_parse),
+	    cmocka_unit_test(progress_fits_the_terminal_and_ends_with_a_summary),
 	    cmocka_unit_test(unknown_point_fails_the_job_with_file_not_found),
 	    cmocka_unit_test(unreachable_primary_fails_with_32777_and_a_second_call_is_in_use),
 	    cmocka_unit_test(wrong_certificate_pin_fails_the_job),
