@@ -24,6 +24,7 @@
 
 #include "failback/log.h"
 #include "failback/rpc.h"
+#include "failback/tls.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -47,11 +48,18 @@ client_dial_error(fb_err *err, int rv, const char *url, int flags)
 	switch (rv) {
 	case NNG_ECRYPTO:
 	case NNG_EPEERAUTH:
-	case NNG_ECONNSHUT:
+	case NNG_ECONNSHUT: {
+		char why[400];
+
+		if (fb_tls_last_refusal(why, sizeof(why)))
+			return fb_err_set(err, FB_RV_ACCESS_DENIED, "TLS handshake with %s refused: %s",
+			                  url, why);
+	}
 		return fb_err_set(err, FB_RV_ACCESS_DENIED,
 		                  "TLS handshake with %s refused (%s): the agent does not accept "
-		                  "this certificate on this listener, or the agent's certificate "
-		                  "is not from the trusted CA or not issued to the expected name",
+		                  "this certificate on this listener, the URL is not a failback "
+		                  "listener, or the agent's certificate is not from the trusted CA "
+		                  "or not issued to the expected name",
 		                  url, nng_strerror(rv));
 	case NNG_ECONNREFUSED:
 		return fb_err_set(err, FB_RV_NOT_AVAILABLE, "nothing is listening at %s", url);

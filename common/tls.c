@@ -83,11 +83,18 @@ tls_free_secret(char *buf, size_t len)
 	}
 }
 
+/* A file mbedTLS could not load: when the file itself cannot be read, say
+ * why (errno), which mbedTLS only calls "Read/write of file failed". */
 static uint32_t
 tls_mbed_err(fb_err *err, int mrv, const char *path, const char *what)
 {
 	char text[160];
+	FILE *f = fopen(path, "r");
 
+	if (f == NULL)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: %s: %s", path, what,
+		                  strerror(errno));
+	fclose(f);
 	mbedtls_strerror(mrv, text, sizeof(text));
 	return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: %s (%s)", path, what, text);
 }

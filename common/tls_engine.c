@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -202,6 +203,29 @@ fb_tls_crt_names(const mbedtls_x509_crt *crt, const char *name)
 	return 0;
 }
 
+/* Why the last client handshake of this process failed, in words
+ * (fb_tls_last_refusal): the checks are ours, so the reason is known. The
+ * peer's DNS names are noted by verify (the certificate is gone once the
+ * handshake failed). Best effort when handshakes run at once. */
+static pthread_mutex_t refusal_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char            refusal[600], peer_names[200];
+
+static void
+note_peer_names(const mbedtls_x509_crt *crt)
+{
+	char names[200] = "";
+
+	if (crt->ext_types & MBEDTLS_X509_EXT_SUBJECT_ALT_NAME)
+		for (const mbedtls_x509_sequence *q = &crt->subject_alt_names; q != NULL; q = q->next)
+			if (q->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME) &&
+			    strlen(names) + q->buf.len + 3 < sizeof(names))
+				snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%.*s",
+				         names[0] ? ", " : "", (int)q->buf.len, (const char *)q->buf.p);
+	pthread_mutex_lock(&refusal_mtx);
+	snprintf(peer_names, sizeof(peer_names), "%s", names[0] ? names : "none");
+	pthread_mutex_unlock(&refusal_mtx);
+}
+
 /* mbedTLS calls this for every certificate of the peer's chain; depth 0 is
  * the peer's own. Setting a flag fails the handshake. */
 static int
@@ -211,6 +235,8 @@ verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 
 	if (depth != 0)
 		return 0;
+	if (c->client)
+		note_peer_names(crt);
 	if (c->client && c->name[0] != '\0' && !fb_tls_crt_names(crt, c->name))
 		*flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
 	if (c->pin[0] != '\0') {
@@ -281,6 +307,68 @@ conn_close(nng_tls_engine_conn *ec)
 	(void)mbedtls_ssl_close_notify(&ec->ssl); /* best effort; the TCP close follows */
 }
 
+
+static void
+refusal_note(nng_tls_engine_conn *ec, int mrv)
+{
+	const nng_tls_engine_config *c  = ec->cfg;
+	uint32_t                     fl = mbedtls_ssl_get_verify_result(&ec->ssl);
+	char                         why[600], names[200];
+
+	pthread_mutex_lock(&refusal_mtx);
+	snprintf(names, sizeof(names), "%s", peer_names[0] ? peer_names : "none");
+	pthread_mutex_unlock(&refusal_mtx);
+	if (mrv == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && (fl & MBEDTLS_X509_BADCERT_CN_MISMATCH))
+		snprintf(why, sizeof(why),
+		         "the agent's certificate is not issued to %s (its DNS names: %s); check "
+		         "--server-name",
+		         c->name, names);
+	else if (mrv == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && (fl & MBEDTLS_X509_BADCERT_REVOKED))
+		snprintf(why, sizeof(why), "the agent's certificate is revoked (--crl)");
+	else if (mrv == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && (fl & MBEDTLS_X509_BADCERT_EXPIRED))
+		snprintf(why, sizeof(why), "the agent's certificate has expired");
+	else if (mrv == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && (fl & MBEDTLS_X509_BADCERT_FUTURE))
+		snprintf(why, sizeof(why), "the agent's certificate is not valid yet (check the clock)");
+	else if (mrv == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && c->pin[0] != '\0')
+		snprintf(why, sizeof(why),
+		         "the agent's certificate is not the pinned one (CertificateThumbPrint), "
+		         "or not from the CA in --ca");
+	else if (mrv == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED)
+		snprintf(why, sizeof(why),
+		         "the agent's certificate (%s) is not from the CA in --ca, or not usable for "
+		         "a server",
+		         names);
+	else if (mrv == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)
+		snprintf(why, sizeof(why),
+		         "the agent refused this certificate: its listener trusts another CA for "
+		         "this role (check --cert and the URL), or the certificate is expired or "
+		         "revoked");
+	else if (mrv == MBEDTLS_ERR_SSL_INVALID_RECORD || mrv == MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO ||
+	         mrv == MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE || mrv == MBEDTLS_ERR_SSL_INVALID_MAC)
+		snprintf(why, sizeof(why),
+		         "the other end does not speak TLS as a failback agent does (is the URL a "
+		         "failback listener?)");
+	else
+		return;
+	pthread_mutex_lock(&refusal_mtx);
+	snprintf(refusal, sizeof(refusal), "%s", why);
+	pthread_mutex_unlock(&refusal_mtx);
+}
+
+int
+fb_tls_last_refusal(char *buf, size_t len)
+{
+	int set;
+
+	pthread_mutex_lock(&refusal_mtx);
+	set = refusal[0] != '\0';
+	if (set)
+		snprintf(buf, len, "%s", refusal);
+	refusal[0] = '\0';
+	pthread_mutex_unlock(&refusal_mtx);
+	return set;
+}
+
 static int
 conn_handshake(nng_tls_engine_conn *ec)
 {
@@ -288,6 +376,9 @@ conn_handshake(nng_tls_engine_conn *ec)
 
 	if (mrv == 0)
 		conn_handshake_over(ec);
+	else if (ec->cfg->client && mrv != MBEDTLS_ERR_SSL_WANT_READ &&
+	         mrv != MBEDTLS_ERR_SSL_WANT_WRITE)
+		refusal_note(ec, mrv);
 	return mrv == 0 ? 0 : map_err(mrv);
 }
 

@@ -117,6 +117,7 @@ monitor_on_operator_listener_is_refused_at_handshake(void **state)
 {
 	(void)state;
 	assert_refused(replica.control, "monitor", "replica.failback.test");
+	assert_non_null(strstr(out, "the agent refused this certificate"));
 }
 
 static void
@@ -157,8 +158,11 @@ static void
 wrong_server_name_is_refused_by_the_client(void **state)
 {
 	(void)state;
-	/* The agent's certificate is from the right CA but names another host. */
+	/* The agent's certificate is from the right CA but names another host:
+	 * the refusal says which name it carries and what to check. */
 	assert_refused(wrongname.control, "operator", "replica.failback.test");
+	assert_non_null(strstr(out, "not issued to replica.failback.test (its DNS names: "
+	                            "wrong.failback.test); check --server-name"));
 	/* The same agent is accepted under the name it does carry. */
 	assert_int_equal(fbt_ctl(out, sizeof(out), wrongname.control, "operator",
 	                         "wrong.failback.test", "status", NULL),

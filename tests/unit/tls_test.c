@@ -126,6 +126,25 @@ key_of_another_certificate_is_refused(void **state)
 	assert_non_null(strstr(err.msg, "does not belong to certificate"));
 }
 
+/* A file that cannot be read says why (errno), not mbedTLS's "Read/write
+ * of file failed". */
+static void
+unreadable_files_are_named_with_the_reason(void **state)
+{
+	nng_tls_config *cfg = NULL;
+	fb_err          err = {0};
+
+	(void)state;
+	assert_int_equal(fb_tls_config_client(&cfg, f("agents-ca.pem"), f("missing.pem"),
+	                                      f("operator.key"), "x", 0, &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(err.msg, "missing.pem: cannot load certificate: No such file"));
+	assert_int_equal(fb_tls_config_client(&cfg, f("no-ca.pem"), f("operator.pem"),
+	                                      f("operator.key"), "x", 0, &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(err.msg, "no-ca.pem: cannot load CA certificate(s): No such file"));
+}
+
 static void
 non_pem_certificate_is_refused(void **state)
 {
@@ -387,6 +406,7 @@ main(void)
 	    cmocka_unit_test(missing_file_is_file_not_found),
 	    cmocka_unit_test(key_of_another_certificate_is_refused),
 	    cmocka_unit_test(non_pem_certificate_is_refused),
+	    cmocka_unit_test(unreadable_files_are_named_with_the_reason),
 	    cmocka_unit_test(expired_own_certificate_refused_only_when_asked),
 	    cmocka_unit_test(client_without_server_name_is_refused),
 	    cmocka_unit_test(subject_and_expiry_are_read),

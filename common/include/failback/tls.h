@@ -67,6 +67,12 @@ uint32_t fb_tls_config_client_pinned(nng_tls_config **out, const char *ca_file,
 void fb_tls_server_limits(unsigned max_conns, unsigned max_handshakes, void (*crowded)(void));
 unsigned long fb_tls_server_refused(void);
 
+/* fb_tls_last_refusal puts why this process's last client handshake
+ * failed into buf (the certificate's names, expiry, revocation, CA, pin;
+ * the agent refusing ours; a peer that does not speak TLS) and clears it;
+ * 0 when no reason is known. */
+int fb_tls_last_refusal(char *buf, size_t len);
+
 /* fb_tls_set_crl makes every configuration made after it check peers
  * against the certificate revocation lists in path (PEM, one or more; NULL
  * or "" for none). A CRL past its next update refuses every certificate of
