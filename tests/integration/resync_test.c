@@ -624,6 +624,14 @@ progress_fits_the_terminal_and_ends_with_a_summary(void **state)
 	char        last[128] = "";
 
 	(void)state;
+	{
+		char *probe[] = {"/usr/bin/script", "-qec", "true", "/dev/null", NULL};
+
+		if (fbt_run(probe, out, sizeof(out)) != 0) {
+			print_message("skipped: script(1) cannot open a pseudo-terminal here (%s)\n", out);
+			skip();
+		}
+	}
 	assert_int_equal(fbt_image_mutate(disk, 400, 97), 400);
 	assert_int_equal(R("failback", "web", "--rp", p1), 0);
 	grab("InstanceID=\"", job, sizeof(job));
