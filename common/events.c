@@ -127,7 +127,9 @@ fb_events_sub_open(fb_events_sub **out, const char *url, nng_tls_config *tls, co
 	*out = sub;
 	return FB_RV_OK;
 fail:
-	nng_close(sub->sock); /* no pipe exists yet: safe */
+	/* Left to the process exit, not closed: NNG 1.5.2's close can block for
+	 * good once an earlier close in the process wedged its reaper
+	 * (docs/OPERATIONS.md), and a refused subscriber is a caller's last act. */
 	free(sub);
 	if (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH || rv == NNG_ECONNSHUT)
 		return fb_err_set(err, FB_RV_ACCESS_DENIED, "TLS handshake with %s refused (%s)",

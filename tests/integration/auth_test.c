@@ -260,7 +260,7 @@ raw_call_as(const char *url, const char *id, const void *bytes, size_t len, char
 	snprintf(desc, desclen, "%s", rep->description);
 	failback__reply__free_unpacked(rep, NULL);
 	nng_msg_free(m);
-	nng_close(s); /* the reply was received: nothing in flight */
+	/* the socket is left to the exit, like every client here (clients.h) */
 	nng_tls_config_free(tls);
 	return rv;
 }

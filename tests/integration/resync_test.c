@@ -484,7 +484,8 @@ static void
 wait_transferring(const char *job)
 {
 	for (int i = 0; i < 600; i++) {
-		assert_int_equal(R("--json", "job", "show", job), 0);
+		if (R("--json", "job", "show", job) != 0)
+			fail_msg("job show %s failed: %s", job, out);
 		if (strstr(out, "\"phase\":\"Transferring\"") != NULL &&
 		    strstr(out, "\"blocks_done\":0,") == NULL)
 			return;
