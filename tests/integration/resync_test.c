@@ -803,6 +803,15 @@ a_point_being_pulled_is_kept_past_recovery_history(void **state)
 	assert_true(fbt_file_contains(primary.log, "FB4025"));
 	assert_int_equal(P("primary-rp", "list", "web"), 0);
 	assert_non_null(strstr(out, pa));
+	/* The tests after this one fail back to "P1": make it the newest point
+	 * (RecoveryHistory keeps it), of the image as it is now. */
+	assert_int_equal(P("--json", "primary-rp", "create", "web"), 0);
+	grab("\"point\":{\"id\":\"", p1, sizeof(p1));
+	{
+		char *const cp[] = {(char *)"/bin/cp", (char *)"--sparse=always", img, p1img, NULL};
+
+		assert_int_equal(fbt_run(cp, out, sizeof(out)), 0);
+	}
 }
 
 /*
