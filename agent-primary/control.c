@@ -102,7 +102,8 @@ create_rp(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	if (rv != FB_RV_OK)
 		return fb_pb_fail(call, &err);
 	snprintf(ref, sizeof(ref), "Msvm_ConcreteJob.InstanceID=\"%s\"", id);
-	if ((rsp->job = fb_rpc_strdup(call, ref)) == NULL)
+	if ((rsp->job = fb_rpc_strdup(call, ref)) == NULL ||
+	    (rsp->job_id = fb_rpc_strdup(call, id)) == NULL)
 		return oom(call);
 	return FB_RV_JOB_STARTED;
 }
@@ -143,6 +144,32 @@ remove_rp(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 }
 
 static uint32_t
+remove_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	primary                                         *p   = arg;
+	const Failback__PrimaryRemoveVirtualSystemRequest *req = (const void *)in;
+	Failback__PrimaryRemoveVirtualSystemResponse      *rsp = (void *)out;
+	fb_rp_stats                                      st  = {0};
+	fb_err                                           err = {0};
+	fb_vm                                           *vm;
+
+	if (fb_vm_get(p->db, req->vm, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (fb_rp_remove_vm(p->db, p->store, vm->id, req->force, &st, &err) != FB_RV_OK) {
+		free(vm);
+		return fb_pb_fail(call, &err);
+	}
+	fb_log_info("FB4006", "VM %s (%s) unregistered%s: %llu recovery points removed, %llu "
+	            "blocks freed; its disks are untouched",
+	            vm->name, vm->id, req->force ? " (forced)" : "",
+	            (unsigned long long)st.points_pruned, (unsigned long long)st.blocks_freed);
+	free(vm);
+	rsp->points_removed = st.points_pruned;
+	rsp->blocks_freed   = st.blocks_freed;
+	return FB_RV_OK;
+}
+
+static uint32_t
 list_vms(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
 	primary                                     *p   = arg;
@@ -168,6 +195,7 @@ const fb_rpc_method primary_control_methods[] = {
     {"ListVirtualSystems", list_vms, FB_ROLES_READ},
     {"GetPointJob", points_get_job, FB_ROLES_ALL}, /* the reverse's worker follows its point */
     {"CancelPointJob", points_cancel_job, FB_ROLE_OPERATOR},
+    {"RemoveVirtualSystem", remove_vm, FB_ROLE_OPERATOR},
 };
 const size_t primary_control_nmethods =
     sizeof(primary_control_methods) / sizeof(primary_control_methods[0]);

@@ -56,7 +56,7 @@ const fb_db_schema primary_schema = {"primary", point_job_migrations,
 
 typedef struct pjob {
 	primary *p;
-	char     id[FB_ID_LEN + 1], vm_id[FB_ID_LEN + 1], vm_name[FB_NAME_MAX + 1];
+	char     id[FB_ID_LEN + 1], vm_id[FB_ID_LEN + 1], vm_name[FB_VM_NAME_MAX + 1];
 	char     rp_id[FB_ID_LEN + 1];
 	int      type, state, cancel, ending; /* ending: the scan is over */
 	char     phase[32];
@@ -401,7 +401,7 @@ points_get_job(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobu
 	if ((job = fb_rpc_alloc(call, sizeof(*job))) == NULL)
 		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
 	failback__job__init(job);
-	job->instance_id            = fb_rpc_strdup(call, v.id);
+	job->job_id            = fb_rpc_strdup(call, v.id);
 	job->job_type               = JT_CREATE_SNAPSHOT;
 	job->job_state              = (Failback__JobState)v.state;
 	job->percent_complete       = v.state == JS(COMPLETED) ? 100
@@ -419,7 +419,7 @@ points_get_job(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobu
 	job->bytes_done             = v.bytes_done;
 	job->bytes_total            = v.bytes_total;
 	rsp->job                    = job;
-	if (job->instance_id == NULL || job->error_description == NULL || job->vm_id == NULL ||
+	if (job->job_id == NULL || job->error_description == NULL || job->vm_id == NULL ||
 	    job->phase == NULL)
 		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
 	if (v.state == JS(COMPLETED)) {

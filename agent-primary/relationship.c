@@ -124,7 +124,7 @@ adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	char                           job[FB_ID_LEN + 1];
 	uint32_t                       rv;
 
-	if (!fb_id_valid(req->vm_id) || !fb_name_valid(req->vm_name) ||
+	if (!fb_id_valid(req->vm_id) || !fb_vm_name_valid(req->vm_name) ||
 	    req->recovery_history > FB_MAX_HISTORY)
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER, "not a usable VM identity");
 	if (strlen(req->recovery_url) > FB_WIRE_MAX_URL ||

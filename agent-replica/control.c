@@ -8,12 +8,17 @@
  * the job is persisted and the method returns 4096 with its reference.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "failback/clock.h"
+#include "failback/fsops.h"
 #include "failback/id.h"
 #include "failback/log.h"
 #include "failback/pb.h"
@@ -50,7 +55,8 @@ started(fb_rpc_call *call, ProtobufCMessage *out, const char *job_id)
 	char                          ref[128];
 
 	snprintf(ref, sizeof(ref), JOB_REF_FMT, job_id);
-	if ((rsp->job = fb_rpc_strdup(call, ref)) == NULL)
+	if ((rsp->job = fb_rpc_strdup(call, ref)) == NULL ||
+	    (rsp->job_id = fb_rpc_strdup(call, job_id)) == NULL)
 		return oom(call);
 	return FB_RV_JOB_STARTED;
 }
@@ -202,12 +208,17 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	fb_err                            err  = {0};
 	char                              id[FB_ID_LEN + 1];
 	const char                       *key  = req->vm;
+	char                              path_id[FB_ID_LEN + 1];
+	int                               is_path = fb_vm_ref_parse(req->vm, path_id, sizeof(path_id));
 
-	if (!fb_id_valid(req->vm) && !fb_name_valid(req->vm))
+	if (is_path == 1)
+		key = path_id;
+	if (is_path < 0 || (!fb_id_valid(key) && !fb_vm_name_valid(key)))
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
-		                   "'%.80s' is neither a VM GUID nor a VM name", req->vm);
+		                   "'%.80s' is neither a VM GUID, a VM name nor a VM's CIM object path",
+		                   req->vm);
 	/* A VM the replica does not hold yet is learnt from the primary. */
-	if (fb_vm_get(r->db, req->vm, &vm, &err) == FB_RV_OK) {
+	if (fb_vm_get(r->db, key, &vm, &err) == FB_RV_OK) {
 		if (vmstate_check(driver_of(JT_REPLICATE), vm, &err) != FB_RV_OK) {
 			free(vm);
 			return fb_pb_fail(call, &err);
@@ -331,11 +342,11 @@ job_message(replica *r, fb_rpc_call *call, const char *ref, fb_err *err)
 	job->blocks_done       = row.blocks_done;
 	job->blocks_total      = row.blocks_total;
 	job->rate_bytes_per_s  = row.rate;
-	job->instance_id       = fb_rpc_strdup(call, row.id);
+	job->job_id       = fb_rpc_strdup(call, row.id);
 	job->vm_id             = fb_rpc_strdup(call, row.vm_id);
 	job->phase             = fb_rpc_strdup(call, row.phase);
 	job->error_description = fb_rpc_strdup(call, row.error);
-	if (job->instance_id == NULL || job->vm_id == NULL || job->phase == NULL ||
+	if (job->job_id == NULL || job->vm_id == NULL || job->phase == NULL ||
 	    job->error_description == NULL) {
 		fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 		return NULL;
@@ -430,7 +441,7 @@ get_job_error(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	         "<PROPERTY NAME=\"CIMStatusCode\" TYPE=\"uint32\"><VALUE>%u</VALUE></PROPERTY>"
 	         "<PROPERTY NAME=\"ErrorSource\" TYPE=\"string\"><VALUE>%s</VALUE></PROPERTY>"
 	         "</INSTANCE>",
-	         msg, job->error_code, job->instance_id);
+	         msg, job->error_code, job->job_id);
 	rsp->error = fb_rpc_strdup(call, xml);
 	return rsp->error != NULL ? FB_RV_OK : oom(call);
 }
@@ -517,6 +528,89 @@ fail:
 	return fb_pb_fail(call, &err);
 }
 
+/* Deletes the regular files in dir (the VM's recovery disks under the
+ * data directory) and dir itself; returns how many files went. */
+static uint64_t
+delete_vm_dir(const char *dir, fb_err *err)
+{
+	DIR           *d = opendir(dir);
+	struct dirent *e;
+	uint64_t       n = 0;
+
+	if (d == NULL) {
+		if (errno != ENOENT)
+			fb_err_errno(err, errno, dir);
+		return 0;
+	}
+	while ((e = readdir(d)) != NULL) {
+		char path[PATH_MAX + 256];
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0)
+			n++;
+		else
+			fb_err_errno(err, errno, path);
+	}
+	closedir(d);
+	if (rmdir(dir) != 0 && err->rv == FB_RV_OK)
+		fb_err_errno(err, errno, dir);
+	fb_fs_fsync_dir(dir);
+	return n;
+}
+
+static uint32_t
+remove_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	replica                                  *r   = arg;
+	const Failback__RemoveVirtualSystemRequest *req = (const void *)in;
+	Failback__RemoveVirtualSystemResponse      *rsp = (void *)out;
+	fb_rp_stats                               st  = {0};
+	fb_err                                    err = {0}, derr = {0};
+	fb_vm                                    *vm;
+	char                                      dir[PATH_MAX];
+	uint32_t                                  rv;
+
+	if (fb_vm_get(r->db, req->vm, &vm, &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (jobs_vm_busy(vm->id)) {
+		rv = fb_rpc_fail(call, FB_RV_SYSTEM_IN_USE,
+		                 "VM %s has a job running: cancel it or wait for it (failbackctl job "
+		                 "list %s)",
+		                 vm->name, vm->id);
+		goto out;
+	}
+	if (req->delete_disks && (vm->state == FAILBACK__REPLICATION_STATE__RS_RECOVERED ||
+	                          vm->state == FAILBACK__REPLICATION_STATE__RS_COMMITTED)) {
+		rv = fb_rpc_fail(call, FB_RV_INVALID_STATE,
+		                 "VM %s is failed over: the recovery VM runs on its disks; remove it "
+		                 "without --delete-disks, or fail back first",
+		                 vm->name);
+		goto out;
+	}
+	if ((rv = replica_path_vm(r, vm->id, dir, sizeof(dir), &err)) != FB_RV_OK ||
+	    (rv = fb_rp_remove_vm(r->db, r->store, vm->id, 0, &st, &err)) != FB_RV_OK) {
+		rv = fb_pb_fail(call, &err);
+		goto out;
+	}
+	/* The registry no longer names the disks: deleting them now cannot
+	 * leave a VM whose disks are gone. */
+	if (req->delete_disks)
+		rsp->disks_deleted = delete_vm_dir(dir, &derr);
+	fb_log_info("FB5043", "VM %s (%s) unregistered: %llu recovery points removed, %llu blocks "
+	            "freed, %llu disk files deleted%s%s",
+	            vm->name, vm->id, (unsigned long long)st.points_pruned,
+	            (unsigned long long)st.blocks_freed, (unsigned long long)rsp->disks_deleted,
+	            derr.rv != FB_RV_OK ? "; " : "", derr.rv != FB_RV_OK ? derr.msg : "");
+	rsp->points_removed = st.points_pruned;
+	rsp->blocks_freed   = st.blocks_freed;
+	rv                  = FB_RV_OK;
+out:
+	free(vm);
+	return rv;
+}
+
 const fb_rpc_method replica_control_methods[] = {
     {"InitiateFailback", initiate_failback, FB_ROLE_OPERATOR},
     {"InitiateFailover", initiate_failover, FB_ROLE_OPERATOR},
@@ -531,6 +625,7 @@ const fb_rpc_method replica_control_methods[] = {
     {"ListJobs", list_jobs, FB_ROLES_READ},
     {"RequestJobStateChange", request_job_state_change, FB_ROLE_OPERATOR},
     {"GetJobError", get_job_error, FB_ROLES_READ},
+    {"RemoveVirtualSystem", remove_vm, FB_ROLE_OPERATOR},
 };
 const size_t replica_control_nmethods =
     sizeof(replica_control_methods) / sizeof(replica_control_methods[0]);

@@ -22,7 +22,7 @@ extern const fb_db_schema job_store_schema;
 
 typedef struct job_row {
 	char     id[FB_ID_LEN + 1];
-	char     vm_id[FB_NAME_MAX + 1 > FB_ID_LEN + 1 ? FB_NAME_MAX + 1 : FB_ID_LEN + 1];
+	char     vm_id[FB_VM_NAME_MAX + 1]; /* the GUID, or the name a first replication was given */
 	int      type;
 	int      state;
 	char     phase[32];

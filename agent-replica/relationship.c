@@ -38,7 +38,7 @@ adopt_check(const Failback__Relationship *req, fb_vm *vm, fb_err *err)
 	fb_vm_disk want[FB_MAX_DISKS];
 	uint32_t   rv;
 
-	if (!fb_id_valid(req->vm_id) || !fb_name_valid(req->vm_name) ||
+	if (!fb_id_valid(req->vm_id) || !fb_vm_name_valid(req->vm_name) ||
 	    req->recovery_history > FB_MAX_HISTORY)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "not a usable VM identity");
 	if (strncmp(req->primary_url, "tls+tcp://", 10) != 0 ||

@@ -75,8 +75,7 @@ typedef struct run {
 	const struct job_driver *drv;
 	Failback__JobParams     *params; /* immutable while the run lives */
 	char                     id[FB_ID_LEN + 1];
-	char                     vm_key[FB_NAME_MAX + 1 > FB_ID_LEN + 1 ? FB_NAME_MAX + 1
-	                                                                : FB_ID_LEN + 1];
+	char                     vm_key[FB_VM_NAME_MAX + 1];
 	char                     vm_id[FB_ID_LEN + 1];
 	int                      state;
 	char                     phase[32];

@@ -153,7 +153,7 @@ replicate_vm(worker *w, const Failback__NegotiateResponse *nr, fb_vm **vm, fb_er
 		}
 		return FB_RV_OK;
 	}
-	if (!fb_name_valid(nr->vm_name))
+	if (!fb_vm_name_valid(nr->vm_name))
 		return fb_err_set(err, FB_RV_FAILED, "the primary names the VM '%.80s'", nr->vm_name);
 	if ((disks = calloc(t->n_disks, sizeof(*disks))) == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");

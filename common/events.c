@@ -3,6 +3,7 @@
  * socket is shared by every job thread; NNG serialises sends on a pub0
  * socket, and the sequence number is an atomic so subscribers can see gaps.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,42 @@ struct fb_events_pub {
 };
 
 struct fb_events_sub {
-	nng_socket sock;
+	nng_socket            sock;
+	atomic_int            pipes; /* connections now attached (pipe callbacks) */
+	struct fb_events_sub *next;  /* on the abandoned list */
 };
+
+/* Subscribers whose socket is left open: the pipe callbacks may still
+ * touch them, so they are kept (and stay reachable) until the exit. */
+static pthread_mutex_t abandoned_mu = PTHREAD_MUTEX_INITIALIZER;
+static fb_events_sub  *abandoned;
+
+static void
+keep_abandoned(fb_events_sub *sub)
+{
+	pthread_mutex_lock(&abandoned_mu);
+	sub->next = abandoned;
+	abandoned = sub;
+	pthread_mutex_unlock(&abandoned_mu);
+}
+
+static void
+sub_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	fb_events_sub *sub = arg;
+
+	(void)p;
+	if (ev == NNG_PIPE_EV_ADD_POST)
+		atomic_fetch_add(&sub->pipes, 1);
+	else if (ev == NNG_PIPE_EV_REM_POST)
+		atomic_fetch_sub(&sub->pipes, 1);
+}
+
+int
+fb_events_sub_connected(fb_events_sub *sub)
+{
+	return atomic_load(&sub->pipes) > 0;
+}
 
 /* Subscribers that got past their handshake (conns.h). */
 static void
@@ -117,6 +152,8 @@ fb_events_sub_open(fb_events_sub **out, const char *url, nng_tls_config *tls, co
 	nng_socket_set_int(sub->sock, NNG_OPT_RECVBUF, 1024);
 	nng_socket_set_ms(sub->sock, NNG_OPT_RECONNMINT, 100);
 	nng_socket_set_ms(sub->sock, NNG_OPT_RECONNMAXT, 2000);
+	nng_pipe_notify(sub->sock, NNG_PIPE_EV_ADD_POST, sub_pipe_cb, sub);
+	nng_pipe_notify(sub->sock, NNG_PIPE_EV_REM_POST, sub_pipe_cb, sub);
 	if ((rv = nng_socket_set(sub->sock, NNG_OPT_SUB_SUBSCRIBE, prefix, strlen(prefix))) != 0 ||
 	    (rv = nng_dialer_create(&d, sub->sock, url)) != 0 ||
 	    (tls != NULL && (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls)) != 0))
@@ -130,7 +167,7 @@ fail:
 	/* Left to the process exit, not closed: NNG 1.5.2's close can block for
 	 * good once an earlier close in the process wedged its reaper
 	 * (docs/OPERATIONS.md), and a refused subscriber is a caller's last act. */
-	free(sub);
+	keep_abandoned(sub);
 	if (rv == NNG_ECRYPTO || rv == NNG_EPEERAUTH || rv == NNG_ECONNSHUT)
 		return fb_err_set(err, FB_RV_ACCESS_DENIED, "TLS handshake with %s refused (%s)",
 		                  url, nng_strerror(rv));
@@ -191,5 +228,6 @@ fb_events_sub_close(fb_events_sub *sub)
 void
 fb_events_sub_abandon(fb_events_sub *sub)
 {
-	free(sub); /* the socket is left to the process's exit */
+	if (sub != NULL)
+		keep_abandoned(sub); /* the socket is left to the process's exit */
 }

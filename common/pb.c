@@ -32,8 +32,11 @@ fb_pb_vm(fb_rpc_call *call, const fb_vm *vm)
 	m->peer_url           = fb_rpc_strdup(call, vm->peer_url);
 	m->peer_name          = fb_rpc_strdup(call, vm->peer_name);
 	m->pending_peer       = fb_rpc_strdup(call, vm->pending_peer);
-	if (m->peer_url == NULL || m->peer_name == NULL || m->pending_peer == NULL)
+	m->cim_path           = fb_rpc_alloc(call, FB_VM_CIM_PATH_MAX);
+	if (m->peer_url == NULL || m->peer_name == NULL || m->pending_peer == NULL ||
+	    m->cim_path == NULL)
 		return NULL;
+	fb_vm_cim_path(vm->id, m->cim_path, FB_VM_CIM_PATH_MAX);
 	m->n_disks            = vm->ndisks;
 	m->disks              = fb_rpc_alloc(call, vm->ndisks * sizeof(*m->disks));
 	if (m->id == NULL || m->name == NULL || m->disks == NULL)

@@ -726,6 +726,95 @@ out:
 }
 
 uint32_t
+fb_rp_remove_vm(fb_db *db, fb_store *store, const char *vm_ref, int force, fb_rp_stats *stats,
+                fb_err *err)
+{
+	fb_vm        *vm;
+	sqlite3_stmt *st;
+	char        (*ids)[FB_ID_LEN + 1] = NULL;
+	size_t        n = 0, cap = 0;
+	fb_rp_stats   local = {0};
+	uint32_t      rv;
+	int           rc;
+
+	if (stats == NULL)
+		stats = &local;
+	if ((rv = fb_vm_get(db, vm_ref, &vm, err)) != FB_RV_OK)
+		return rv;
+	if (!rp_busy_take(vm->id)) {
+		rv = fb_err_set(err, FB_RV_SYSTEM_IN_USE,
+		                "VM '%s' has a recovery point operation in progress", vm->name);
+		free(vm);
+		return rv;
+	}
+	pthread_mutex_lock(&write_mtx);
+	if ((rv = fb_db_begin(db, err)) != FB_RV_OK)
+		goto out;
+	if ((rv = fb_db_prepare(db, "SELECT id FROM rps WHERE vm_id = ?", &st, err)) != FB_RV_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t cap2 = cap ? cap * 2 : 8;
+			void  *more = realloc(ids, cap2 * sizeof(*ids));
+
+			if (more == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			ids = more;
+			cap = cap2;
+		}
+		snprintf(ids[n++], FB_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rv = fb_db_err(db, rc, "list the VM's points", err);
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!force && keep_fn != NULL && keep_fn(ids[i])) {
+			rv = fb_err_set(err, FB_RV_SYSTEM_IN_USE,
+			                "recovery point %s of VM '%s' was pulled by a replica agent in the "
+			                "last minutes, and a failback or replication may still need it: "
+			                "wait, or remove with force",
+			                ids[i], vm->name);
+			goto fail;
+		}
+	for (size_t i = 0; i < n && rv == FB_RV_OK; i++)
+		rv = rp_drop(db, store, ids[i], err);
+	if (rv != FB_RV_OK)
+		goto fail;
+	if ((rv = fb_db_prepare(db, "DELETE FROM vms WHERE id = ?", &st, err)) != FB_RV_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rv = fb_db_err(db, rc, "remove the VM", err);
+		goto fail;
+	}
+	if (rp_may_sweep(0) && (rv = fb_store_sweep(store, &stats->blocks_freed, err)) != FB_RV_OK)
+		goto fail;
+	if ((rv = fb_db_commit(db, err)) != FB_RV_OK) {
+		fb_store_forget(store);
+		goto out;
+	}
+	fb_store_release(store);
+	stats->points_pruned = n;
+	goto out;
+fail:
+	fb_db_rollback(db);
+	fb_store_forget(store);
+out:
+	pthread_mutex_unlock(&write_mtx);
+	rp_busy_give(vm->id);
+	free(vm);
+	free(ids);
+	return rv;
+}
+
+uint32_t
 fb_rp_leaves(fb_db *db, const char *rp_id, const char *disk, fb_hash **leaves, uint64_t *n,
              fb_err *err)
 {

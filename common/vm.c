@@ -66,10 +66,9 @@ fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t n
 	uint32_t      rv;
 	int           rc;
 
-	if (!fb_name_valid(name))
-		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
-		                  "VM name must be 1-64 characters of A-Z a-z 0-9 . _ - "
-		                  "(got '%.80s')", name ? name : "");
+	if (!fb_vm_name_valid(name))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, FB_VM_NAME_RULE " (got '%.80s')",
+		                  name ? name : "");
 	if (npaths == 0 || npaths > FB_MAX_DISKS)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "a VM has 1 to %d disks",
 		                  FB_MAX_DISKS);
@@ -208,10 +207,23 @@ fb_vm_get(fb_db *db, const char *ref, fb_vm **out, fb_err *err)
 	fb_vm        *vm;
 	uint32_t      rv;
 	int           rc;
+	char          path_id[FB_ID_LEN + 1];
 
-	if (!fb_id_valid(ref) && !fb_name_valid(ref))
+	switch (fb_vm_ref_parse(ref, path_id, sizeof(path_id))) {
+	case 1:
+		ref = path_id;
+		break;
+	case -1:
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
-		                  "'%.80s' is neither a VM GUID nor a VM name", ref ? ref : "");
+		                  "'%.200s' is not a CIM object path of a VM: expected "
+		                  "Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\","
+		                  "Name=\"<GUID>\"",
+		                  ref);
+	}
+	if (!fb_id_valid(ref) && !fb_vm_name_valid(ref))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "'%.80s' is neither a VM GUID, a VM name nor a VM's CIM object path",
+		                  ref ? ref : "");
 	if ((vm = malloc(sizeof(*vm))) == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	fb_db_lock(db);
@@ -289,7 +301,7 @@ fb_vm_add_replica(fb_db *db, const char *id, const char *name, const fb_vm_disk 
 	uint32_t      rv;
 	int           rc;
 
-	if (!fb_id_valid(id) || !fb_name_valid(name) || ndisks == 0 || ndisks > FB_MAX_DISKS)
+	if (!fb_id_valid(id) || !fb_vm_name_valid(name) || ndisks == 0 || ndisks > FB_MAX_DISKS)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "bad VM identity from the primary");
 	for (size_t i = 0; i < ndisks; i++)
 		if (!fb_name_valid(disks[i].name))
@@ -416,7 +428,7 @@ fb_vm_put(fb_db *db, const fb_vm *vm, fb_err *err)
 	uint32_t      rv;
 	int           rc;
 
-	if (!fb_id_valid(vm->id) || !fb_name_valid(vm->name) || vm->ndisks == 0 ||
+	if (!fb_id_valid(vm->id) || !fb_vm_name_valid(vm->name) || vm->ndisks == 0 ||
 	    vm->ndisks > FB_MAX_DISKS || vm->recovery_history > FB_MAX_HISTORY)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "not a usable VM record");
 	for (size_t i = 0; i < vm->ndisks; i++)

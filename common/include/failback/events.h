@@ -42,6 +42,11 @@ uint32_t fb_events_sub_open(fb_events_sub **out, const char *url, nng_tls_config
 uint32_t fb_events_sub_next(fb_events_sub *sub, uint32_t timeout_ms, Failback__JobEvent **ev,
                             fb_err *err);
 
+/* fb_events_sub_connected is 1 while a connection to the publisher is
+ * attached: one that was refused (or reached a listener of another
+ * protocol) never is, so a caller can give up instead of waiting. */
+int fb_events_sub_connected(fb_events_sub *sub);
+
 /* fb_events_sub_close closes the subscriber. NNG 1.5.2 can hang closing a
  * socket while a message is arriving, so call it only when the publisher
  * cannot be sending (tests); a program that stops while events flow exits

@@ -84,6 +84,14 @@ uint32_t fb_rp_list(fb_db *db, const char *vm_ref, fb_rp **out, size_t *n, fb_er
 uint32_t fb_rp_remove(fb_db *db, fb_store *store, const char *vm_ref, const char *rp_id,
                       fb_rp_stats *stats, fb_err *err);
 
+/* fb_rp_remove_vm unregisters a VM: its points (freeing the blocks only
+ * they used), its disks' records and the VM, in one transaction. Its disk
+ * images are not touched. System in use while a point operation runs or
+ * a replica agent is pulling one of its points (fb_rp_set_keep) unless
+ * force. */
+uint32_t fb_rp_remove_vm(fb_db *db, fb_store *store, const char *vm_ref, int force,
+                         fb_rp_stats *stats, fb_err *err);
+
 /* A block a caller appended to the store for a point it is about to adopt. */
 typedef struct fb_rp_block {
 	fb_hash      h;

@@ -25,7 +25,7 @@ typedef struct fb_vm_disk {
 
 typedef struct fb_vm {
 	char       id[FB_ID_LEN + 1];
-	char       name[FB_NAME_MAX + 1];
+	char       name[FB_VM_NAME_MAX + 1];
 	int        state;  /* ReplicationState */
 	int        mode;   /* ReplicationMode */
 	int        health; /* ReplicationHealth */
