@@ -1,347 +1,387 @@
 /*
  * cmd_replica.c - commands for the replica agent's ReplicationService:
- * VMs, recovery points, jobs, failback, failover and replication.
+ * VMs, recovery points, jobs, failback, failover and replication. Lists
+ * print as tables; --json prints the same data in the envelope.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ctl.h"
 #include "replica.pb-c.h"
 
-#define SETTINGS_MAX (64u << 10)
-
 #define SVC (&failback__replication_service__descriptor)
 
-static const ctl_cmd *
-self(const char *group, const char *sub)
+static const char *const opt_wait_help = "follow the job to its end, with progress; exit 0 only "
+                                         "if it completed";
+
+void
+ctl_vm_table(Failback__VirtualSystem *const *vms, size_t n)
 {
-	for (const ctl_cmd *c = ctl_replica_cmds; c->group != NULL; c++)
-		if (strcmp(c->group, group) == 0 &&
-		    ((c->sub == NULL && sub == NULL) ||
-		     (c->sub != NULL && sub != NULL && strcmp(c->sub, sub) == 0)))
-			return c;
-	return NULL;
+	static const char *const heads[] = {"NAME", "STATE", "HEALTH", "DISKS", "SIZE", "GEN", "ID"};
+	ctl_table               *t       = ctl_table_new(heads, 7);
+
+	for (size_t i = 0; i < n; i++) {
+		const Failback__VirtualSystem *v = vms[i];
+		char                           state[64], health[32], size[16];
+		uint64_t                       bytes = 0;
+		const ProtobufCEnumValue      *hv    = protobuf_c_enum_descriptor_get_value(
+                    &failback__replication_health__descriptor, v->replication_health);
+
+		for (size_t d = 0; d < v->n_disks; d++)
+			bytes += v->disks[d]->size_bytes;
+		ctl_state_text(&failback__replication_state__descriptor, v->replication_state, state,
+		               sizeof(state));
+		if (hv != NULL)
+			ctl_enum_name(hv, health, sizeof(health));
+		else
+			snprintf(health, sizeof(health), "%d", v->replication_health);
+		ctl_human_bytes(size, sizeof(size), (double)bytes);
+		ctl_table_cell(t, "%s", v->name);
+		ctl_table_cell(t, "%s", state);
+		ctl_table_cell(t, "%s", health);
+		ctl_table_cell(t, "%zu", v->n_disks);
+		ctl_table_cell(t, "%s", size);
+		ctl_table_cell(t, "%llu", (unsigned long long)v->generation);
+		ctl_table_cell(t, "%s", v->id);
+	}
+	ctl_table_print(t, stdout);
+}
+
+void
+ctl_rp_table(Failback__RecoveryPoint *const *rps, size_t n)
+{
+	static const char *const heads[] = {"ID", "TIME", "TYPE", "DISKS", "SIZE", "BLOCKS"};
+	ctl_table               *t       = ctl_table_new(heads, 6);
+
+	for (size_t i = 0; i < n; i++) {
+		const Failback__RecoveryPoint *p = rps[i];
+		const ProtobufCEnumValue      *tv =
+		    protobuf_c_enum_descriptor_get_value(&failback__recovery_point_type__descriptor,
+		                                         p->type);
+		char     when[40], type[40], size[16];
+		uint64_t bytes = 0;
+
+		for (size_t d = 0; d < p->n_disks; d++)
+			bytes += p->disks[d]->size_bytes;
+		ctl_iso_time(p->time_unix_ms, when, sizeof(when));
+		if (tv != NULL)
+			ctl_enum_name(tv, type, sizeof(type));
+		else
+			snprintf(type, sizeof(type), "%d", p->type);
+		ctl_human_bytes(size, sizeof(size), (double)bytes);
+		ctl_table_cell(t, "%s", p->id);
+		ctl_table_cell(t, "%s", when);
+		ctl_table_cell(t, "%s", type);
+		ctl_table_cell(t, "%zu", p->n_disks);
+		ctl_table_cell(t, "%s", size);
+		/* A history point is held as ids and roots: its blocks are elsewhere. */
+		ctl_table_cell(t, "%s", p->history ? "elsewhere (history)" : "here");
+	}
+	ctl_table_print(t, stdout);
+}
+
+void
+ctl_job_table(Failback__Job *const *jobs, size_t n, Failback__VirtualSystem *const *names,
+              size_t nnames)
+{
+	static const char *const heads[] = {"JOB ID", "TYPE",  "STATE",    "PHASE",
+	                                    "%",      "VM",    "SUBMITTED", "ERROR"};
+	ctl_table               *t       = ctl_table_new(heads, 8);
+
+	for (size_t i = 0; i < n; i++) {
+		const Failback__Job *j  = jobs[i];
+		const char          *vm = j->vm_id;
+		char                 state[48], when[40];
+
+		for (size_t k = 0; k < nnames; k++)
+			if (strcasecmp(names[k]->id, j->vm_id) == 0)
+				vm = names[k]->name;
+		ctl_state_text(&failback__job_state__descriptor, j->job_state, state, sizeof(state));
+		ctl_iso_time(j->time_submitted_unix_ms, when, sizeof(when));
+		ctl_table_cell(t, "%s", j->job_id);
+		ctl_table_cell(t, "%s", ctl_job_type_name(j->job_type));
+		ctl_table_cell(t, "%s", state);
+		ctl_table_cell(t, "%s", j->phase);
+		ctl_table_cell(t, "%u", j->percent_complete);
+		ctl_table_cell(t, "%s", vm);
+		ctl_table_cell(t, "%s", when);
+		if (j->error_code != 0)
+			ctl_table_cell(t, "%s (%u)", fb_rv_name(j->error_code), j->error_code);
+		else
+			ctl_table_cell(t, "-");
+	}
+	ctl_table_print(t, stdout);
+}
+
+/* Calls a list method and prints its reply: a table, or the envelope. */
+static int
+list_call(ctl *c, const ProtobufCServiceDescriptor *svc, const char *method,
+          const ProtobufCMessage *in, ProtobufCMessage **out)
+{
+	uint32_t rv;
+	int      code = ctl_call_quiet(c, svc, method, in, out, &rv);
+
+	if (code == CTL_EXIT_OK && c->json) {
+		ctl_print_result(c, rv, *out);
+		protobuf_c_message_free_unpacked(*out, NULL);
+		*out = NULL;
+	}
+	return code;
 }
 
 static int
-cmd_vm_list(ctl *c, int argc, char **argv)
+cmd_vm_list(ctl *c, const ctl_args *a)
 {
-	Failback__ListVirtualSystemsRequest in = FAILBACK__LIST_VIRTUAL_SYSTEMS_REQUEST__INIT;
+	Failback__ListVirtualSystemsRequest in  = FAILBACK__LIST_VIRTUAL_SYSTEMS_REQUEST__INIT;
+	Failback__ListVirtualSystemsResponse *r = NULL;
+	int code = list_call(c, SVC, "ListVirtualSystems", &in.base, (ProtobufCMessage **)&r);
 
-	(void)argv;
-	if (argc != 0)
-		return ctl_usage(self("vm", "list"), "vm list takes no arguments");
-	return ctl_call(c, SVC, "ListVirtualSystems", &in.base, NULL);
+	(void)a;
+	if (code == CTL_EXIT_OK && r != NULL) {
+		ctl_vm_table(r->vms, r->n_vms);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	return code;
 }
 
 static int
-cmd_vm_show(ctl *c, int argc, char **argv)
+cmd_vm_show(ctl *c, const ctl_args *a)
 {
 	Failback__VmRef in = FAILBACK__VM_REF__INIT;
 
-	if (argc != 1)
-		return ctl_usage(self("vm", "show"), "name one VM");
-	in.vm = argv[0];
+	in.vm = a->argv[0];
 	return ctl_call(c, SVC, "GetVirtualSystem", &in.base, NULL);
 }
 
 static int
-cmd_rp_list(ctl *c, int argc, char **argv)
+cmd_vm_remove(ctl *c, const ctl_args *a)
 {
-	Failback__ListRecoveryPointsRequest in = FAILBACK__LIST_RECOVERY_POINTS_REQUEST__INIT;
+	Failback__RemoveVirtualSystemRequest in = FAILBACK__REMOVE_VIRTUAL_SYSTEM_REQUEST__INIT;
 
-	if (argc != 1)
-		return ctl_usage(self("rp", "list"), "name one VM");
-	in.vm = argv[0];
-	return ctl_call(c, SVC, "ListRecoveryPoints", &in.base, NULL);
+	in.vm           = a->argv[0];
+	in.delete_disks = ctl_arg(a, "delete-disks") != NULL;
+	return ctl_call(c, SVC, "RemoveVirtualSystem", &in.base, NULL);
 }
 
 static int
-cmd_job_list(ctl *c, int argc, char **argv)
+cmd_rp_list(ctl *c, const ctl_args *a)
 {
-	Failback__ListJobsRequest in = FAILBACK__LIST_JOBS_REQUEST__INIT;
+	Failback__ListRecoveryPointsRequest in  = FAILBACK__LIST_RECOVERY_POINTS_REQUEST__INIT;
+	Failback__ListRecoveryPointsResponse *r = NULL;
+	int                                   code;
 
-	if (argc > 1)
-		return ctl_usage(self("job", "list"), "name at most one VM");
-	in.vm = argc == 1 ? argv[0] : "";
-	return ctl_call(c, SVC, "ListJobs", &in.base, NULL);
+	in.vm = a->argv[0];
+	code  = list_call(c, SVC, "ListRecoveryPoints", &in.base, (ProtobufCMessage **)&r);
+	if (code == CTL_EXIT_OK && r != NULL) {
+		ctl_rp_table(r->points, r->n_points);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	return code;
 }
 
 static int
-cmd_job_show(ctl *c, int argc, char **argv)
+cmd_job_list(ctl *c, const ctl_args *a)
+{
+	Failback__ListJobsRequest             in  = FAILBACK__LIST_JOBS_REQUEST__INIT;
+	Failback__ListVirtualSystemsRequest   vin = FAILBACK__LIST_VIRTUAL_SYSTEMS_REQUEST__INIT;
+	Failback__ListJobsResponse           *r   = NULL;
+	Failback__ListVirtualSystemsResponse *v   = NULL;
+	int                                   code;
+
+	in.vm = a->argc == 1 ? a->argv[0] : "";
+	code  = list_call(c, SVC, "ListJobs", &in.base, (ProtobufCMessage **)&r);
+	if (code != CTL_EXIT_OK || r == NULL)
+		return code;
+	/* The VM column shows names; a VM the agent no longer lists shows its GUID. */
+	{
+		fb_err            err = {0};
+		ProtobufCMessage *m   = NULL;
+
+		if (fb_rpc_client_call(c->cli, SVC, "ListVirtualSystems", &vin.base, &m, c->timeout_ms,
+		                       &err) == FB_RV_OK)
+			v = (Failback__ListVirtualSystemsResponse *)m;
+	}
+	ctl_job_table(r->jobs, r->n_jobs, v ? v->vms : NULL, v ? v->n_vms : 0);
+	if (v != NULL)
+		protobuf_c_message_free_unpacked(&v->base, NULL);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return code;
+}
+
+static int
+cmd_job_show(ctl *c, const ctl_args *a)
 {
 	Failback__JobRef in = FAILBACK__JOB_REF__INIT;
 
-	if (argc != 1)
-		return ctl_usage(self("job", "show"), "name one job");
-	in.job = argv[0];
+	in.job = a->argv[0];
 	return ctl_call(c, SVC, "GetJob", &in.base, NULL);
 }
 
 static int
-cmd_job_error(ctl *c, int argc, char **argv)
+cmd_job_error(ctl *c, const ctl_args *a)
 {
 	Failback__JobRef in = FAILBACK__JOB_REF__INIT;
 
-	if (argc != 1)
-		return ctl_usage(self("job", "error"), "name one job");
-	in.job = argv[0];
+	in.job = a->argv[0];
 	return ctl_call(c, SVC, "GetJobError", &in.base, NULL);
 }
 
 static int
-cmd_job_cancel(ctl *c, int argc, char **argv)
+cmd_job_cancel(ctl *c, const ctl_args *a)
 {
 	Failback__RequestJobStateChangeRequest in =
 	    FAILBACK__REQUEST_JOB_STATE_CHANGE_REQUEST__INIT;
-	const char *job = NULL;
 
-	in.requested_state = 4; /* Terminate */
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--kill") == 0)
-			in.requested_state = 5;
-		else if (job == NULL && argv[i][0] != '-')
-			job = argv[i];
-		else
-			return ctl_usage(self("job", "cancel"), "unexpected argument");
-	}
-	if (job == NULL)
-		return ctl_usage(self("job", "cancel"), "name one job");
-	in.job = (char *)job;
+	in.requested_state = ctl_arg(a, "kill") != NULL ? 5 : 4; /* Kill : Terminate */
+	in.job             = a->argv[0];
 	return ctl_call(c, SVC, "RequestJobStateChange", &in.base, NULL);
 }
 
-/* Reads the settings string from a file or "-" (stdin), bounded. */
-static char *
-read_settings(const char *path)
+/* The --settings option's text, or "" (*owned is what to free). */
+static int
+settings_of(const ctl_args *a, char **owned)
 {
-	FILE  *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-	char  *buf;
-	size_t n;
+	const char *path = ctl_arg(a, "settings");
 
-	if (f == NULL) {
-		perror(path);
-		return NULL;
-	}
-	if ((buf = malloc(SETTINGS_MAX + 1)) == NULL)
-		return NULL;
-	n = fread(buf, 1, SETTINGS_MAX + 1, f);
-	if (f != stdin)
-		fclose(f);
-	if (n > SETTINGS_MAX) {
-		fprintf(stderr, "failbackctl: %s: settings larger than %u bytes\n", path,
-		        SETTINGS_MAX);
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	return buf;
+	*owned = NULL;
+	if (path == NULL)
+		return 0;
+	if ((*owned = ctl_read_settings(path)) == NULL)
+		return -1;
+	return 0;
 }
 
 static int
-cmd_failback(ctl *c, int argc, char **argv)
+cmd_failback(ctl *c, const ctl_args *a)
 {
 	Failback__InitiateFailbackRequest in = FAILBACK__INITIATE_FAILBACK_REQUEST__INIT;
-	const ctl_cmd *me       = self("failback", NULL);
-	char          *settings = NULL;
-	const char    *vm       = NULL;
-	int            code, wait = 0;
+	const char                       *rp = ctl_arg(a, "rp");
+	char                             *settings;
+	int                               code;
 
-	in.replication_setting_data  = "";
-	in.recovery_point_identifier = "";
-	for (int i = 0; i < argc; i++) {
-		const char *v;
-
-		if ((v = ctl_opt(argc, argv, &i, "--rp")) != NULL) {
-			in.recovery_point_identifier = (char *)v;
-		} else if ((v = ctl_opt(argc, argv, &i, "--settings")) != NULL) {
-			free(settings);
-			if ((settings = read_settings(v)) == NULL)
-				return CTL_EXIT_USAGE;
-			in.replication_setting_data = settings;
-		} else if (strcmp(argv[i], "--wait") == 0) {
-			wait = 1;
-		} else if (strcmp(argv[i], "--force") == 0) {
-			in.force = 1;
-		} else if (vm == NULL && argv[i][0] != '-') {
-			vm = argv[i];
-		} else {
-			free(settings);
-			return ctl_usage(me, "unexpected argument");
-		}
-	}
-	if (vm == NULL) {
-		free(settings);
-		return ctl_usage(me, "name the recovery VM");
-	}
-	in.vm = (char *)vm;
-	code = ctl_call_and_wait(c, "InitiateFailback", &in.base, wait);
+	if (settings_of(a, &settings) != 0)
+		return CTL_EXIT_USAGE;
+	in.vm                        = a->argv[0];
+	in.recovery_point_identifier = rp != NULL ? (char *)rp : "";
+	in.replication_setting_data  = settings != NULL ? settings : "";
+	in.force                     = ctl_arg(a, "force") != NULL;
+	code = ctl_call_and_wait(c, "InitiateFailback", &in.base, ctl_arg(a, "wait") != NULL);
 	free(settings);
 	return code;
 }
 
 static int
-cmd_failover(ctl *c, int argc, char **argv)
+cmd_failover(ctl *c, const ctl_args *a)
 {
 	Failback__InitiateFailoverRequest in = FAILBACK__INITIATE_FAILOVER_REQUEST__INIT;
-	const char                       *vm = NULL;
-	int                               wait = 0;
+	const char                       *rp = ctl_arg(a, "rp");
 
-	in.recovery_point_identifier = "";
-	for (int i = 0; i < argc; i++) {
-		const char *v;
-
-		if ((v = ctl_opt(argc, argv, &i, "--rp")) != NULL)
-			in.recovery_point_identifier = (char *)v;
-		else if (strcmp(argv[i], "--wait") == 0)
-			wait = 1;
-		else if (vm == NULL && argv[i][0] != '-')
-			vm = argv[i];
-		else
-			return ctl_usage(self("failover", NULL), "unexpected argument");
-	}
-	if (vm == NULL)
-		return ctl_usage(self("failover", NULL), "name the VM");
-	in.vm = (char *)vm;
-	return ctl_call_and_wait(c, "InitiateFailover", &in.base, wait);
-}
-
-/* Takes "VM [--wait]" into *vm and *wait; returns 0 or -1. */
-static int
-vm_and_wait(int argc, char **argv, const char **vm, int *wait)
-{
-	*vm   = NULL;
-	*wait = 0;
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--wait") == 0)
-			*wait = 1;
-		else if (*vm == NULL && argv[i][0] != '-')
-			*vm = argv[i];
-		else
-			return -1;
-	}
-	return *vm != NULL ? 0 : -1;
+	in.vm                        = a->argv[0];
+	in.recovery_point_identifier = rp != NULL ? (char *)rp : "";
+	return ctl_call_and_wait(c, "InitiateFailover", &in.base, ctl_arg(a, "wait") != NULL);
 }
 
 static int
-cmd_vm_method(ctl *c, int argc, char **argv, const char *group, const char *sub,
-              const char *method)
+cmd_revert(ctl *c, const ctl_args *a)
 {
 	Failback__VmRef in = FAILBACK__VM_REF__INIT;
-	const char     *vm;
-	int             wait;
 
-	if (vm_and_wait(argc, argv, &vm, &wait) != 0)
-		return ctl_usage(self(group, sub), "name one VM");
-	in.vm = (char *)vm;
-	return ctl_call_and_wait(c, method, &in.base, wait);
+	in.vm = a->argv[0];
+	return ctl_call_and_wait(c, "RevertFailover", &in.base, ctl_arg(a, "wait") != NULL);
 }
 
 static int
-cmd_revert(ctl *c, int argc, char **argv)
+cmd_commit(ctl *c, const ctl_args *a)
 {
-	return cmd_vm_method(c, argc, argv, "failover-revert", NULL, "RevertFailover");
+	Failback__VmRef in = FAILBACK__VM_REF__INIT;
+
+	in.vm = a->argv[0];
+	return ctl_call_and_wait(c, "CommitFailover", &in.base, ctl_arg(a, "wait") != NULL);
 }
 
 static int
-cmd_commit(ctl *c, int argc, char **argv)
-{
-	return cmd_vm_method(c, argc, argv, "failover-commit", NULL, "CommitFailover");
-}
-
-static int
-cmd_replicate(ctl *c, int argc, char **argv)
+cmd_replicate(ctl *c, const ctl_args *a)
 {
 	Failback__ReplicateRequest in = FAILBACK__REPLICATE_REQUEST__INIT;
-	const char                *vm = NULL;
-	int                        wait = 0;
 
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--wait") == 0)
-			wait = 1;
-		else if (strcmp(argv[i], "--force") == 0)
-			in.force = 1;
-		else if (vm == NULL && argv[i][0] != '-')
-			vm = argv[i];
-		else
-			return ctl_usage(self("replicate", NULL), "unexpected argument");
-	}
-	if (vm == NULL)
-		return ctl_usage(self("replicate", NULL), "name one VM");
-	in.vm = (char *)vm;
-	return ctl_call_and_wait(c, "Replicate", &in.base, wait);
+	in.vm    = a->argv[0];
+	in.force = ctl_arg(a, "force") != NULL;
+	return ctl_call_and_wait(c, "Replicate", &in.base, ctl_arg(a, "wait") != NULL);
 }
 
 static int
-cmd_reverse(ctl *c, int argc, char **argv)
+cmd_reverse(ctl *c, const ctl_args *a)
 {
 	Failback__ReverseReplicationRelationshipRequest in =
 	    FAILBACK__REVERSE_REPLICATION_RELATIONSHIP_REQUEST__INIT;
-	const ctl_cmd *me       = self("reverse", NULL);
-	char          *settings = NULL;
-	const char    *vm       = NULL;
-	int            code, wait = 0;
+	const char *to = ctl_arg(a, "to"), *to_name = ctl_arg(a, "to-name");
+	char       *settings;
+	int         code;
 
-	in.replication_setting_data = "";
-	in.recovery_url             = "";
-	in.recovery_name            = "";
-	for (int i = 0; i < argc; i++) {
-		const char *v;
-
-		if ((v = ctl_opt(argc, argv, &i, "--to")) != NULL) {
-			in.recovery_url = (char *)v;
-		} else if ((v = ctl_opt(argc, argv, &i, "--to-name")) != NULL) {
-			in.recovery_name = (char *)v;
-		} else if ((v = ctl_opt(argc, argv, &i, "--settings")) != NULL) {
-			free(settings);
-			if ((settings = read_settings(v)) == NULL)
-				return CTL_EXIT_USAGE;
-			in.replication_setting_data = settings;
-		} else if (strcmp(argv[i], "--wait") == 0) {
-			wait = 1;
-		} else if (strcmp(argv[i], "--force") == 0) {
-			in.force = 1;
-		} else if (vm == NULL && argv[i][0] != '-') {
-			vm = argv[i];
-		} else {
-			free(settings);
-			return ctl_usage(me, "unexpected argument");
-		}
-	}
-	if (vm == NULL || (in.recovery_url[0] == '\0' && settings == NULL)) {
-		free(settings);
-		return ctl_usage(me, vm == NULL ? "name the VM"
-		                                : "name the other site's replica agent (--to URL, or "
-		                                  "--settings with a RecoveryConnectionPoint)");
-	}
-	in.vm = (char *)vm;
-	code  = ctl_call_and_wait(c, "ReverseReplicationRelationship", &in.base, wait);
+	if (settings_of(a, &settings) != 0)
+		return CTL_EXIT_USAGE;
+	if (to == NULL && settings == NULL)
+		return ctl_usage(a->cmd, "name the other site's replica agent (--to URL, or "
+		                         "--settings with a RecoveryConnectionPoint)");
+	in.vm                       = a->argv[0];
+	in.recovery_url             = to != NULL ? (char *)to : "";
+	in.recovery_name            = to_name != NULL ? (char *)to_name : "";
+	in.replication_setting_data = settings != NULL ? settings : "";
+	in.force                    = ctl_arg(a, "force") != NULL;
+	code = ctl_call_and_wait(c, "ReverseReplicationRelationship", &in.base,
+	                         ctl_arg(a, "wait") != NULL);
 	free(settings);
 	return code;
 }
 
+#define OPT_WAIT  {"wait", NULL, opt_wait_help}
+#define OPT_FORCE {"force", NULL, "go past the generation guard (logged on both agents)"}
+#define OPT_SETTINGS                                                                          \
+	{"settings", "FILE|-",                                                                 \
+	 "a Msvm_ReplicationSettingData instance (CIM-XML; UTF-8, or UTF-16 with its BOM)"}
+
 const ctl_cmd ctl_replica_cmds[] = {
-    {"vm", "list", "", "VMs the replica holds", cmd_vm_list},
-    {"vm", "show", "VM", "one VM, with the paths of its disks", cmd_vm_show},
-    {"rp", "list", "VM", "recovery points the replica holds for VM", cmd_rp_list},
-    {"job", "list", "[VM]", "jobs (of one VM)", cmd_job_list},
-    {"job", "show", "JOB", "one job (CIM_ConcreteJob fields and progress)", cmd_job_show},
-    {"job", "error", "JOB", "why a job failed (GetError)", cmd_job_error},
-    {"job", "cancel", "JOB [--kill]", "terminate (or kill) a job", cmd_job_cancel},
-    {"failback", NULL, "VM [--rp ID] [--settings F|-] [--force] [--wait]",
+    {"vm", "list", "", 0, 0, {{0}}, "VMs the replica holds (a table)", cmd_vm_list},
+    {"vm", "show", "VM", 1, 1, {{0}}, "one VM, with the paths of its disks", cmd_vm_show},
+    {"vm", "remove", "VM", 1, 1,
+     {{"delete-disks", NULL, "also delete the recovery disks under the data directory"}},
+     "unregister a VM from the replica: its points, jobs and relationship (Remove-VMReplication)",
+     cmd_vm_remove},
+    {"rp", "list", "VM", 1, 1, {{0}}, "recovery points the replica holds for VM (a table)",
+     cmd_rp_list},
+    {"job", "list", "[VM]", 0, 1, {{0}}, "jobs (of one VM; a table)", cmd_job_list},
+    {"job", "show", "JOB", 1, 1, {{0}}, "one job (CIM_ConcreteJob fields and progress)",
+     cmd_job_show},
+    {"job", "error", "JOB", 1, 1, {{0}}, "why a job failed (GetError)", cmd_job_error},
+    {"job", "cancel", "JOB", 1, 1, {{"kill", NULL, "kill instead of terminate (no rollback wait)"}},
+     "terminate (or kill) a job", cmd_job_cancel},
+    {"job", "wait", "JOB", 1, 1, {{0}},
+     "wait for a job, with progress; exit 0 only if it completed", ctl_cmd_job_wait},
+    {"failback", NULL, "VM", 1, 1,
+     {{"rp", "ID", "the primary's recovery point (default: its newest)"},
+      OPT_SETTINGS,
+      OPT_FORCE,
+      OPT_WAIT},
      "InitiateFailback: resync VM's disks here to a point of its primary", cmd_failback},
-    {"reverse", NULL, "VM --to URL [--to-name N] [--settings F|-] [--force] [--wait]",
+    {"reverse", NULL, "VM", 1, 1,
+     {{"to", "URL", "the other site's replica agent (its agents' listener)"},
+      {"to-name", "NAME", "the DNS name in that agent's certificate"},
+      OPT_SETTINGS,
+      OPT_FORCE,
+      OPT_WAIT},
      "ReverseReplicationRelationship: this host's primary serves VM, the replica agent at "
-     "URL (agents' listener) receives it",
+     "URL receives it",
      cmd_reverse},
-    {"failover", NULL, "VM [--rp ID] [--wait]", "InitiateFailover to a recovery point",
-     cmd_failover},
-    {"failover-revert", NULL, "VM [--wait]", "RevertFailover: discard the failover",
+    {"failover", NULL, "VM", 1, 1,
+     {{"rp", "ID", "the recovery point (default: the newest)"}, OPT_WAIT},
+     "InitiateFailover to a recovery point", cmd_failover},
+    {"failover-revert", NULL, "VM", 1, 1, {OPT_WAIT}, "RevertFailover: discard the failover",
      cmd_revert},
-    {"failover-commit", NULL, "VM [--wait]", "CommitFailover: keep only the failed-over point",
-     cmd_commit},
-    {"replicate", NULL, "VM [--force] [--wait]",
+    {"failover-commit", NULL, "VM", 1, 1, {OPT_WAIT},
+     "CommitFailover: keep only the failed-over point", cmd_commit},
+    {"replicate", NULL, "VM", 1, 1, {OPT_FORCE, OPT_WAIT},
      "pull VM's newest recovery point from the primary", cmd_replicate},
-    {NULL, NULL, NULL, NULL, NULL},
+    {0},
 };

@@ -27,17 +27,10 @@ struct waiter {
 	int            last_decile;
 	int            tty;
 	int            drew;
+	int            quiet;      /* --json and no terminal: stderr stays quiet */
+	const ProtobufCMessage *started; /* the reply that started the job, if any */
 	uint64_t       started_ms; /* when the wait began */
 };
-
-static const char *
-state_name(int s)
-{
-	static const char *names[] = {"Unknown",  "?",          "New",       "Starting",
-	                              "Running",  "Suspended",  "Shutting Down", "Completed",
-	                              "Terminated", "Killed",   "Exception"};
-	return s >= 0 && s <= 10 ? names[s] : "?";
-}
 
 /* The terminal's width (80 when it cannot say). */
 static int
@@ -48,20 +41,6 @@ term_width(void)
 	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
 		return ws.ws_col;
 	return 80;
-}
-
-/* "1.5 GiB", "12.3 MiB", "512 KiB": at most 9 characters. */
-static void
-human(char *out, size_t cap, double b)
-{
-	static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	int                u      = 0;
-
-	while (b >= 1024 && u < 4) {
-		b /= 1024;
-		u++;
-	}
-	snprintf(out, cap, u == 0 ? "%.0f %s" : "%.1f %s", b, unit[u]);
 }
 
 /* "0:42", "12:03", "3:25:10"; "-:--" when unknown. */
@@ -97,9 +76,9 @@ draw(struct waiter *w, const char *phase, unsigned pct, uint64_t done, uint64_t 
 		char text[200], d[16], t[16], r[16], e[32], line[400];
 		int  width = term_width() - 1, barw, n;
 
-		human(d, sizeof(d), (double)done);
-		human(t, sizeof(t), (double)total);
-		human(r, sizeof(r), (double)rate);
+		ctl_human_bytes(d, sizeof(d), (double)done);
+		ctl_human_bytes(t, sizeof(t), (double)total);
+		ctl_human_bytes(r, sizeof(r), (double)rate);
 		eta(e, sizeof(e), done, total, rate);
 		n = snprintf(text, sizeof(text), "%3u%% %.20s %s/%s %s/s ETA %s", pct, phase, d, t, r,
 		             e);
@@ -122,7 +101,8 @@ draw(struct waiter *w, const char *phase, unsigned pct, uint64_t done, uint64_t 
 		}
 		fprintf(stderr, "\r%s\033[K", line);
 		w->drew = 1;
-	} else if (strcmp(phase, w->last_phase) != 0 || (int)pct / 10 != w->last_decile) {
+	} else if (!w->quiet &&
+	           (strcmp(phase, w->last_phase) != 0 || (int)pct / 10 != w->last_decile)) {
 		fprintf(stderr, "%3u%% %s (%.1f/%.1f MiB)\n", pct, phase, (double)done / (1 << 20),
 		        (double)total / (1 << 20));
 	}
@@ -140,6 +120,7 @@ waiter_open(ctl *c, struct waiter *w)
 	memset(w, 0, sizeof(*w));
 	w->last_decile = -1;
 	w->tty         = isatty(STDERR_FILENO);
+	w->quiet       = c->json;
 	w->started_ms  = fb_clock_mono_ms();
 	if (fb_tls_config_client(&tls, c->ca, c->cert, c->key, c->server_name, 0, &err) ==
 	    FB_RV_OK) {
@@ -160,9 +141,9 @@ summary(const struct waiter *w, const Failback__Job *j)
 	double s = (double)(fb_clock_mono_ms() - w->started_ms) / 1000.0;
 	char   d[16], t[16], r[16];
 
-	human(d, sizeof(d), (double)j->bytes_done);
-	human(t, sizeof(t), (double)j->bytes_total);
-	human(r, sizeof(r), s > 0 ? (double)j->bytes_done / s : 0);
+	ctl_human_bytes(d, sizeof(d), (double)j->bytes_done);
+	ctl_human_bytes(t, sizeof(t), (double)j->bytes_total);
+	ctl_human_bytes(r, sizeof(r), s > 0 ? (double)j->bytes_done / s : 0);
 	printf(" in %.1f s", s);
 	if (j->blocks_total > 0 || j->bytes_total > 0)
 		printf(": %llu of %llu blocks, %s of %s, %s/s", (unsigned long long)j->blocks_done,
@@ -215,11 +196,26 @@ waiter_run(ctl *c, struct waiter *w, const char *job)
 				if (w->drew)
 					fputc('\n', stderr);
 				if (c->json) {
+					uint32_t end = ok ? FB_RV_OK
+					                  : rsp->job->error_code ? rsp->job->error_code
+					                                         : FB_RV_FAILED;
+
+					ctl_envelope_open(c, ok, end);
+					printf("{\"started\":");
+					if (w->started != NULL)
+						ctl_print_json(stdout, w->started);
+					else
+						printf("null");
+					printf(",\"job\":");
 					ctl_print_json(stdout, &rsp->job->base);
-					fputc('\n', stdout);
+					printf("}");
+					ctl_envelope_close(c, ok ? NULL : rsp->job->error_description);
 				} else {
-					printf("job %s: %s (%d)", guid, state_name(rsp->job->job_state),
-					       rsp->job->job_state);
+					char state[48];
+
+					ctl_state_text(&failback__job_state__descriptor, rsp->job->job_state,
+					               state, sizeof(state));
+					printf("job %s: %s", guid, state);
 					summary(w, rsp->job);
 					if (rsp->job->error_code != 0) {
 						printf(": %s (%u): ", fb_rv_name(rsp->job->error_code),
@@ -242,53 +238,36 @@ ctl_call_and_wait(ctl *c, const char *method, const ProtobufCMessage *in, int wa
 {
 	struct waiter                 w;
 	Failback__JobStartedResponse *out = NULL;
+	uint32_t                      rv;
 	int                           code;
-	int                           json = c->json;
 
 	if (!wait)
 		return ctl_call(c, &failback__replication_service__descriptor, method, in, NULL);
 	waiter_open(c, &w);
-	c->json = 0; /* the start is reported as text on stderr-free stdout below */
-	if (json) {
-		fb_err   err = {0};
-		uint32_t rv;
-
-		if (ctl_connect(c, &err) != FB_RV_OK)
-			return ctl_fail(c, &err);
-		rv = fb_rpc_client_call(c->cli, &failback__replication_service__descriptor, method, in,
-		                        (ProtobufCMessage **)&out, c->timeout_ms, &err);
-		c->json = json;
-		if (!fb_rv_ok(rv))
-			return ctl_fail(c, &err);
-	} else {
-		code = ctl_call(c, &failback__replication_service__descriptor, method, in,
-		                (ProtobufCMessage **)&out);
-		if (code != CTL_EXIT_OK)
-			return code;
+	code = ctl_call_quiet(c, &failback__replication_service__descriptor, method, in,
+	                      (ProtobufCMessage **)&out, &rv);
+	if (code != CTL_EXIT_OK)
+		return code;
+	if (!c->json) {
+		ctl_print_result(c, rv, &out->base);
 		fflush(stdout);
 	}
-	code = waiter_run(c, &w, out->job);
+	w.started = &out->base;
+	code      = waiter_run(c, &w, out->job_id);
 	protobuf_c_message_free_unpacked(&out->base, NULL);
 	/* The subscriber is left to the process exit: events may be in flight. */
 	return code;
 }
 
-static int
-cmd_job_wait(ctl *c, int argc, char **argv)
+int
+ctl_cmd_job_wait(ctl *c, const ctl_args *a)
 {
 	struct waiter w;
 	fb_err        err = {0};
 
-	if (argc != 1)
-		return ctl_usage(&ctl_wait_cmds[0], "name one job");
 	if (ctl_connect(c, &err) != FB_RV_OK)
 		return ctl_fail(c, &err);
 	waiter_open(c, &w);
-	return waiter_run(c, &w, argv[0]);
+	return waiter_run(c, &w, a->argv[0]);
 }
 
-const ctl_cmd ctl_wait_cmds[] = {
-    {"job", "wait", "JOB", "wait for a job, with progress; exit 0 only if it completed",
-     cmd_job_wait},
-    {NULL, NULL, NULL, NULL, NULL},
-};

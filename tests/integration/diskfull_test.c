@@ -115,7 +115,7 @@ full_disk_fails_the_job_clearly_and_freed_space_lets_it_finish(void **state)
 	assert_non_null(strstr(out, "Exception (10)"));
 	assert_non_null(strstr(out, "No space left on device"));
 	assert_int_equal(R("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_CRITICAL (8)"));
+	assert_non_null(strstr(out, "Critical (8)"));
 
 	/* Freed space: the failed job records its end within a second (until then
 	 * the VM is still "in use"), and the next call completes. */

@@ -218,11 +218,11 @@ taking_a_point_is_a_job_with_progress_and_cancel(void **state)
 	assert_int_equal(OP("primary-rp", "cancel", job), 0);
 	for (int i = 0; i < 400; i++) {
 		assert_int_equal(OP("primary-rp", "job", job), 0);
-		if (strstr(out, "job_state: JS_TERMINATED (8)") != NULL)
+		if (strstr(out, "job_state: Terminated (8)") != NULL)
 			break;
 		usleep(20000);
 	}
-	assert_non_null(strstr(out, "job_state: JS_TERMINATED (8)"));
+	assert_non_null(strstr(out, "job_state: Terminated (8)"));
 	assert_non_null(strstr(out, "job_type: 70"));
 	assert_int_equal(OP("--json", "primary-rp", "list", "big"), 0);
 	assert_int_equal(count(out, "\"hash_algorithm\""), 0); /* nothing kept */
@@ -245,8 +245,8 @@ taking_a_point_is_a_job_with_progress_and_cancel(void **state)
 	assert_int_equal(fbt_agent_start(&primary, "primary", "primary", (const char *[]){dd, NULL}),
 	                 0);
 	assert_int_equal(OP("primary-rp", "job", job), 0);
-	if (strstr(out, "job_state: JS_COMPLETED (7)") == NULL) {
-		assert_non_null(strstr(out, "job_state: JS_EXCEPTION (10)"));
+	if (strstr(out, "job_state: Completed (7)") == NULL) {
+		assert_non_null(strstr(out, "job_state: Exception (10)"));
 		assert_non_null(strstr(out, "interrupted by a restart"));
 		assert_true(fbt_file_contains(primary.log, "FB4033"));
 	}

@@ -176,7 +176,7 @@ reverse_on_b_makes_b_primary_and_a_the_receiving_side(void **state)
 	assert_non_null(strstr(out, "Completed (7)"));
 	/* B: the replica agent records the VM as served by its primary agent... */
 	assert_int_equal(RB("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "replication_state: RS_READY (1)"));
+	assert_non_null(strstr(out, "replication_state: Ready (1)"));
 	assert_non_null(strstr(out, "generation: 1"));
 	assert_null(strstr(out, "pending_peer: tls"));
 	/* ...which serves the recovery disk in place, with the shared history. */
@@ -192,7 +192,7 @@ reverse_on_b_makes_b_primary_and_a_the_receiving_side(void **state)
 	assert_non_null(strstr(out, "handed over at generation 1"));
 	/* A's replica agent holds A's own disk, in place, as the receiving side. */
 	assert_int_equal(RA("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_non_null(strstr(out, "WaitingToStartResynchronization (9)"));
 	assert_non_null(strstr(out, dA));
 	assert_non_null(strstr(out, bp.resync));
 	/* The same call again changes nothing: the reverse is done. */
@@ -223,7 +223,7 @@ cancel_of_the_home_failback_restores_a_with_its_tail(void **state)
 	sha(dA, after);
 	assert_string_equal(after, before);
 	assert_int_equal(RA("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_non_null(strstr(out, "WaitingToStartResynchronization (9)"));
 }
 
 static void
@@ -240,7 +240,7 @@ home_failback_brings_b_data_to_a_moving_only_what_differs(void **state)
 	sha(dB, b);
 	assert_string_equal(a, b); /* A has what B wrote, and lost its tail */
 	assert_int_equal(RA("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)"));
+	assert_non_null(strstr(out, "FailbackComplete (14)"));
 	failback_cost(&ar, job, &applied, &wire);
 	/* B's 102 blocks and A's 20, less any overlap */
 	assert_true(applied >= 102 && applied <= 122);
@@ -293,7 +293,7 @@ failback_from_the_site_reversed_away_is_refused(void **state)
 	assert_non_null(strstr(out, "generation 1 here, 1 on the replica"));
 	/* refused before anything was written: the VM is as it was */
 	assert_int_equal(RA("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_FAILBACK_COMPLETE (14)"));
+	assert_non_null(strstr(out, "FailbackComplete (14)"));
 }
 
 static void
@@ -319,11 +319,11 @@ reprotect_makes_a_primary_again_and_replication_moves_nothing(void **state)
 	assert_non_null(strstr(out, "\"generation\":2"));
 	assert_int_equal(PB("primary-rp", "create", "web"), 1); /* B handed it back */
 	assert_int_equal(RB("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_non_null(strstr(out, "WaitingToStartResynchronization (9)"));
 	assert_int_equal(RB("replicate", "web", "--wait"), 0);
 	grab("InstanceID=\"", job, sizeof(job));
 	assert_int_equal(RB("vm", "show", "web"), 0);
-	assert_non_null(strstr(out, "RS_REPLICATING (3)"));
+	assert_non_null(strstr(out, "Replicating (3)"));
 	/* Every block the new point needs was on B's disk already: none pulled. */
 	f = fopen(br.log, "r");
 	assert_non_null(f);
@@ -582,7 +582,7 @@ reverse_with_the_other_site_away_completes_when_it_is_back(void **state)
 	assert_int_equal(fbt_agent_stop(&ar, SIGTERM, 5000), 0);
 	assert_int_equal(RB("reverse", "app", "--to", ar.resync, "--wait"), 0);
 	assert_int_equal(RB("vm", "show", "app"), 0);
-	assert_non_null(strstr(out, "RS_READY (1)"));
+	assert_non_null(strstr(out, "Ready (1)"));
 	assert_non_null(strstr(out, "pending_peer: tls+tcp://"));
 	assert_true(fbt_file_contains(br.log, "FB6033"));
 	assert_int_equal(PB("primary-rp", "list", "app"), 0); /* B serves it */
@@ -594,7 +594,7 @@ reverse_with_the_other_site_away_completes_when_it_is_back(void **state)
 	assert_null(strstr(out, "pending_peer: tls+tcp://"));
 	assert_non_null(strstr(out, "generation: 1"));
 	assert_int_equal(RA("vm", "show", "app"), 0);
-	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_non_null(strstr(out, "WaitingToStartResynchronization (9)"));
 	assert_non_null(strstr(out, "generation: 1"));
 	assert_int_equal(RA("failback", "app", "--wait"), 0);
 }
@@ -638,7 +638,7 @@ agents_killed_on_the_reversed_path_resume(void **state)
 	assert_int_equal(RB("vm", "show", "big"), 0);
 	assert_non_null(strstr(out, "generation: 1"));
 	assert_int_equal(RA("vm", "show", "big"), 0);
-	assert_non_null(strstr(out, "RS_WAITING_TO_START_RESYNCHRONIZATION (9)"));
+	assert_non_null(strstr(out, "WaitingToStartResynchronization (9)"));
 	assert_non_null(strstr(out, "generation: 1"));
 
 	/* B's primary agent killed mid-way through the home failback, and back. */
