@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "driver.h"
 #include "failback/clock.h"
@@ -52,6 +53,34 @@ jobs_vm_busy(const char *vm_key)
 		busy = runs[i] != NULL && run_matches_vm_locked(runs[i], vm_key);
 	pthread_mutex_unlock(&reg_mtx);
 	return busy;
+}
+
+#define RUNNER_STALL_MS 60000
+
+int
+jobs_healthy(char *why, size_t cap)
+{
+	struct timespec until;
+	uint64_t        now = fb_clock_mono_ms();
+	int             ok  = 1;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	if (pthread_mutex_timedlock(&reg_mtx, &until) != 0) {
+		snprintf(why, cap, "the job registry has not answered for 2 s");
+		return 0;
+	}
+	for (int i = 0; i < MAX_RUNNING && ok; i++) {
+		uint64_t beat = runs[i] != NULL ? atomic_load(&runs[i]->beat_ms) : 0;
+
+		if (beat != 0 && now > beat && now - beat > RUNNER_STALL_MS) {
+			snprintf(why, cap, "the runner of job %s has not turned for %llu s", runs[i]->id,
+			         (unsigned long long)((now - beat) / 1000));
+			ok = 0;
+		}
+	}
+	pthread_mutex_unlock(&reg_mtx);
+	return ok;
 }
 
 void

@@ -123,6 +123,14 @@ replica_worker(fb_agent *agent, const char *job)
 	worker_main(&the_replica, job);
 }
 
+/* The job runner is part of the agent's health (watchdog, /healthz). */
+static int
+replica_healthy(fb_agent *agent, char *why, size_t cap)
+{
+	(void)agent;
+	return jobs_healthy(why, cap);
+}
+
 static const fb_agent_spec replica_spec = {
     .prog           = "failback-replica",
     .role           = "replica",
@@ -137,6 +145,7 @@ static const fb_agent_spec replica_spec = {
     .setup          = replica_setup,
     .worker         = replica_worker,
     .metrics        = replica_metrics,
+    .healthy        = replica_healthy,
 };
 
 int

@@ -25,6 +25,7 @@
 #define FAILBACK_REPLICA_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "failback/agent.h"
 #include "failback/db.h"
@@ -94,6 +95,7 @@ typedef struct run {
 	int                      ended; /* the end is durable and visible: the VM is free */
 	uint64_t                 last_publish; /* runner thread only */
 	uint64_t                 started_ms;   /* monotonic, when accepted */
+	_Atomic uint64_t         beat_ms; /* monotonic: the supervisor's last turn; 0 unwatched */
 } run;
 
 /* A copy of a run's visible fields, taken under its lock. */
@@ -139,6 +141,10 @@ void     run_make_end_durable(run *j);
 /* --- jobs.c: the registry. Every function takes the registry lock
  * briefly; none holds it across I/O. --- */
 int      jobs_vm_busy(const char *vm_key);
+/* jobs_healthy is 1 while the job registry answers within 2 s and every
+ * supervised transfer's runner turned within the last minute; otherwise
+ * it says why (the agent's health check: watchdog, /healthz). */
+int      jobs_healthy(char *why, size_t cap);
 int      jobs_vm_state(const char *vm_id, int *state); /* 1: a pending state to report */
 uint32_t jobs_submit(replica *r, int type, const char *vm_key, const Failback__JobParams *params,
                      char *job_id, fb_err *err); /* blocks on the database (fsync) */

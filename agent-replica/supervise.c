@@ -168,6 +168,7 @@ run_worker(run *j)
 		int           n   = poll(&pfd, 1, HEARTBEAT_MS);
 		uint64_t      now = fb_clock_mono_ms();
 
+		atomic_store(&j->beat_ms, now);
 		if (run_cancel_requested(j)) {
 			kill(pid, SIGKILL);
 			outcome = A_CANCELLED;
@@ -207,8 +208,8 @@ run_worker(run *j)
 	return (enum attempt)outcome;
 }
 
-enum supervise_outcome
-supervise(run *j)
+static enum supervise_outcome
+supervise_attempts(run *j)
 {
 	for (int attempt = 0;; attempt++) {
 		enum attempt a = run_worker(j);
@@ -230,9 +231,22 @@ supervise(run *j)
 		for (int w = 0; w < (1 << (attempt < 4 ? attempt : 4)) * 5; w++) {
 			if (run_cancel_requested(j))
 				return SUPERVISE_CANCELLED;
+			atomic_store(&j->beat_ms, fb_clock_mono_ms());
 			usleep(100000);
 		}
 		if (run_cancel_requested(j))
 			return SUPERVISE_CANCELLED;
 	}
+}
+
+/* The agent's health check watches the supervisor while it runs (beat_ms). */
+enum supervise_outcome
+supervise(run *j)
+{
+	enum supervise_outcome o;
+
+	atomic_store(&j->beat_ms, fb_clock_mono_ms());
+	o = supervise_attempts(j);
+	atomic_store(&j->beat_ms, 0);
+	return o;
 }

@@ -537,6 +537,44 @@ agent_notify(const char *msg)
  * counts it as no longer accepting (NNG takes connections at once). */
 #define FB_STUCK_SWEEPS 10
 
+static atomic_int      agent_healthy = 1;
+static pthread_mutex_t unhealthy_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char            unhealthy_why[FB_ERR_MSG_MAX] = ""; /* why not, for /healthz */
+
+static void
+agent_unhealthy_why(const char *why)
+{
+	pthread_mutex_lock(&unhealthy_mtx);
+	snprintf(unhealthy_why, sizeof(unhealthy_why), "%s", why);
+	pthread_mutex_unlock(&unhealthy_mtx);
+}
+
+/* SIGHUP: the listeners' certificates, keys, CA files and CRL are read
+ * again; the other settings need a restart. */
+static void
+agent_reload(fb_agent *a)
+{
+	fb_err   err = {0};
+	unsigned n;
+	char     subject[256] = "?", until[32] = "?";
+
+	agent_notify("RELOADING=1");
+	if (fb_tls_reload(&n, &err) != FB_RV_OK) {
+		fb_log_error("FB1013", "SIGHUP: certificates not reloaded, the listeners keep the ones "
+		             "they have: %s",
+		             err.msg);
+	} else {
+		fb_err e = {0};
+
+		fb_tls_cert_subject(a->set.cert, subject, sizeof(subject), until, sizeof(until), &e);
+		fb_log_info("FB1005", "SIGHUP: %u listener(s) reloaded their certificate, key, CA files "
+		            "and CRL; new connections get %s (valid until %s); other settings need a "
+		            "restart",
+		            n, subject, until);
+	}
+	agent_notify("READY=1");
+}
+
 /* Drops connections that did not get past their handshake (conns.h), and
  * says so, and what the listeners refused since the last sweep. Returns
  * whether the agent is healthy: every listener's socket is still there and
@@ -579,13 +617,15 @@ agent_sweep(fb_agent *a, unsigned long *refused_seen)
 	for (size_t i = 0; i < a->nports; i++) {
 		waiting[i] = ls[i].queued > 0 ? waiting[i] + 1 : 0;
 		if (!ls[i].listening || waiting[i] >= FB_STUCK_SWEEPS) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "the listener on port %d %s (FB1011)", a->ports[i],
+			         !ls[i].listening ? "is gone" : "has left connections waiting for 10 s");
 			if (healthy)
-				fb_log_error("FB1011",
-				             "the listener on port %d %s: the agent is not healthy "
-				             "(the systemd watchdog is no longer fed)",
-				             a->ports[i],
-				             !ls[i].listening ? "is gone"
-				                              : "has left connections waiting for 10 s");
+				fb_log_error("FB1011", "%s: the agent is not healthy (the systemd watchdog "
+				             "is no longer fed)",
+				             why);
+			agent_unhealthy_why(why);
 			healthy = 0;
 		}
 	}
@@ -594,7 +634,7 @@ agent_sweep(fb_agent *a, unsigned long *refused_seen)
 
 /* --- /metrics and /healthz (NNG's HTTP server) --- */
 
-static atomic_int agent_healthy = 1;
+
 
 static unsigned
 agent_open_fds(void)
@@ -736,10 +776,17 @@ agent_http_metrics(nng_aio *aio)
 static void
 agent_http_healthz(nng_aio *aio)
 {
-	if (atomic_load(&agent_healthy))
+	char why[FB_ERR_MSG_MAX + 16];
+	int  n;
+
+	if (atomic_load(&agent_healthy)) {
 		agent_http_reply(aio, 200, "text/plain", "ok\n", 3);
-	else
-		agent_http_reply(aio, 503, "text/plain", "a listener stopped accepting (FB1011)\n", 38);
+		return;
+	}
+	pthread_mutex_lock(&unhealthy_mtx);
+	n = snprintf(why, sizeof(why), "%s\n", unhealthy_why);
+	pthread_mutex_unlock(&unhealthy_mtx);
+	agent_http_reply(aio, 503, "text/plain", why, (size_t)n < sizeof(why) ? (size_t)n : sizeof(why) - 1);
 }
 
 static uint32_t
@@ -964,11 +1011,25 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 			break;
 		/* every second, and when a listener is crowded */
 		healthy = agent_sweep(&a, &refused);
+		if (healthy && spec->healthy != NULL) {
+			char why[FB_ERR_MSG_MAX] = "";
+
+			if (!spec->healthy(&a, why, sizeof(why))) {
+				if (atomic_load(&agent_healthy))
+					fb_log_error("FB1012", "%s: the agent is not healthy (the systemd "
+					             "watchdog is no longer fed)",
+					             why);
+				agent_unhealthy_why(why);
+				healthy = 0;
+			}
+		}
+		if (healthy && !atomic_load(&agent_healthy))
+			fb_log_info("FB1012", "healthy again");
 		atomic_store(&agent_healthy, healthy);
 		if (healthy && getenv("WATCHDOG_USEC") != NULL)
 			agent_notify("WATCHDOG=1");
 		if (sig == SIGHUP)
-			fb_log_info("FB1005", "SIGHUP ignored: restart the agent to apply settings");
+			agent_reload(&a);
 	}
 	stop_at = fb_clock_mono_ms();
 	agent_notify("STOPPING=1");

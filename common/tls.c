@@ -6,6 +6,7 @@
  * messages), then hand the PEM text to NNG.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,14 +221,152 @@ fb_tls_set_crl(const char *path, fb_err *err)
 	return FB_RV_OK;
 }
 
+/*
+ * Server configurations and the files they were made from, so that a
+ * reload (SIGHUP) can read the files again and give each listener its new
+ * certificate, key, CA chain and CRL (tls_engine.c swaps them for the
+ * connections accepted from then on).
+ */
+typedef struct served {
+	struct nng_tls_engine_config *eng;
+	char                         *cas[8];
+	char                         *cert, *key;
+	int                           flags;
+	struct served                *next;
+} served;
+
+static pthread_mutex_t served_mu = PTHREAD_MUTEX_INITIALIZER;
+static served         *served_list;
+
+static void
+served_free(served *s)
+{
+	for (size_t i = 0; i < 8; i++)
+		free(s->cas[i]);
+	free(s->cert);
+	free(s->key);
+	free(s);
+}
+
+static uint32_t
+served_add(struct nng_tls_engine_config *eng, const char *const *ca_files, const char *cert,
+           const char *key, int flags, fb_err *err)
+{
+	served *s = calloc(1, sizeof(*s));
+	size_t  n = 0;
+
+	if (s == NULL || eng == NULL)
+		goto oom;
+	for (; ca_files[n] != NULL; n++)
+		if (n == 7 || (s->cas[n] = strdup(ca_files[n])) == NULL)
+			goto oom;
+	if ((s->cert = strdup(cert)) == NULL || (s->key = strdup(key)) == NULL)
+		goto oom;
+	s->eng   = eng;
+	s->flags = flags;
+	pthread_mutex_lock(&served_mu);
+	s->next     = served_list;
+	served_list = s;
+	pthread_mutex_unlock(&served_mu);
+	return FB_RV_OK;
+oom:
+	if (s != NULL)
+		served_free(s);
+	return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+}
+
+void
+fb_tls_engine_forget(struct nng_tls_engine_config *eng)
+{
+	pthread_mutex_lock(&served_mu);
+	for (served **p = &served_list; *p != NULL;) {
+		served *s = *p;
+
+		if (s->eng == eng) {
+			*p = s->next;
+			served_free(s);
+		} else {
+			p = &s->next;
+		}
+	}
+	pthread_mutex_unlock(&served_mu);
+}
+
+uint32_t
+fb_tls_reload(unsigned *reloaded, fb_err *err)
+{
+	struct pem {
+		char  *ca, *cert, *key;
+		size_t keylen;
+	} *pems = NULL;
+	char    *crl    = NULL;
+	size_t   n      = 0, crllen = 0, certlen;
+	uint32_t rv     = FB_RV_OK;
+	served  *s;
+
+	*reloaded = 0;
+	pthread_mutex_lock(&served_mu);
+	for (s = served_list; s != NULL; s = s->next)
+		n++;
+	if (n == 0)
+		goto out;
+	if ((pems = calloc(n, sizeof(*pems))) == NULL) {
+		rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		goto out;
+	}
+	/* Everything is read and checked before anything changes. */
+	if (crl_path[0] != '\0') {
+		char path[sizeof(crl_path)];
+
+		snprintf(path, sizeof(path), "%s", crl_path);
+		if ((rv = fb_tls_set_crl(path, err)) != FB_RV_OK ||
+		    (rv = tls_read_pem(path, &crl, &crllen, err)) != FB_RV_OK)
+			goto out;
+	}
+	n = 0;
+	for (s = served_list; s != NULL; s = s->next, n++)
+		if ((rv = fb_tls_check_key_mode(s->key, err)) != FB_RV_OK ||
+		    (rv = tls_validate((const char *const *)s->cas, s->cert, s->key, s->flags, err)) !=
+		        FB_RV_OK ||
+		    (rv = tls_read_cas((const char *const *)s->cas, &pems[n].ca, err)) != FB_RV_OK ||
+		    (rv = tls_read_pem(s->cert, &pems[n].cert, &certlen, err)) != FB_RV_OK ||
+		    (rv = tls_read_pem(s->key, &pems[n].key, &pems[n].keylen, err)) != FB_RV_OK)
+			goto out;
+	n = 0;
+	for (s = served_list; s != NULL; s = s->next, n++) {
+		int nrv = fb_tls_engine_reload(s->eng, pems[n].ca, crl, pems[n].cert, pems[n].key);
+
+		if (nrv != 0) {
+			rv = fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                "%s: the certificate or key does not load (%s); %u listener(s) "
+			                "were reloaded before it",
+			                s->cert, nng_strerror(nrv), *reloaded);
+			goto out;
+		}
+		(*reloaded)++;
+	}
+out:
+	for (size_t i = 0; pems != NULL && i < n; i++) {
+		free(pems[i].ca);
+		free(pems[i].cert);
+		if (pems[i].key != NULL)
+			tls_free_secret(pems[i].key, pems[i].keylen);
+	}
+	free(pems);
+	free(crl);
+	pthread_mutex_unlock(&served_mu);
+	return rv;
+}
+
 static uint32_t
 tls_config(nng_tls_config **out, nng_tls_mode mode, const char *const *ca_files,
            const char *cert_file, const char *key_file, const char *server_name, int flags,
            fb_err *err)
 {
-	nng_tls_config *cfg = NULL;
-	char           *ca = NULL, *cert = NULL, *key = NULL, *crl = NULL;
-	size_t          certlen = 0, keylen = 0, crllen = 0;
+	nng_tls_config               *cfg = NULL;
+	struct nng_tls_engine_config *eng = NULL;
+	char                         *ca = NULL, *cert = NULL, *key = NULL, *crl = NULL;
+	size_t                        certlen = 0, keylen = 0, crllen = 0;
 	uint32_t        rv;
 	int             nrv;
 
@@ -259,6 +398,7 @@ tls_config(nng_tls_config **out, nng_tls_mode mode, const char *const *ca_files,
 		rv = fb_err_nng(err, nrv, "TLS configuration");
 		goto fail;
 	}
+	eng = fb_tls_engine_made_last();
 	if ((nrv = nng_tls_config_version(cfg, NNG_TLS_1_2, NNG_TLS_1_2)) != 0 ||
 	    (nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
 	    (nrv = nng_tls_config_ca_chain(cfg, ca, crl)) != 0 ||
@@ -267,6 +407,9 @@ tls_config(nng_tls_config **out, nng_tls_mode mode, const char *const *ca_files,
 		rv = fb_err_nng(err, nrv, "TLS configuration");
 		goto fail;
 	}
+	if (mode == NNG_TLS_MODE_SERVER && (rv = served_add(eng, ca_files, cert_file, key_file,
+	                                                   flags, err)) != FB_RV_OK)
+		goto fail;
 	tls_free_secret(key, keylen);
 	free(cert);
 	free(ca);

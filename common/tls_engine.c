@@ -14,6 +14,11 @@
  *     handshake (fb_tls_server_limits). Handshakes in progress past their
  *     own limit call the agent's hook, which drops the oldest (conns.c).
  *
+ * A server configuration's certificate, key, CA chain and CRL can be
+ * replaced while it serves (fb_tls_engine_reload, for SIGHUP): they live
+ * in a reference-counted "material" that each connection takes at its
+ * start, so connections already up keep theirs and new ones get the new.
+ *
  * The pin travels in the server name NNG hands the engine, after a '#'
  * (a character no DNS name holds): nng_tls_config_server_name is the only
  * per-configuration text NNG passes through. Were this engine not
@@ -50,26 +55,41 @@
 #define NAME_MAX_LEN 253
 #define PIN_MAX_LEN  64
 
-struct nng_tls_engine_config {
+/* What a configuration's connections are made from. */
+typedef struct material {
 	mbedtls_ssl_config cfg;
 	mbedtls_x509_crt   ca;
 	mbedtls_x509_crl   crl;
 	mbedtls_x509_crt   own;
 	mbedtls_pk_context key;
-	int                client;
-	char               name[NAME_MAX_LEN + 1]; /* "" when none is expected */
-	char               pin[PIN_MAX_LEN + 1];   /* lower-case hex, or "" */
-	atomic_uint        conns;                  /* server: connections held */
-	atomic_uint        handshaking;            /* server: of which in handshake */
+	atomic_uint        refs; /* the configuration's, and one per connection */
+} material;
+
+struct nng_tls_engine_config {
+	pthread_mutex_t mu; /* guards m once the configuration serves */
+	material       *m;
+	int             client;
+	int             authmode;               /* MBEDTLS_SSL_VERIFY_* */
+	char            name[NAME_MAX_LEN + 1]; /* "" when none is expected */
+	char            pin[PIN_MAX_LEN + 1];   /* lower-case hex, or "" */
+	atomic_uint     conns;                  /* server: connections held */
+	atomic_uint     handshaking;            /* server: of which in handshake */
 };
 
 struct nng_tls_engine_conn {
 	mbedtls_ssl_context    ssl;
 	void                  *tls;
 	nng_tls_engine_config *cfg;
+	material              *m;           /* taken at init, released at fini */
 	bool                   counted;     /* in cfg->conns */
 	bool                   handshaking; /* in cfg->handshaking */
 };
+
+static void material_put(material *m);
+
+/* The configuration config_init made last on this thread (tls.c asks,
+ * right after nng_tls_config_alloc, to know it for reloads). */
+static _Thread_local nng_tls_engine_config *made_last;
 
 /* Server limits, the same for every listener of the process. */
 static atomic_uint  limit_conns      = 0; /* 0: none */
@@ -280,8 +300,12 @@ conn_init(nng_tls_engine_conn *ec, void *tls, nng_tls_engine_config *c)
 		if (atomic_fetch_add(&c->handshaking, 1) >= hs && hs != 0 && hook != NULL)
 			hook();
 	}
+	pthread_mutex_lock(&c->mu);
+	ec->m = c->m;
+	atomic_fetch_add(&ec->m->refs, 1);
+	pthread_mutex_unlock(&c->mu);
 	mbedtls_ssl_set_bio(&ec->ssl, tls, bio_send, bio_recv, NULL);
-	if ((mrv = mbedtls_ssl_setup(&ec->ssl, &c->cfg)) != 0)
+	if ((mrv = mbedtls_ssl_setup(&ec->ssl, &ec->m->cfg)) != 0)
 		return map_err(mrv);
 	if (c->name[0] != '\0' && (mrv = mbedtls_ssl_set_hostname(&ec->ssl, c->name)) != 0)
 		return map_err(mrv);
@@ -299,6 +323,9 @@ conn_fini(nng_tls_engine_conn *ec)
 		ec->counted = false;
 	}
 	mbedtls_ssl_free(&ec->ssl);
+	if (ec->m != NULL)
+		material_put(ec->m);
+	ec->m = NULL;
 }
 
 static void
@@ -413,43 +440,129 @@ conn_verified(nng_tls_engine_conn *ec)
 }
 
 static void
+material_put(material *m)
+{
+	if (atomic_fetch_sub(&m->refs, 1) != 1)
+		return;
+	mbedtls_ssl_config_free(&m->cfg);
+	mbedtls_x509_crt_free(&m->ca);
+	mbedtls_x509_crl_free(&m->crl);
+	mbedtls_x509_crt_free(&m->own);
+	mbedtls_pk_free(&m->key);
+	free(m);
+}
+
+/* A fresh material for c, with c's mode and settings; NULL when out of memory. */
+static material *
+material_new(nng_tls_engine_config *c)
+{
+	material *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	mbedtls_ssl_config_init(&m->cfg);
+	mbedtls_x509_crt_init(&m->ca);
+	mbedtls_x509_crl_init(&m->crl);
+	mbedtls_x509_crt_init(&m->own);
+	mbedtls_pk_init(&m->key);
+	atomic_init(&m->refs, 1);
+	if (mbedtls_ssl_config_defaults(&m->cfg, c->client ? MBEDTLS_SSL_IS_CLIENT
+	                                                   : MBEDTLS_SSL_IS_SERVER,
+	                                MBEDTLS_SSL_TRANSPORT_STREAM,
+	                                MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
+		material_put(m);
+		return NULL;
+	}
+	mbedtls_ssl_conf_authmode(&m->cfg, c->authmode);
+	mbedtls_ssl_conf_min_version(&m->cfg, MBEDTLS_SSL_MAJOR_VERSION_3,
+	                             MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_max_version(&m->cfg, MBEDTLS_SSL_MAJOR_VERSION_3,
+	                             MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_rng(&m->cfg, engine_random, NULL);
+	mbedtls_ssl_conf_verify(&m->cfg, verify, c);
+	return m;
+}
+
+/* Loads the CA chain (and CRL) into m. */
+static int
+material_ca(material *m, const char *certs, const char *crl)
+{
+	if (mbedtls_x509_crt_parse(&m->ca, (const unsigned char *)certs, strlen(certs) + 1) != 0)
+		return NNG_EINVAL;
+	if (crl != NULL &&
+	    mbedtls_x509_crl_parse(&m->crl, (const unsigned char *)crl, strlen(crl) + 1) != 0)
+		return NNG_EINVAL;
+	mbedtls_ssl_conf_ca_chain(&m->cfg, &m->ca, crl != NULL ? &m->crl : NULL);
+	return 0;
+}
+
+/* Loads the own certificate and key into m. */
+static int
+material_own(material *m, const char *cert, const char *key)
+{
+	mbedtls_x509_crt_free(&m->own);
+	mbedtls_pk_free(&m->key);
+	mbedtls_x509_crt_init(&m->own);
+	mbedtls_pk_init(&m->key);
+	if (mbedtls_x509_crt_parse(&m->own, (const unsigned char *)cert, strlen(cert) + 1) != 0 ||
+	    mbedtls_pk_parse_key(&m->key, (const unsigned char *)key, strlen(key) + 1, NULL, 0) !=
+	        0 ||
+	    mbedtls_ssl_conf_own_cert(&m->cfg, &m->own, &m->key) != 0)
+		return NNG_EINVAL;
+	return 0;
+}
+
+static void
 config_fini(nng_tls_engine_config *c)
 {
-	mbedtls_ssl_config_free(&c->cfg);
-	mbedtls_x509_crt_free(&c->ca);
-	mbedtls_x509_crl_free(&c->crl);
-	mbedtls_x509_crt_free(&c->own);
-	mbedtls_pk_free(&c->key);
+	if (!c->client)
+		fb_tls_engine_forget(c);
+	if (c->m != NULL)
+		material_put(c->m);
+	c->m = NULL;
+	pthread_mutex_destroy(&c->mu);
 }
 
 static int
 config_init(nng_tls_engine_config *c, nng_tls_mode mode)
 {
-	int client = mode == NNG_TLS_MODE_CLIENT;
-
-	mbedtls_ssl_config_init(&c->cfg);
-	mbedtls_x509_crt_init(&c->ca);
-	mbedtls_x509_crl_init(&c->crl);
-	mbedtls_x509_crt_init(&c->own);
-	mbedtls_pk_init(&c->key);
-	c->client = client;
+	c->client   = mode == NNG_TLS_MODE_CLIENT;
+	c->authmode = c->client ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_NONE;
 	atomic_init(&c->conns, 0);
 	atomic_init(&c->handshaking, 0);
-	if (mbedtls_ssl_config_defaults(&c->cfg, client ? MBEDTLS_SSL_IS_CLIENT
-	                                                : MBEDTLS_SSL_IS_SERVER,
-	                                MBEDTLS_SSL_TRANSPORT_STREAM,
-	                                MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
-		config_fini(c);
+	pthread_mutex_init(&c->mu, NULL);
+	if ((c->m = material_new(c)) == NULL) {
+		pthread_mutex_destroy(&c->mu);
 		return NNG_ENOMEM;
 	}
-	mbedtls_ssl_conf_authmode(&c->cfg, client ? MBEDTLS_SSL_VERIFY_REQUIRED
-	                                          : MBEDTLS_SSL_VERIFY_NONE);
-	mbedtls_ssl_conf_min_version(&c->cfg, MBEDTLS_SSL_MAJOR_VERSION_3,
-	                             MBEDTLS_SSL_MINOR_VERSION_3);
-	mbedtls_ssl_conf_max_version(&c->cfg, MBEDTLS_SSL_MAJOR_VERSION_3,
-	                             MBEDTLS_SSL_MINOR_VERSION_3);
-	mbedtls_ssl_conf_rng(&c->cfg, engine_random, NULL);
-	mbedtls_ssl_conf_verify(&c->cfg, verify, c);
+	made_last = c;
+	return 0;
+}
+
+nng_tls_engine_config *
+fb_tls_engine_made_last(void)
+{
+	return made_last;
+}
+
+int
+fb_tls_engine_reload(nng_tls_engine_config *c, const char *ca, const char *crl,
+                     const char *cert, const char *key)
+{
+	material *m = material_new(c), *old;
+	int       rv;
+
+	if (m == NULL)
+		return NNG_ENOMEM;
+	if ((rv = material_ca(m, ca, crl)) != 0 || (rv = material_own(m, cert, key)) != 0) {
+		material_put(m);
+		return rv;
+	}
+	pthread_mutex_lock(&c->mu);
+	old  = c->m;
+	c->m = m;
+	pthread_mutex_unlock(&c->mu);
+	material_put(old); /* freed once its last connection goes */
 	return 0;
 }
 
@@ -487,28 +600,25 @@ config_auth(nng_tls_engine_config *c, nng_tls_auth_mode mode)
 {
 	switch (mode) {
 	case NNG_TLS_AUTH_MODE_NONE:
-		mbedtls_ssl_conf_authmode(&c->cfg, MBEDTLS_SSL_VERIFY_NONE);
-		return 0;
+		c->authmode = MBEDTLS_SSL_VERIFY_NONE;
+		break;
 	case NNG_TLS_AUTH_MODE_OPTIONAL:
-		mbedtls_ssl_conf_authmode(&c->cfg, MBEDTLS_SSL_VERIFY_OPTIONAL);
-		return 0;
+		c->authmode = MBEDTLS_SSL_VERIFY_OPTIONAL;
+		break;
 	case NNG_TLS_AUTH_MODE_REQUIRED:
-		mbedtls_ssl_conf_authmode(&c->cfg, MBEDTLS_SSL_VERIFY_REQUIRED);
-		return 0;
+		c->authmode = MBEDTLS_SSL_VERIFY_REQUIRED;
+		break;
+	default:
+		return NNG_EINVAL;
 	}
-	return NNG_EINVAL;
+	mbedtls_ssl_conf_authmode(&c->m->cfg, c->authmode);
+	return 0;
 }
 
 static int
 config_ca_chain(nng_tls_engine_config *c, const char *certs, const char *crl)
 {
-	if (mbedtls_x509_crt_parse(&c->ca, (const unsigned char *)certs, strlen(certs) + 1) != 0)
-		return NNG_EINVAL;
-	if (crl != NULL &&
-	    mbedtls_x509_crl_parse(&c->crl, (const unsigned char *)crl, strlen(crl) + 1) != 0)
-		return NNG_EINVAL;
-	mbedtls_ssl_conf_ca_chain(&c->cfg, &c->ca, crl != NULL ? &c->crl : NULL);
-	return 0;
+	return material_ca(c->m, certs, crl);
 }
 
 static int
@@ -516,16 +626,7 @@ config_own_cert(nng_tls_engine_config *c, const char *cert, const char *key, con
 {
 	if (pass != NULL)
 		return NNG_ENOTSUP; /* encrypted keys are refused before this (tls.c) */
-	mbedtls_x509_crt_free(&c->own);
-	mbedtls_pk_free(&c->key);
-	mbedtls_x509_crt_init(&c->own);
-	mbedtls_pk_init(&c->key);
-	if (mbedtls_x509_crt_parse(&c->own, (const unsigned char *)cert, strlen(cert) + 1) != 0 ||
-	    mbedtls_pk_parse_key(&c->key, (const unsigned char *)key, strlen(key) + 1, NULL, 0) !=
-	        0 ||
-	    mbedtls_ssl_conf_own_cert(&c->cfg, &c->own, &c->key) != 0)
-		return NNG_EINVAL;
-	return 0;
+	return material_own(c->m, cert, key);
 }
 
 static int

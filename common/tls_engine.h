@@ -20,4 +20,16 @@ const char *fb_tls_crl_file(void);
  * NNG TLS configuration from now on uses it, else an NNG error. */
 int fb_tls_engine_use(void);
 
+/* Reloads (SIGHUP): fb_tls_engine_made_last is the engine configuration
+ * the last nng_tls_config_alloc on this thread made; fb_tls_engine_reload
+ * replaces a server configuration's CA chain, CRL (may be NULL),
+ * certificate and key (PEM text) for the connections it accepts from now
+ * on (0, or an NNG error and nothing changed); fb_tls_engine_forget (in
+ * tls.c) is told when a server configuration goes. */
+struct nng_tls_engine_config;
+struct nng_tls_engine_config *fb_tls_engine_made_last(void);
+int  fb_tls_engine_reload(struct nng_tls_engine_config *c, const char *ca, const char *crl,
+                          const char *cert, const char *key);
+void fb_tls_engine_forget(struct nng_tls_engine_config *c);
+
 #endif

@@ -461,6 +461,110 @@ check_config_says_ok_or_what_is_wrong(void **state)
 	assert_int_not_equal(access(dd, F_OK), 0);
 }
 
+/* Polls (up to 20 s) for text in an agent's log. */
+static int
+log_shows(const char *log, const char *text)
+{
+	for (int i = 0; i < 200; i++) {
+		if (fbt_file_contains(log, text))
+			return 1;
+		usleep(100000);
+	}
+	return 0;
+}
+
+/* The SHA-256 thumbprint of the certificate the agent at url presents. */
+static void
+presented(const char *url, char *sha256)
+{
+	char   sha1[41];
+	fb_err err = {0};
+
+	assert_int_equal(fb_tls_peer_thumbprint(url, fbt_pki_file("agents-ca.pem"),
+	                                        fbt_pki_file("operator.pem"),
+	                                        fbt_pki_file("operator.key"), "primary.failback.test",
+	                                        sha1, sha256, &err),
+	                 0);
+}
+
+/* SIGHUP gives the listeners the certificate and key now in their files,
+ * for new connections; a connection already up keeps working; files that
+ * do not load change nothing. */
+static void
+sighup_reloads_the_certificates(void **state)
+{
+	Failback__GetAgentStatusRequest in = FAILBACK__GET_AGENT_STATUS_REQUEST__INIT;
+	fbt_agent                       a;
+	nng_tls_config                 *tls;
+	fb_rpc_client                  *cli;
+	ProtobufCMessage               *o   = NULL;
+	fb_err                          err = {0};
+	char cert[600], key[600], certarg[620], keyarg[620], script[4000], t1[65], t2[65], t3[65];
+	const char *extra[] = {certarg, keyarg, NULL};
+
+	(void)state;
+	snprintf(cert, sizeof(cert), "%s/rotating.pem", fbt_root());
+	snprintf(key, sizeof(key), "%s/rotating.key", fbt_root());
+	snprintf(script, sizeof(script), "cp '%s' '%s' && cp '%s' '%s' && chmod 600 '%s'",
+	         fbt_pki_file("primary.pem"), cert, fbt_pki_file("primary.key"), key, key);
+	assert_int_equal(fbt_run((char *[]){"/bin/sh", "-c", script, NULL}, out, sizeof(out)), 0);
+	snprintf(certarg, sizeof(certarg), "--cert=%s", cert);
+	snprintf(keyarg, sizeof(keyarg), "--key=%s", key);
+	assert_int_equal(fbt_agent_start(&a, "primary", "primary", extra), 0);
+	presented(a.control, t1);
+	assert_int_equal(fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"),
+	                                      fbt_pki_file("operator.pem"),
+	                                      fbt_pki_file("operator.key"),
+	                                      "primary.failback.test", 0, &err),
+	                 0);
+	assert_int_equal(fb_rpc_client_open(&cli, a.control, tls, &err), 0);
+	nng_tls_config_free(tls);
+
+	/* A new certificate for the same name from the same CA, written over
+	 * the files the agent was started with. */
+	snprintf(script, sizeof(script),
+	         "set -e; cd '%s'; "
+	         "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out new.key; "
+	         "openssl req -new -key new.key -subj '/O=failback dev/CN=primary.failback.test' "
+	         "-out new.csr; "
+	         "printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+	         "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:primary.failback.test\n'"
+	         " > new.ext; "
+	         "openssl x509 -req -in new.csr -CA '%s' -CAkey '%s' -set_serial 0x$(openssl rand "
+	         "-hex 8) -days 30 -sha256 -extfile new.ext -out new.pem 2>/dev/null; "
+	         "cat new.pem > rotating.pem; cat new.key > rotating.key; "
+	         "openssl x509 -in new.pem -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | "
+	         "tr A-F a-f",
+	         fbt_root(), fbt_pki_file("agents-ca.pem"), fbt_pki_file("agents-ca.key"));
+	assert_int_equal(fbt_run((char *[]){"/bin/sh", "-c", script, NULL}, out, sizeof(out)), 0);
+	out[strcspn(out, "\n")] = '\0';
+	assert_int_equal(kill(a.pid, SIGHUP), 0);
+	assert_true(log_shows(a.log, "FB1005"));
+	presented(a.control, t2);
+	assert_string_not_equal(t2, t1);
+	assert_string_equal(t2, out); /* the new certificate, on every listener */
+	presented(a.events, t3);
+	assert_string_equal(t3, t2);
+	/* The connection made before the reload still works. */
+	assert_int_equal(fb_rpc_client_call(cli, &failback__agent_service__descriptor,
+	                                    "GetAgentStatus", &in.base, &o, 10000, &err),
+	                 0);
+	protobuf_c_message_free_unpacked(o, NULL);
+
+	/* A certificate file that does not load: nothing changes. */
+	snprintf(script, sizeof(script), "echo 'not a certificate' > '%s'", cert);
+	assert_int_equal(fbt_run((char *[]){"/bin/sh", "-c", script, NULL}, out, sizeof(out)), 0);
+	assert_int_equal(kill(a.pid, SIGHUP), 0);
+	assert_true(log_shows(a.log, "FB1013"));
+	assert_true(fbt_file_contains(a.log, "rotating.pem"));
+	presented(a.control, t3);
+	assert_string_equal(t3, t2);
+	assert_int_equal(fbt_ctl(out, sizeof(out), a.control, "operator", "primary.failback.test",
+	                         "status", NULL),
+	                 0);
+	assert_int_equal(fbt_agent_stop(&a, SIGTERM, 5000), 0);
+}
+
 int
 main(void)
 {
@@ -478,6 +582,7 @@ main(void)
 	    cmocka_unit_test(clients_dropping_mid_handshake_do_not_stop_the_listener),
 	    cmocka_unit_test(agent_speaks_systemd_notify),
 	    cmocka_unit_test(check_config_says_ok_or_what_is_wrong),
+	    cmocka_unit_test(sighup_reloads_the_certificates),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -68,6 +68,9 @@ typedef struct fb_agent_spec {
 	/* Appends the program's metrics to a scrape (NNG's HTTP thread: it
 	 * may read the database, must not block long). NULL: none. */
 	void (*metrics)(fb_agent *agent, fb_metrics *m);
+	/* The program's part of the health check, every second: 1 healthy, or
+	 * 0 with why (NULL: only the listeners are judged). */
+	int (*healthy)(fb_agent *agent, char *why, size_t cap);
 } fb_agent_spec;
 
 /* fb_agent_main never returns: it exits 0 after a clean stop, 1 on a

@@ -95,4 +95,13 @@ uint32_t fb_tls_peer_thumbprint(const char *url, const char *ca_file, const char
                                 const char *key_file, const char *server_name, char *sha1hex,
                                 char *sha256hex, fb_err *err);
 
+/* fb_tls_reload reads again the files every server configuration of the
+ * process was made from (CA files, certificate, key, and the CRL file of
+ * fb_tls_set_crl), checks them as at the start (key mode, expiry, the
+ * key matching the certificate), and only when all of them are good gives
+ * each listener its new material for the connections it accepts from now
+ * on; connections already up keep theirs. *reloaded counts the listeners.
+ * On an error nothing changed (unless the message says otherwise). */
+uint32_t fb_tls_reload(unsigned *reloaded, fb_err *err);
+
 #endif
