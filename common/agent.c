@@ -101,7 +101,8 @@ agent_keys(fb_agent *a, fb_config_key *k, size_t cap)
 	KEY(log_level, "error, warn, info (default) or debug");
 	KEY(workers, "handler threads (default 4)");
 	KEY(max_connections, "connections each listener holds at once (default 512)");
-	KEY(listen_metrics, "http:// URL serving /metrics (Prometheus) and /healthz; \"\": none");
+	KEY(listen_metrics, "http:// or https:// (monitor or operator certificate required) URL "
+	                    "serving /metrics and /healthz; \"\": none");
 	for (size_t i = 0; i < a->spec->nkeys && n + 1 < cap; i++)
 		k[n++] = a->spec->keys[i];
 	if (a->spec->worker != NULL)
@@ -191,9 +192,11 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 	if (a->spec->listen_metrics != NULL)
 		agent_default(&a->set.listen_metrics, a->spec->listen_metrics);
 	if (a->set.listen_metrics != NULL && a->set.listen_metrics[0] != '\0' &&
-	    strncmp(a->set.listen_metrics, "http://", 7) != 0)
+	    strncmp(a->set.listen_metrics, "http://", 7) != 0 &&
+	    strncmp(a->set.listen_metrics, "https://", 8) != 0)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
-		                  "--listen-metrics: '%s' is not an http:// URL (or \"\" for none)",
+		                  "--listen-metrics: '%s' is not an http:// or https:// URL (or \"\" "
+		                  "for none)",
 		                  a->set.listen_metrics);
 	if ((rv = agent_require(a->set.data_dir, "data-dir", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.cert, "cert", err)) != FB_RV_OK ||
@@ -810,6 +813,25 @@ agent_http_start(fb_agent *a, char *addr, size_t addrlen, fb_err *err)
 		nng_url_free(u);
 		return fb_err_nng(err, rv, url);
 	}
+	/* https://: the agent's certificate, and a monitor's or an operator's
+	 * required of every scraper (reloaded by SIGHUP like the others). */
+	if (strcmp(u->u_scheme, "https") == 0) {
+		const char     *cas[3] = {a->set.ca_monitors, a->set.ca_operators, NULL};
+		nng_tls_config *tls;
+		uint32_t        frv;
+
+		if ((frv = fb_tls_config_server(&tls, cas, a->set.cert, a->set.key,
+		                                FB_TLS_REFUSE_EXPIRED, err)) != FB_RV_OK) {
+			nng_url_free(u);
+			return frv;
+		}
+		rv = nng_http_server_set_tls(a->http, tls);
+		nng_tls_config_free(tls);
+		if (rv != 0) {
+			nng_url_free(u);
+			return fb_err_nng(err, rv, url);
+		}
+	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		nng_http_handler *h;
 
@@ -829,7 +851,8 @@ agent_http_start(fb_agent *a, char *addr, size_t addrlen, fb_err *err)
 		char ip[INET_ADDRSTRLEN];
 
 		inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip));
-		snprintf(bound, sizeof(bound), "http://%s:%u", ip, (unsigned)ntohs(sa.s_in.sa_port));
+		snprintf(bound, sizeof(bound), "%s://%s:%u", u->u_scheme, ip,
+		         (unsigned)ntohs(sa.s_in.sa_port));
 	} else {
 		snprintf(bound, sizeof(bound), "%s", url);
 	}

@@ -627,6 +627,60 @@ events_listener_admits_operators_and_monitors_only(void **state)
 	}
 }
 
+/* GET path over TLS with openssl s_client, as cert (NULL: none); out gets
+ * what came back. Returns s_client's exit status. */
+static int
+https_get(const char *url, const char *cert, const char *path, char *got, size_t cap)
+{
+	char        script[3000], ids[1400] = "";
+	const char *hostport = strstr(url, "://") + 3;
+
+	if (cert != NULL)
+		snprintf(ids, sizeof(ids), "-cert '%s/%s.pem' -key '%s/%s.key'", fbt_pki(), cert,
+		         fbt_pki(), cert);
+	snprintf(script, sizeof(script),
+	         "printf 'GET %s HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | "
+	         "timeout 20 openssl s_client -quiet -connect '%s' -servername replica.failback.test "
+	         "-verify_hostname replica.failback.test -verify_return_error -CAfile '%s' %s "
+	         "2>/dev/null",
+	         path, hostport, fbt_pki_file("agents-ca.pem"), ids);
+	return fbt_run((char *[]){"/bin/sh", "-c", script, NULL}, got, cap);
+}
+
+/* --listen-metrics https://: the agent's certificate, and a monitor's or an
+ * operator's required of the scraper. */
+static void
+metrics_over_https_need_a_monitor_or_operator_certificate(void **state)
+{
+	static char got[1 << 18];
+	fbt_agent   m;
+
+	(void)state;
+	assert_int_equal(fbt_agent_start(&m, "replica", "replica",
+	                                 (const char *[]){"--listen-metrics=https://127.0.0.1:0",
+	                                                  NULL}),
+	                 0);
+	assert_true(strncmp(m.metrics, "https://127.0.0.1:", 18) == 0);
+	https_get(m.metrics, "monitor", "/metrics", got, sizeof(got));
+	assert_non_null(strstr(got, "HTTP/1.1 200"));
+	assert_non_null(strstr(got, "failback_healthy 1"));
+	https_get(m.metrics, "operator", "/healthz", got, sizeof(got));
+	assert_non_null(strstr(got, "HTTP/1.1 200"));
+	/* No certificate, or one of the agents' CA: no answer. */
+	https_get(m.metrics, NULL, "/metrics", got, sizeof(got));
+	assert_null(strstr(got, "HTTP/1.1"));
+	https_get(m.metrics, "rogue-operator", "/metrics", got, sizeof(got));
+	assert_null(strstr(got, "HTTP/1.1"));
+	/* Plain HTTP gets nothing either. */
+	{
+		char plain[160];
+
+		snprintf(plain, sizeof(plain), "http://%s", strstr(m.metrics, "://") + 3);
+		assert_int_equal(fbt_http_get(plain, "/metrics", got, sizeof(got)), -1);
+	}
+	assert_int_equal(fbt_agent_stop(&m, SIGTERM, 5000), 0);
+}
+
 int
 main(void)
 {
@@ -651,6 +705,7 @@ main(void)
 	    cmocka_unit_test(silent_connections_are_dropped_idle_clients_are_kept),
 	    cmocka_unit_test(events_listener_admits_operators_and_monitors_only),
 	    cmocka_unit_test(a_flood_on_the_monitor_listener_leaves_operators_served),
+	    cmocka_unit_test(metrics_over_https_need_a_monitor_or_operator_certificate),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
