@@ -89,8 +89,10 @@ submit(replica *r, fb_rpc_call *call, ProtobufCMessage *out, fb_vm *vm, int type
 	return submit_params(r, call, out, vm, type, rp, settings, &p);
 }
 
+/* InitiateFailback, and EstimateFailback with the same checks. */
 static uint32_t
-initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+failback_call(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out,
+              int type)
 {
 	replica                                 *r    = arg;
 	const Failback__InitiateFailbackRequest *req  = (const void *)in;
@@ -125,21 +127,33 @@ initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Prot
 		           req->recovery_point_identifier);
 		goto fail;
 	}
-	if (vmstate_check(driver_of(JT_FAILBACK), vm, &err) != FB_RV_OK)
+	if (vmstate_check(driver_of(type), vm, &err) != FB_RV_OK)
 		goto fail;
 	{
 		Failback__JobParams p = FAILBACK__JOB_PARAMS__INIT;
 
-		p.force = req->force;
-		if (req->force)
+		p.force = type == JT_FAILBACK && req->force;
+		if (p.force)
 			fb_log_warn("FB5042", "InitiateFailback of VM %s asked to force past the "
 			            "generation guard", vm->name);
-		return submit_params(r, call, out, vm, JT_FAILBACK, req->recovery_point_identifier,
+		return submit_params(r, call, out, vm, type, req->recovery_point_identifier,
 		                     req->replication_setting_data, &p);
 	}
 fail:
 	free(vm);
 	return fb_pb_fail(call, &err);
+}
+
+static uint32_t
+initiate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	return failback_call(arg, call, in, out, JT_FAILBACK);
+}
+
+static uint32_t
+estimate_failback(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	return failback_call(arg, call, in, out, JT_ESTIMATE);
 }
 
 /* The shared shape of the local jobs: VM, state check, submit. */
@@ -306,6 +320,38 @@ list_rps(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMess
 	return rsp->points != NULL ? FB_RV_OK : FB_RV_OUT_OF_MEMORY;
 }
 
+/* What an EstimateFailback job found, from its checkpoint (an empty
+ * estimate when it has none). */
+static Failback__FailbackEstimate *
+job_estimate(replica *r, fb_rpc_call *call, const char *id)
+{
+	Failback__FailbackEstimate *e  = fb_rpc_alloc(call, sizeof(*e));
+	Failback__JobCheckpoint    *cp = NULL;
+	fb_err                      err = {0};
+
+	if (e == NULL)
+		return NULL;
+	failback__failback_estimate__init(e);
+	e->recovery_point = "";
+	if (job_store_checkpoint_load(r->db, id, &cp, &err) == FB_RV_OK && cp != NULL &&
+	    cp->estimate != NULL) {
+		const Failback__FailbackEstimate *s = cp->estimate;
+
+		e->blocks_differing = s->blocks_differing;
+		e->bytes_differing  = s->bytes_differing;
+		e->disk_bytes       = s->disk_bytes;
+		e->compare_ms       = s->compare_ms;
+		e->sample_bytes     = s->sample_bytes;
+		e->sample_ms        = s->sample_ms;
+		e->rate_bytes_per_s = s->rate_bytes_per_s;
+		e->estimated_ms     = s->estimated_ms;
+		e->recovery_point   = fb_rpc_strdup(call, s->recovery_point);
+	}
+	if (cp != NULL)
+		failback__job_checkpoint__free_unpacked(cp, NULL);
+	return e->recovery_point != NULL ? e : NULL;
+}
+
 /* Loads a job into an arena-owned message. */
 static Failback__Job *
 job_message(replica *r, fb_rpc_call *call, const char *ref, fb_err *err)
@@ -342,12 +388,17 @@ job_message(replica *r, fb_rpc_call *call, const char *ref, fb_err *err)
 	job->blocks_done       = row.blocks_done;
 	job->blocks_total      = row.blocks_total;
 	job->rate_bytes_per_s  = row.rate;
-	job->job_id       = fb_rpc_strdup(call, row.id);
+	job->job_id            = fb_rpc_strdup(call, row.id);
 	job->vm_id             = fb_rpc_strdup(call, row.vm_id);
 	job->phase             = fb_rpc_strdup(call, row.phase);
 	job->error_description = fb_rpc_strdup(call, row.error);
 	if (job->job_id == NULL || job->vm_id == NULL || job->phase == NULL ||
 	    job->error_description == NULL) {
+		fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		return NULL;
+	}
+	if (row.type == JT_ESTIMATE && row.state == FAILBACK__JOB_STATE__JS_COMPLETED &&
+	    (job->estimate = job_estimate(r, call, row.id)) == NULL) {
 		fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 		return NULL;
 	}
@@ -613,6 +664,7 @@ out:
 
 const fb_rpc_method replica_control_methods[] = {
     {"InitiateFailback", initiate_failback, FB_ROLE_OPERATOR},
+    {"EstimateFailback", estimate_failback, FB_ROLE_OPERATOR},
     {"InitiateFailover", initiate_failover, FB_ROLE_OPERATOR},
     {"RevertFailover", revert_failover, FB_ROLE_OPERATOR},
     {"CommitFailover", commit_failover, FB_ROLE_OPERATOR},

@@ -25,6 +25,7 @@ enum {
 	JT_REVERSE   = 104,
 	JT_REPLICATE = 106,
 	JT_FAILBACK  = 124,
+	JT_ESTIMATE  = 32770, /* vendor range: EstimateFailback */
 };
 
 #define VMSTATE_KEEP (-1) /* a state field that leaves the VM's state alone */

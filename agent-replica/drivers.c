@@ -62,6 +62,10 @@ static const job_driver drivers[] = {
      RS(FAILBACK_IN_PROGRESS), RS(FAILBACK_COMPLETE), RS(CRITICAL),
      FAILBACK__REPLICATION_HEALTH__RH_CRITICAL, failback_flow, NULL, failback_commit,
      failback_rollback, 0},
+    /* Reads and compares only: no lock, no state, nothing to undo. */
+    {JT_ESTIMATE, "EstimateFailback", "Negotiating", 1, failback_from, N(failback_from),
+     VMSTATE_KEEP, VMSTATE_KEEP, VMSTATE_KEEP, FAILBACK__REPLICATION_HEALTH__RH_OK,
+     estimate_flow, NULL, NULL, NULL, 0},
     {JT_REPLICATE, "Replicate", "Negotiating", 1, replicate_from, N(replicate_from),
      VMSTATE_KEEP, RS(REPLICATING), VMSTATE_PREV, FAILBACK__REPLICATION_HEALTH__RH_WARNING,
      replicate_flow, NULL, NULL, NULL, 0},

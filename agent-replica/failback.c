@@ -472,6 +472,23 @@ failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
 	return remember_target(fl, err);
 }
 
+/* Frees what a flow holds (its locks go with it). */
+static void
+flow_free(struct flow *fl, Failback__NegotiateResponse *nr)
+{
+	fb_apply_close(fl->ap);
+	for (size_t i = 0; i < FB_MAX_DISKS; i++)
+		if (fl->lockfd[i] > 0)
+			close(fl->lockfd[i] - 1);
+	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++)
+		free(fl->local[k]);
+	if (fl->cp != NULL)
+		failback__job_checkpoint__free_unpacked(fl->cp, NULL);
+	if (nr != NULL)
+		failback__negotiate_response__free_unpacked(nr, NULL);
+	free(fl->vm);
+}
+
 uint32_t
 failback_flow(worker *w, fb_err *err)
 {
@@ -491,16 +508,141 @@ failback_flow(worker *w, fb_err *err)
 		            w->job, (unsigned long long)w->pg.blocks_total,
 		            (unsigned long long)progress_wire(&w->pg), ru.ru_maxrss);
 	}
-	fb_apply_close(fl.ap);
-	for (size_t i = 0; i < FB_MAX_DISKS; i++)
-		if (fl.lockfd[i] > 0)
-			close(fl.lockfd[i] - 1);
-	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++)
-		free(fl.local[k]);
-	if (fl.cp != NULL)
-		failback__job_checkpoint__free_unpacked(fl.cp, NULL);
-	if (nr != NULL)
-		failback__negotiate_response__free_unpacked(nr, NULL);
-	free(fl.vm);
+	flow_free(&fl, nr);
+	return rv;
+}
+
+/*
+ * EstimateFailback: what InitiateFailback with the same arguments would
+ * move, without the disk lock and without writing anything. It negotiates
+ * the point and compares exactly as a failback does, then pulls a sample
+ * of the differing blocks (spread over them, checked, dropped) to measure
+ * the transfer rate to this primary now. The estimate is the compare's
+ * time, the differing bytes at that rate, and the verify's full re-read
+ * (as long again as the hashing).
+ */
+#define SAMPLE_BLOCKS 256 /* 16 MiB */
+
+struct sample {
+	uint64_t bytes;
+};
+
+static uint32_t
+sample_batch(void *arg, const fetch_item *it, size_t n, uint8_t *data, const uint8_t *got,
+             fb_err *err)
+{
+	(void)it;
+	(void)data;
+	(void)got;
+	(void)err;
+	((struct sample *)arg)->bytes += n * FB_BLOCK_SIZE;
+	return FB_RV_OK;
+}
+
+static uint32_t
+estimate_sample(struct flow *fl, uint64_t differing, Failback__FailbackEstimate *e, fb_err *err)
+{
+	worker                  *w = fl->w;
+	Failback__JobCheckpoint *cp = fl->cp;
+	const char              *names[FB_WIRE_MAX_DISKS + 1];
+	fetch_item              *items;
+	struct sample            got  = {0};
+	uint64_t                 step = differing / SAMPLE_BLOCKS + 1, t0;
+	uint32_t                 rv   = FB_RV_OK;
+
+	if (differing == 0)
+		return FB_RV_OK;
+	if ((items = calloc(SAMPLE_BLOCKS + 1, sizeof(*items))) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	for (size_t k = 0; k < cp->n_disks; k++)
+		names[k] = cp->disks[k]->name;
+	names[cp->n_disks] = NULL;
+	progress_phase(&w->pg, "Sampling");
+	t0 = fb_clock_mono_ms();
+	for (size_t k = 0; k < cp->n_disks && rv == FB_RV_OK; k++) {
+		Failback__DiskCheckpoint *dc = cp->disks[k];
+		fetch_spec f = {&w->s, w->store, w->params->vm, fl->target->id, names,
+		                w->rsd.compression != 0, 1};
+		size_t     n = 0;
+
+		for (size_t i = 0; i < dc->n_blocks && n < SAMPLE_BLOCKS; i += step) {
+			items[n].disk  = (uint32_t)k;
+			items[n].block = dc->blocks[i];
+			memcpy(&items[n].h, dc->hashes.data + i * sizeof(fb_hash), sizeof(fb_hash));
+			n++;
+		}
+		if (n > 0)
+			rv = fetch_run(&f, items, n, sample_batch, &got, err);
+	}
+	free(items);
+	if (rv != FB_RV_OK)
+		return rv;
+	e->sample_bytes     = got.bytes;
+	e->sample_ms        = fb_clock_mono_ms() - t0;
+	e->rate_bytes_per_s = e->sample_ms > 0 ? got.bytes * 1000 / e->sample_ms : got.bytes * 1000;
+	return FB_RV_OK;
+}
+
+static uint32_t
+estimate_steps(struct flow *fl, Failback__NegotiateResponse **nr,
+               Failback__FailbackEstimate *e, fb_err *err)
+{
+	worker  *w = fl->w;
+	uint64_t t0 = fb_clock_mono_ms(), differing = 0;
+	uint32_t rv;
+
+	if ((rv = fb_vm_get(w->db, w->params->vm, &fl->vm, err)) != FB_RV_OK)
+		return rv;
+	snprintf(w->pg.vm_id, sizeof(w->pg.vm_id), "%s", fl->vm->id);
+	if ((rv = session_negotiate(&w->s, w->db, fl->vm->id, w->params->recovery_point_identifier,
+	                            0, nr, err)) != FB_RV_OK)
+		return rv;
+	fl->target = (*nr)->target;
+	if ((rv = compare(fl, err)) != FB_RV_OK)
+		return rv;
+	e->compare_ms = fb_clock_mono_ms() - t0;
+	e->disk_bytes = w->pg.bytes_total;
+	for (size_t k = 0; k < fl->cp->n_disks; k++)
+		differing += fl->cp->disks[k]->n_blocks;
+	e->blocks_differing = differing;
+	e->bytes_differing  = differing * FB_BLOCK_SIZE;
+	if ((rv = estimate_sample(fl, differing, e, err)) != FB_RV_OK)
+		return rv;
+	e->estimated_ms = 2 * e->compare_ms +
+	                  (e->rate_bytes_per_s > 0 ? e->bytes_differing * 1000 / e->rate_bytes_per_s
+	                                           : 0);
+	e->recovery_point = fl->target->id;
+	fl->cp->estimate  = e;
+	rv                = job_store_checkpoint_save(w->db, w->job, fl->cp, err);
+	fl->cp->estimate = NULL; /* e is the caller's */
+	if (rv != FB_RV_OK)
+		return rv;
+	w->pg.blocks_done  = 0;
+	w->pg.blocks_total = differing;
+	w->pg.bytes_done   = 0;
+	w->pg.bytes_total  = e->bytes_differing;
+	progress_emit(&w->pg, 1);
+	fb_log_info("FB6016",
+	            "job %s: a failback of VM %s to recovery point %s would move %llu of %llu "
+	            "blocks; sample %llu bytes in %llu ms; estimated %llu ms",
+	            w->job, fl->vm->name, fl->target->id, (unsigned long long)differing,
+	            (unsigned long long)(e->disk_bytes / FB_BLOCK_SIZE),
+	            (unsigned long long)e->sample_bytes, (unsigned long long)e->sample_ms,
+	            (unsigned long long)e->estimated_ms);
+	return FB_RV_OK;
+}
+
+uint32_t
+estimate_flow(worker *w, fb_err *err)
+{
+	struct flow                  fl;
+	Failback__NegotiateResponse *nr = NULL;
+	Failback__FailbackEstimate   e  = FAILBACK__FAILBACK_ESTIMATE__INIT;
+	uint32_t                     rv;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.w = w;
+	rv   = estimate_steps(&fl, &nr, &e, err);
+	flow_free(&fl, nr);
 	return rv;
 }

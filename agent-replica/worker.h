@@ -161,6 +161,7 @@ void worker_main(replica *r, const char *job_id) __attribute__((noreturn));
  * durable, or an error --- */
 uint32_t failback_flow(worker *w, fb_err *err);
 uint32_t replicate_flow(worker *w, fb_err *err);
+uint32_t estimate_flow(worker *w, fb_err *err);
 uint32_t reverse_flow(worker *w, fb_err *err);
 
 #endif

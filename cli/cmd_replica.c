@@ -273,6 +273,24 @@ cmd_failback(ctl *c, const ctl_args *a)
 }
 
 static int
+cmd_estimate(ctl *c, const ctl_args *a)
+{
+	Failback__InitiateFailbackRequest in = FAILBACK__INITIATE_FAILBACK_REQUEST__INIT;
+	const char                       *rp = ctl_arg(a, "rp");
+	char                             *settings;
+	int                               code;
+
+	if (settings_of(a, &settings) != 0)
+		return CTL_EXIT_USAGE;
+	in.vm                        = a->argv[0];
+	in.recovery_point_identifier = rp != NULL ? (char *)rp : "";
+	in.replication_setting_data  = settings != NULL ? settings : "";
+	code = ctl_call_and_wait(c, "EstimateFailback", &in.base, ctl_arg(a, "no-wait") == NULL);
+	free(settings);
+	return code;
+}
+
+static int
 cmd_failover(ctl *c, const ctl_args *a)
 {
 	Failback__InitiateFailoverRequest in = FAILBACK__INITIATE_FAILOVER_REQUEST__INIT;
@@ -365,6 +383,13 @@ const ctl_cmd ctl_replica_cmds[] = {
       OPT_FORCE,
       OPT_WAIT},
      "InitiateFailback: resync VM's disks here to a point of its primary", cmd_failback},
+    {"estimate", NULL, "VM", 1, 1,
+     {{"rp", "ID", "the primary's recovery point (default: its newest)"},
+      OPT_SETTINGS,
+      {"no-wait", NULL, "answer with the job at once"}},
+     "EstimateFailback: how many blocks a failback would move and how long it would take; "
+     "reads the disks and walks the trees, changes nothing",
+     cmd_estimate},
     {"reverse", NULL, "VM", 1, 1,
      {{"to", "URL", "the other site's replica agent (its agents' listener)"},
       {"to-name", "NAME", "the DNS name in that agent's certificate"},

@@ -150,6 +150,32 @@ summary(const struct waiter *w, const Failback__Job *j)
 		       (unsigned long long)j->blocks_total, d, t, r);
 }
 
+/* What an EstimateFailback found, for people. */
+static void
+print_estimate(const Failback__FailbackEstimate *e)
+{
+	char d[16], t[16], s[16], r[16];
+	double transfer = e->rate_bytes_per_s > 0
+	                      ? (double)e->bytes_differing / (double)e->rate_bytes_per_s
+	                      : 0;
+
+	ctl_human_bytes(d, sizeof(d), (double)e->bytes_differing);
+	ctl_human_bytes(t, sizeof(t), (double)e->disk_bytes);
+	ctl_human_bytes(s, sizeof(s), (double)e->sample_bytes);
+	ctl_human_bytes(r, sizeof(r), (double)e->rate_bytes_per_s);
+	printf("a failback to recovery point %s would move %llu of %llu blocks (%s of %s)\n",
+	       e->recovery_point, (unsigned long long)e->blocks_differing,
+	       (unsigned long long)(e->disk_bytes / (64u << 10)), d, t);
+	printf("  compare (read and hash %s, walk the trees):  %.1f s\n", t,
+	       (double)e->compare_ms / 1000.0);
+	if (e->blocks_differing > 0)
+		printf("  transfer at %s/s (measured on %s of them):  %.1f s\n", r, s, transfer);
+	printf("  verify (read and hash %s again):            %.1f s\n", t,
+	       (double)e->compare_ms / 1000.0);
+	printf("  estimated failback time: %.1f s (writes and fsyncs come on top)\n",
+	       (double)e->estimated_ms / 1000.0);
+}
+
 /* Waits for job (a GUID or reference); returns the exit status. */
 static int
 waiter_run(ctl *c, struct waiter *w, const char *job)
@@ -224,6 +250,8 @@ waiter_run(ctl *c, struct waiter *w, const char *job)
 						                      rsp->job->error_description);
 					}
 					printf("\n");
+					if (ok && rsp->job->estimate != NULL)
+						print_estimate(rsp->job->estimate);
 				}
 				protobuf_c_message_free_unpacked(&rsp->base, NULL);
 				return ok ? CTL_EXIT_OK : CTL_EXIT_FAILED;

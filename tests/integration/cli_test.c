@@ -329,6 +329,55 @@ settings_in_utf16_with_a_bom_are_read(void **state)
 	assert_non_null(strstr(out, "odd number of bytes"));
 }
 
+/* estimate: the blocks a failback would move and its time, and nothing
+ * changes; the failback that follows moves exactly those blocks. */
+static void
+estimate_says_what_a_failback_would_move_and_changes_nothing(void **state)
+{
+	char disk[900], before[65], after[65], line[200];
+	int  changed;
+
+	(void)state;
+	assert_int_equal(R("vm", "show", VM), 0);
+	assert_non_null(strstr(out, "FailbackComplete (14)"));
+	{
+		const char *p = strstr(out, "path: ");
+
+		assert_non_null(p);
+		snprintf(disk, sizeof(disk), "%.*s", (int)strcspn(p + 6, "\n"), p + 6);
+	}
+	changed = fbt_image_mutate(disk, 24, 99);
+	assert_true(changed > 0);
+	assert_int_equal(fbt_file_sha256(disk, before), 0);
+	assert_int_equal(R("estimate", VM), 0);
+	snprintf(line, sizeof(line), "would move %d of 256 blocks", changed);
+	assert_non_null(strstr(out, line));
+	assert_non_null(strstr(out, "estimated failback time: "));
+	assert_non_null(strstr(out, "transfer at "));
+	assert_int_equal(RJ("estimate", VM), 0);
+	snprintf(line, sizeof(line), "%d", changed);
+	assert_string_equal(jq(".[0].result.job.estimate.blocks_differing"), line);
+	assert_string_equal(jq(".[0].result.job.estimate.bytes_differing"),
+	                    (snprintf(line, sizeof(line), "%d", changed * 65536), line));
+	assert_string_equal(jq(".[0].result.job.estimate.rate_bytes_per_s > 0"), "true");
+	assert_string_equal(jq(".[0].result.job.estimate.disk_bytes"), "16777216");
+	/* Nothing changed: the disk, the VM's state. */
+	assert_int_equal(fbt_file_sha256(disk, after), 0);
+	assert_string_equal(after, before);
+	assert_int_equal(R("vm", "show", VM), 0);
+	assert_non_null(strstr(out, "FailbackComplete (14)"));
+	/* The failback moves what the estimate said. */
+	assert_int_equal(RJ("failback", VM, "--wait"), 0);
+	snprintf(line, sizeof(line), "%d", changed);
+	assert_string_equal(jq(".[0].result.job.blocks_total"), line);
+	assert_int_equal(fbt_file_sha256(disk, after), 0);
+	assert_int_equal(fbt_file_sha256(img, before), 0);
+	assert_string_equal(after, before);
+	/* A VM that is not a recovery VM cannot be estimated. */
+	assert_int_equal(R("estimate", "nosuch"), 1);
+	assert_non_null(strstr(out, "File not found (32779)"));
+}
+
 static void
 events_at_a_wrong_listener_fail_instead_of_hanging(void **state)
 {
@@ -393,6 +442,7 @@ main(void)
 	    cmocka_unit_test(text_that_is_not_utf8_still_gives_valid_json),
 	    cmocka_unit_test(options_are_parsed_the_gnu_way),
 	    cmocka_unit_test(settings_in_utf16_with_a_bom_are_read),
+	    cmocka_unit_test(estimate_says_what_a_failback_would_move_and_changes_nothing),
 	    cmocka_unit_test(events_at_a_wrong_listener_fail_instead_of_hanging),
 	    cmocka_unit_test(a_vm_is_unregistered_on_both_agents),
 	};

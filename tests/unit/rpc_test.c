@@ -81,6 +81,7 @@ static const fb_rpc_method replica_rows[] = {
     {"RequestJobStateChange", NULL, FB_ROLE_OPERATOR},
     {"GetJobError", NULL, FB_ROLES_READ},
     {"RemoveVirtualSystem", NULL, FB_ROLE_OPERATOR},
+    {"EstimateFailback", NULL, FB_ROLE_OPERATOR},
 };
 
 static fb_rpc_registry *reg;
@@ -283,7 +284,7 @@ registry_requires_every_method_exactly_once(void **state)
 	assert_int_equal(fb_rpc_registry_add(r2, &failback__replication_service__descriptor, twice,
 	                                     1, NULL, &err),
 	                 FB_RV_INVALID_PARAMETER);
-	assert_non_null(strstr(err.msg, "declares 14 methods"));
+	assert_non_null(strstr(err.msg, "declares 15 methods"));
 	assert_int_equal(fb_rpc_registry_add(r2, &failback__agent_service__descriptor, wrong, 1,
 	                                     NULL, &err),
 	                 FB_RV_INVALID_PARAMETER);
