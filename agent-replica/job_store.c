@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "failback/clock.h"
+#include "driver.h"
 #include "job_store.h"
+#include "replica.h"
 #include "types.pb-c.h"
 
 static const char *const job_migrations[] = {
@@ -41,15 +43,41 @@ const fb_db_schema job_store_schema = {"replica", job_migrations,
 	"NOT (state >= 7 AND ended_ms > 0 AND "                                                \
 	"ended_ms < strftime('%s','now') * 1000 - 300000)"
 
-unsigned
-job_percent(int state, uint64_t blocks_done, uint64_t blocks_total)
+/* lo + (hi - lo) x done / total */
+static unsigned
+span(unsigned lo, unsigned hi, uint64_t done, uint64_t total)
 {
-	unsigned pct = 0;
+	if (total == 0)
+		return lo;
+	if (done > total)
+		done = total;
+	return lo + (unsigned)((double)(hi - lo) * (double)done / (double)total);
+}
 
-	if (state == FAILBACK__JOB_STATE__JS_COMPLETED)
+unsigned
+job_percent(const run_view *v)
+{
+	const char *p = v->phase;
+	unsigned    pct;
+
+	if (v->state == FAILBACK__JOB_STATE__JS_COMPLETED)
 		return 100;
-	if (blocks_total > 0)
-		pct = (unsigned)(blocks_done * 100 / blocks_total);
+	if (v->type == JT_FAILBACK && strcmp(p, "Comparing") == 0)
+		pct = span(0, 30, v->bytes_done, v->bytes_total);
+	else if (v->type == JT_FAILBACK && strcmp(p, "Transferring") == 0)
+		pct = span(30, 70, v->blocks_done, v->blocks_total);
+	else if (v->type == JT_FAILBACK && strcmp(p, "Verifying") == 0)
+		pct = span(70, 100, v->bytes_done, v->bytes_total);
+	else if (v->type == JT_REPLICATE && strcmp(p, "Comparing") == 0)
+		pct = span(0, 30, v->bytes_done, v->bytes_total);
+	else if (v->type == JT_REPLICATE && strcmp(p, "Transferring") == 0)
+		pct = span(30, 100, v->blocks_done, v->blocks_total);
+	else if (v->type == JT_ESTIMATE && strcmp(p, "Comparing") == 0)
+		pct = span(0, 90, v->bytes_done, v->bytes_total);
+	else if (v->type == JT_ESTIMATE && strcmp(p, "Sampling") == 0)
+		pct = 90;
+	else
+		pct = span(0, 100, v->blocks_done, v->blocks_total);
 	return pct > 99 ? 99 : pct;
 }
 

@@ -34,8 +34,15 @@ typedef struct job_row {
 	uint32_t cancel; /* a cancel acknowledged to a caller: 4 Terminate, 5 Kill */
 } job_row;
 
-/* job_percent: the PercentComplete of a job's counters and state. */
-unsigned job_percent(int state, uint64_t blocks_done, uint64_t blocks_total);
+/* job_percent: the PercentComplete of a run's phase, counters and state.
+ * The phases of the jobs that hash and pull share the range, so it moves
+ * from the start of Comparing: InitiateFailback Comparing 0-30 (bytes
+ * hashed), Transferring 30-70 (blocks), Verifying 70-100 (bytes read);
+ * Replicate Comparing 0-30, Transferring 30-100; EstimateFailback
+ * Comparing 0-90, Sampling 90-100. Other jobs follow their blocks. 100
+ * only once Completed. */
+struct run_view;
+unsigned job_percent(const struct run_view *v);
 
 /* job_store_insert persists a New job (id, VM key, type, first phase,
  * params) in one transaction that also deletes expired jobs. */

@@ -27,8 +27,8 @@ static replica          the_replica;
 static replica_settings the_settings;
 
 static const fb_config_key replica_keys[] = {
-    {"peer_url", &the_settings.peer_url, "the primary agent's resync URL"},
-    {"peer_name", &the_settings.peer_name, "DNS name in the primary agent's certificate"},
+    {"peer_url", &the_settings.peer_url, "the default primary's resync URL (default tls+tcp://127.0.0.1:7413)"},
+    {"peer_name", &the_settings.peer_name, "DNS name in its certificate (default primary.failback.test)"},
     {"max_transfer_rate", &the_settings.max_transfer_rate,
      "MiB/s a job may pull from the primary (default 0: no cap)"},
     {"local_primary_url", &the_settings.local_primary_url,

@@ -83,6 +83,7 @@ typedef struct run {
 	uint64_t                 bytes_done, bytes_total, blocks_done, blocks_total, rate;
 	uint64_t                 wire;
 	uint64_t                 rate_t0, rate_b0;
+	int                      rate_started; /* rate_t0/rate_b0 set by a report */
 	uint32_t                 error_code;
 	char                     error[FB_ERR_MSG_MAX];
 	uint32_t                 cancel;    /* 0, or the RequestedState (4 Terminate, 5 Kill) */
@@ -101,7 +102,7 @@ typedef struct run {
 /* A copy of a run's visible fields, taken under its lock. */
 typedef struct run_view {
 	char     id[FB_ID_LEN + 1], vm_id[FB_ID_LEN + 1], phase[32];
-	int      state;
+	int      state, type;
 	uint64_t bytes_done, bytes_total, blocks_done, blocks_total, rate;
 	uint32_t error_code;
 	char     error[FB_ERR_MSG_MAX];

@@ -64,6 +64,7 @@ run_view_locked(const run *j, run_view *v)
 	snprintf(v->phase, sizeof(v->phase), "%s", j->phase);
 	snprintf(v->error, sizeof(v->error), "%s", j->error);
 	v->state        = j->state;
+	v->type         = j->drv->type;
 	v->bytes_done   = j->bytes_done;
 	v->bytes_total  = j->bytes_total;
 	v->blocks_done  = j->blocks_done;
@@ -132,7 +133,7 @@ run_view_to_row(const run_view *v, job_row *row)
 	snprintf(row->phase, sizeof(row->phase), "%s", v->phase);
 	snprintf(row->error, sizeof(row->error), "%s", v->error);
 	row->state        = v->state;
-	row->percent      = job_percent(v->state, v->blocks_done, v->blocks_total);
+	row->percent      = job_percent(v);
 	row->error_code   = v->error_code;
 	row->bytes_done   = v->bytes_done;
 	row->bytes_total  = v->bytes_total;
@@ -173,7 +174,7 @@ run_publish(run *j)
 	ev.error_code        = v.error_code;
 	ev.error_description = v.error;
 	ev.time_unix_ms      = fb_clock_unix_ms();
-	ev.percent_complete  = job_percent(v.state, v.blocks_done, v.blocks_total);
+	ev.percent_complete  = job_percent(&v);
 	fb_events_publish(fb_agent_events(j->r->agent), &ev, &err);
 	j->last_publish = fb_clock_mono_ms();
 }
@@ -216,9 +217,12 @@ run_progress(run *j, const Failback__JobReport *rep)
 
 	pthread_mutex_lock(&j->mtx);
 	phase_changed = strcmp(rep->phase, j->phase) != 0;
-	if (phase_changed) {
-		j->rate_t0 = now;
-		j->rate_b0 = rep->bytes_done;
+	/* The rate is over this phase as this run saw it: a job resumed after
+	 * a restart starts its baseline at its first report, not at 0 bytes. */
+	if (phase_changed || !j->rate_started) {
+		j->rate_t0      = now;
+		j->rate_b0      = rep->bytes_done;
+		j->rate_started = 1;
 		snprintf(j->phase, sizeof(j->phase), "%s", rep->phase);
 	}
 	if (rep->vm_id[0] != '\0' && j->vm_id[0] == '\0')

@@ -94,8 +94,16 @@ spawn_worker(run *j, int *out_fd)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
 	posix_spawn_file_actions_addclose(&fa, p[0]);
-	if (posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ) != 0)
-		pid = 0;
+	{
+		int e = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+
+		if (e != 0) {
+			fb_log_error("FB5014", "job %s: cannot start a transfer worker from "
+			             "/proc/self/exe: %s (the replica needs /proc mounted)",
+			             j->id, strerror(e));
+			pid = 0;
+		}
+	}
 	posix_spawn_file_actions_destroy(&fa);
 	free(argv);
 	close(p[1]);

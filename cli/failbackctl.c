@@ -537,6 +537,12 @@ settle(ctl *c, fb_err *err)
 	ctl_default(&c->events_url, "tls+tcp://127.0.0.1:7402");
 	ctl_default(&c->server_name, "replica.failback.test");
 	ctl_default(&c->timeout, "30000");
+	if (!fb_tls_url_ok(c->url) || !fb_tls_url_ok(c->events_url))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--%s: '%s' is not a tls+tcp://HOST:PORT URL (the agents speak only "
+		                  "TLS)",
+		                  fb_tls_url_ok(c->url) ? "events-url" : "url",
+		                  fb_tls_url_ok(c->url) ? c->events_url : c->url);
 	errno         = 0;
 	c->timeout_ms = (uint32_t)strtoul(c->timeout, &end, 10);
 	if (*end != '\0' || c->timeout_ms == 0 || errno != 0 || c->timeout[0] == '-')

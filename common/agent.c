@@ -82,27 +82,38 @@ struct fb_agent {
 static size_t
 agent_keys(fb_agent *a, fb_config_key *k, size_t cap)
 {
-	size_t n = 0;
+	static char help[5][160];
+	size_t      n = 0;
 
+	snprintf(help[0], sizeof(help[0]), "operators' control listener URL (default %s)",
+	         a->spec->listen_control);
+	snprintf(help[1], sizeof(help[1]), "monitors' read-only listener URL (default %s)",
+	         a->spec->listen_monitor);
+	snprintf(help[2], sizeof(help[2]), "job events (pub/sub) listener URL (default %s)",
+	         a->spec->listen_events);
+	snprintf(help[3], sizeof(help[3]), "agents' listener URL (default %s)",
+	         a->spec->listen_resync ? a->spec->listen_resync : "");
+	snprintf(help[4], sizeof(help[4]),
+	         "http:// or https:// URL of /metrics and /healthz (default %s; \"\": none)",
+	         a->spec->listen_metrics ? a->spec->listen_metrics : "\"\"");
 #define KEY(field, text) k[n++] = (fb_config_key){#field, &a->set.field, text}
 	KEY(config, "settings file (key = value lines); flags override it");
 	KEY(data_dir, "directory for the agent's state (required)");
-	KEY(listen_control, "operators' control listener URL");
-	KEY(listen_monitor, "monitors' read-only listener URL");
-	KEY(listen_events, "job events (pub/sub) listener URL");
+	KEY(listen_control, help[0]);
+	KEY(listen_monitor, help[1]);
+	KEY(listen_events, help[2]);
 	if (a->spec->listen_resync != NULL)
-		KEY(listen_resync, "agents' listener URL (resync stream, relationship steps)");
-	KEY(cert, "this agent's certificate (PEM)");
-	KEY(key, "this agent's private key (PEM, mode 0600)");
-	KEY(ca_operators, "CA that issues operator certificates");
-	KEY(ca_monitors, "CA that issues monitor certificates");
-	KEY(ca_agents, "CA that issues agent certificates");
+		KEY(listen_resync, help[3]);
+	KEY(cert, "this agent's certificate (PEM; required)");
+	KEY(key, "this agent's private key (PEM, mode 0600; required)");
+	KEY(ca_operators, "CA that issues operator certificates (required)");
+	KEY(ca_monitors, "CA that issues monitor certificates (required)");
+	KEY(ca_agents, "CA that issues agent certificates (required)");
 	KEY(crl, "certificate revocation lists (PEM), checked on every connection");
 	KEY(log_level, "error, warn, info (default) or debug");
 	KEY(workers, "handler threads (default 4)");
 	KEY(max_connections, "connections each listener holds at once (default 512)");
-	KEY(listen_metrics, "http:// or https:// (monitor or operator certificate required) URL "
-	                    "serving /metrics and /healthz; \"\": none");
+	KEY(listen_metrics, help[4]);
 	for (size_t i = 0; i < a->spec->nkeys && n + 1 < cap; i++)
 		k[n++] = a->spec->keys[i];
 	if (a->spec->worker != NULL)
@@ -126,6 +137,13 @@ agent_usage(fb_agent *a, const fb_config_key *keys, size_t n, FILE *f)
 	        "check the settings, certificates, keys and CAs, then exit (0: usable)");
 	fprintf(f, "  --%-22s %s\n", "help", "show this text");
 	fprintf(f, "  --%-22s %s\n", "version", "print the version");
+	fprintf(f, "\nSIGHUP reloads the listeners' certificates, keys, CA files and CRL; other\n"
+	           "settings need a restart. An https:// metrics URL requires a monitor's or an\n"
+	           "operator's certificate of every scraper.\n"
+	           "\nExit status: 0 after a clean stop (and for --check-config when usable), 1 on\n"
+	           "a runtime failure (data directory held by another agent, address in use), 2 on\n"
+	           "bad usage or settings (unknown key, missing file, unsafe key mode, expired\n"
+	           "certificate).\n");
 }
 
 static void
@@ -198,6 +216,19 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 		                  "--listen-metrics: '%s' is not an http:// or https:// URL (or \"\" "
 		                  "for none)",
 		                  a->set.listen_metrics);
+	{
+		const char *const urls[]  = {a->set.listen_control, a->set.listen_monitor,
+		                             a->set.listen_events, a->set.listen_resync};
+		const char *const flags[] = {"listen-control", "listen-monitor", "listen-events",
+		                             "listen-resync"};
+
+		for (size_t i = 0; i < 4; i++)
+			if (urls[i] != NULL && !fb_tls_url_ok(urls[i]))
+				return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+				                  "--%s: '%s' is not a tls+tcp://HOST:PORT URL (every "
+				                  "listener speaks TLS)",
+				                  flags[i], urls[i]);
+	}
 	if ((rv = agent_require(a->set.data_dir, "data-dir", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.cert, "cert", err)) != FB_RV_OK ||
 	    (rv = agent_require(a->set.key, "key", err)) != FB_RV_OK ||

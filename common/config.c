@@ -80,6 +80,31 @@ config_line(const char *line, size_t len, const fb_config_key *keys, size_t nkey
 		                  origin, lineno, (int)(ke - b), line + b);
 	for (vb = eq + 1; vb < e && is_blank(line[vb]); vb++)
 		;
+	if (vb < e && line[vb] == '"') {
+		/* "quoted": the text between the quotes, then only a comment */
+		const char *close = memchr(line + vb + 1, '"', e - vb - 1);
+		size_t      after;
+
+		if (close == NULL)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s:%u: unterminated quote",
+			                  origin, lineno);
+		for (after = (size_t)(close - line) + 1; after < e && is_blank(line[after]); after++)
+			;
+		if (after < e && line[after] != '#')
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "%s:%u: text after the closing quote", origin, lineno);
+		memcpy(value, line + vb + 1, (size_t)(close - line) - vb - 1);
+		value[(size_t)(close - line) - vb - 1] = '\0';
+		return fb_config_set(keys, nkeys, k->name, value, err);
+	}
+	/* an unquoted value ends at a '#' that follows a blank (a comment) */
+	for (size_t i = vb + 1; i < e; i++)
+		if (line[i] == '#' && is_blank(line[i - 1])) {
+			e = i;
+			while (e > vb && is_blank(line[e - 1]))
+				e--;
+			break;
+		}
 	memcpy(value, line + vb, e - vb);
 	value[e - vb] = '\0';
 	return fb_config_set(keys, nkeys, k->name, value, err);

@@ -292,6 +292,14 @@ fb_tls_engine_forget(struct nng_tls_engine_config *eng)
 	pthread_mutex_unlock(&served_mu);
 }
 
+int
+fb_tls_url_ok(const char *url)
+{
+	return url != NULL && (strncmp(url, "tls+tcp://", 10) == 0 ||
+	                       strncmp(url, "tls+tcp4://", 11) == 0 ||
+	                       strncmp(url, "tls+tcp6://", 11) == 0);
+}
+
 uint32_t
 fb_tls_reload(unsigned *reloaded, fb_err *err)
 {

@@ -28,7 +28,9 @@ Each agent reads the file given with
 .B \\-\\-config
 before its flags, which override it. A line is
 .IR key " = " value ;
-empty lines and lines starting with # are ignored; an unknown key stops the agent,
+empty lines and lines starting with # are ignored, and so is the rest of a line
+from a # that follows a blank. A value may be put in double quotes, which keeps
+# and blanks in it (\(dq\(dq is empty). An unknown key stops the agent,
 naming the line. Every key is also a flag, with - for _:
 .B data_dir
 is

@@ -265,6 +265,8 @@ options_are_parsed_the_gnu_way(void **state)
 	/* An unambiguous abbreviation, options after operands. */
 	assert_int_equal(R("vm", "show", VM, "--serv", RNAME), 0);
 	assert_non_null(strstr(out, "name: " VM));
+	assert_int_equal(R("status", "--url", "tcp://127.0.0.1:1"), 2);
+	assert_non_null(strstr(out, "is not a tls+tcp://HOST:PORT URL"));
 	assert_int_equal(R("-V"), 0);
 	assert_non_null(strstr(out, "failbackctl "));
 }

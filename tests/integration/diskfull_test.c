@@ -144,7 +144,16 @@ main(int argc, char **argv)
 	(void)argc;
 	if (getenv("FBT_IN_NAMESPACE") == NULL) {
 		char *const args[] = {(char *)"unshare", (char *)"-rm", argv[0], NULL};
+		char        probe[512];
 
+		/* A chroot or container may refuse namespaces: say so and skip. */
+		if (fbt_run((char *[]){"/usr/bin/unshare", "-rm", "/bin/true", NULL}, probe,
+		            sizeof(probe)) != 0) {
+			fprintf(stderr, "%s: SKIPPED: it needs user and mount namespaces to mount a small "
+			        "tmpfs, and `unshare -rm true` was refused here: %s\n",
+			        argv[0], probe);
+			return 77;
+		}
 		setenv("FBT_IN_NAMESPACE", "1", 1);
 		execvp("unshare", args);
 		fprintf(stderr, "%s: needs `unshare -rm` (user and mount namespaces): %s\n", argv[0],

@@ -457,6 +457,14 @@ check_config_says_ok_or_what_is_wrong(void **state)
 		assert_non_null(strstr(out, "configuration not usable"));
 		assert_non_null(strstr(out, "missing.key"));
 	}
+	snprintf(key, sizeof(key), "--key=%s", fbt_pki_file("primary.key"));
+	{
+		char *argv[] = {FBT_PRIMARY, "--check-config", dd, cert, key, cao, cam, caa,
+		                "--listen-control=tcp://127.0.0.1:0", NULL};
+
+		assert_int_equal(fbt_run(argv, out, sizeof(out)), 2);
+		assert_non_null(strstr(out, "--listen-control: 'tcp://127.0.0.1:0' is not a tls+tcp://"));
+	}
 	snprintf(dd, sizeof(dd), "%s/never-made", fbt_root());
 	assert_int_not_equal(access(dd, F_OK), 0);
 }

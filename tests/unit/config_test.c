@@ -44,6 +44,33 @@ file_with_comments_blanks_and_spaces_applies(void **state)
 }
 
 static void
+quotes_and_trailing_comments_are_not_part_of_the_value(void **state)
+{
+	const char *t = "listen_url = \"tls+tcp://127.0.0.1:7400\"  # the control listener\n"
+	                "data_dir = /var/lib/x # where state lives\n"
+	                "log_level = \"a # kept\"\n";
+	fb_err      err;
+
+	(void)state;
+	assert_int_equal(fb_config_parse(t, strlen(t), keys, NKEYS, "t", &err), FB_RV_OK);
+	assert_string_equal(url, "tls+tcp://127.0.0.1:7400");
+	assert_string_equal(dir, "/var/lib/x");
+	assert_string_equal(level, "a # kept");
+	t = "data_dir = /a#b\nlog_level = \"\"\n";
+	assert_int_equal(fb_config_parse(t, strlen(t), keys, NKEYS, "t", &err), FB_RV_OK);
+	assert_string_equal(dir, "/a#b"); /* '#' inside a word is text */
+	assert_string_equal(level, "");
+	t = "data_dir = \"/a\n";
+	assert_int_equal(fb_config_parse(t, strlen(t), keys, NKEYS, "t", &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(err.msg, "t:1: unterminated quote"));
+	t = "data_dir = \"/a\" /b\n";
+	assert_int_equal(fb_config_parse(t, strlen(t), keys, NKEYS, "t", &err),
+	                 FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(err.msg, "after the closing quote"));
+}
+
+static void
 later_line_replaces_earlier_value(void **state)
 {
 	const char *t = "data_dir = /a\ndata_dir = /b\n";
@@ -154,6 +181,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(file_with_comments_blanks_and_spaces_applies, reset),
+	    cmocka_unit_test_teardown(quotes_and_trailing_comments_are_not_part_of_the_value, reset),
 	    cmocka_unit_test_teardown(later_line_replaces_earlier_value, reset),
 	    cmocka_unit_test_teardown(unknown_key_is_named_with_its_line, reset),
 	    cmocka_unit_test_teardown(line_without_equals_is_an_error, reset),

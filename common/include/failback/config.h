@@ -10,7 +10,9 @@
  *
  * File syntax: one `key = value` per line; blank lines and lines starting
  * with '#' are ignored; the value is the rest of the line with surrounding
- * blanks removed. Unknown keys, a missing '=', NUL bytes and lines longer
+ * blanks removed, up to a '#' after a blank (a comment). A value in double
+ * quotes is the text between them, '#' and blanks included (for "" or a
+ * value with " #"); only a comment may follow the closing quote. Unknown keys, a missing '=', NUL bytes and lines longer
  * than 4096 bytes are errors naming the origin and line.
  */
 #ifndef FAILBACK_CONFIG_H

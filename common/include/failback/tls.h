@@ -95,6 +95,10 @@ uint32_t fb_tls_peer_thumbprint(const char *url, const char *ca_file, const char
                                 const char *key_file, const char *server_name, char *sha1hex,
                                 char *sha256hex, fb_err *err);
 
+/* fb_tls_url_ok is 1 for a tls+tcp:// (tls+tcp4://, tls+tcp6://) URL:
+ * the only kind the product listens on or dials. */
+int fb_tls_url_ok(const char *url);
+
 /* fb_tls_reload reads again the files every server configuration of the
  * process was made from (CA files, certificate, key, and the CRL file of
  * fb_tls_set_crl), checks them as at the start (key mode, expiry, the
