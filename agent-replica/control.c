@@ -388,6 +388,8 @@ job_message(replica *r, fb_rpc_call *call, const char *ref, fb_err *err)
 	job->blocks_done       = row.blocks_done;
 	job->blocks_total      = row.blocks_total;
 	job->rate_bytes_per_s  = row.rate;
+	job->bytes_on_wire     = row.wire;
+	job->bytes_read        = row.bytes_read;
 	job->job_id            = fb_rpc_strdup(call, row.id);
 	job->vm_id             = fb_rpc_strdup(call, row.vm_id);
 	job->phase             = fb_rpc_strdup(call, row.phase);

@@ -125,6 +125,7 @@ compare_disk(struct flow *fl, size_t k, Failback__DiskCheckpoint *dc, uint64_t *
 		                  "recovery-VM disk %s: %s", dm->name, why);
 	}
 	*base += fl->vm->disks[vd].size;
+	w->pg.read += scan.size;
 	fl->local[k] = scan.leaves;
 	if (scan.size != dm->size_bytes)
 		return fb_err_set(err, FB_RV_FAILED,
@@ -342,9 +343,16 @@ static uint32_t
 verify(struct flow *fl, fb_err *err)
 {
 	const Failback__RecoveryPoint *t = fl->target;
+	progress                      *pg = &fl->w->pg;
+	uint64_t                       base = 0;
 	uint32_t                       rv;
 
-	progress_phase(&fl->w->pg, "Verifying");
+	pg->bytes_done  = 0;
+	pg->bytes_total = 0;
+	for (size_t k = 0; k < t->n_disks; k++)
+		if (fb_rsd_includes(&fl->w->rsd, t->disks[k]->name))
+			pg->bytes_total += t->disks[k]->size_bytes;
+	progress_phase(pg, "Verifying");
 	for (size_t k = 0; k < t->n_disks; k++) {
 		const Failback__DiskManifest *dm = t->disks[k];
 		fb_hash                       root;
@@ -356,9 +364,10 @@ verify(struct flow *fl, fb_err *err)
 			return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "VM %s has no disk %s",
 			                  fl->vm->name, dm->name);
 		{
-			fb_disk_scan scan;
+			fb_disk_scan         scan;
+			struct hash_progress hp = {pg, base};
 
-			if ((rv = fb_disk_hash(fl->vm->disks[vd].path, NULL, NULL, &scan, err)) !=
+			if ((rv = fb_disk_hash(fl->vm->disks[vd].path, hash_visit, &hp, &scan, err)) !=
 			    FB_RV_OK) {
 				char why[FB_ERR_MSG_MAX];
 
@@ -371,6 +380,8 @@ verify(struct flow *fl, fb_err *err)
 			free(scan.leaves);
 			if (rv != FB_RV_OK)
 				return rv;
+			base += scan.size;
+			pg->read += scan.size;
 		}
 		if (memcmp(&root, dm->root.data, sizeof(root)) != 0)
 			return fb_err_set(err, FB_RV_FAILED,

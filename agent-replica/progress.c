@@ -25,6 +25,7 @@ progress_send(progress *p, Failback__JobReport *rep)
 	rep->blocks_done  = p->blocks_done < p->blocks_total ? p->blocks_done : p->blocks_total;
 	rep->blocks_total = p->blocks_total;
 	rep->bytes_on_wire = progress_wire(p);
+	rep->bytes_read    = p->read;
 	rep->vm_id        = p->vm_id;
 	if ((len = failback__job_report__get_packed_size(rep)) > FB_REPORT_MAX)
 		return;

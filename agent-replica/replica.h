@@ -81,7 +81,7 @@ typedef struct run {
 	int                      state;
 	char                     phase[32];
 	uint64_t                 bytes_done, bytes_total, blocks_done, blocks_total, rate;
-	uint64_t                 wire;
+	uint64_t                 wire, bytes_read;
 	uint64_t                 rate_t0, rate_b0;
 	int                      rate_started; /* rate_t0/rate_b0 set by a report */
 	uint32_t                 error_code;
@@ -103,7 +103,7 @@ typedef struct run {
 typedef struct run_view {
 	char     id[FB_ID_LEN + 1], vm_id[FB_ID_LEN + 1], phase[32];
 	int      state, type;
-	uint64_t bytes_done, bytes_total, blocks_done, blocks_total, rate;
+	uint64_t bytes_done, bytes_total, blocks_done, blocks_total, rate, wire, bytes_read;
 	uint32_t error_code;
 	char     error[FB_ERR_MSG_MAX];
 } run_view;

@@ -70,6 +70,8 @@ run_view_locked(const run *j, run_view *v)
 	v->blocks_done  = j->blocks_done;
 	v->blocks_total = j->blocks_total;
 	v->rate         = j->rate;
+	v->wire         = j->wire;
+	v->bytes_read   = j->bytes_read;
 	v->error_code   = j->error_code;
 }
 
@@ -139,6 +141,8 @@ run_view_to_row(const run_view *v, job_row *row)
 	row->bytes_total  = v->bytes_total;
 	row->blocks_done  = v->blocks_done;
 	row->blocks_total = v->blocks_total;
+	row->wire         = v->wire;
+	row->bytes_read   = v->bytes_read;
 	row->rate         = v->rate;
 }
 
@@ -232,6 +236,7 @@ run_progress(run *j, const Failback__JobReport *rep)
 	j->blocks_done  = rep->blocks_done;
 	j->blocks_total = rep->blocks_total;
 	j->wire         = rep->bytes_on_wire;
+	j->bytes_read   = rep->bytes_read;
 	dt              = now - j->rate_t0;
 	j->rate = dt > 0 && rep->bytes_done >= j->rate_b0 ? (rep->bytes_done - j->rate_b0) * 1000 / dt
 	                                                  : 0;

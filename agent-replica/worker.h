@@ -48,6 +48,7 @@ typedef struct progress {
 	char     vm_id[FB_ID_LEN + 1];
 	uint64_t bytes_done, bytes_total, blocks_done, blocks_total;
 	uint64_t wire; /* atomic: added to by the fetchers */
+	uint64_t read; /* bytes read from the VM's disks (compare, verify) */
 	uint64_t last_emit;
 } progress;
 

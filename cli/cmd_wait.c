@@ -133,21 +133,29 @@ waiter_open(ctl *c, struct waiter *w)
 	}
 }
 
-/* After the state: what the job did and how long the wait took, one line:
- * " in 12.3 s: 973 of 1024 blocks, 60.8 MiB of 64.0 MiB, 5.0 MiB/s". */
+/* After the state, one line that fits 80 columns: how long the wait took
+ * and what the job did: " 5.9 s: 3200 blocks 200.0 MiB, 13.5 MiB wire,
+ * 1.0 GiB read" (blocks applied and their size, bytes on the network,
+ * bytes read from the disks). */
 static void
 summary(const struct waiter *w, const Failback__Job *j)
 {
 	double s = (double)(fb_clock_mono_ms() - w->started_ms) / 1000.0;
-	char   d[16], t[16], r[16];
+	char   d[16], x[16], rd[16];
 
-	ctl_human_bytes(d, sizeof(d), (double)j->bytes_done);
-	ctl_human_bytes(t, sizeof(t), (double)j->bytes_total);
-	ctl_human_bytes(r, sizeof(r), s > 0 ? (double)j->bytes_done / s : 0);
-	printf(" in %.1f s", s);
-	if (j->blocks_total > 0 || j->bytes_total > 0)
-		printf(": %llu of %llu blocks, %s of %s, %s/s", (unsigned long long)j->blocks_done,
-		       (unsigned long long)j->blocks_total, d, t, r);
+	ctl_human_bytes(d, sizeof(d), (double)j->blocks_done * (64u << 10));
+	ctl_human_bytes(x, sizeof(x), (double)j->bytes_on_wire);
+	ctl_human_bytes(rd, sizeof(rd), (double)j->bytes_read);
+	printf(" %.1f s", s);
+	if (j->estimate != NULL)
+		return; /* what it found follows */
+	if (j->blocks_total > 0 || j->bytes_total > 0 || j->bytes_read > 0) {
+		printf(": %llu blocks %s", (unsigned long long)j->blocks_done, d);
+		if (j->bytes_on_wire > 0)
+			printf(", %s wire", x);
+		if (j->bytes_read > 0)
+			printf(", %s read", rd);
+	}
 }
 
 /* What an EstimateFailback found, for people. */
@@ -241,7 +249,7 @@ waiter_run(ctl *c, struct waiter *w, const char *job)
 
 					ctl_state_text(&failback__job_state__descriptor, rsp->job->job_state,
 					               state, sizeof(state));
-					printf("job %s: %s", guid, state);
+					printf("%s", state);
 					summary(w, rsp->job);
 					if (rsp->job->error_code != 0) {
 						printf(": %s (%u): ", fb_rv_name(rsp->job->error_code),
