@@ -591,6 +591,9 @@ estimate_sample(struct flow *fl, uint64_t differing, Failback__FailbackEstimate 
 	e->sample_bytes     = got.bytes;
 	e->sample_ms        = fb_clock_mono_ms() - t0;
 	e->rate_bytes_per_s = e->sample_ms > 0 ? got.bytes * 1000 / e->sample_ms : got.bytes * 1000;
+	/* The sample is not throttled; a failback is held to --max-transfer-rate. */
+	if (w->s.throttle.rate > 0 && e->rate_bytes_per_s > w->s.throttle.rate)
+		e->rate_bytes_per_s = w->s.throttle.rate;
 	return FB_RV_OK;
 }
 

@@ -52,7 +52,7 @@ ctl_vm_table(Failback__VirtualSystem *const *vms, size_t n)
 void
 ctl_rp_table(Failback__RecoveryPoint *const *rps, size_t n)
 {
-	static const char *const heads[] = {"ID", "TIME", "TYPE", "DISKS", "SIZE", "BLOCKS"};
+	static const char *const heads[] = {"ID", "TIME", "TYPE", "DISKS", "SIZE", "BLOCKS HELD"};
 	ctl_table               *t       = ctl_table_new(heads, 6);
 
 	for (size_t i = 0; i < n; i++) {

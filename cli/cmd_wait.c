@@ -177,7 +177,11 @@ print_estimate(const Failback__FailbackEstimate *e)
 	printf("  compare (read and hash %s, walk the trees):  %.1f s\n", t,
 	       (double)e->compare_ms / 1000.0);
 	if (e->blocks_differing > 0)
-		printf("  transfer at %s/s (measured on %s of them):  %.1f s\n", r, s, transfer);
+		printf("  transfer at %s/s (measured on %s of them%s):  %.1f s\n", r, s,
+		       e->sample_ms > 0 && e->sample_bytes * 1000 / e->sample_ms > e->rate_bytes_per_s
+		           ? ", held to --max-transfer-rate"
+		           : "",
+		       transfer);
 	printf("  verify (read and hash %s again):            %.1f s\n", t,
 	       (double)e->compare_ms / 1000.0);
 	printf("  estimated failback time: %.1f s (writes and fsyncs come on top)\n",
