@@ -26,6 +26,7 @@
 #include "driver.h"
 #include "replica.h"
 #include "replica.pb-c.h"
+#include "tracker.h"
 #include "wire_limits.h"
 
 #define JOB_REF_FMT "Msvm_ConcreteJob.InstanceID=\"%s\""
@@ -133,6 +134,13 @@ failback_call(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 		Failback__JobParams p = FAILBACK__JOB_PARAMS__INIT;
 
 		p.force = type == JT_FAILBACK && req->force;
+		if (req->verify[0] != '\0' && strcmp(req->verify, "fast") != 0 &&
+		    strcmp(req->verify, "full") != 0) {
+			fb_err_set(&err, FB_RV_INVALID_PARAMETER, "verify: '%.40s' is not fast or full",
+			           req->verify);
+			goto fail;
+		}
+		p.verify = (char *)req->verify;
 		if (p.force)
 			fb_log_warn("FB5042", "InitiateFailback of VM %s asked to force past the "
 			            "generation guard", vm->name);
@@ -255,6 +263,21 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	return started(call, out, id);
 }
 
+/* A tracked disk names the wrapper the hypervisor must open. */
+static uint32_t
+tracked_paths(fb_rpc_call *call, Failback__VirtualSystem *vm)
+{
+	for (size_t i = 0; vm != NULL && i < vm->n_disks; i++) {
+		char wrapper[4400];
+
+		tracker_wrapper(vm->disks[i]->path, wrapper, sizeof(wrapper));
+		if (access(wrapper, F_OK) == 0 &&
+		    (vm->disks[i]->tracked_path = fb_rpc_strdup(call, wrapper)) == NULL)
+			return FB_RV_OUT_OF_MEMORY;
+	}
+	return FB_RV_OK;
+}
+
 static uint32_t
 get_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -270,7 +293,7 @@ get_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessag
 	rsp->vm = fb_pb_vm(call, vm);
 	snprintf(jobs_of, sizeof(jobs_of), "%s", vm->id);
 	free(vm);
-	if (rsp->vm == NULL)
+	if (rsp->vm == NULL || tracked_paths(call, rsp->vm) != FB_RV_OK)
 		return oom(call);
 	if (jobs_vm_busy(jobs_of)) {
 		char (*ids)[FB_ID_LEN + 1];
@@ -299,7 +322,12 @@ list_vms(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMess
 	rsp->vms   = fb_pb_vms(call, vms, n);
 	rsp->n_vms = n;
 	fb_vm_list_free(vms);
-	return rsp->vms != NULL ? FB_RV_OK : FB_RV_OUT_OF_MEMORY;
+	if (rsp->vms == NULL)
+		return FB_RV_OUT_OF_MEMORY;
+	for (size_t i = 0; i < n; i++)
+		if (tracked_paths(call, rsp->vms[i]) != FB_RV_OK)
+			return FB_RV_OUT_OF_MEMORY;
+	return FB_RV_OK;
 }
 
 static uint32_t
@@ -390,12 +418,13 @@ job_message(replica *r, fb_rpc_call *call, const char *ref, fb_err *err)
 	job->rate_bytes_per_s  = row.rate;
 	job->bytes_on_wire     = row.wire;
 	job->bytes_read        = row.bytes_read;
+	job->compare_mode      = fb_rpc_strdup(call, row.compare_mode);
 	job->job_id            = fb_rpc_strdup(call, row.id);
 	job->vm_id             = fb_rpc_strdup(call, row.vm_id);
 	job->phase             = fb_rpc_strdup(call, row.phase);
 	job->error_description = fb_rpc_strdup(call, row.error);
 	if (job->job_id == NULL || job->vm_id == NULL || job->phase == NULL ||
-	    job->error_description == NULL) {
+	    job->error_description == NULL || job->compare_mode == NULL) {
 		fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 		return NULL;
 	}

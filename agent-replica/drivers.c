@@ -31,7 +31,11 @@ commit_local(replica *r, run *j, fb_err *err)
 static uint32_t
 failback_commit(replica *r, run *j, fb_err *err)
 {
-	return local_forget_undo(r, j->vm_id, err);
+	uint32_t rv = local_forget_undo(r, j->vm_id, err);
+
+	/* the disk is the target now: tracking starts again from it */
+	local_track_commit(r, j->vm_id, err);
+	return rv;
 }
 
 static uint32_t

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "failback/apply.h"
@@ -30,6 +31,7 @@
 #include "failback/disk.h"
 #include "failback/log.h"
 #include "failback/pb.h"
+#include "tracker.h"
 #include "worker.h"
 
 /*
@@ -52,6 +54,11 @@ struct flow {
 	int                            lockfd[FB_MAX_DISKS]; /* held for the job (0: none) */
 	uint64_t                       unsaved; /* blocks written since the last checkpoint */
 	uint64_t                       saved_ms;
+	/* Change tracking (tracker.c): per checkpoint disk, the dirty bits the
+	 * compare used (NULL: that disk was scanned whole). */
+	uint8_t                       *dirty[FB_WIRE_MAX_DISKS];
+	int                            full_only; /* compare whole disks, whatever the bitmaps say */
+	int                            mismatch;  /* the verification found another root */
 };
 
 static int
@@ -98,6 +105,64 @@ disk_checkpoint_new(const char *name)
 	return dc;
 }
 
+/*
+ * The change-tracking path of the compare: when the disk's bitmap and base
+ * can be believed (tracker.c), its leaves are the base's with the dirty
+ * blocks read and hashed again, and nothing else is read. scan->leaves is
+ * NULL (and FB_RV_OK) when the disk must be scanned whole; the reason is
+ * logged.
+ */
+static uint32_t
+changed_blocks(struct flow *fl, size_t k, int vd, fb_disk_scan *scan, fb_err *err)
+{
+	worker           *w = fl->w;
+	const fb_vm_disk *d = &fl->vm->disks[vd];
+	char              rp[FB_ID_LEN + 1], why[512], wrapper[4400];
+	fb_hash          *leaves;
+	uint8_t          *bits;
+	uint64_t         *list, n = 0, nblocks = (d->size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
+	struct stat       st;
+	uint32_t          rv;
+
+	memset(scan, 0, sizeof(*scan));
+	tracker_wrapper(d->path, wrapper, sizeof(wrapper));
+	if (fl->full_only || access(wrapper, F_OK) != 0)
+		return FB_RV_OK;
+	if (stat(d->path, &st) != 0 || (uint64_t)st.st_size != d->size) {
+		fb_log_info("FB6018", "job %s: disk %s: full scan: its size is not the one recorded",
+		            w->job, d->name);
+		return FB_RV_OK;
+	}
+	if (!tracker_changed(d->path, d->size, &leaves, &bits, rp, why, sizeof(why))) {
+		fb_log_info("FB6018", "job %s: disk %s: full scan: %s", w->job, d->name, why);
+		return FB_RV_OK;
+	}
+	if ((list = malloc((nblocks + 1) * sizeof(*list))) == NULL) {
+		free(leaves);
+		free(bits);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	for (uint64_t b = 0; b < nblocks; b++)
+		if (bits[b])
+			list[n++] = b;
+	rv = fb_disk_rehash(d->path, d->size, list, n, leaves, err);
+	free(list);
+	if (rv != FB_RV_OK) {
+		free(leaves);
+		free(bits);
+		return rv;
+	}
+	w->pg.read += n * FB_BLOCK_SIZE;
+	fl->dirty[k]  = bits;
+	scan->leaves  = leaves;
+	scan->nblocks = nblocks;
+	scan->size    = d->size;
+	fb_log_info("FB6017", "job %s: disk %s: bitmap since recovery point %s: %llu of %llu blocks "
+	            "written, read only those",
+	            w->job, d->name, rp, (unsigned long long)n, (unsigned long long)nblocks);
+	return FB_RV_OK;
+}
+
 /* Compares one disk: its differing blocks go into dc. */
 static uint32_t
 compare_disk(struct flow *fl, size_t k, Failback__DiskCheckpoint *dc, uint64_t *base, fb_err *err)
@@ -117,15 +182,22 @@ compare_disk(struct flow *fl, size_t k, Failback__DiskCheckpoint *dc, uint64_t *
 		return fb_err_set(err, FB_RV_FILE_NOT_FOUND,
 		                  "recovery point %s has disk %s, which VM %s lacks", fl->target->id,
 		                  dm->name, fl->vm->name);
-	if ((rv = fb_disk_hash(fl->vm->disks[vd].path, hash_visit, &hp, &scan, err)) != FB_RV_OK) {
+	if ((rv = changed_blocks(fl, k, vd, &scan, err)) == FB_RV_OK && scan.leaves != NULL) {
+		/* the bitmap said which blocks to read: scan holds the disk's leaves */
+	} else if (rv != FB_RV_OK) {
+		return rv;
+	} else if ((rv = fb_disk_hash(fl->vm->disks[vd].path, hash_visit, &hp, &scan, err)) !=
+	           FB_RV_OK) {
 		char why[FB_ERR_MSG_MAX];
 
 		snprintf(why, sizeof(why), "%s", err->msg);
 		return fb_err_set(err, rv == FB_RV_INVALID_PARAMETER ? FB_RV_FILE_NOT_FOUND : rv,
 		                  "recovery-VM disk %s: %s", dm->name, why);
+	} else {
+		w->pg.read += scan.bytes_read;
 	}
 	*base += fl->vm->disks[vd].size;
-	w->pg.read += scan.size;
+	w->pg.bytes_done = *base;
 	fl->local[k] = scan.leaves;
 	if (scan.size != dm->size_bytes)
 		return fb_err_set(err, FB_RV_FAILED,
@@ -189,6 +261,17 @@ compare(struct flow *fl, fb_err *err)
 			continue;
 		if ((rv = compare_disk(fl, k, dc, &base, err)) != FB_RV_OK)
 			return rv;
+	}
+	{
+		int all = 1, any = 0;
+
+		for (size_t k = 0; k < fl->target->n_disks; k++)
+			if (fb_rsd_includes(&w->rsd, fl->target->disks[k]->name)) {
+				any = 1;
+				all &= fl->dirty[k] != NULL;
+			}
+		snprintf(w->pg.mode, sizeof(w->pg.mode), "%s", any && all ? "bitmap" : "full scan");
+		progress_emit(&w->pg, 1);
 	}
 	cp->bytes_on_wire = progress_wire(&w->pg);
 	if ((rv = job_store_checkpoint_save(w->db, w->job, cp, err)) != FB_RV_OK) {
@@ -306,6 +389,10 @@ transfer(struct flow *fl, fb_err *err)
 		return rv;
 	if ((items = calloc(most + 1, sizeof(*items))) == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for %zu blocks", most);
+	/* Its writes bypass the wrapper: no base may outlive them unseen. */
+	if (nitems > 0)
+		for (size_t i = 0; i < fl->vm->ndisks; i++)
+			tracker_suspend(fl->vm->disks[i].path);
 	progress_phase(&w->pg, "Transferring");
 	for (size_t k = 0; k < cp->n_disks && rv == FB_RV_OK; k++) {
 		Failback__DiskCheckpoint *dc = cp->disks[k];
@@ -333,18 +420,81 @@ transfer(struct flow *fl, fb_err *err)
 }
 
 /*
- * The whole disk is read back and hashed: its root must be the target's.
+ * The disk is read back and hashed: its root must be the target's.
  * Re-hashing only the written blocks would trust the compare phase for the
  * rest, and a process that wrote to the disk meanwhile (one that ignores
  * the job's lock) would then end in FailbackComplete with a disk that is
- * not the point.
+ * not the point. So a full scan's failback always re-reads the whole disk.
+ * After a bitmap compare, the fast verification (verify_mode fast) re-reads
+ * the blocks it wrote and the dirty ones and takes the rest from the base:
+ * it trusts the bitmap, so a write that bypassed the wrapper is not seen;
+ * verify full re-reads everything and catches it (then the job compares
+ * whole disks and goes on, see failback_steps).
+ *
+ * A tracked disk gets its next base from the leaves verified here, made
+ * current by the agent once the job is done (tracker_commit).
  */
+static int
+verify_fast(const struct flow *fl)
+{
+	const char *want = fl->w->params->verify;
+
+	for (size_t k = 0; k < fl->target->n_disks; k++)
+		if (fb_rsd_includes(&fl->w->rsd, fl->target->disks[k]->name) &&
+		    (fl->dirty[k] == NULL || fl->local[k] == NULL))
+			return 0;
+	if (want != NULL && want[0] != '\0')
+		return strcmp(want, "fast") == 0;
+	return strcmp(fl->w->r->rset->verify_mode, "fast") == 0;
+}
+
+/* Fast: disk k's leaves from the compare, with the written and dirty
+ * blocks read again. */
+static uint32_t
+verify_leaves_fast(struct flow *fl, size_t k, int vd, fb_hash **out, fb_err *err)
+{
+	const fb_vm_disk               *d  = &fl->vm->disks[vd];
+	const Failback__DiskCheckpoint *dc = fl->cp->disks[k];
+	uint64_t nblocks = (d->size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE, n = 0;
+	uint64_t *list = malloc((nblocks + 1) * sizeof(*list));
+	uint8_t  *want = calloc(nblocks + 1, 1);
+	fb_hash  *leaves = malloc(nblocks * sizeof(fb_hash) + 1);
+	uint32_t  rv;
+
+	if (list == NULL || want == NULL || leaves == NULL) {
+		free(list);
+		free(want);
+		free(leaves);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	memcpy(leaves, fl->local[k], nblocks * sizeof(fb_hash));
+	for (size_t i = 0; i < dc->n_blocks; i++)
+		if (dc->blocks[i] < nblocks)
+			want[dc->blocks[i]] = 1;
+	for (uint64_t b = 0; b < nblocks; b++)
+		if (want[b] || fl->dirty[k][b])
+			list[n++] = b;
+	rv = fb_disk_rehash(d->path, d->size, list, n, leaves, err);
+	fl->w->pg.read += n * FB_BLOCK_SIZE;
+	fl->w->pg.bytes_done += d->size;
+	progress_emit(&fl->w->pg, 0);
+	free(list);
+	free(want);
+	if (rv != FB_RV_OK) {
+		free(leaves);
+		return rv;
+	}
+	*out = leaves;
+	return FB_RV_OK;
+}
+
 static uint32_t
 verify(struct flow *fl, fb_err *err)
 {
-	const Failback__RecoveryPoint *t = fl->target;
-	progress                      *pg = &fl->w->pg;
+	const Failback__RecoveryPoint *t    = fl->target;
+	progress                      *pg   = &fl->w->pg;
 	uint64_t                       base = 0;
+	int                            fast = verify_fast(fl);
 	uint32_t                       rv;
 
 	pg->bytes_done  = 0;
@@ -355,15 +505,21 @@ verify(struct flow *fl, fb_err *err)
 	progress_phase(pg, "Verifying");
 	for (size_t k = 0; k < t->n_disks; k++) {
 		const Failback__DiskManifest *dm = t->disks[k];
-		fb_hash                       root;
+		fb_hash                       root, *leaves = NULL;
+		uint64_t                      nblocks;
 		int                           vd;
+		char                          wrapper[4400];
 
 		if (!fb_rsd_includes(&fl->w->rsd, dm->name))
 			continue;
 		if ((vd = vm_disk(fl->vm, dm->name)) < 0)
 			return fb_err_set(err, FB_RV_FILE_NOT_FOUND, "VM %s has no disk %s",
 			                  fl->vm->name, dm->name);
-		{
+		if (fast) {
+			if ((rv = verify_leaves_fast(fl, k, vd, &leaves, err)) != FB_RV_OK)
+				return rv;
+			nblocks = (fl->vm->disks[vd].size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
+		} else {
 			fb_disk_scan         scan;
 			struct hash_progress hp = {pg, base};
 
@@ -374,20 +530,36 @@ verify(struct flow *fl, fb_err *err)
 				snprintf(why, sizeof(why), "%s", err->msg);
 				return fb_err_set(err, rv, "verifying %s: %s", dm->name, why);
 			}
-			rv = scan.nblocks == dm->block_count
-			         ? fb_merkle_root_of(scan.leaves, scan.nblocks, &root, err)
-			         : fb_err_set(err, FB_RV_FAILED, "disk %s changed size", dm->name);
-			free(scan.leaves);
-			if (rv != FB_RV_OK)
-				return rv;
+			leaves  = scan.leaves;
+			nblocks = scan.nblocks;
 			base += scan.size;
-			pg->read += scan.size;
+			pg->read += scan.bytes_read;
 		}
-		if (memcmp(&root, dm->root.data, sizeof(root)) != 0)
-			return fb_err_set(err, FB_RV_FAILED,
-			                  "disk %s does not match recovery point %s after failback",
-			                  dm->name, t->id);
+		rv = nblocks == dm->block_count ? fb_merkle_root_of(leaves, nblocks, &root, err)
+		                                : fb_err_set(err, FB_RV_FAILED, "disk %s changed size",
+		                                             dm->name);
+		if (rv == FB_RV_OK && memcmp(&root, dm->root.data, sizeof(root)) != 0) {
+			fl->mismatch = 1;
+			rv = fb_err_set(err, FB_RV_FAILED,
+			                "disk %s does not match recovery point %s after failback (%s "
+			                "verification)",
+			                dm->name, t->id, fast ? "fast" : "full");
+		}
+		tracker_wrapper(fl->vm->disks[vd].path, wrapper, sizeof(wrapper));
+		if (rv == FB_RV_OK && access(wrapper, F_OK) == 0) {
+			fb_err e = {0};
+
+			if (tracker_base_write(fl->vm->disks[vd].path, t->id, leaves, nblocks, 1, &e) !=
+			    FB_RV_OK)
+				fb_log_warn("FB6024", "job %s: disk %s: no base for its next bitmap: %s",
+				            fl->w->job, dm->name, e.msg);
+		}
+		free(leaves);
+		if (rv != FB_RV_OK)
+			return rv;
 	}
+	fb_log_info("FB6019", "job %s: %s verification: every disk has the target's root", fl->w->job,
+	            fast ? "fast" : "full");
 	return FB_RV_OK;
 }
 
@@ -447,6 +619,33 @@ lock_disks(struct flow *fl, fb_err *err)
 	return FB_RV_OK;
 }
 
+static int
+used_bitmap(const struct flow *fl)
+{
+	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++)
+		if (fl->dirty[k] != NULL)
+			return 1;
+	return 0;
+}
+
+/* Drops what a compare and a transfer left, for another round. */
+static void
+flow_restart(struct flow *fl)
+{
+	fb_apply_close(fl->ap);
+	fl->ap = NULL;
+	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++) {
+		free(fl->local[k]);
+		free(fl->dirty[k]);
+		fl->local[k] = NULL;
+		fl->dirty[k] = NULL;
+	}
+	if (fl->cp != NULL)
+		failback__job_checkpoint__free_unpacked(fl->cp, NULL);
+	fl->cp      = NULL;
+	fl->unsaved = 0;
+}
+
 static uint32_t
 failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
 {
@@ -478,7 +677,20 @@ failback_steps(struct flow *fl, Failback__NegotiateResponse **nr, fb_err *err)
 	} else {
 		fb_log_info("FB6012", "job %s: resuming from its checkpoint", w->job);
 	}
-	if ((rv = transfer(fl, err)) != FB_RV_OK || (rv = verify(fl, err)) != FB_RV_OK)
+	if ((rv = transfer(fl, err)) == FB_RV_OK)
+		rv = verify(fl, err);
+	if (rv != FB_RV_OK && fl->mismatch && used_bitmap(fl)) {
+		/* The bitmap missed writes (one that bypassed the wrapper): what the
+		 * job wrote is in the undo log; compare whole disks and go on. */
+		fb_log_warn("FB6025", "job %s: %s; the bitmap missed writes: comparing whole disks",
+		            w->job, err->msg);
+		fl->full_only = 1;
+		fl->mismatch  = 0;
+		flow_restart(fl);
+		if ((rv = compare(fl, err)) == FB_RV_OK && (rv = transfer(fl, err)) == FB_RV_OK)
+			rv = verify(fl, err);
+	}
+	if (rv != FB_RV_OK)
 		return rv;
 	return remember_target(fl, err);
 }
@@ -491,8 +703,10 @@ flow_free(struct flow *fl, Failback__NegotiateResponse *nr)
 	for (size_t i = 0; i < FB_MAX_DISKS; i++)
 		if (fl->lockfd[i] > 0)
 			close(fl->lockfd[i] - 1);
-	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++)
+	for (size_t k = 0; k < FB_WIRE_MAX_DISKS; k++) {
 		free(fl->local[k]);
+		free(fl->dirty[k]);
+	}
 	if (fl->cp != NULL)
 		failback__job_checkpoint__free_unpacked(fl->cp, NULL);
 	if (nr != NULL)

@@ -37,6 +37,8 @@ static const char *const job_migrations[] = {
     /* 3: what a job moved on the wire and read from disk, for its summary. */
     "ALTER TABLE jobs ADD COLUMN wire INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN bytes_read INTEGER NOT NULL DEFAULT 0;",
+    /* 4: how a failback's compare decided what to read. */
+    "ALTER TABLE jobs ADD COLUMN compare_mode TEXT NOT NULL DEFAULT '';",
 };
 
 const fb_db_schema job_store_schema = {"replica", job_migrations,
@@ -159,7 +161,7 @@ job_store_update(fb_db *db, const job_row *j, fb_err *err)
 	         "started_ms = CASE WHEN started_ms = 0 AND ?2 >= 4 THEN ?8 ELSE started_ms END, "
 	         "ended_ms = CASE WHEN ?2 >= 7 THEN ?8 ELSE 0 END, bytes_done = ?9, "
 	         "bytes_total = ?10, blocks_done = ?11, blocks_total = ?12, rate = ?13, "
-	         "wire = ?14, bytes_read = ?15 WHERE id = ?1",
+	         "wire = ?14, bytes_read = ?15, compare_mode = ?16 WHERE id = ?1",
 	         &st, err)) == FB_RV_OK) {
 		sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 2, j->state);
@@ -176,6 +178,7 @@ job_store_update(fb_db *db, const job_row *j, fb_err *err)
 		sqlite3_bind_int64(st, 13, (int64_t)j->rate);
 		sqlite3_bind_int64(st, 14, (int64_t)j->wire);
 		sqlite3_bind_int64(st, 15, (int64_t)j->bytes_read);
+		sqlite3_bind_text(st, 16, j->compare_mode, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE)
@@ -230,7 +233,8 @@ job_store_get(fb_db *db, const char *id, job_row *row, Failback__JobParams **par
 	                        "SELECT id, vm_id, type, state, phase, percent, error_code, "
 	                        "error_description, submitted_ms, started_ms, ended_ms, params, "
 	                        "bytes_done, bytes_total, blocks_done, blocks_total, rate, cancel, "
-	                        "wire, bytes_read FROM jobs WHERE id = lower(?) AND " JOB_LIVE,
+	                        "wire, bytes_read, compare_mode FROM jobs WHERE id = lower(?) AND "
+	                        JOB_LIVE,
 	                        &st, err)) != FB_RV_OK) {
 		fb_db_unlock(db);
 		return rv;
@@ -256,6 +260,7 @@ job_store_get(fb_db *db, const char *id, job_row *row, Failback__JobParams **par
 		row->cancel       = (uint32_t)sqlite3_column_int(st, 17);
 		row->wire         = (uint64_t)sqlite3_column_int64(st, 18);
 		row->bytes_read   = (uint64_t)sqlite3_column_int64(st, 19);
+		copy_text(row->compare_mode, sizeof(row->compare_mode), sqlite3_column_text(st, 20));
 		if (params != NULL &&
 		    (*params = failback__job_params__unpack(NULL, (size_t)sqlite3_column_bytes(st, 11),
 		                                            sqlite3_column_blob(st, 11))) == NULL)

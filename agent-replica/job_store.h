@@ -32,6 +32,7 @@ typedef struct job_row {
 	int64_t  submitted_ms, started_ms, ended_ms;
 	uint64_t bytes_done, bytes_total, blocks_done, blocks_total, rate;
 	uint64_t wire, bytes_read; /* bytes on the wire, bytes read from the VM's disks */
+	char     compare_mode[16]; /* "bitmap", "full scan", or "" */
 	uint32_t cancel; /* a cancel acknowledged to a caller: 4 Terminate, 5 Kill */
 } job_row;
 

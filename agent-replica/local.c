@@ -22,6 +22,7 @@
 #include "failback/log.h"
 #include "failback/apply.h"
 #include "replica.h"
+#include "tracker.h"
 
 static uint32_t
 local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path, fb_err *err)
@@ -76,6 +77,32 @@ out:
 	return rv;
 }
 
+/* The recovery disk gets its wrapper and bitmap, counting from rp; a
+ * disk that cannot be tracked is still a good disk (its failback compares
+ * it whole). */
+static void
+local_track(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path)
+{
+	fb_hash *leaves = NULL;
+	uint64_t n      = 0;
+	fb_err   err    = {0};
+	char     wrapper[4400];
+
+	tracker_wrapper(path, wrapper, sizeof(wrapper));
+	if (fb_rp_leaves(r->db, rp->id, d->name, &leaves, &n, &err) != FB_RV_OK ||
+	    tracker_base_write(path, rp->id, leaves, n, 0, &err) != FB_RV_OK ||
+	    tracker_create(path, d->size, rp->id, &err) != FB_RV_OK) {
+		tracker_suspend(path);
+		fb_log_warn("FB5045", "disk %s is not tracked (its failback compares it whole): %s",
+		            d->name, err.msg);
+	} else {
+		fb_log_info("FB5046", "disk %s: the VM must open %s (qcow2 over the raw disk) so that "
+		            "its writes are tracked from recovery point %s",
+		            d->name, wrapper, rp->id);
+	}
+	free(leaves);
+}
+
 uint32_t
 local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err)
 {
@@ -111,6 +138,8 @@ local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err)
 			break;
 		}
 		rv = local_write_disk(r, rp, &rp->disks[i], path, err);
+		if (rv == FB_RV_OK && r->tracking)
+			local_track(r, rp, &rp->disks[i], path);
 	}
 	if (rv == FB_RV_OK)
 		rv = fb_vm_set_failover_rp(r->db, vm->id, rp->id, err);
@@ -130,9 +159,19 @@ local_revert(replica *r, const char *vm_id, fb_err *err)
 
 	if ((rv = fb_vm_get(r->db, vm_id, &vm, err)) != FB_RV_OK)
 		return rv;
-	for (size_t i = 0; i < vm->ndisks; i++)
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		char side[4400];
+
 		if (unlink(vm->disks[i].path) != 0 && errno != ENOENT)
 			rv = fb_err_errno(err, errno, vm->disks[i].path);
+		/* the wrapper and the base go with the disk */
+		tracker_wrapper(vm->disks[i].path, side, sizeof(side));
+		unlink(side);
+		snprintf(side, sizeof(side), "%s.leaves", vm->disks[i].path);
+		unlink(side);
+		snprintf(side, sizeof(side), "%s.leaves.new", vm->disks[i].path);
+		unlink(side);
+	}
 	if (rv == FB_RV_OK)
 		rv = fb_vm_set_failover_rp(r->db, vm->id, "", err);
 	free(vm);
@@ -208,4 +247,24 @@ local_forget_undo(replica *r, const char *vm_id, fb_err *err)
 	if ((rv = replica_path_undo(r, vm_id, undo, sizeof(undo), err)) != FB_RV_OK)
 		return rv;
 	return fb_apply_forget(undo, err);
+}
+
+uint32_t
+local_track_commit(replica *r, const char *vm_id, fb_err *err)
+{
+	fb_vm   *vm;
+	uint32_t rv;
+
+	if ((rv = fb_vm_get(r->db, vm_id, &vm, err)) != FB_RV_OK)
+		return rv;
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		fb_err e = {0};
+
+		if (tracker_commit(vm->disks[i].path, vm->disks[i].size, &e) != FB_RV_OK)
+			fb_log_warn("FB5045", "disk %s is not tracked (its next failback compares it "
+			            "whole): %s",
+			            vm->disks[i].name, e.msg);
+	}
+	free(vm);
+	return FB_RV_OK;
 }

@@ -18,6 +18,7 @@
 
 #include "failback/log.h"
 #include "replica.h"
+#include "tracker.h"
 #include "relationship.pb-c.h"
 #include "replica.pb-c.h"
 #include "wire_limits.h"
@@ -37,6 +38,12 @@ static const fb_config_key replica_keys[] = {
      "DNS name in this host's primary agent's certificate"},
     {"recovery_name", &the_settings.recovery_name,
      "DNS name in the other site's replica agent's certificate (reverse, default)"},
+    {"change_tracking", &the_settings.change_tracking,
+     "qcow2 (default: a qcow2 wrapper with a dirty bitmap over each recovery disk, so a "
+     "failback reads only what the VM wrote) or off"},
+    {"verify_mode", &the_settings.verify_mode,
+     "after a failback that used the bitmap: fast (default: re-read what it wrote and the "
+     "dirty blocks) or full (re-read the whole disk)"},
 };
 
 /* Fills a setting left unset with its default (NULL when memory ran out). */
@@ -58,6 +65,19 @@ replica_check(fb_err *err)
 	replica_default(&the_settings.local_primary_url, "tls+tcp://127.0.0.1:7413");
 	replica_default(&the_settings.local_primary_name, "primary.failback.test");
 	replica_default(&the_settings.recovery_name, "replica.failback.test");
+	replica_default(&the_settings.change_tracking, "qcow2");
+	replica_default(&the_settings.verify_mode, "fast");
+	if (the_settings.change_tracking == NULL || the_settings.verify_mode == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (strcmp(the_settings.change_tracking, "qcow2") != 0 &&
+	    strcmp(the_settings.change_tracking, "off") != 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--change-tracking: '%s' is not qcow2 or off",
+		                  the_settings.change_tracking);
+	if (strcmp(the_settings.verify_mode, "fast") != 0 &&
+	    strcmp(the_settings.verify_mode, "full") != 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "--verify-mode: '%s' is not fast or full",
+		                  the_settings.verify_mode);
 	if (the_settings.peer_url == NULL || the_settings.peer_name == NULL ||
 	    the_settings.max_transfer_rate == NULL || the_settings.local_primary_url == NULL ||
 	    the_settings.local_primary_name == NULL || the_settings.recovery_name == NULL)
@@ -85,6 +105,7 @@ replica_init(fb_agent *agent)
 	the_replica.set   = fb_agent_settings_get(agent);
 	the_replica.rset  = &the_settings;
 	snprintf(the_replica.dir, sizeof(the_replica.dir), "%s", the_replica.set->data_dir);
+	the_replica.tracking = strcmp(the_settings.change_tracking, "qcow2") == 0;
 }
 
 static uint32_t
@@ -113,6 +134,12 @@ replica_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	                              replica_relationship_methods, replica_relationship_nmethods,
 	                              &the_replica, err)) != FB_RV_OK)
 		return rv;
+	if (the_replica.tracking && !tracker_available()) {
+		fb_log_warn("FB5044", "change tracking is qcow2 but qemu-img or qemu-nbd cannot be run "
+		            "(install qemu-utils): recovery disks are not tracked and failbacks "
+		            "compare whole disks");
+		the_replica.tracking = 0;
+	}
 	return jobs_start(&the_replica, err);
 }
 

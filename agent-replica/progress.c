@@ -26,6 +26,7 @@ progress_send(progress *p, Failback__JobReport *rep)
 	rep->blocks_total = p->blocks_total;
 	rep->bytes_on_wire = progress_wire(p);
 	rep->bytes_read    = p->read;
+	rep->compare_mode  = p->mode;
 	rep->vm_id        = p->vm_id;
 	if ((len = failback__job_report__get_packed_size(rep)) > FB_REPORT_MAX)
 		return;

@@ -48,6 +48,8 @@ typedef struct replica_settings {
 	char *local_primary_url;
 	char *local_primary_name;
 	char *recovery_name; /* default DNS name of the other site's replica agent */
+	char *change_tracking; /* qcow2 or off (tracker.c) */
+	char *verify_mode;     /* after a bitmap compare: fast or full */
 } replica_settings;
 
 typedef struct replica {
@@ -56,6 +58,7 @@ typedef struct replica {
 	const replica_settings  *rset;
 	fb_db                   *db;
 	fb_store                *store;
+	int                      tracking; /* recovery disks get a qcow2 wrapper and bitmap */
 	char                     dir[4096];
 } replica;
 
@@ -82,6 +85,7 @@ typedef struct run {
 	char                     phase[32];
 	uint64_t                 bytes_done, bytes_total, blocks_done, blocks_total, rate;
 	uint64_t                 wire, bytes_read;
+	char                     compare_mode[16];
 	uint64_t                 rate_t0, rate_b0;
 	int                      rate_started; /* rate_t0/rate_b0 set by a report */
 	uint32_t                 error_code;
@@ -104,6 +108,7 @@ typedef struct run_view {
 	char     id[FB_ID_LEN + 1], vm_id[FB_ID_LEN + 1], phase[32];
 	int      state, type;
 	uint64_t bytes_done, bytes_total, blocks_done, blocks_total, rate, wire, bytes_read;
+	char     compare_mode[16];
 	uint32_t error_code;
 	char     error[FB_ERR_MSG_MAX];
 } run_view;
@@ -182,6 +187,9 @@ uint32_t local_revert(replica *r, const char *vm_id, fb_err *err);
 uint32_t local_commit(replica *r, const char *vm_id, fb_err *err);
 uint32_t local_rollback(replica *r, const char *vm_id, uint64_t *blocks, fb_err *err);
 uint32_t local_forget_undo(replica *r, const char *vm_id, fb_err *err);
+/* local_track_commit makes the bases a completed failback left the bases of
+ * fresh bitmaps (tracker_commit), once its worker and its locks are gone. */
+uint32_t local_track_commit(replica *r, const char *vm_id, fb_err *err);
 
 /* --- vmstate.c --- */
 /* vmstate_check: Invalid state unless the driver's method may start in

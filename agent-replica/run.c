@@ -72,6 +72,7 @@ run_view_locked(const run *j, run_view *v)
 	v->rate         = j->rate;
 	v->wire         = j->wire;
 	v->bytes_read   = j->bytes_read;
+	snprintf(v->compare_mode, sizeof(v->compare_mode), "%s", j->compare_mode);
 	v->error_code   = j->error_code;
 }
 
@@ -143,6 +144,7 @@ run_view_to_row(const run_view *v, job_row *row)
 	row->blocks_total = v->blocks_total;
 	row->wire         = v->wire;
 	row->bytes_read   = v->bytes_read;
+	snprintf(row->compare_mode, sizeof(row->compare_mode), "%s", v->compare_mode);
 	row->rate         = v->rate;
 }
 
@@ -179,6 +181,8 @@ run_publish(run *j)
 	ev.error_description = v.error;
 	ev.time_unix_ms      = fb_clock_unix_ms();
 	ev.percent_complete  = job_percent(&v);
+	ev.compare_mode      = v.compare_mode;
+	ev.bytes_read        = v.bytes_read;
 	fb_events_publish(fb_agent_events(j->r->agent), &ev, &err);
 	j->last_publish = fb_clock_mono_ms();
 }
@@ -237,6 +241,8 @@ run_progress(run *j, const Failback__JobReport *rep)
 	j->blocks_total = rep->blocks_total;
 	j->wire         = rep->bytes_on_wire;
 	j->bytes_read   = rep->bytes_read;
+	if (strcmp(rep->compare_mode, "bitmap") == 0 || strcmp(rep->compare_mode, "full scan") == 0)
+		snprintf(j->compare_mode, sizeof(j->compare_mode), "%s", rep->compare_mode);
 	dt              = now - j->rate_t0;
 	j->rate = dt > 0 && rep->bytes_done >= j->rate_b0 ? (rep->bytes_done - j->rate_b0) * 1000 / dt
 	                                                  : 0;

@@ -60,6 +60,9 @@ report_valid(const Failback__JobReport *rep, const char **why)
 		*why = "counters past their totals";
 	else if (rep->vm_id[0] != '\0' && !fb_id_valid(rep->vm_id))
 		*why = "bad VM id";
+	else if (rep->compare_mode[0] != '\0' && strcmp(rep->compare_mode, "bitmap") != 0 &&
+	         strcmp(rep->compare_mode, "full scan") != 0)
+		*why = "bad compare mode";
 	else if (rep->kind == FAILBACK__JOB_REPORT__KIND__FAILED &&
 	         (fb_rv_ok(rep->error_code) || strlen(rep->error_description) >= FB_ERR_MSG_MAX))
 		*why = "bad error";

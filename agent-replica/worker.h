@@ -49,6 +49,7 @@ typedef struct progress {
 	uint64_t bytes_done, bytes_total, blocks_done, blocks_total;
 	uint64_t wire; /* atomic: added to by the fetchers */
 	uint64_t read; /* bytes read from the VM's disks (compare, verify) */
+	char     mode[16]; /* how the compare decided what to read */
 	uint64_t last_emit;
 } progress;
 

@@ -267,6 +267,12 @@ cmd_failback(ctl *c, const ctl_args *a)
 	in.recovery_point_identifier = rp != NULL ? (char *)rp : "";
 	in.replication_setting_data  = settings != NULL ? settings : "";
 	in.force                     = ctl_arg(a, "force") != NULL;
+	in.verify = ctl_arg(a, "verify") != NULL ? (char *)ctl_arg(a, "verify") : "";
+	if (strcmp(in.verify, "") != 0 && strcmp(in.verify, "fast") != 0 &&
+	    strcmp(in.verify, "full") != 0) {
+		free(settings);
+		return ctl_usage(a->cmd, "--verify is fast or full (got '%s')", in.verify);
+	}
 	code = ctl_call_and_wait(c, "InitiateFailback", &in.base, ctl_arg(a, "wait") != NULL);
 	free(settings);
 	return code;
@@ -381,6 +387,9 @@ const ctl_cmd ctl_replica_cmds[] = {
      {{"rp", "ID", "the primary's recovery point (default: its newest)"},
       OPT_SETTINGS,
       OPT_FORCE,
+      {"verify", "MODE",
+       "after a bitmap compare: fast (re-read what changed) or full (the whole disk); "
+       "default: the agent's verify_mode"},
       OPT_WAIT},
      "InitiateFailback: resync VM's disks here to a point of its primary", cmd_failback},
     {"estimate", NULL, "VM", 1, 1,

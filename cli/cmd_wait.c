@@ -149,6 +149,8 @@ summary(const struct waiter *w, const Failback__Job *j)
 	printf(" %.1f s", s);
 	if (j->estimate != NULL)
 		return; /* what it found follows */
+	if (strcmp(j->compare_mode, "bitmap") == 0)
+		printf(" (bitmap)");
 	if (j->blocks_total > 0 || j->bytes_total > 0 || j->bytes_read > 0) {
 		printf(": %llu blocks %s", (unsigned long long)j->blocks_done, d);
 		if (j->bytes_on_wire > 0)

@@ -1,0 +1,564 @@
+/*
+ * tracker.c - change tracking on the recovery side (DESIGN §2a, issue 10):
+ * a qcow2 wrapper over each raw recovery disk, holding a persistent 64 KiB
+ * dirty bitmap named after the point the disk starts from.
+ *
+ *   <disk>          the raw image, as before: the product reads and writes
+ *                   it directly, and it stays a standalone raw image
+ *   <disk>.qcow2    qcow2 metadata only (data_file=<disk>,
+ *                   data_file_raw=on): the file the hypervisor opens, so
+ *                   every write of the VM lands in the raw file and sets
+ *                   bits in the bitmap fb-<point GUID>
+ *
+ * At failback the bitmap is read over NBD (qemu-nbd read-only on a private
+ * Unix socket, libnbd's qemu:dirty-bitmap meta context) and only the dirty
+ * blocks are read and hashed. The bitmap is believed only when it is
+ * there, enabled, not in use (a writer that did not close the image
+ * cleanly leaves it so), of 64 KiB granularity, with the raw file as the
+ * wrapper's data file, the size unchanged, and the raw file not modified
+ * after the wrapper (QEMU stores the bitmap when it closes the image, so a
+ * later write went around it); otherwise the caller falls back to the full
+ * compare, and says why. A write around the wrapper that is followed by
+ * another open and close of the wrapper is not seen: the full verification
+ * catches it, the fast one does not (docs/STORAGE.md).
+ *
+ * Tools: qemu-img and qemu-nbd (qemu-utils), run with a deadline; libnbd.
+ * QEMU 7.2's `qemu-img create -o data_file=` zeroes an existing data file,
+ * so the wrapper is made over a scratch file and then amended.
+ */
+#define _GNU_SOURCE /* pipe2, memmem */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libnbd.h>
+
+#include "failback/clock.h"
+#include "failback/fsops.h"
+#include "failback/hash.h"
+#include "failback/log.h"
+#include "tracker.h"
+
+extern char **environ;
+
+#define TOOL_MS 60000
+
+void
+tracker_wrapper(const char *raw, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s.qcow2", raw);
+}
+
+/* Runs argv (a tool found on PATH) with a deadline; its stdout (and
+ * stderr) into out. Returns its exit status, or -1 with err set. */
+static int
+tool(const char *const *argv, char *out, size_t cap, fb_err *err)
+{
+	posix_spawn_file_actions_t fa;
+	int                        p[2], st = 0;
+	size_t                     have = 0;
+	pid_t                      pid;
+	uint64_t                   until = fb_clock_mono_ms() + TOOL_MS;
+
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		fb_err_errno(err, errno, "pipe");
+		return -1;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, p[1], STDERR_FILENO);
+	if ((errno = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ)) != 0) {
+		fb_err_errno(err, errno, argv[0]);
+		posix_spawn_file_actions_destroy(&fa);
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	for (;;) {
+		struct pollfd pfd = {p[0], POLLIN, 0};
+		uint64_t      now = fb_clock_mono_ms();
+		ssize_t       k;
+		char          sink[4096];
+
+		if (now >= until) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (poll(&pfd, 1, (int)(until - now)) <= 0)
+			continue;
+		if (have + 1 < cap)
+			k = read(p[0], out + have, cap - 1 - have);
+		else
+			k = read(p[0], sink, sizeof(sink));
+		if (k <= 0)
+			break;
+		if (have + 1 < cap)
+			have += (size_t)k;
+	}
+	if (cap > 0)
+		out[have] = '\0';
+	close(p[0]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st)) {
+		fb_err_set(err, FB_RV_FAILED, "%s did not finish within %d s", argv[0], TOOL_MS / 1000);
+		return -1;
+	}
+	return WEXITSTATUS(st);
+}
+
+/* The first line of a tool's output, for a message. */
+static const char *
+first_line(char *s)
+{
+	s[strcspn(s, "\n")] = '\0';
+	return s;
+}
+
+int
+tracker_available(void)
+{
+	char   out[256];
+	fb_err e = {0};
+
+	return tool((const char *[]){"qemu-img", "--version", NULL}, out, sizeof(out), &e) == 0 &&
+	       tool((const char *[]){"qemu-nbd", "--version", NULL}, out, sizeof(out), &e) == 0;
+}
+
+uint32_t
+tracker_create(const char *raw, uint64_t size, const char *rp, fb_err *err)
+{
+	char wrapper[4200], scratch[4300], opt[4400], sz[32], name[64], out[2048];
+	int  rc;
+
+	tracker_wrapper(raw, wrapper, sizeof(wrapper));
+	snprintf(scratch, sizeof(scratch), "%s.scratch", wrapper);
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	snprintf(name, sizeof(name), "fb-%s", rp);
+	unlink(wrapper);
+	unlink(scratch);
+	/* over a scratch data file: create would zero an existing one */
+	snprintf(opt, sizeof(opt), "data_file=%s,data_file_raw=on", scratch);
+	if ((rc = tool((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o", opt, wrapper,
+	                                sz, NULL},
+	               out, sizeof(out), err)) != 0)
+		goto fail;
+	snprintf(opt, sizeof(opt), "data_file=%s", raw);
+	if ((rc = tool((const char *[]){"qemu-img", "amend", "-f", "qcow2", "-o", opt, wrapper,
+	                                NULL},
+	               out, sizeof(out), err)) != 0)
+		goto fail;
+	unlink(scratch);
+	if ((rc = tool((const char *[]){"qemu-img", "bitmap", "-f", "qcow2", "--add",
+	                                "--granularity", "65536", wrapper, name, NULL},
+	               out, sizeof(out), err)) != 0)
+		goto fail;
+	chmod(wrapper, 0600);
+	return FB_RV_OK;
+fail:
+	unlink(scratch);
+	unlink(wrapper);
+	if (rc > 0)
+		fb_err_set(err, FB_RV_FAILED, "qcow2 wrapper for %s: %s", raw, first_line(out));
+	return err->rv != FB_RV_OK ? err->rv : FB_RV_FAILED;
+}
+
+uint32_t
+tracker_restart(const char *raw, const char *rp, fb_err *err)
+{
+	char             wrapper[4200];
+	struct stat      st;
+
+	tracker_wrapper(raw, wrapper, sizeof(wrapper));
+	if (stat(wrapper, &st) != 0)
+		return FB_RV_OK; /* not tracked */
+	if (stat(raw, &st) != 0)
+		return fb_err_errno(err, errno, raw);
+	/* A fresh wrapper: no bitmap of the old point is left to mislead. */
+	return tracker_create(raw, (uint64_t)st.st_size, rp, err);
+}
+
+/* Finds "key": in the JSON text from p on; returns the value's start. */
+static const char *
+json_key(const char *p, const char *key)
+{
+	char pat[80];
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(p, pat);
+	if (p == NULL)
+		return NULL;
+	p += strlen(pat);
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+struct dirty_scan {
+	uint8_t *bits; /* one per block */
+	uint64_t nblocks;
+	uint64_t next; /* where the extents reported so far end */
+};
+
+static int
+extent_cb(void *arg, const char *ctx, uint64_t off, uint32_t *entries, size_t n, int *error)
+{
+	struct dirty_scan *d = arg;
+
+	(void)ctx;
+	(void)error;
+	for (size_t i = 0; i + 1 < n; i += 2) {
+		uint64_t len = entries[i];
+
+		if (entries[i + 1] & 1) {
+			for (uint64_t b = off / FB_BLOCK_SIZE;
+			     b < d->nblocks && b * FB_BLOCK_SIZE < off + len; b++)
+				d->bits[b] = 1;
+		}
+		off += len;
+	}
+	d->next = off;
+	return 0;
+}
+
+/* Serves the wrapper read-only over a private Unix socket and reads the
+ * bitmap name's extents into d; 0, or -1 with why. */
+static int
+read_bitmap(const char *raw, const char *wrapper, const char *name, uint64_t size,
+            struct dirty_scan *d, char *why, size_t cap)
+{
+	char                dir[] = "/tmp/failback-nbd.XXXXXX", sock[64], ctx[96], opts[9000];
+	struct nbd_handle  *h     = NULL;
+	pid_t               pid   = 0;
+	int                 rv    = -1, st;
+	posix_spawn_file_actions_t fa;
+
+	if (mkdtemp(dir) == NULL) {
+		snprintf(why, cap, "no private directory for the NBD socket: %s", strerror(errno));
+		return -1;
+	}
+	snprintf(sock, sizeof(sock), "%s/s", dir);
+	snprintf(ctx, sizeof(ctx), "qemu:dirty-bitmap:%s", name);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	{
+		/* Image locking off: the job holds its own lock on the raw disk (a
+		 * whole-file write lock QEMU's shared locks would conflict with),
+		 * and qemu-nbd 7.2 has no --force-share. Read-only either way. */
+		const char *argv[] = {"qemu-nbd", "--read-only", "--image-opts", "-B", name,
+		                      "-k", sock, opts, NULL};
+
+		snprintf(opts, sizeof(opts),
+		         "driver=qcow2,file.driver=file,file.filename=%s,file.locking=off,"
+		         "data-file.driver=file,data-file.filename=%s,data-file.locking=off",
+		         wrapper, raw);
+
+		if ((errno = posix_spawnp(&pid, "qemu-nbd", &fa, NULL, (char *const *)argv,
+		                          environ)) != 0) {
+			snprintf(why, cap, "cannot run qemu-nbd: %s", strerror(errno));
+			pid = 0;
+			goto out;
+		}
+	}
+	/* qemu-nbd is ready when its socket is there (10 s at most) */
+	for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			snprintf(why, cap, "qemu-nbd exited serving %s (exit %d)", wrapper,
+			         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+			pid = 0;
+			goto out;
+		}
+		usleep(50000);
+	}
+	if ((h = nbd_create()) == NULL || nbd_add_meta_context(h, ctx) != 0 ||
+	    nbd_connect_unix(h, sock) != 0) {
+		snprintf(why, cap, "NBD connection to qemu-nbd for %s: %s", wrapper, nbd_get_error());
+		goto out;
+	}
+	if (nbd_can_meta_context(h, ctx) != 1) {
+		snprintf(why, cap, "qemu-nbd exports no bitmap %s", name);
+		goto out;
+	}
+	if (nbd_get_size(h) != (int64_t)size) {
+		snprintf(why, cap, "the wrapper is %lld bytes, the disk %llu", (long long)nbd_get_size(h),
+		         (unsigned long long)size);
+		goto out;
+	}
+	for (uint64_t off = 0; off < size;) {
+		uint64_t len = size - off > (1u << 30) ? (1u << 30) : size - off;
+
+		d->next = off;
+		if (nbd_block_status(h, len, off,
+		                     (nbd_extent_callback){.callback = extent_cb, .user_data = d},
+		                     0) != 0) {
+			snprintf(why, cap, "reading bitmap %s: %s", name, nbd_get_error());
+			goto out;
+		}
+		if (d->next <= off) {
+			snprintf(why, cap, "bitmap %s: no extent at offset %llu", name,
+			         (unsigned long long)off);
+			goto out;
+		}
+		off = d->next;
+	}
+	rv = 0;
+out:
+	posix_spawn_file_actions_destroy(&fa);
+	if (h != NULL) {
+		nbd_shutdown(h, 0);
+		nbd_close(h);
+	}
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	unlink(sock);
+	rmdir(dir);
+	return rv;
+}
+
+int
+tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *why, size_t cap)
+{
+	char              wrapper[4200], info[16384], name[64] = "";
+	const char       *p, *b;
+	fb_err            e = {0};
+	struct stat       st;
+	struct dirty_scan d = {0};
+
+	*bits = NULL;
+	tracker_wrapper(raw, wrapper, sizeof(wrapper));
+	if (stat(wrapper, &st) != 0) {
+		snprintf(why, cap, "no qcow2 wrapper (%s)", wrapper);
+		return 0;
+	}
+	/* QEMU writes the bitmap into the wrapper when it closes it, after the
+	 * writes it tracked: a raw file written later was written around it. */
+	{
+		struct stat rs;
+
+		if (stat(raw, &rs) != 0 || rs.st_mtim.tv_sec > st.st_mtim.tv_sec ||
+		    (rs.st_mtim.tv_sec == st.st_mtim.tv_sec && rs.st_mtim.tv_nsec > st.st_mtim.tv_nsec)) {
+			snprintf(why, cap, "the raw disk was written after its wrapper was last closed "
+			         "(something wrote it around the wrapper)");
+			return 0;
+		}
+	}
+	if (tool((const char *[]){"qemu-img", "info", "-U", "--output=json", wrapper, NULL}, info,
+	         sizeof(info), &e) != 0) {
+		snprintf(why, cap, "qemu-img info %s: %s", wrapper, e.rv ? e.msg : first_line(info));
+		return 0;
+	}
+	/* the wrapper must hold exactly the raw file, at its size */
+	if ((p = json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
+	    p[1 + strlen(raw)] != '"') {
+		snprintf(why, cap, "the wrapper's data file is not %s", raw);
+		return 0;
+	}
+	if ((p = json_key(info, "virtual-size")) == NULL || strtoull(p, NULL, 10) != size) {
+		snprintf(why, cap, "the disk's size changed since the wrapper was made");
+		return 0;
+	}
+	if ((b = json_key(info, "bitmaps")) == NULL || (p = json_key(b, "name")) == NULL ||
+	    sscanf(p, "\"%63[^\"]\"", name) != 1 || strncmp(name, "fb-", 3) != 0 ||
+	    strlen(name) != 3 + FB_ID_LEN) {
+		snprintf(why, cap, "the wrapper has no bitmap of a point");
+		return 0;
+	}
+	{
+		const char *flags = json_key(b, "flags"), *end = flags ? strchr(flags, ']') : NULL;
+		const char *gran  = json_key(b, "granularity");
+
+		if (flags == NULL || end == NULL) {
+			snprintf(why, cap, "bitmap %s: no flags", name);
+			return 0;
+		}
+		if (memmem(flags, (size_t)(end - flags), "in-use", 6) != NULL) {
+			snprintf(why, cap, "bitmap %s is in use: its writer did not close the image "
+			         "cleanly (or still runs)", name);
+			return 0;
+		}
+		if (memmem(flags, (size_t)(end - flags), "auto", 4) == NULL) {
+			snprintf(why, cap, "bitmap %s is disabled: it did not record writes", name);
+			return 0;
+		}
+		if (gran == NULL || strtoull(gran, NULL, 10) != FB_BLOCK_SIZE) {
+			snprintf(why, cap, "bitmap %s is not of 64 KiB granularity", name);
+			return 0;
+		}
+	}
+	d.nblocks = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
+	if ((d.bits = calloc(d.nblocks + 1, 1)) == NULL) {
+		snprintf(why, cap, "out of memory for the bitmap");
+		return 0;
+	}
+	if (strchr(raw, ',') != NULL || strchr(wrapper, ',') != NULL) {
+		snprintf(why, cap, "the disk's path holds a comma (QEMU's option separator)");
+		free(d.bits);
+		return 0;
+	}
+	if (read_bitmap(raw, wrapper, name, size, &d, why, cap) != 0) {
+		free(d.bits);
+		return 0;
+	}
+	memcpy(rp, name + 3, FB_ID_LEN);
+	rp[FB_ID_LEN] = '\0';
+	*bits = d.bits;
+	return 1;
+}
+
+/*
+ * The base: the leaf hashes of the disk when its bitmap started, in
+ * "<raw>.leaves" (magic, the point's GUID, the block count, the leaves).
+ * The bitmap and the base must name the same point; a failback that is
+ * about to write removes the base (its writes bypass the wrapper), and
+ * leaves the new one as "<raw>.leaves.new" for tracker_commit.
+ */
+#define BASE_MAGIC "FBLEAVS1"
+
+struct base_head {
+	char     magic[8];
+	char     rp[40];
+	uint64_t nblocks;
+};
+
+uint32_t
+tracker_base_write(const char *raw, const char *rp, const fb_hash *leaves, uint64_t n,
+                   int pending, fb_err *err)
+{
+	char             path[4200], tmp[4300];
+	struct base_head h;
+	int              fd;
+	uint32_t         rv = FB_RV_OK;
+
+	snprintf(path, sizeof(path), "%s.leaves%s", raw, pending ? ".new" : "");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, BASE_MAGIC, 8);
+	snprintf(h.rp, sizeof(h.rp), "%s", rp);
+	h.nblocks = n;
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return fb_err_errno(err, errno, tmp);
+	if (write(fd, &h, sizeof(h)) != (ssize_t)sizeof(h) ||
+	    write(fd, leaves, n * sizeof(fb_hash)) != (ssize_t)(n * sizeof(fb_hash)) ||
+	    fsync(fd) != 0)
+		rv = fb_err_errno(err, errno, tmp);
+	close(fd);
+	if (rv == FB_RV_OK && rename(tmp, path) != 0)
+		rv = fb_err_errno(err, errno, path);
+	if (rv != FB_RV_OK)
+		unlink(tmp);
+	else
+		fb_fs_fsync_dir(path);
+	return rv;
+}
+
+/* Reads a base file: 0 with *leaves (free()) and rp, or -1 with why. */
+static int
+base_read(const char *path, uint64_t nblocks, fb_hash **leaves, char *rp, char *why, size_t cap)
+{
+	struct base_head h;
+	struct stat      st;
+	int              fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t           len;
+
+	*leaves = NULL;
+	if (fd < 0) {
+		snprintf(why, cap, "no base leaves (%s: %s)", path, strerror(errno));
+		return -1;
+	}
+	len = (size_t)nblocks * sizeof(fb_hash);
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != sizeof(h) + len ||
+	    read(fd, &h, sizeof(h)) != (ssize_t)sizeof(h) || memcmp(h.magic, BASE_MAGIC, 8) != 0 ||
+	    h.nblocks != nblocks || h.rp[sizeof(h.rp) - 1] != '\0' || !fb_id_valid(h.rp)) {
+		snprintf(why, cap, "%s is not the base of a disk of %llu blocks", path,
+		         (unsigned long long)nblocks);
+		close(fd);
+		return -1;
+	}
+	if ((*leaves = malloc(len + 1)) == NULL ||
+	    read(fd, *leaves, len) != (ssize_t)len) {
+		snprintf(why, cap, "%s: cannot read the leaves", path);
+		free(*leaves);
+		*leaves = NULL;
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	memcpy(rp, h.rp, FB_ID_LEN);
+	rp[FB_ID_LEN] = '\0';
+	return 0;
+}
+
+int
+tracker_changed(const char *raw, uint64_t size, fb_hash **leaves, uint8_t **bits, char *rp,
+                char *why, size_t cap)
+{
+	char     path[4200], brp[FB_ID_LEN + 1];
+	uint64_t nblocks = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
+
+	*leaves = NULL;
+	*bits   = NULL;
+	snprintf(path, sizeof(path), "%s.leaves", raw);
+	if (!tracker_dirty(raw, size, bits, rp, why, cap))
+		return 0;
+	if (base_read(path, nblocks, leaves, brp, why, cap) != 0 || strcmp(brp, rp) != 0) {
+		if (*leaves != NULL)
+			snprintf(why, cap, "the bitmap counts from point %s, the base leaves are of %s",
+			         rp, brp);
+		free(*leaves);
+		free(*bits);
+		*leaves = NULL;
+		*bits   = NULL;
+		return 0;
+	}
+	return 1;
+}
+
+void
+tracker_suspend(const char *raw)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s.leaves", raw);
+	if (unlink(path) == 0)
+		fb_fs_fsync_dir(path);
+}
+
+uint32_t
+tracker_commit(const char *raw, uint64_t size, fb_err *err)
+{
+	char     next[4200], base[4200], rp[FB_ID_LEN + 1], why[256];
+	fb_hash *leaves;
+
+	snprintf(next, sizeof(next), "%s.leaves.new", raw);
+	snprintf(base, sizeof(base), "%s.leaves", raw);
+	if (access(next, F_OK) != 0)
+		return FB_RV_OK; /* nothing pending */
+	if (base_read(next, (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE, &leaves, rp, why,
+	              sizeof(why)) != 0) {
+		unlink(next);
+		return fb_err_set(err, FB_RV_FAILED, "%s", why);
+	}
+	free(leaves);
+	/* the wrapper first: a base without its bitmap is never believed */
+	if (tracker_create(raw, size, rp, err) != FB_RV_OK)
+		return err->rv;
+	if (rename(next, base) != 0)
+		return fb_err_errno(err, errno, base);
+	fb_fs_fsync_dir(base);
+	return FB_RV_OK;
+}
