@@ -42,8 +42,9 @@ static const fb_config_key replica_keys[] = {
      "qcow2 (default: a qcow2 wrapper with a dirty bitmap over each recovery disk, so a "
      "failback reads only what the VM wrote) or off"},
     {"verify_mode", &the_settings.verify_mode,
-     "after a failback that used the bitmap: fast (default: re-read what it wrote and the "
-     "dirty blocks) or full (re-read the whole disk)"},
+     "after a failback that used the bitmap: full (default: re-read the whole disk) or fast "
+     "(re-read only what it wrote and the dirty blocks; trusts that nothing writes the disk "
+     "around the wrapper or the job's lock)"},
 };
 
 /* Fills a setting left unset with its default (NULL when memory ran out). */
@@ -66,7 +67,7 @@ replica_check(fb_err *err)
 	replica_default(&the_settings.local_primary_name, "primary.failback.test");
 	replica_default(&the_settings.recovery_name, "replica.failback.test");
 	replica_default(&the_settings.change_tracking, "qcow2");
-	replica_default(&the_settings.verify_mode, "fast");
+	replica_default(&the_settings.verify_mode, "full");
 	if (the_settings.change_tracking == NULL || the_settings.verify_mode == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	if (strcmp(the_settings.change_tracking, "qcow2") != 0 &&

@@ -169,7 +169,7 @@ a_failback_reads_only_what_the_vm_wrote(void **state)
 	/* 5 blocks, one write spanning two of them: 6 dirty 64 KiB blocks */
 	vm_writes("-c 'write -P 0x5a 1M 64k' -c 'write -P 0x5b 5M 4k' -c 'write -P 0x5c 9M 128k' "
 	          "-c 'write -P 0x5d 20M 64k' -c 'write -P 0x5e 31M 64k'");
-	assert_int_equal(failback(job, NULL), 0);
+	assert_int_equal(failback(job, "--verify=fast"), 0);
 	assert_non_null(strstr(out, "(bitmap)"));
 	assert_true(job_mode_is(job, "bitmap"));
 	/* compare read the 6 dirty blocks, the fast verification them again */
@@ -179,9 +179,11 @@ a_failback_reads_only_what_the_vm_wrote(void **state)
 	same_as_p1();
 	/* tracking starts again from P1: a second round is a bitmap one too */
 	vm_writes("-c 'write -P 0x61 2M 64k' -c 'write -P 0x62 30M 64k'");
-	assert_int_equal(failback(job, NULL), 0);
+	assert_int_equal(failback(job, NULL), 0); /* the default: a full verification */
 	assert_true(job_mode_is(job, "bitmap"));
 	assert_int_equal(job_number(job, "blocks_total"), 2);
+	assert_true(job_number(job, "bytes_read") < 34u * MIB); /* 2 blocks + the disk once */
+	assert_true(job_number(job, "bytes_read") >= 8u * MIB); /* the full re-read (holes are not read) */
 	same_as_p1();
 }
 
@@ -244,16 +246,16 @@ writes_around_the_wrapper_are_caught(void **state)
 	vm_writes("-c 'write -P 0x81 6M 64k'");
 	assert_int_equal(sh(script), 0);
 	vm_writes("-c 'read 0 64k'");
-	assert_int_equal(failback(job, "--verify=full"), 0);
+	assert_int_equal(failback(job, NULL), 0); /* the default verification is full */
 	assert_true(fbt_file_contains(replica.log, "the bitmap missed writes: comparing whole disks"));
 	same_as_p1();
 
-	/* The same with the fast verification (the default): it trusts the
+	/* The same with the fast verification (verify_mode fast): it trusts the
 	 * bitmap, so the write around the wrapper stays (docs/STORAGE.md). */
 	vm_writes("-c 'write -P 0x82 6M 64k'");
 	assert_int_equal(sh(script), 0);
 	vm_writes("-c 'read 0 64k'");
-	assert_int_equal(failback(job, NULL), 0);
+	assert_int_equal(failback(job, "--verify=fast"), 0);
 	assert_true(job_mode_is(job, "bitmap"));
 	snprintf(script, sizeof(script), "qemu-img compare -q -f raw -F raw '%s' '%s'", img, disk);
 	assert_int_not_equal(sh(script), 0);
