@@ -133,31 +133,33 @@ waiter_open(ctl *c, struct waiter *w)
 	}
 }
 
-/* After the state, one line that fits 80 columns: how long the wait took
- * and what the job did: " 5.9 s: 3200 blocks 200.0 MiB, 13.5 MiB wire,
- * 1.0 GiB read" (blocks applied and their size, bytes on the network,
- * bytes read from the disks). */
+/* After the state (of len columns), one line that fits 80 columns: how
+ * long the wait took and what the job did: " 5.9 s (bitmap): 3200 blocks
+ * 200.0 MiB, 13.5 MiB wire, 1.0 GiB read" (blocks applied and their size,
+ * bytes on the network, bytes read from the disks; the compare's mode
+ * when it used the bitmap and there is room). */
 static void
-summary(const struct waiter *w, const Failback__Job *j)
+summary(const struct waiter *w, const Failback__Job *j, size_t len)
 {
 	double s = (double)(fb_clock_mono_ms() - w->started_ms) / 1000.0;
-	char   d[16], x[16], rd[16];
+	char   d[16], x[16], rd[16], tail[160] = "", mode[16] = "";
+	size_t n = 0;
 
 	ctl_human_bytes(d, sizeof(d), (double)j->blocks_done * (64u << 10));
 	ctl_human_bytes(x, sizeof(x), (double)j->bytes_on_wire);
 	ctl_human_bytes(rd, sizeof(rd), (double)j->bytes_read);
-	printf(" %.1f s", s);
-	if (j->estimate != NULL)
-		return; /* what it found follows */
-	if (strcmp(j->compare_mode, "bitmap") == 0)
-		printf(" (bitmap)");
-	if (j->blocks_total > 0 || j->bytes_total > 0 || j->bytes_read > 0) {
-		printf(": %llu blocks %s", (unsigned long long)j->blocks_done, d);
-		if (j->bytes_on_wire > 0)
-			printf(", %s wire", x);
-		if (j->bytes_read > 0)
-			printf(", %s read", rd);
+	if (j->estimate == NULL && (j->blocks_total > 0 || j->bytes_total > 0 || j->bytes_read > 0)) {
+		n = (size_t)snprintf(tail, sizeof(tail), ": %llu blocks %s",
+		                     (unsigned long long)j->blocks_done, d);
+		if (j->bytes_on_wire > 0 && n < sizeof(tail))
+			n += (size_t)snprintf(tail + n, sizeof(tail) - n, ", %s wire", x);
+		if (j->bytes_read > 0 && n < sizeof(tail))
+			n += (size_t)snprintf(tail + n, sizeof(tail) - n, ", %s read", rd);
 	}
+	if (strcmp(j->compare_mode, "bitmap") == 0)
+		snprintf(mode, sizeof(mode), " (bitmap)");
+	n = len + (size_t)snprintf(NULL, 0, " %.1f s", s) + strlen(tail);
+	printf(" %.1f s%s%s", s, n + strlen(mode) <= 79 ? mode : "", tail);
 }
 
 /* What an EstimateFailback found, for people. */
@@ -256,7 +258,7 @@ waiter_run(ctl *c, struct waiter *w, const char *job)
 					ctl_state_text(&failback__job_state__descriptor, rsp->job->job_state,
 					               state, sizeof(state));
 					printf("%s", state);
-					summary(w, rsp->job);
+					summary(w, rsp->job, strlen(state));
 					if (rsp->job->error_code != 0) {
 						printf(": %s (%u): ", fb_rv_name(rsp->job->error_code),
 						       rsp->job->error_code);
