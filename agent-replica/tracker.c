@@ -345,18 +345,6 @@ tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *wh
 		snprintf(why, cap, "no qcow2 wrapper (%s)", wrapper);
 		return 0;
 	}
-	/* QEMU writes the bitmap into the wrapper when it closes it, after the
-	 * writes it tracked: a raw file written later was written around it. */
-	{
-		struct stat rs;
-
-		if (stat(raw, &rs) != 0 || rs.st_mtim.tv_sec > st.st_mtim.tv_sec ||
-		    (rs.st_mtim.tv_sec == st.st_mtim.tv_sec && rs.st_mtim.tv_nsec > st.st_mtim.tv_nsec)) {
-			snprintf(why, cap, "the raw disk was written after its wrapper was last closed "
-			         "(something wrote it around the wrapper)");
-			return 0;
-		}
-	}
 	if (tool((const char *[]){"qemu-img", "info", "-U", "--output=json", wrapper, NULL}, info,
 	         sizeof(info), &e) != 0) {
 		snprintf(why, cap, "qemu-img info %s: %s", wrapper, e.rv ? e.msg : first_line(info));
@@ -397,6 +385,18 @@ tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *wh
 		}
 		if (gran == NULL || strtoull(gran, NULL, 10) != FB_BLOCK_SIZE) {
 			snprintf(why, cap, "bitmap %s is not of 64 KiB granularity", name);
+			return 0;
+		}
+	}
+	/* QEMU writes the bitmap into the wrapper when it closes it, after the
+	 * writes it tracked: a raw file written later was written around it. */
+	{
+		struct stat rs;
+
+		if (stat(raw, &rs) != 0 || rs.st_mtim.tv_sec > st.st_mtim.tv_sec ||
+		    (rs.st_mtim.tv_sec == st.st_mtim.tv_sec && rs.st_mtim.tv_nsec > st.st_mtim.tv_nsec)) {
+			snprintf(why, cap, "the raw disk was written after its wrapper was last closed "
+			         "(something wrote it around the wrapper)");
 			return 0;
 		}
 	}
