@@ -39,8 +39,8 @@ static const fb_config_key replica_keys[] = {
     {"recovery_name", &the_settings.recovery_name,
      "DNS name in the other site's replica agent's certificate (reverse, default)"},
     {"change_tracking", &the_settings.change_tracking,
-     "qcow2 (default: a qcow2 wrapper with a dirty bitmap over each recovery disk, so a "
-     "failback reads only what the VM wrote) or off"},
+     "off (default) or qcow2: a qcow2 wrapper with a dirty bitmap over each recovery disk, "
+     "so a failback reads only what the VM wrote"},
     {"verify_mode", &the_settings.verify_mode,
      "after a failback that used the bitmap: full (default: re-read the whole disk) or fast "
      "(re-read only what it wrote and the dirty blocks; trusts that nothing writes the disk "
@@ -66,7 +66,7 @@ replica_check(fb_err *err)
 	replica_default(&the_settings.local_primary_url, "tls+tcp://127.0.0.1:7413");
 	replica_default(&the_settings.local_primary_name, "primary.failback.test");
 	replica_default(&the_settings.recovery_name, "replica.failback.test");
-	replica_default(&the_settings.change_tracking, "qcow2");
+	replica_default(&the_settings.change_tracking, "off");
 	replica_default(&the_settings.verify_mode, "full");
 	if (the_settings.change_tracking == NULL || the_settings.verify_mode == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");

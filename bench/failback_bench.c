@@ -158,7 +158,8 @@ main(int argc, char **argv)
 	uint64_t     size = mib << 20, nblocks = size / (64 << 10);
 	uint64_t     changed = (uint64_t)((double)nblocks * pct / 100.0);
 	char         img[600], peer[200], disk[700], p1[40];
-	const char  *rextra[] = {peer, "--peer-name=primary.failback.test", NULL};
+	const char  *rextra[] = {peer, "--peer-name=primary.failback.test", "--change-tracking=qcow2",
+	                         NULL};
 	fb_disk_scan scan;
 	fb_err       err;
 	double       t0, t_repl, t_hash, t_fb, t_fb2, t_bm, t_bmf;

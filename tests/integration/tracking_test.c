@@ -108,7 +108,8 @@ group_setup(void **state)
 	snprintf(img, sizeof(img), "%s/vm1.img", fbt_root());
 	if (fbt_image_make(img, 32u * MIB, 31) != 0 ||
 	    fbt_agent_start(&primary, "primary", "primary", NULL) != 0 ||
-	    fbt_replica_start(&replica, &primary, NULL) != 0)
+	    fbt_replica_start(&replica, &primary, (const char *[]){"--change-tracking=qcow2", NULL}) !=
+	        0)
 		return -1;
 	if (P("primary-vm", "add", "vm1", img) != 0 || P("--json", "primary-rp", "create", "vm1") != 0)
 		return -1;
@@ -264,12 +265,13 @@ writes_around_the_wrapper_are_caught(void **state)
 	same_as_p1();
 }
 
+/* Without change_tracking = qcow2 (the default is off) no wrapper is made. */
 static void
 tracking_off_leaves_no_wrapper(void **state)
 {
 	fbt_agent   r2;
 	char        dd[700], script[2400];
-	const char *extra[] = {dd, "--change-tracking=off", NULL};
+	const char *extra[] = {dd, NULL};
 
 	(void)state;
 	snprintf(dd, sizeof(dd), "--data-dir=%s/r2", fbt_root());
