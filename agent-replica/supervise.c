@@ -17,6 +17,7 @@
  * under WATCHDOG_MS (30 s), so a wedged connection ends in a restart, not
  * in a worker that hangs.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -82,7 +83,9 @@ spawn_worker(run *j, int *out_fd)
 	char                     **own = fb_agent_argv(j->r->agent, &nargc);
 	pid_t                      pid = 0;
 
-	if (pipe(p) != 0)
+	/* Close-on-exec: another job's worker must not hold this job's pipe
+	 * (its end of file is how the agent learns the worker is gone). */
+	if (pipe2(p, O_CLOEXEC) != 0)
 		return 0;
 	if ((argv = calloc((size_t)nargc + 2, sizeof(char *))) == NULL) {
 		close(p[0]);

@@ -9,6 +9,7 @@
  * close with a message in flight; everything the agent needs is durable
  * before it is reported).
  */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,8 +82,18 @@ worker_main(replica *r, const char *job_id)
 	w.job   = job_id;
 	w.pg.fd = STDOUT_FILENO;
 	signal(SIGPIPE, SIG_IGN);
-	/* A worker never outlives its agent: a restarted agent starts its own. */
+	/* A worker never outlives its agent: a restarted agent starts its own.
+	 * An agent killed before the line below leaves no reader on the
+	 * report pipe, which poll() shows as an error: end here. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	{
+		struct pollfd pf = {.fd = STDOUT_FILENO, .events = POLLOUT};
+
+		if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+			fb_log_warn("FB6001", "job %s: the agent that started this worker is gone", job_id);
+			_exit(1);
+		}
+	}
 	rv = worker_run(&w, &err);
 	if (rv != FB_RV_OK)
 		fb_log_warn("FB6001", "job %s: %s", job_id, err.msg);
