@@ -316,6 +316,39 @@ read_addr(fbt_agent *a)
 	return got > 0 && mine ? 0 : -1;
 }
 
+/* The last cap-1 bytes of an agent's log after offset from, as a string. */
+static void
+log_tail(const fbt_agent *a, long from, char *buf, size_t cap)
+{
+	FILE  *f = fopen(a->log, "r");
+	long   len;
+	size_t got;
+
+	buf[0] = '\0';
+	if (f == NULL)
+		return;
+	if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) - from > (long)cap - 1)
+		from = len - (long)cap + 1;
+	fseek(f, from, SEEK_SET);
+	got      = fread(buf, 1, cap - 1, f);
+	buf[got] = '\0';
+	fclose(f);
+}
+
+/*
+ * An agent that did not start says why on the test's stderr (its exit status
+ * and the end of its log), so a failure in CI can be read from its output.
+ */
+static void
+say_why_not_started(const fbt_agent *a, const char *kind, const char *what)
+{
+	char buf[4096];
+
+	log_tail(a, 0, buf, sizeof(buf));
+	fprintf(stderr, "harness: the %s agent %s (exit status %d); the end of %s:\n%s\n", kind,
+	        what, a->exit_status, a->log, buf);
+}
+
 int
 fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *const *extra)
 {
@@ -324,7 +357,8 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 	char                       s[16][700];
 	int                        n = 0, k = 0;
 	long long                  deadline;
-	int                        primary = strcmp(kind, "primary") == 0;
+	int                        primary = strcmp(kind, "primary") == 0, retries = 0;
+	long                       log_from;
 
 	memset(a, 0, sizeof(*a));
 	snprintf(a->dir, sizeof(a->dir), "%s/%s-%d", root, kind, seq++);
@@ -350,6 +384,12 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 	}
 	argv[n] = NULL;
 
+again:
+	{
+		struct stat sb;
+
+		log_from = stat(a->log, &sb) == 0 ? (long)sb.st_size : 0;
+	}
 	if ((a->pid = fork()) < 0) {
 		a->pid = 0;
 		return -1;
@@ -363,6 +403,10 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 		dup2(nul, 0);
 		dup2(nul, 1);
 		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+		if (nul > 2)
+			close(nul);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -375,8 +419,26 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 		if (read_addr(a) == 0)
 			return 0;
 		if (waitpid(a->pid, &st, WNOHANG) == a->pid) {
+			char tail[4096];
+
 			a->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 			a->pid         = 0;
+			log_tail(a, log_from, tail, sizeof(tail));
+			/*
+			 * A restart on the ports of the agent it replaces can find
+			 * one taken meanwhile: every test binds and connects from
+			 * the same ephemeral range, and a port is free between the
+			 * kill and the restart. Not what these tests are about;
+			 * try again, a few times, rather than fail for it.
+			 */
+			if (a->exit_status == 1 && strstr(tail, "Address in use") != NULL &&
+			    ++retries <= 20) {
+				fprintf(stderr, "harness: a port of the %s agent is in use (%s); "
+				        "starting it again\n", kind, a->log);
+				nap_ms(250);
+				goto again;
+			}
+			say_why_not_started(a, kind, "exited before it was ready");
 			return -1;
 		}
 		nap_ms(10);
@@ -384,6 +446,7 @@ fbt_agent_start(fbt_agent *a, const char *kind, const char *cert, const char *co
 	kill(a->pid, SIGKILL);
 	waitpid(a->pid, NULL, 0);
 	a->pid = 0;
+	say_why_not_started(a, kind, "was not ready after 20 s");
 	return -1;
 }
 
