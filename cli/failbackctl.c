@@ -49,7 +49,7 @@ ctl_keys(ctl *c, fb_config_key *k)
 	size_t n = 0;
 
 #define KEY(field, text) k[n++] = (fb_config_key){#field, &c->field, text}
-	KEY(config, "settings file (key = value lines)");
+	KEY(config, "settings file (key = value lines; \"\": none)");
 	KEY(url, "agent control URL (default tls+tcp://127.0.0.1:7400)");
 	KEY(events_url, "agent events URL (default tls+tcp://127.0.0.1:7402)");
 	KEY(ca, "CA that issued the agents' certificates");
@@ -514,6 +514,8 @@ settle(ctl *c, fb_err *err)
 			cfg = g.given[i].value;
 	if (cfg == NULL && access(FB_CTL_SYSTEM_CONFIG, R_OK) == 0)
 		cfg = FB_CTL_SYSTEM_CONFIG;
+	if (cfg != NULL && *cfg == '\0') /* --config "": no settings file */
+		cfg = NULL;
 	if (cfg != NULL && fb_config_load(cfg, g.keys, g.nkeys, err) != FB_RV_OK)
 		return err->rv;
 	ctl_env(g.keys, g.nkeys);

@@ -379,6 +379,11 @@ agent_count_fds(void)
 	return n > 0 ? n - 1 : 0; /* not the one opendir holds */
 }
 
+/* Whether the agent is healthy (agent_sweep decides), and why not. */
+static atomic_int      agent_healthy = 1;
+static pthread_mutex_t unhealthy_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char            unhealthy_why[FB_ERR_MSG_MAX] = ""; /* why not, for /healthz */
+
 static uint32_t
 agent_get_status(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -392,6 +397,15 @@ agent_get_status(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Proto
 	r->caller_role = (char *)fb_role_name(fb_rpc_call_role(call));
 	r->uptime_ms   = fb_clock_mono_ms() - a->started_ms;
 	r->open_fds    = agent_count_fds();
+	r->healthy     = atomic_load(&agent_healthy) != 0;
+	if (!r->healthy) {
+		char why[FB_ERR_MSG_MAX];
+
+		pthread_mutex_lock(&unhealthy_mtx);
+		snprintf(why, sizeof(why), "%s", unhealthy_why);
+		pthread_mutex_unlock(&unhealthy_mtx);
+		r->unhealthy_reason = fb_rpc_strdup(call, why);
+	}
 	{
 		fb_rpc_server *all[] = {a->control, a->monitor, a->resync};
 
@@ -570,10 +584,6 @@ agent_notify(const char *msg)
 /* Sweeps a listener's accept queue may stay non-empty before the agent
  * counts it as no longer accepting (NNG takes connections at once). */
 #define FB_STUCK_SWEEPS 10
-
-static atomic_int      agent_healthy = 1;
-static pthread_mutex_t unhealthy_mtx = PTHREAD_MUTEX_INITIALIZER;
-static char            unhealthy_why[FB_ERR_MSG_MAX] = ""; /* why not, for /healthz */
 
 static void
 agent_unhealthy_why(const char *why)
