@@ -9,6 +9,7 @@
  * method has its role set decided here, including the
  * ones not built yet, which answer Not Supported.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +22,15 @@
 
 static primary the_primary;
 static char   *local_replica_name;
+static char   *max_scan_rate;
 
 static const fb_config_key primary_keys[] = {
     {"local_replica_name", &local_replica_name,
      "DNS name in this host's replica agent's certificate: the only agent that may hand "
      "this primary a VM when reversing (default replica.failback.test)"},
+    {"max_scan_rate", &max_scan_rate,
+     "MiB/s a recovery point may read from the VM's disks, so taking one leaves the VM "
+     "its I/O (default 0: no cap)"},
 };
 
 static uint32_t
@@ -38,6 +43,19 @@ primary_check(fb_err *err)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
 		                  "--local-replica-name: a DNS name of at most 255 characters");
 	the_primary.local_replica_name = local_replica_name;
+	if (max_scan_rate != NULL) {
+		char         *end;
+		unsigned long v;
+
+		errno = 0;
+		v     = strtoul(max_scan_rate, &end, 10);
+		if (max_scan_rate[0] < '0' || max_scan_rate[0] > '9' || *end != '\0' || errno != 0 ||
+		    v > 1048576)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "--max-scan-rate: MiB/s, 0 (no cap) to 1048576, not \"%s\"",
+			                  max_scan_rate);
+		the_primary.scan_rate = (uint64_t)v << 20;
+	}
 	return FB_RV_OK;
 }
 

@@ -26,6 +26,7 @@
 #include "failback/log.h"
 #include "failback/pb.h"
 #include "failback/rp.h"
+#include "failback/throttle.h"
 #include "primary.h"
 #include "primary.pb-c.h"
 
@@ -61,6 +62,7 @@ typedef struct pjob {
 	int      type, state, cancel, ending; /* ending: the scan is over */
 	char     phase[32];
 	uint64_t bytes_done, bytes_total, last_emit;
+	fb_throttle thr; /* --max-scan-rate */
 	int64_t  submitted_ms, start_ms, end_ms;
 	uint32_t error_code;
 	char     error[FB_ERR_MSG_MAX];
@@ -152,6 +154,31 @@ pj_progress(void *arg, uint64_t done, uint64_t total)
 	pthread_mutex_unlock(&jobs_mtx);
 	if (emit)
 		pj_publish(j);
+	/* Held at --max-scan-rate, in naps short enough that a cancel is seen
+	 * at once. */
+	for (uint64_t wait; !cancel && (wait = fb_throttle_wait_ms(&j->thr, fb_clock_mono_ms(),
+	                                                           done)) > 0;) {
+		usleep((useconds_t)(wait > 100 ? 100000 : wait * 1000));
+		pthread_mutex_lock(&jobs_mtx);
+		cancel = j->cancel;
+		pthread_mutex_unlock(&jobs_mtx);
+	}
+	return cancel;
+}
+
+/* The scan is over and the point is about to be committed: from here on a
+ * cancel is refused (the job is completing), and one that came before wins. */
+static int
+pj_committing(void *arg)
+{
+	pjob *j = arg;
+	int   cancel;
+
+	pthread_mutex_lock(&jobs_mtx);
+	cancel = j->cancel;
+	if (!cancel)
+		j->ending = 1;
+	pthread_mutex_unlock(&jobs_mtx);
 	return cancel;
 }
 
@@ -206,7 +233,7 @@ static void *
 pj_thread(void *arg)
 {
 	pjob       *j     = arg;
-	fb_rp_watch watch = {pj_progress, j};
+	fb_rp_watch watch = {pj_progress, j, pj_committing};
 	fb_rp_stats st    = {0};
 	fb_rp      *rp    = NULL;
 	fb_err      err   = {0};
@@ -263,7 +290,8 @@ points_start(primary *p, const fb_vm *vm, int type, char *job_id, fb_err *err)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "recovery point type %d", type);
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	j->p = p;
+	j->p        = p;
+	j->thr.rate = p->scan_rate;
 	snprintf(j->vm_id, sizeof(j->vm_id), "%s", vm->id);
 	snprintf(j->vm_name, sizeof(j->vm_name), "%s", vm->name);
 	j->type         = type;

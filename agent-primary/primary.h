@@ -11,6 +11,7 @@
 typedef struct primary {
 	fb_agent   *agent;
 	const char *local_replica_name; /* the replica agent of this host (AdoptPrimary) */
+	uint64_t    scan_rate;          /* bytes/s a point's scan may read; 0: no cap */
 	fb_db      *db;                 /* DATA_DIR/state.db */
 	fb_store   *store;              /* DATA_DIR/blocks */
 } primary;

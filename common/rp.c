@@ -544,6 +544,10 @@ fb_rp_create_watched(fb_db *db, fb_store *store, const char *vm_ref, int type,
 	}
 	if ((rv = fb_store_sync(store, err)) != FB_RV_OK)
 		goto out;
+	if (watch != NULL && watch->committing != NULL && watch->committing(watch->arg) != 0) {
+		rv = fb_err_set(err, FB_RV_FAILED, "the recovery point was cancelled");
+		goto out;
+	}
 
 	{
 		fb_rp_block *added = calloc(set.n + 1, sizeof(*added));

@@ -22,6 +22,9 @@
 
 static fbt_agent primary;
 static char      out[1 << 16], img[600];
+/* Points are read at 128 MiB/s at most, so a cancel or a kill lands while
+ * the 768 MiB disk below is being scanned, however fast the build. */
+static const char *scan_rate[] = {"--max-scan-rate=128", NULL};
 
 #define PNAME "primary.failback.test"
 
@@ -34,7 +37,7 @@ group_setup(void **state)
 	snprintf(img, sizeof(img), "%s/web01.img", fbt_root());
 	if (fbt_image_make(img, 32u << 20, 11) != 0)
 		return -1;
-	return fbt_agent_start(&primary, "primary", "primary", NULL);
+	return fbt_agent_start(&primary, "primary", "primary", scan_rate);
 }
 
 static int
@@ -153,7 +156,7 @@ static void
 points_survive_an_agent_restart(void **state)
 {
 	char        dd[700];
-	const char *extra[] = {dd, NULL};
+	const char *extra[] = {dd, scan_rate[0], NULL};
 	char        before[1 << 12];
 
 	(void)state;
@@ -242,7 +245,8 @@ taking_a_point_is_a_job_with_progress_and_cancel(void **state)
 	wait_scanning(job);
 	assert_int_equal(fbt_agent_stop(&primary, SIGKILL, 5000), 128 + SIGKILL);
 	snprintf(dd, sizeof(dd), "--data-dir=%s", primary.dir);
-	assert_int_equal(fbt_agent_start(&primary, "primary", "primary", (const char *[]){dd, NULL}),
+	assert_int_equal(fbt_agent_start(&primary, "primary", "primary",
+	                                 (const char *[]){dd, scan_rate[0], NULL}),
 	                 0);
 	assert_int_equal(OP("primary-rp", "job", job), 0);
 	if (strstr(out, "job_state: Completed (7)") == NULL) {
