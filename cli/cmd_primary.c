@@ -96,8 +96,13 @@ rp_job_follow(ctl *c, const char *job)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 		usleep(200000);
 	}
-	if (tty)
+	if (tty) { /* the line as the job ended, not its last redraw */
+		if (r->job != NULL)
+			fprintf(stderr, "\r%3u%% %-10s %8.1f/%.1f MiB ", r->job->percent_complete,
+			        r->job->phase, (double)r->job->bytes_done / (1 << 20),
+			        (double)r->job->bytes_total / (1 << 20));
 		fputc('\n', stderr);
+	}
 	ok = r->job != NULL && r->job->job_state == FAILBACK__JOB_STATE__JS_COMPLETED;
 	if (c->json) {
 		ctl_envelope_open(c, ok, ok ? FB_RV_OK : r->job != NULL && r->job->error_code ? r->job->error_code : FB_RV_FAILED);
