@@ -1027,7 +1027,6 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 	siginfo_t       si;
 	uint64_t        stop_at;
 	uint32_t        rv;
-	unsigned long   refused = 0;
 
 	a.spec = spec;
 	pthread_mutex_init(&a.snap_mtx, NULL);
@@ -1065,11 +1064,9 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 		                ? 2
 		                : 1);
 	}
-	/* The listeners' figures (/metrics) are there from the first scrape. */
-	(void)agent_sweep(&a, &refused);
 	fb_log_info("FB1004", "ready");
 	agent_notify("READY=1");
-	for (;;) {
+	for (unsigned long refused = 0;;) {
 		int             healthy;
 		struct timespec ts  = {1, 0};
 		int             sig = sigtimedwait(&set, &si, &ts);
