@@ -8,6 +8,7 @@
  * the job is persisted and the method returns 4096 with its reference.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -220,6 +221,57 @@ commit_failover(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protob
 	return local_job(arg, call, out, ((const Failback__VmRef *)in)->vm, JT_COMMIT, NULL);
 }
 
+static int
+is_ip_literal(const char *host)
+{
+	struct in6_addr a;
+
+	return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
+}
+
+/* The primary a Replicate names (replicate --from): a tls+tcp://HOST:PORT
+ * URL, the name in its certificate (given, else HOST unless it is an
+ * address, else the agent's --peer-name) and an optional pin, a SHA-1 or
+ * SHA-256 thumbprint in hex (kept in lower case). */
+static uint32_t
+replicate_primary(const replica *r, const Failback__ReplicateRequest *req, char *name,
+                  size_t name_len, char *pin, size_t pin_len, fb_err *err)
+{
+	const char *url = req->primary_url, *colon = strrchr(url, ':');
+	size_t      n   = strlen(req->thumbprint);
+	char        host[FB_WIRE_MAX_NAME + 1];
+
+	if ((req->primary_name[0] != '\0' || n > 0) && url[0] == '\0')
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "a server name or thumbprint needs the primary's URL (--from)");
+	if (url[0] == '\0')
+		return FB_RV_OK;
+	if (strncmp(url, "tls+tcp://", 10) != 0 || strlen(url) > FB_WIRE_MAX_URL ||
+	    colon == NULL || colon < url + 11 || colon[1] == '\0' ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    (size_t)(colon - (url + 10)) > FB_WIRE_MAX_NAME)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "the primary must be a tls+tcp://HOST:PORT URL (got '%.100s')", url);
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - (url + 10)), url + 10);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	snprintf(name, name_len, "%s",
+	         req->primary_name[0] != '\0' ? req->primary_name
+	         : !is_ip_literal(host)        ? host
+	                                       : r->rset->peer_name);
+	if (strlen(name) > FB_WIRE_MAX_NAME)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "the primary's name is too long");
+	if (n != 0 && ((n != 40 && n != 64) || strspn(req->thumbprint, "0123456789abcdefABCDEF") != n))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "thumbprint '%.80s' is not a SHA-1 (40) or SHA-256 (64) hex digest",
+		                  req->thumbprint);
+	for (size_t i = 0; i <= n && i < pin_len; i++)
+		pin[i] = (char)tolower((unsigned char)req->thumbprint[i]);
+	return FB_RV_OK;
+}
+
 static uint32_t
 replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -231,7 +283,9 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	char                              id[FB_ID_LEN + 1];
 	const char                       *key  = req->vm;
 	char                              path_id[FB_ID_LEN + 1];
+	char                              name[FB_WIRE_MAX_NAME + 1] = "", pin[129] = "";
 	int                               is_path = fb_vm_ref_parse(req->vm, path_id, sizeof(path_id));
+	fb_rsd                            rsd;
 
 	if (is_path == 1)
 		key = path_id;
@@ -239,6 +293,14 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
 		                   "'%.80s' is neither a VM GUID, a VM name nor a VM's CIM object path",
 		                   req->vm);
+	if (replicate_primary(r, req, name, sizeof(name), pin, sizeof(pin), &err) != FB_RV_OK ||
+	    fb_rsd_parse(req->replication_setting_data, strlen(req->replication_setting_data), &rsd,
+	                 &err) != FB_RV_OK)
+		return fb_pb_fail(call, &err);
+	if (req->primary_url[0] != '\0' && rsd.primary_connection_point[0] != '\0')
+		return fb_rpc_fail(call, FB_RV_INVALID_PARAMETER,
+		                   "name the primary once: a URL or the settings' "
+		                   "PrimaryConnectionPoint, not both");
 	/* A VM the replica does not hold yet is learnt from the primary. */
 	if (fb_vm_get(r->db, key, &vm, &err) == FB_RV_OK) {
 		if (vmstate_check(driver_of(JT_REPLICATE), vm, &err) != FB_RV_OK) {
@@ -249,7 +311,10 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	}
 	p.vm                        = (char *)key;
 	p.recovery_point_identifier = "";
-	p.replication_setting_data  = "";
+	p.replication_setting_data  = req->replication_setting_data;
+	p.peer_url                  = req->primary_url;
+	p.peer_name                 = name;
+	p.peer_pin                  = pin;
 	p.prev_state                = vm != NULL ? (uint32_t)vm->state : 0;
 	p.force                     = req->force;
 	if (req->force)
@@ -526,14 +591,6 @@ get_job_error(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	         msg, job->error_code, job->job_id);
 	rsp->error = fb_rpc_strdup(call, xml);
 	return rsp->error != NULL ? FB_RV_OK : oom(call);
-}
-
-static int
-is_ip_literal(const char *host)
-{
-	struct in6_addr a;
-
-	return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
 }
 
 /* The other site's replica agent: recovery_url, else the settings'

@@ -236,6 +236,22 @@ replicate_disk(worker *w, const fb_vm *vm, const Failback__RecoveryPoint *t, siz
 	return rv;
 }
 
+/* The primary this replication named (or the first one) becomes the VM's
+ * relationship once it has served a point: every later job pulls from it,
+ * pinned as it was named. */
+static uint32_t
+record_primary(worker *w, const fb_vm *vm, fb_err *err)
+{
+	if (vm->peer_url[0] != '\0' && w->params->peer_url[0] == '\0' &&
+	    w->rsd.primary_connection_point[0] == '\0')
+		return FB_RV_OK;
+	if (vm->peer_url[0] != '\0' && strcmp(vm->peer_url, w->s.url) != 0)
+		fb_log_info("FB6026", "job %s: VM %s is now replicated from %s (was %s)", w->job,
+		            vm->name, w->s.url, vm->peer_url);
+	return fb_vm_set_relationship(w->db, vm->id, vm->generation, w->s.url, w->s.sname, w->s.pin,
+	                              vm->pending_peer, err);
+}
+
 uint32_t
 replicate_flow(worker *w, fb_err *err)
 {
@@ -259,6 +275,7 @@ replicate_flow(worker *w, fb_err *err)
 	snprintf(w->pg.vm_id, sizeof(w->pg.vm_id), "%s", vm->id);
 	if (fb_rp_get(w->db, vm->id, t->id, &base, &e) == FB_RV_OK && base->held) {
 		fb_log_info("FB6020", "job %s: recovery point %s is already here", w->job, t->id);
+		rv = record_primary(w, vm, err);
 		goto out;
 	}
 	free(base);
@@ -307,11 +324,8 @@ replicate_flow(worker *w, fb_err *err)
 		rv = fb_err_set(err, rv, "recording recovery point %s: %s", t->id, why);
 		goto out;
 	}
-	if (vm->peer_url[0] == '\0' &&
-	    fb_vm_set_relationship(w->db, vm->id, vm->generation, w->s.url, w->s.sname,
-	                           vm->pending_peer, &e) != FB_RV_OK)
-		fb_log_warn("FB6023", "job %s: recording the primary of %s: %s", w->job, vm->name,
-		            e.msg);
+	if ((rv = record_primary(w, vm, err)) != FB_RV_OK)
+		goto out;
 	fb_log_info("FB6021", "job %s: recovery point %s of %s replicated (%zu new blocks, %llu "
 	            "pulled, %llu bytes on the wire)",
 	            w->job, t->id, vm->name, ad.nadded, (unsigned long long)w->pg.blocks_total,

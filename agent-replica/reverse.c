@@ -383,7 +383,7 @@ step_other_site(struct reverse *x, fb_err *err)
 	            "from %s",
 	            w->job, w->params->peer_url, x->vm->name, x->here_url);
 	if ((rv = fb_vm_set_relationship(w->db, x->vm->id, x->vm->generation, x->vm->peer_url,
-	                                 x->vm->peer_name, "", err)) != FB_RV_OK)
+	                                 x->vm->peer_name, x->vm->peer_pin, "", err)) != FB_RV_OK)
 		return rv;
 	return save_step(x, 3, err);
 }

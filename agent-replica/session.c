@@ -28,20 +28,31 @@ is_ip_literal(const char *host)
 	return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
 }
 
-/* Where and how to reach the primary: the settings, else the VM's
- * relationship, else the agent's peer. */
+/* Where and how to reach the primary, the most specific first: the
+ * settings' PrimaryConnectionPoint, the job's primary (replicate --from),
+ * the VM's relationship, the agent's peer. The pin goes with the primary
+ * it was set for; the settings' CertificateThumbPrint overrides it. */
 static uint32_t
-session_target(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd, fb_err *err)
+session_target(session *s, const replica *r, const fb_vm *vm, const Failback__JobParams *p,
+               const fb_rsd *rsd, fb_err *err)
 {
-	const char *peer = r->rset->peer_url;
+	const char *peer = r->rset->peer_url, *name = r->rset->peer_name, *pin = "";
 	int         n;
 
-	if (vm != NULL && vm->peer_url[0] != '\0')
+	if (vm != NULL && vm->peer_url[0] != '\0') {
 		peer = vm->peer_url;
+		name = vm->peer_name;
+		pin  = vm->peer_pin;
+	}
+	if (p != NULL && p->peer_url[0] != '\0') {
+		peer = p->peer_url;
+		name = p->peer_name;
+		pin  = p->peer_pin;
+	}
 	snprintf(s->url, sizeof(s->url), "%s", peer);
-	snprintf(s->sname, sizeof(s->sname), "%s",
-	         vm != NULL && vm->peer_url[0] != '\0' ? vm->peer_name : r->rset->peer_name);
+	snprintf(s->sname, sizeof(s->sname), "%s", name);
 	if (rsd->primary_connection_point[0] != '\0') {
+		pin = "";
 		const char *colon = strrchr(peer, ':');
 		char        port[16];
 
@@ -56,28 +67,28 @@ session_target(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd,
 		if (!is_ip_literal(rsd->primary_connection_point))
 			snprintf(s->sname, sizeof(s->sname), "%s", rsd->primary_connection_point);
 	}
+	snprintf(s->pin, sizeof(s->pin), "%s", rsd->thumbprint[0] != '\0' ? rsd->thumbprint : pin);
 	return FB_RV_OK;
 }
 
 /* The pin checked once up front, for an error that names both
  * certificates; session_dial then binds every connection to it. */
 static uint32_t
-session_pin(session *s, const replica *r, const fb_rsd *rsd, fb_err *err)
+session_pin(session *s, const replica *r, fb_err *err)
 {
 	char     sha1[41], sha256[65];
 	uint32_t rv;
 
-	if (rsd->thumbprint[0] == '\0')
+	if (s->pin[0] == '\0')
 		return FB_RV_OK;
 	if ((rv = fb_tls_peer_thumbprint(s->url, r->set->ca_agents, r->set->cert, r->set->key,
 	                                 s->sname, sha1, sha256, err)) != FB_RV_OK)
 		return rv;
-	if (strcmp(rsd->thumbprint, strlen(rsd->thumbprint) == 40 ? sha1 : sha256) != 0)
+	if (strcmp(s->pin, strlen(s->pin) == 40 ? sha1 : sha256) != 0)
 		return fb_err_set(err, FB_RV_ACCESS_DENIED,
 		                  "the primary at %s presented certificate %s, not the pinned "
 		                  "CertificateThumbPrint %s",
-		                  s->url, strlen(rsd->thumbprint) == 40 ? sha1 : sha256,
-		                  rsd->thumbprint);
+		                  s->url, strlen(s->pin) == 40 ? sha1 : sha256, s->pin);
 	return FB_RV_OK;
 }
 
@@ -148,16 +159,16 @@ session_dial(session *s, const replica *r, int nconn, const char *pin, fb_err *e
 }
 
 uint32_t
-session_open(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd, progress *pg,
-             const char *job, fb_err *err)
+session_open(session *s, const replica *r, const fb_vm *vm, const Failback__JobParams *p,
+             const fb_rsd *rsd, progress *pg, const char *job, fb_err *err)
 {
 	uint32_t rv;
 
 	session_init(s, r, pg, job);
-	if ((rv = session_target(s, r, vm, rsd, err)) != FB_RV_OK ||
-	    (rv = session_pin(s, r, rsd, err)) != FB_RV_OK)
+	if ((rv = session_target(s, r, vm, p, rsd, err)) != FB_RV_OK ||
+	    (rv = session_pin(s, r, err)) != FB_RV_OK)
 		return rv;
-	return session_dial(s, r, FB_WORKER_FETCHERS, rsd->thumbprint, err);
+	return session_dial(s, r, FB_WORKER_FETCHERS, s->pin, err);
 }
 
 uint32_t

@@ -62,7 +62,7 @@ worker_run(worker *w, fb_err *err)
 
 		if (fb_vm_get(w->db, w->params->vm, &vm, &e) != FB_RV_OK)
 			vm = NULL; /* a first replication learns the VM */
-		rv = session_open(&w->s, w->r, vm, &w->rsd, &w->pg, w->job, err);
+		rv = session_open(&w->s, w->r, vm, w->params, &w->rsd, &w->pg, w->job, err);
 		free(vm);
 		if (rv != FB_RV_OK)
 			return rv;

@@ -67,6 +67,7 @@ typedef struct session {
 	progress       *pg;
 	char            url[600];
 	char            sname[300];
+	char            pin[129]; /* the primary's certificate thumbprint, "" = none */
 	nng_tls_config *tls;
 	int             pinned; /* every connection must present the pinned certificate */
 	const replica  *r;      /* whose certificate proves who asks (proof.h) */
@@ -77,11 +78,12 @@ typedef struct session {
 } session;
 
 /* session_open finds the primary (the settings' PrimaryConnectionPoint and
- * port, else the VM's relationship (vm may be NULL), else the agent's
- * peer), checks a pinned CertificateThumbPrint, and opens
- * FB_WORKER_FETCHERS connections, with retries. Blocks. */
-uint32_t session_open(session *s, const replica *r, const fb_vm *vm, const fb_rsd *rsd,
-                      progress *pg, const char *job, fb_err *err);
+ * port, else the job's primary (p->peer_url), else the VM's relationship
+ * (vm may be NULL), else the agent's peer), checks the certificate pinned
+ * for it, and opens FB_WORKER_FETCHERS connections, with retries. Blocks. */
+uint32_t session_open(session *s, const replica *r, const fb_vm *vm,
+                      const Failback__JobParams *p, const fb_rsd *rsd, progress *pg,
+                      const char *job, fb_err *err);
 /* session_open_to opens nconn (1..FB_WORKER_FETCHERS) connections to the
  * agent at url whose certificate names sname, with retries. */
 uint32_t session_open_to(session *s, const replica *r, const char *url, const char *sname,

@@ -329,10 +329,24 @@ static int
 cmd_replicate(ctl *c, const ctl_args *a)
 {
 	Failback__ReplicateRequest in = FAILBACK__REPLICATE_REQUEST__INIT;
+	const char *from = ctl_arg(a, "from"), *name = ctl_arg(a, "from-name"),
+	           *pin = ctl_arg(a, "thumbprint");
+	char       *settings;
+	int         code;
 
-	in.vm    = a->argv[0];
-	in.force = ctl_arg(a, "force") != NULL;
-	return ctl_call_and_wait(c, "Replicate", &in.base, ctl_arg(a, "wait") != NULL);
+	if ((name != NULL || pin != NULL) && from == NULL)
+		return ctl_usage(a->cmd, "--from-name and --thumbprint go with --from");
+	if (settings_of(a, &settings) != 0)
+		return CTL_EXIT_USAGE;
+	in.vm                       = a->argv[0];
+	in.force                    = ctl_arg(a, "force") != NULL;
+	in.primary_url              = from != NULL ? (char *)from : "";
+	in.primary_name             = name != NULL ? (char *)name : "";
+	in.thumbprint               = pin != NULL ? (char *)pin : "";
+	in.replication_setting_data = settings != NULL ? settings : "";
+	code = ctl_call_and_wait(c, "Replicate", &in.base, ctl_arg(a, "wait") != NULL);
+	free(settings);
+	return code;
 }
 
 static int
@@ -415,7 +429,18 @@ const ctl_cmd ctl_replica_cmds[] = {
      cmd_revert},
     {"failover-commit", NULL, "VM", 1, 1, {OPT_WAIT},
      "CommitFailover: keep only the failed-over point", cmd_commit},
-    {"replicate", NULL, "VM", 1, 1, {OPT_FORCE, OPT_WAIT},
-     "pull VM's newest recovery point from the primary", cmd_replicate},
+    {"replicate", NULL, "VM", 1, 1,
+     {{"from", "URL",
+       "the VM's primary agent (its resync listener, tls+tcp://HOST:PORT); recorded as the "
+       "VM's primary once this replication pulls. Default: the VM's recorded primary, else "
+       "the agent's peer_url"},
+      {"from-name", "NAME", "the DNS name in that primary's certificate (default: HOST)"},
+      {"thumbprint", "HEX",
+       "pin that primary's certificate (SHA-1 or SHA-256): every later job refuses another"},
+      OPT_SETTINGS,
+      OPT_FORCE,
+      OPT_WAIT},
+     "pull VM's newest recovery point from its primary (enables replication of a VM new here)",
+     cmd_replicate},
     {0},
 };

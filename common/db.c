@@ -75,6 +75,8 @@ static const char *const migrations[] = {
     "ALTER TABLE vms ADD COLUMN peer_name TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE vms ADD COLUMN pending_peer TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE rps ADD COLUMN held INTEGER NOT NULL DEFAULT 1;",
+    /* 3 → 4: the primary's certificate a VM's relationship pins. */
+    "ALTER TABLE vms ADD COLUMN peer_pin TEXT NOT NULL DEFAULT '';",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

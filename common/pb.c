@@ -32,9 +32,10 @@ fb_pb_vm(fb_rpc_call *call, const fb_vm *vm)
 	m->peer_url           = fb_rpc_strdup(call, vm->peer_url);
 	m->peer_name          = fb_rpc_strdup(call, vm->peer_name);
 	m->pending_peer       = fb_rpc_strdup(call, vm->pending_peer);
+	m->peer_pin           = fb_rpc_strdup(call, vm->peer_pin);
 	m->cim_path           = fb_rpc_alloc(call, FB_VM_CIM_PATH_MAX);
 	if (m->peer_url == NULL || m->peer_name == NULL || m->pending_peer == NULL ||
-	    m->cim_path == NULL)
+	    m->peer_pin == NULL || m->cim_path == NULL)
 		return NULL;
 	fb_vm_cim_path(vm->id, m->cim_path, FB_VM_CIM_PATH_MAX);
 	m->n_disks            = vm->ndisks;

@@ -180,6 +180,7 @@ vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 	         (const char *)sqlite3_column_text(row, 9));
 	snprintf(vm->pending_peer, sizeof(vm->pending_peer), "%s",
 	         (const char *)sqlite3_column_text(row, 10));
+	snprintf(vm->peer_pin, sizeof(vm->peer_pin), "%s", (const char *)sqlite3_column_text(row, 11));
 	if ((rv = fb_db_prepare(db,
 	                        "SELECT name, path, size FROM disks WHERE vm_id = ? ORDER BY rowid",
 	                        &st, err)) != FB_RV_OK)
@@ -198,7 +199,7 @@ vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 
 #define VM_COLUMNS                                                                             \
 	"SELECT id, name, state, mode, health, recovery_history, failover_rp, generation, "       \
-	"peer_url, peer_name, pending_peer FROM vms "
+	"peer_url, peer_name, pending_peer, peer_pin FROM vms "
 
 uint32_t
 fb_vm_get(fb_db *db, const char *ref, fb_vm **out, fb_err *err)
@@ -452,11 +453,11 @@ fb_vm_put(fb_db *db, const fb_vm *vm, fb_err *err)
 	if ((rv = fb_db_prepare(
 	         db,
 	         "INSERT INTO vms (id, name, state, mode, health, recovery_history, created_ms, "
-	         "failover_rp, generation, peer_url, peer_name, pending_peer) "
-	         "VALUES (lower(?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+	         "failover_rp, generation, peer_url, peer_name, pending_peer, peer_pin) "
+	         "VALUES (lower(?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
 	         "ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, mode = ?4, health = ?5, "
 	         "recovery_history = ?6, failover_rp = ?8, generation = ?9, peer_url = ?10, "
-	         "peer_name = ?11, pending_peer = ?12",
+	         "peer_name = ?11, pending_peer = ?12, peer_pin = ?13",
 	         &st, err)) != FB_RV_OK)
 		goto rollback;
 	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
@@ -471,6 +472,7 @@ fb_vm_put(fb_db *db, const fb_vm *vm, fb_err *err)
 	sqlite3_bind_text(st, 10, vm->peer_url, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 11, vm->peer_name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 12, vm->pending_peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 13, vm->peer_pin, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -487,7 +489,8 @@ rollback:
 
 uint32_t
 fb_vm_set_relationship(fb_db *db, const char *id, uint64_t generation, const char *peer_url,
-                       const char *peer_name, const char *pending_peer, fb_err *err)
+                       const char *peer_name, const char *peer_pin, const char *pending_peer,
+                       fb_err *err)
 {
 	sqlite3_stmt *st;
 	uint32_t      rv;
@@ -496,7 +499,7 @@ fb_vm_set_relationship(fb_db *db, const char *id, uint64_t generation, const cha
 	fb_db_lock(db);
 	if ((rv = fb_db_prepare(db,
 	                        "UPDATE vms SET generation = ?2, peer_url = ?3, peer_name = ?4, "
-	                        "pending_peer = ?5 WHERE id = lower(?1)",
+	                        "pending_peer = ?5, peer_pin = ?6 WHERE id = lower(?1)",
 	                        &st, err)) != FB_RV_OK) {
 		fb_db_unlock(db);
 		return rv;
@@ -506,6 +509,7 @@ fb_vm_set_relationship(fb_db *db, const char *id, uint64_t generation, const cha
 	sqlite3_bind_text(st, 3, peer_url, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, peer_name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, pending_peer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, peer_pin, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	fb_db_unlock(db);

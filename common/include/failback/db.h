@@ -18,7 +18,7 @@
 
 #include "failback/err.h"
 
-#define FB_DB_SCHEMA_VERSION 3
+#define FB_DB_SCHEMA_VERSION 4
 
 typedef struct fb_db fb_db;
 

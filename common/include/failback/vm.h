@@ -41,6 +41,7 @@ typedef struct fb_vm {
 	char       peer_url[FB_URL_MAX];
 	char       peer_name[256];
 	char       pending_peer[FB_URL_MAX];
+	char       peer_pin[129]; /* replica: the primary's certificate thumbprint, "" = none */
 	size_t     ndisks;
 	fb_vm_disk disks[FB_MAX_DISKS];
 } fb_vm;
@@ -75,11 +76,12 @@ uint32_t fb_vm_check_disk(const char *path, fb_vm_disk *d, fb_err *err);
  * when another VM has its name. Callers validate the disks first. */
 uint32_t fb_vm_put(fb_db *db, const fb_vm *vm, fb_err *err);
 
-/* fb_vm_set_relationship records a VM's generation, peer and pending
- * reverse in one statement. */
+/* fb_vm_set_relationship records a VM's generation, peer (its URL, the
+ * name in its certificate and the thumbprint pinned, "" = none) and
+ * pending reverse in one statement. */
 uint32_t fb_vm_set_relationship(fb_db *db, const char *id, uint64_t generation,
                                 const char *peer_url, const char *peer_name,
-                                const char *pending_peer, fb_err *err);
+                                const char *peer_pin, const char *pending_peer, fb_err *err);
 
 /* fb_vm_set_state records a VM's ReplicationState (and health). */
 uint32_t fb_vm_set_state(fb_db *db, const char *id, int state, int health, fb_err *err);
