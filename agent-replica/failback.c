@@ -340,6 +340,7 @@ apply_batch(void *arg, const fetch_item *it, size_t n, uint8_t *data, const uint
 		blocks[i] = it[i].block;
 		zero[i]   = memcmp(&it[i].h, fb_hash_zero(), sizeof(fb_hash)) == 0;
 	}
+	worker_lease_check(w);
 	if ((rv = fb_apply_blocks(fl->ap, (uint32_t)fl->vmdisk[it[0].disk], blocks, zero, data, n,
 	                          err)) != FB_RV_OK)
 		return rv;

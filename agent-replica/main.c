@@ -159,6 +159,25 @@ replica_healthy(fb_agent *agent, char *why, size_t cap)
 	return jobs_healthy(why, cap);
 }
 
+static void
+count_one(const run_view *v, int type, void *arg)
+{
+	(void)v;
+	(void)type;
+	(*(int *)arg)++;
+}
+
+/* Jobs running at a stop: their workers may outlive the agent briefly. */
+static int
+replica_busy(fb_agent *agent)
+{
+	int n = 0;
+
+	(void)agent;
+	jobs_each_running(count_one, &n);
+	return n > 0;
+}
+
 static const fb_agent_spec replica_spec = {
     .prog           = "failback-replica",
     .role           = "replica",
@@ -174,6 +193,7 @@ static const fb_agent_spec replica_spec = {
     .worker         = replica_worker,
     .metrics        = replica_metrics,
     .healthy        = replica_healthy,
+    .busy           = replica_busy,
 };
 
 int

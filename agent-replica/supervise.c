@@ -32,6 +32,7 @@
 #include "driver.h"
 #include "failback/clock.h"
 #include "failback/id.h"
+#include "failback/lease.h"
 #include "failback/log.h"
 #include "replica.h"
 #include "worker.h"
@@ -217,6 +218,18 @@ run_worker(run *j)
 	close(fd);
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
+	/* The worker found the lease another agent's: so is this agent's, and
+	 * it must not record anything more (not even this job's end). */
+	if (WIFEXITED(st) && WEXITSTATUS(st) == FB_LEASE_LOST_EXIT) {
+		fb_err e = {0};
+
+		if (fb_lease_check(j->r->set->data_dir, j->r->set->node_name, getpid(), &e) !=
+		    FB_RV_OK) {
+			fb_log_error("FB1021", "%s; stopping at once (exit %d)", e.msg,
+			             FB_LEASE_LOST_EXIT);
+			_exit(FB_LEASE_LOST_EXIT);
+		}
+	}
 	if (outcome == A_DONE && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
 		outcome = A_LOST;
 	return (enum attempt)outcome;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "failback/lease.h"
 #include "failback/log.h"
 #include "worker.h"
 
@@ -44,6 +45,17 @@ worker_open(worker *w, fb_err *err)
 	                    strlen(w->params->replication_setting_data), &w->rsd, err);
 }
 
+void
+worker_lease_check(const worker *w)
+{
+	fb_err e = {0};
+
+	if (fb_lease_check(w->r->set->data_dir, w->r->set->node_name, getppid(), &e) != FB_RV_OK) {
+		fb_log_error("FB6005", "job %s: %s; this worker stops without writing", w->job, e.msg);
+		_exit(FB_LEASE_LOST_EXIT);
+	}
+}
+
 static uint32_t
 worker_run(worker *w, fb_err *err)
 {
@@ -52,6 +64,7 @@ worker_run(worker *w, fb_err *err)
 
 	if (getppid() == 1)
 		return fb_err_set(err, FB_RV_FAILED, "the agent is gone");
+	worker_lease_check(w);
 	if ((rv = worker_open(w, err)) != FB_RV_OK)
 		return rv;
 	if ((drv = driver_of(w->type)) == NULL || drv->flow == NULL)

@@ -158,6 +158,12 @@ typedef struct worker {
 	progress             pg;
 } worker;
 
+/* worker_lease_check, before each write to a disk: the data directory's
+ * lease is still this worker's agent's. If not (another node took the
+ * directory over while this host was frozen), the worker ends at once,
+ * reporting and writing nothing (FB6005, exit FB_LEASE_LOST_EXIT). */
+void worker_lease_check(const worker *w);
+
 /* worker_main is the body of `failback-replica --worker-job ID`. */
 void worker_main(replica *r, const char *job_id) __attribute__((noreturn));
 

@@ -39,6 +39,7 @@
 #include "failback/clock.h"
 #include "failback/config.h"
 #include "failback/conns.h"
+#include "failback/lease.h"
 #include "failback/log.h"
 #include "failback/metrics.h"
 #include "failback/tls.h"
@@ -76,6 +77,7 @@ struct fb_agent {
 	int                healthy;
 	int                argc;
 	char             **argv;
+	fb_lease          *lease; /* the data directory's, across hosts (lease.h) */
 };
 
 /* Builds the settings table: the common keys, then the program's. */
@@ -114,6 +116,10 @@ agent_keys(fb_agent *a, fb_config_key *k, size_t cap)
 	KEY(workers, "handler threads (default 4)");
 	KEY(max_connections, "connections each listener holds at once (default 512)");
 	KEY(listen_metrics, help[4]);
+	KEY(node_name, "this host's name in the data directory's lease (default: the host name; "
+	               "under Pacemaker, the cluster node's name)");
+	KEY(lease_timeout, "seconds without a renewal after which another node may take the data "
+	                   "directory over (2-300, default 10; docs/CLUSTER.md)");
 	for (size_t i = 0; i < a->spec->nkeys && n + 1 < cap; i++)
 		k[n++] = a->spec->keys[i];
 	if (a->spec->worker != NULL)
@@ -206,6 +212,32 @@ agent_settings(fb_agent *a, int argc, char **argv, fb_err *err)
 	if (a->spec->check != NULL && (rv = a->spec->check(err)) != FB_RV_OK)
 		return rv;
 	agent_default(&a->set.workers, "4");
+	agent_default(&a->set.lease_timeout, "10");
+	if (a->set.node_name == NULL) {
+		char host[256] = "";
+
+		if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+			snprintf(host, sizeof(host), "localhost");
+		host[strcspn(host, ".")] = '\0'; /* the short name, as Pacemaker's nodes */
+		if (strlen(host) > FB_LEASE_NODE_MAX)
+			host[FB_LEASE_NODE_MAX] = '\0';
+		a->set.node_name = strdup(host);
+	}
+	if (!fb_lease_node_ok(a->set.node_name))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--node-name: '%.80s' is not 1-%d of A-Z a-z 0-9 . _ -",
+		                  a->set.node_name, FB_LEASE_NODE_MAX);
+	{
+		char *end;
+		long  t = strtol(a->set.lease_timeout, &end, 10);
+
+		if (*end != '\0' || end == a->set.lease_timeout || t < FB_LEASE_TIMEOUT_MIN ||
+		    t > FB_LEASE_TIMEOUT_MAX)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "--lease-timeout: '%s' is not a number of seconds from %d to %d",
+			                  a->set.lease_timeout, FB_LEASE_TIMEOUT_MIN,
+			                  FB_LEASE_TIMEOUT_MAX);
+	}
 	agent_default(&a->set.max_connections, "512");
 	if (a->spec->listen_metrics != NULL)
 		agent_default(&a->set.listen_metrics, a->spec->listen_metrics);
@@ -333,6 +365,12 @@ agent_data_dir(fb_agent *a, fb_err *err)
 		                  "%s: another agent is running on this data directory",
 		                  a->set.data_dir);
 	}
+	/* ...and one across hosts that see the same directory. */
+	if ((rv = fb_lease_acquire(a->set.data_dir, a->set.node_name,
+	                           (unsigned)atoi(a->set.lease_timeout), &a->lease, err)) !=
+	        FB_RV_OK ||
+	    (rv = fb_lease_start(a->lease, err)) != FB_RV_OK)
+		return rv;
 	/* Addresses of a previous run are not ours until we have bound them. */
 	snprintf(path, sizeof(path), "%s/agent.addr", a->set.data_dir);
 	if (unlink(path) != 0 && errno != ENOENT)
@@ -1106,6 +1144,16 @@ fb_agent_main(int argc, char **argv, const fb_agent_spec *spec)
 	if (rv != FB_RV_OK)
 		fb_log_warn("FB1091", "calls still in progress after %u ms; exiting anyway",
 		            STOP_BUDGET_MS);
+	/* Released only when nothing of ours can still write: a replica's
+	 * transfer workers end with the agent (PR_SET_PDEATHSIG), so with jobs
+	 * running the lease is left to expire instead. */
+	if (spec->busy != NULL && spec->busy(&a)) {
+		fb_log_info("FB1023", "jobs are running: the data directory's lease is left to expire "
+		            "(another node may take it over after %s s; this node at once)",
+		            a.set.lease_timeout);
+	} else {
+		fb_lease_release(a.lease);
+	}
 	fb_log_info("FB1092", "stopped after %llu ms",
 	            (unsigned long long)(fb_clock_mono_ms() - stop_at));
 	fb_rpc_exit_checked(0);

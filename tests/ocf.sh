@@ -106,7 +106,7 @@ kill -CONT "$p"
 # monitor's 1 leads to stop and start, which is what is checked below).
 
 # A second agent on the same data directory is refused; the first runs on.
-"$replica" --config="$t/replica.conf" >"$t/second.log" 2>&1
+timeout 30 "$replica" --config="$t/replica.conf" >"$t/second.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && grep -q "another agent is running on this data directory" "$t/second.log" ||
 	fail "a second agent on the data directory was not refused (exit $rc)"

@@ -40,6 +40,8 @@ typedef struct fb_agent_settings {
 	char *max_connections; /* per listener */
 	char *listen_metrics;  /* http://HOST:PORT for /metrics and /healthz; "": none */
 	char *worker_job;      /* only when the spec has a worker: run one job as a worker */
+	char *node_name;       /* this host in the data directory's lease */
+	char *lease_timeout;   /* seconds */
 } fb_agent_settings;
 
 /* The daemon's hook: register its services on reg. Runs after the settings
@@ -71,6 +73,10 @@ typedef struct fb_agent_spec {
 	/* The program's part of the health check, every second: 1 healthy, or
 	 * 0 with why (NULL: only the listeners are judged). */
 	int (*healthy)(fb_agent *agent, char *why, size_t cap);
+	/* At a clean stop: 1 when work is running whose processes may outlive
+	 * the stop for a moment (the lease is then left to expire, not
+	 * released). NULL: never. */
+	int (*busy)(fb_agent *agent);
 } fb_agent_spec;
 
 /* fb_agent_main never returns: it exits 0 after a clean stop, 1 on a
