@@ -65,11 +65,11 @@ add_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessag
 	if (fb_vm_add_served(p->db, req->name, (const char *const *)req->disk_paths,
 	                     req->n_disk_paths, req->recovery_history,
 	                     FAILBACK__REPLICATION_MODE__RM_PRIMARY,
-	                     FAILBACK__REPLICATION_STATE__RS_READY, req->replica_name, &vm,
-	                     &err) != FB_RV_OK)
+	                     FAILBACK__REPLICATION_STATE__RS_READY, req->replica_name,
+	                     req->disk_format, &vm, &err) != FB_RV_OK)
 		return fb_pb_fail(call, &err);
-	fb_log_info("FB4001", "VM %s (%s) added with %zu disk(s), RecoveryHistory %u%s%s", vm->name,
-	            vm->id, vm->ndisks, vm->recovery_history,
+	fb_log_info("FB4001", "VM %s (%s) added with %zu %s disk(s), RecoveryHistory %u%s%s",
+	            vm->name, vm->id, vm->ndisks, vm->disks[0].format, vm->recovery_history,
 	            vm->peer_name[0] ? ", served only to replica agent " : "", vm->peer_name);
 	rsp->vm = fb_pb_vm(call, vm);
 	free(vm);

@@ -255,6 +255,15 @@ hand_over(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 		                 "certificate name)");
 		goto out;
 	}
+	/* The other site's replica takes these disks in place as raw images. */
+	for (size_t i = 0; i < vm->ndisks; i++)
+		if (vm->disks[i].format[0] != '\0' && strcmp(vm->disks[i].format, "raw") != 0) {
+			rv = fb_rpc_fail(call, FB_RV_NOT_SUPPORTED,
+			                 "VM %s's disk %s is a %s image: a reverse takes disks in place "
+			                 "and needs raw images (convert it with qemu-img convert -O raw)",
+			                 vm->name, vm->disks[i].name, vm->disks[i].format);
+			goto out;
+		}
 	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)req->generation);
 	if (vm->peer_name[0] != '\0') {
 		const char *parts[] = {

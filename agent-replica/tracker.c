@@ -45,6 +45,7 @@
 #include "failback/clock.h"
 #include "failback/fsops.h"
 #include "failback/hash.h"
+#include "failback/image.h"
 #include "failback/log.h"
 #include "tracker.h"
 
@@ -58,64 +59,11 @@ tracker_wrapper(const char *raw, char *out, size_t cap)
 	snprintf(out, cap, "%s.qcow2", raw);
 }
 
-/* Runs argv (a tool found on PATH) with a deadline; its stdout (and
- * stderr) into out. Returns its exit status, or -1 with err set. */
+/* A QEMU tool with the tracker's deadline. */
 static int
-tool(const char *const *argv, char *out, size_t cap, fb_err *err)
+tool_run(const char *const *argv, char *out, size_t cap, fb_err *err)
 {
-	posix_spawn_file_actions_t fa;
-	int                        p[2], st = 0;
-	size_t                     have = 0;
-	pid_t                      pid;
-	uint64_t                   until = fb_clock_mono_ms() + TOOL_MS;
-
-	if (pipe2(p, O_CLOEXEC) != 0) {
-		fb_err_errno(err, errno, "pipe");
-		return -1;
-	}
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&fa, p[1], STDERR_FILENO);
-	if ((errno = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ)) != 0) {
-		fb_err_errno(err, errno, argv[0]);
-		posix_spawn_file_actions_destroy(&fa);
-		close(p[0]);
-		close(p[1]);
-		return -1;
-	}
-	posix_spawn_file_actions_destroy(&fa);
-	close(p[1]);
-	for (;;) {
-		struct pollfd pfd = {p[0], POLLIN, 0};
-		uint64_t      now = fb_clock_mono_ms();
-		ssize_t       k;
-		char          sink[4096];
-
-		if (now >= until) {
-			kill(pid, SIGKILL);
-			break;
-		}
-		if (poll(&pfd, 1, (int)(until - now)) <= 0)
-			continue;
-		if (have + 1 < cap)
-			k = read(p[0], out + have, cap - 1 - have);
-		else
-			k = read(p[0], sink, sizeof(sink));
-		if (k <= 0)
-			break;
-		if (have + 1 < cap)
-			have += (size_t)k;
-	}
-	if (cap > 0)
-		out[have] = '\0';
-	close(p[0]);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(st)) {
-		fb_err_set(err, FB_RV_FAILED, "%s did not finish within %d s", argv[0], TOOL_MS / 1000);
-		return -1;
-	}
-	return WEXITSTATUS(st);
+	return fb_tool_run(argv, out, cap, TOOL_MS, err);
 }
 
 /* The first line of a tool's output, for a message. */
@@ -132,8 +80,8 @@ tracker_available(void)
 	char   out[256];
 	fb_err e = {0};
 
-	return tool((const char *[]){"qemu-img", "--version", NULL}, out, sizeof(out), &e) == 0 &&
-	       tool((const char *[]){"qemu-nbd", "--version", NULL}, out, sizeof(out), &e) == 0;
+	return tool_run((const char *[]){"qemu-img", "--version", NULL}, out, sizeof(out), &e) == 0 &&
+	       tool_run((const char *[]){"qemu-nbd", "--version", NULL}, out, sizeof(out), &e) == 0;
 }
 
 uint32_t
@@ -150,17 +98,17 @@ tracker_create(const char *raw, uint64_t size, const char *rp, fb_err *err)
 	unlink(scratch);
 	/* over a scratch data file: create would zero an existing one */
 	snprintf(opt, sizeof(opt), "data_file=%s,data_file_raw=on", scratch);
-	if ((rc = tool((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o", opt, wrapper,
+	if ((rc = tool_run((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o", opt, wrapper,
 	                                sz, NULL},
 	               out, sizeof(out), err)) != 0)
 		goto fail;
 	snprintf(opt, sizeof(opt), "data_file=%s", raw);
-	if ((rc = tool((const char *[]){"qemu-img", "amend", "-f", "qcow2", "-o", opt, wrapper,
+	if ((rc = tool_run((const char *[]){"qemu-img", "amend", "-f", "qcow2", "-o", opt, wrapper,
 	                                NULL},
 	               out, sizeof(out), err)) != 0)
 		goto fail;
 	unlink(scratch);
-	if ((rc = tool((const char *[]){"qemu-img", "bitmap", "-f", "qcow2", "--add",
+	if ((rc = tool_run((const char *[]){"qemu-img", "bitmap", "-f", "qcow2", "--add",
 	                                "--granularity", "65536", wrapper, name, NULL},
 	               out, sizeof(out), err)) != 0)
 		goto fail;
@@ -187,22 +135,6 @@ tracker_restart(const char *raw, const char *rp, fb_err *err)
 		return fb_err_errno(err, errno, raw);
 	/* A fresh wrapper: no bitmap of the old point is left to mislead. */
 	return tracker_create(raw, (uint64_t)st.st_size, rp, err);
-}
-
-/* Finds "key": in the JSON text from p on; returns the value's start. */
-static const char *
-json_key(const char *p, const char *key)
-{
-	char pat[80];
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(p, pat);
-	if (p == NULL)
-		return NULL;
-	p += strlen(pat);
-	while (*p == ' ')
-		p++;
-	return p;
 }
 
 struct dirty_scan {
@@ -345,30 +277,30 @@ tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *wh
 		snprintf(why, cap, "no qcow2 wrapper (%s)", wrapper);
 		return 0;
 	}
-	if (tool((const char *[]){"qemu-img", "info", "-U", "--output=json", wrapper, NULL}, info,
+	if (tool_run((const char *[]){"qemu-img", "info", "-U", "--output=json", wrapper, NULL}, info,
 	         sizeof(info), &e) != 0) {
 		snprintf(why, cap, "qemu-img info %s: %s", wrapper, e.rv ? e.msg : first_line(info));
 		return 0;
 	}
 	/* the wrapper must hold exactly the raw file, at its size */
-	if ((p = json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
+	if ((p = fb_json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
 	    p[1 + strlen(raw)] != '"') {
 		snprintf(why, cap, "the wrapper's data file is not %s", raw);
 		return 0;
 	}
-	if ((p = json_key(info, "virtual-size")) == NULL || strtoull(p, NULL, 10) != size) {
+	if ((p = fb_json_key(info, "virtual-size")) == NULL || strtoull(p, NULL, 10) != size) {
 		snprintf(why, cap, "the disk's size changed since the wrapper was made");
 		return 0;
 	}
-	if ((b = json_key(info, "bitmaps")) == NULL || (p = json_key(b, "name")) == NULL ||
+	if ((b = fb_json_key(info, "bitmaps")) == NULL || (p = fb_json_key(b, "name")) == NULL ||
 	    sscanf(p, "\"%63[^\"]\"", name) != 1 || strncmp(name, "fb-", 3) != 0 ||
 	    strlen(name) != 3 + FB_ID_LEN) {
 		snprintf(why, cap, "the wrapper has no bitmap of a point");
 		return 0;
 	}
 	{
-		const char *flags = json_key(b, "flags"), *end = flags ? strchr(flags, ']') : NULL;
-		const char *gran  = json_key(b, "granularity");
+		const char *flags = fb_json_key(b, "flags"), *end = flags ? strchr(flags, ']') : NULL;
+		const char *gran  = fb_json_key(b, "granularity");
 
 		if (flags == NULL || end == NULL) {
 			snprintf(why, cap, "bitmap %s: no flags", name);

@@ -17,6 +17,7 @@ cmd_vm_add(ctl *c, const ctl_args *a)
 	Failback__AddVirtualSystemRequest in      = FAILBACK__ADD_VIRTUAL_SYSTEM_REQUEST__INIT;
 	const char                       *history = ctl_arg(a, "history");
 	const char                       *rname   = ctl_arg(a, "replica-name");
+	const char                       *format  = ctl_arg(a, "format");
 
 	if (history != NULL) {
 		char         *end;
@@ -27,6 +28,7 @@ cmd_vm_add(ctl *c, const ctl_args *a)
 		in.recovery_history = (uint32_t)h;
 	}
 	in.replica_name = rname != NULL ? (char *)rname : "";
+	in.disk_format  = format != NULL ? (char *)format : "";
 	in.name         = a->argv[0];
 	in.disk_paths   = a->argv + 1;
 	in.n_disk_paths = (size_t)a->argc - 1;
@@ -205,8 +207,11 @@ const ctl_cmd ctl_primary_cmds[] = {
     {"primary-vm", "add", "NAME DISK...", 2, -1,
      {{"history", "N", "RecoveryHistory: 0 to 24 extra points kept"},
       {"replica-name", "DNS",
-       "serve it only to the replica agent whose certificate carries that name"}},
-     "register a VM and its raw disk images (absolute paths)", cmd_vm_add},
+       "serve it only to the replica agent whose certificate carries that name"},
+      {"format", "FMT",
+       "the disks' image format: raw (default), or qcow2, vhdx, vmdk, vpc (read through "
+       "qemu-nbd; never guessed from the file)"}},
+     "register a VM and its disk images (absolute paths)", cmd_vm_add},
     {"primary-vm", "list", "", 0, 0, {{0}}, "VMs the primary protects (a table)", cmd_vm_list},
     {"primary-vm", "remove", "VM", 1, 1,
      {{"force", NULL, "even if a replica agent pulled one of its points in the last 10 minutes"}},

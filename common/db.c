@@ -77,6 +77,8 @@ static const char *const migrations[] = {
     "ALTER TABLE rps ADD COLUMN held INTEGER NOT NULL DEFAULT 1;",
     /* 3 → 4: the primary's certificate a VM's relationship pins. */
     "ALTER TABLE vms ADD COLUMN peer_pin TEXT NOT NULL DEFAULT '';",
+    /* 4 → 5: a disk's image format (raw, or one read through qemu-nbd). */
+    "ALTER TABLE disks ADD COLUMN format TEXT NOT NULL DEFAULT 'raw';",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "failback/disk.h"
+#include "failback/image.h"
 
 #define BATCH_BLOCKS 64u
 #define MAX_WORKERS  8
@@ -122,28 +123,43 @@ scan_read(int fd, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *bytes_read
 uint32_t
 fb_disk_hash(const char *path, fb_disk_visit visit, void *arg, fb_disk_scan *out, fb_err *err)
 {
+	return fb_disk_hash_format(path, "raw", visit, arg, out, err);
+}
+
+uint32_t
+fb_disk_hash_format(const char *path, const char *format, fb_disk_visit visit, void *arg,
+                    fb_disk_scan *out, fb_err *err)
+{
 	struct scan sc;
 	struct stat st, st2;
 	pthread_t   workers[MAX_WORKERS];
-	int         nworkers = 0, fd;
+	int         nworkers = 0, fd = -1;
 	long        ncpu     = sysconf(_SC_NPROCESSORS_ONLN);
 	uint32_t    rv       = FB_RV_OK;
 	fb_disk_scan res     = {0};
+	fb_image    *im      = NULL;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return fb_err_errno(err, errno, path);
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: not a regular file", path);
-	}
-	if (st.st_size == 0) {
-		close(fd);
-		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: empty disk image", path);
-	}
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	res.size    = (uint64_t)st.st_size;
-	res.nblocks = (res.size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
 	memset(&sc, 0, sizeof(sc));
+	if (strcmp(format, "raw") != 0) {
+		if ((rv = fb_image_open(path, format, &im, err)) != FB_RV_OK)
+			return rv;
+		res.size = fb_image_size(im);
+		memset(&st, 0, sizeof(st));
+	} else {
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return fb_err_errno(err, errno, path);
+		if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+			close(fd);
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: not a regular file", path);
+		}
+		if (st.st_size == 0) {
+			close(fd);
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: empty disk image", path);
+		}
+		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		res.size = (uint64_t)st.st_size;
+	}
+	res.nblocks = (res.size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
 	sc.buf    = malloc((size_t)BATCH_BLOCKS * FB_BLOCK_SIZE);
 	sc.lens   = calloc(BATCH_BLOCKS, sizeof(*sc.lens));
 	sc.zero   = calloc(BATCH_BLOCKS, 1);
@@ -169,7 +185,10 @@ fb_disk_hash(const char *path, fb_disk_visit visit, void *arg, fb_disk_scan *out
 		                   : (uint64_t)nb * FB_BLOCK_SIZE;
 		int      r;
 
-		if ((r = scan_read(fd, sc.buf, off, len, &res.bytes_read)) != 0) {
+		if (im != NULL) {
+			if ((rv = fb_image_read(im, sc.buf, off, len, &res.bytes_read, err)) != FB_RV_OK)
+				break;
+		} else if ((r = scan_read(fd, sc.buf, off, len, &res.bytes_read)) != 0) {
 			rv = r == -2 ? fb_err_set(err, FB_RV_FAILED,
 			                          "%s: disk shrank while hashing (at byte %llu)", path,
 			                          (unsigned long long)off)
@@ -207,12 +226,14 @@ fb_disk_hash(const char *path, fb_disk_visit visit, void *arg, fb_disk_scan *out
 		pthread_join(workers[i], NULL);
 	pthread_mutex_destroy(&sc.mtx);
 	pthread_cond_destroy(&sc.cv);
-	if (rv == FB_RV_OK && (fstat(fd, &st2) != 0 || st2.st_size != st.st_size))
+	if (rv == FB_RV_OK && im == NULL && (fstat(fd, &st2) != 0 || st2.st_size != st.st_size))
 		rv = fb_err_set(err, FB_RV_FAILED,
 		                "%s: disk changed size while hashing (%lld → %lld bytes)", path,
 		                (long long)st.st_size, (long long)st2.st_size);
 out:
-	close(fd);
+	if (fd >= 0)
+		close(fd);
+	fb_image_close(im);
 	free(sc.buf);
 	free(sc.lens);
 	free(sc.zero);

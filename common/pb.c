@@ -51,7 +51,8 @@ fb_pb_vm(fb_rpc_call *call, const fb_vm *vm)
 		d->name       = fb_rpc_strdup(call, vm->disks[i].name);
 		d->path       = fb_rpc_strdup(call, vm->disks[i].path);
 		d->size_bytes = vm->disks[i].size;
-		if (d->name == NULL || d->path == NULL)
+		d->format     = fb_rpc_strdup(call, vm->disks[i].format[0] ? vm->disks[i].format : "raw");
+		if (d->name == NULL || d->path == NULL || d->format == NULL)
 			return NULL;
 		m->disks[i] = d;
 	}

@@ -529,7 +529,9 @@ fb_rp_create_watched(fb_db *db, fb_store *store, const char *vm_ref, int type,
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		fb_disk_scan scan;
 
-		if ((rv = fb_disk_hash(vm->disks[i].path, rp_visit, &ctx, &scan, err)) != FB_RV_OK)
+		if ((rv = fb_disk_hash_format(vm->disks[i].path,
+		                              vm->disks[i].format[0] ? vm->disks[i].format : "raw",
+		                              rp_visit, &ctx, &scan, err)) != FB_RV_OK)
 			goto out;
 		ctx.base += scan.size;
 		leaves[i] = scan.leaves;

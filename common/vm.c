@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "failback/clock.h"
+#include "failback/image.h"
 #include "failback/vm.h"
 
 uint32_t
@@ -53,13 +54,13 @@ uint32_t
 fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, uint32_t history,
           int mode, int state, fb_vm **out, fb_err *err)
 {
-	return fb_vm_add_served(db, name, paths, npaths, history, mode, state, "", out, err);
+	return fb_vm_add_served(db, name, paths, npaths, history, mode, state, "", NULL, out, err);
 }
 
 uint32_t
 fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t npaths,
-                 uint32_t history, int mode, int state, const char *peer_name, fb_vm **out,
-                 fb_err *err)
+                 uint32_t history, int mode, int state, const char *peer_name,
+                 const char *format, fb_vm **out, fb_err *err)
 {
 	fb_vm        *vm;
 	sqlite3_stmt *st = NULL;
@@ -77,8 +78,20 @@ fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t n
 		                  FB_MAX_HISTORY);
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (format == NULL || format[0] == '\0')
+		format = "raw";
+	if (!fb_image_format_ok(format)) {
+		rv = fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                "disk format '%.20s' is not raw, qcow2, vhdx, vmdk or vpc", format);
+		goto fail;
+	}
 	for (size_t i = 0; i < npaths; i++) {
 		if ((rv = fb_vm_check_disk(paths[i], &vm->disks[i], err)) != FB_RV_OK)
+			goto fail;
+		snprintf(vm->disks[i].format, sizeof(vm->disks[i].format), "%s", format);
+		if (strcmp(format, "raw") != 0 &&
+		    (rv = fb_image_probe(vm->disks[i].path, format, &vm->disks[i].size, err)) !=
+		        FB_RV_OK)
 			goto fail;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(vm->disks[i].name, vm->disks[j].name) == 0) {
@@ -129,13 +142,16 @@ fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t n
 	}
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		if ((rv = fb_db_prepare(db,
-		                        "INSERT INTO disks (vm_id, name, path, size) VALUES (?,?,?,?)",
+		                        "INSERT INTO disks (vm_id, name, path, size, format) "
+		                        "VALUES (?,?,?,?,?)",
 		                        &st, err)) != FB_RV_OK)
 			goto rollback;
 		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, vm->disks[i].name, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, vm->disks[i].path, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)vm->disks[i].size);
+		sqlite3_bind_text(st, 5, vm->disks[i].format[0] ? vm->disks[i].format : "raw", -1,
+		                  SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE) {
@@ -182,7 +198,8 @@ vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 	         (const char *)sqlite3_column_text(row, 10));
 	snprintf(vm->peer_pin, sizeof(vm->peer_pin), "%s", (const char *)sqlite3_column_text(row, 11));
 	if ((rv = fb_db_prepare(db,
-	                        "SELECT name, path, size FROM disks WHERE vm_id = ? ORDER BY rowid",
+	                        "SELECT name, path, size, format FROM disks WHERE vm_id = ? "
+	                        "ORDER BY rowid",
 	                        &st, err)) != FB_RV_OK)
 		return rv;
 	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_TRANSIENT);
@@ -192,6 +209,7 @@ vm_load(fb_db *db, sqlite3_stmt *row, fb_vm *vm, fb_err *err)
 		snprintf(d->name, sizeof(d->name), "%s", (const char *)sqlite3_column_text(st, 0));
 		snprintf(d->path, sizeof(d->path), "%s", (const char *)sqlite3_column_text(st, 1));
 		d->size = (uint64_t)sqlite3_column_int64(st, 2);
+		snprintf(d->format, sizeof(d->format), "%s", (const char *)sqlite3_column_text(st, 3));
 	}
 	sqlite3_finalize(st);
 	return FB_RV_OK;

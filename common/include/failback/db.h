@@ -18,7 +18,7 @@
 
 #include "failback/err.h"
 
-#define FB_DB_SCHEMA_VERSION 4
+#define FB_DB_SCHEMA_VERSION 5
 
 typedef struct fb_db fb_db;
 

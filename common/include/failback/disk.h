@@ -35,6 +35,11 @@ typedef struct fb_disk_scan {
  * size changed while hashing, read errors. */
 uint32_t fb_disk_hash(const char *path, fb_disk_visit visit, void *arg, fb_disk_scan *out,
                       fb_err *err);
+/* fb_disk_hash_format is fb_disk_hash of an image in format (image.h):
+ * raw is read directly, any other through qemu-nbd (size: the virtual
+ * size; bytes_read: what NBD read, holes and zero extents skipped). */
+uint32_t fb_disk_hash_format(const char *path, const char *format, fb_disk_visit visit,
+                             void *arg, fb_disk_scan *out, fb_err *err);
 
 /* fb_disk_rehash reads blocks[0..n) of the image at path (size bytes) and
  * writes each block's hash into leaves[block]. Blocks are read in the

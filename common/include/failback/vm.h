@@ -20,7 +20,8 @@
 typedef struct fb_vm_disk {
 	char     name[FB_NAME_MAX + 1]; /* the image's file name */
 	char     path[4096];
-	uint64_t size;
+	uint64_t size;      /* the virtual size */
+	char     format[8]; /* raw (or "" : raw), qcow2, vhdx, vmdk, vpc (image.h) */
 } fb_vm_disk;
 
 typedef struct fb_vm {
@@ -54,10 +55,11 @@ uint32_t fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t
                    uint32_t history, int mode, int state, fb_vm **out, fb_err *err);
 /* fb_vm_add_served is fb_vm_add for a primary VM whose tree and blocks are
  * served only to the replica agent whose certificate names peer_name
- * ("" = any agent). */
+ * ("" = any agent), with images in format (NULL or "" = raw; otherwise
+ * every disk must be an image of that format, read through qemu-nbd). */
 uint32_t fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t npaths,
                           uint32_t history, int mode, int state, const char *peer_name,
-                          fb_vm **out, fb_err *err);
+                          const char *format, fb_vm **out, fb_err *err);
 
 /* fb_vm_add_replica registers, on a replica, the VM id/name of the primary
  * with its disks (names and sizes) at <vm_dir>/<disk name>. No file is

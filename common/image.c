@@ -1,0 +1,457 @@
+/*
+ * image.c - QEMU's tools, and images read through qemu-nbd (image.h).
+ */
+#define _GNU_SOURCE /* pipe2 */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <libnbd.h>
+
+#include "failback/clock.h"
+#include "failback/image.h"
+#include "failback/log.h"
+
+extern char **environ;
+
+int
+fb_tool_run(const char *const *argv, char *out, size_t cap, unsigned timeout_ms, fb_err *err)
+{
+	posix_spawn_file_actions_t fa;
+	int                        p[2], st = 0;
+	size_t                     have  = 0;
+	pid_t                      pid;
+	uint64_t                   until = fb_clock_mono_ms() + timeout_ms;
+
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		fb_err_errno(err, errno, "pipe");
+		return -1;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, p[1], STDERR_FILENO);
+	if ((errno = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ)) != 0) {
+		fb_err_errno(err, errno, argv[0]);
+		posix_spawn_file_actions_destroy(&fa);
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	for (;;) {
+		struct pollfd pfd = {p[0], POLLIN, 0};
+		uint64_t      now = fb_clock_mono_ms();
+		ssize_t       k;
+		char          sink[4096];
+
+		if (now >= until) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (poll(&pfd, 1, (int)(until - now)) <= 0)
+			continue;
+		if (have + 1 < cap)
+			k = read(p[0], out + have, cap - 1 - have);
+		else
+			k = read(p[0], sink, sizeof(sink));
+		if (k <= 0)
+			break;
+		if (have + 1 < cap)
+			have += (size_t)k;
+	}
+	if (cap > 0)
+		out[have] = '\0';
+	close(p[0]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st)) {
+		fb_err_set(err, FB_RV_FAILED, "%s did not finish within %u s", argv[0],
+		           timeout_ms / 1000u);
+		return -1;
+	}
+	return WEXITSTATUS(st);
+}
+
+const char *
+fb_json_key(const char *p, const char *key)
+{
+	char pat[80];
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(p, pat);
+	if (p == NULL)
+		return NULL;
+	p += strlen(pat);
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+static const char *const formats[] = {"raw", "qcow2", "vhdx", "vmdk", "vpc"};
+
+int
+fb_image_format_ok(const char *format)
+{
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+		if (strcmp(format, formats[i]) == 0)
+			return 1;
+	return 0;
+}
+
+uint32_t
+fb_image_probe(const char *path, const char *format, uint64_t *size, fb_err *err)
+{
+	char        out[16384];
+	const char *v;
+	int         rc;
+
+	if (!fb_image_format_ok(format))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "disk format '%.20s' is not raw, qcow2, vhdx, vmdk or vpc", format);
+	rc = fb_tool_run((const char *[]){"qemu-img", "info", "-U", "--output=json", "-f", format,
+	                                  path, NULL},
+	                 out, sizeof(out), 30000, err);
+	if (rc < 0)
+		return fb_err_set(err, FB_RV_NOT_SUPPORTED,
+		                  "%s (%s): cannot run qemu-img (install qemu-utils): %s", path, format,
+		                  err->msg);
+	if (rc != 0) {
+		out[strcspn(out, "\n")] = '\0';
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s is not a usable %s image: %s", path,
+		                  format, out);
+	}
+	if ((v = fb_json_key(out, "virtual-size")) == NULL || (*size = strtoull(v, NULL, 10)) == 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s (%s): no virtual size", path,
+		                  format);
+	return FB_RV_OK;
+}
+
+struct fb_image {
+	char                path[4096];
+	char                format[FB_IMAGE_FORMAT_MAX];
+	char                dir[64], sock[80];
+	pid_t               pid;
+	struct nbd_handle  *h;
+	uint64_t            size;
+	int                 can_status;
+};
+
+/* The qemu-nbd error file's first line, for a message. */
+static void
+server_said(const fb_image *im, char *buf, size_t cap)
+{
+	char  path[96];
+	FILE *f;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "%s/err", im->dir);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(buf, (int)cap, f) == NULL)
+			buf[0] = '\0';
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+static void
+server_stop(fb_image *im)
+{
+	int st;
+
+	if (im->h != NULL) {
+		nbd_close(im->h);
+		im->h = NULL;
+	}
+	if (im->pid > 0) {
+		kill(im->pid, SIGKILL);
+		while (waitpid(im->pid, &st, 0) < 0 && errno == EINTR)
+			;
+		im->pid = 0;
+	}
+	unlink(im->sock);
+}
+
+/* Starts qemu-nbd on im->sock and connects: FB_RV_OK, or an error naming
+ * the image and its format. */
+static uint32_t
+server_start(fb_image *im, fb_err *err)
+{
+	char  opts[9000], errpath[96], said[300];
+	pid_t parent = getpid(), pid;
+	int   st;
+	size_t k = 0;
+
+	/* image-opts: commas in a value are doubled */
+	k = (size_t)snprintf(opts, sizeof(opts), "driver=%s,file.driver=file,file.filename=",
+	                     im->format);
+	for (const char *c = im->path; *c && k + 3 < sizeof(opts); c++) {
+		opts[k++] = *c;
+		if (*c == ',')
+			opts[k++] = ',';
+	}
+	snprintf(opts + k, sizeof(opts) - k, ",file.locking=off");
+	snprintf(errpath, sizeof(errpath), "%s/err", im->dir);
+	unlink(im->sock);
+	if ((pid = fork()) < 0)
+		return fb_err_errno(err, errno, "fork for qemu-nbd");
+	if (pid == 0) {
+		/* the server never outlives the thread that serves the image */
+		const char *argv[] = {"qemu-nbd", "--read-only", "--image-opts", "-k", im->sock, opts,
+		                      NULL};
+		int         fd;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+			dup2(fd, STDIN_FILENO);
+			dup2(fd, STDOUT_FILENO);
+		}
+		if ((fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0)
+			dup2(fd, STDERR_FILENO);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	im->pid = pid;
+	/* ready when its socket is there */
+	for (int i = 0; access(im->sock, F_OK) != 0; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			im->pid = 0;
+			server_said(im, said, sizeof(said));
+			return fb_err_set(err, FB_RV_FAILED, "%s (%s): qemu-nbd exited (%s): %s", im->path,
+			                  im->format,
+			                  WIFEXITED(st) && WEXITSTATUS(st) == 127 ? "cannot run qemu-nbd: "
+			                                                          "install qemu-utils"
+			                                                        : "exit status",
+			                  said[0] ? said : "no message");
+		}
+		if (i >= FB_IMAGE_IO_MS / 20) {
+			server_stop(im);
+			return fb_err_set(err, FB_RV_TIMEOUT, "%s (%s): qemu-nbd did not start within %d s",
+			                  im->path, im->format, FB_IMAGE_IO_MS / 1000);
+		}
+		usleep(20000);
+	}
+	if ((im->h = nbd_create()) == NULL ||
+	    nbd_add_meta_context(im->h, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0 ||
+	    nbd_connect_unix(im->h, im->sock) != 0) {
+		uint32_t rv = fb_err_set(err, FB_RV_FAILED, "%s (%s): NBD connection: %s", im->path,
+		                         im->format, nbd_get_error());
+		server_stop(im);
+		return rv;
+	}
+	im->can_status = nbd_can_meta_context(im->h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_image_open(const char *path, const char *format, fb_image **out, fb_err *err)
+{
+	fb_image *im;
+	int64_t   size;
+	uint32_t  rv;
+
+	*out = NULL;
+	if (!fb_image_format_ok(format) || strcmp(format, "raw") == 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: format '%.20s' is not read over NBD",
+		                  path, format);
+	if ((im = calloc(1, sizeof(*im))) == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	snprintf(im->path, sizeof(im->path), "%s", path);
+	snprintf(im->format, sizeof(im->format), "%s", format);
+	snprintf(im->dir, sizeof(im->dir), "/tmp/failback-image.XXXXXX");
+	if (mkdtemp(im->dir) == NULL) {
+		rv = fb_err_errno(err, errno, "a private directory for the NBD socket");
+		free(im);
+		return rv;
+	}
+	snprintf(im->sock, sizeof(im->sock), "%s/s", im->dir);
+	if ((rv = server_start(im, err)) != FB_RV_OK) {
+		fb_image_close(im);
+		return rv;
+	}
+	if ((size = nbd_get_size(im->h)) <= 0) {
+		rv = fb_err_set(err, FB_RV_FAILED, "%s (%s): no size over NBD: %s", path, format,
+		                nbd_get_error());
+		fb_image_close(im);
+		return rv;
+	}
+	im->size = (uint64_t)size;
+	*out     = im;
+	return FB_RV_OK;
+}
+
+uint64_t
+fb_image_size(const fb_image *im)
+{
+	return im->size;
+}
+
+int
+fb_image_server_pid(const fb_image *im)
+{
+	return (int)im->pid;
+}
+
+void
+fb_image_close(fb_image *im)
+{
+	if (im == NULL)
+		return;
+	server_stop(im);
+	snprintf(im->sock, sizeof(im->sock), "%s/err", im->dir);
+	unlink(im->sock);
+	rmdir(im->dir);
+	free(im);
+}
+
+/* Waits for an asynchronous command: 0 done, -1 failed, -2 no answer in
+ * FB_IMAGE_IO_MS (a hung server). */
+static int
+nbd_wait(struct nbd_handle *h, int64_t cookie)
+{
+	uint64_t until = fb_clock_mono_ms() + FB_IMAGE_IO_MS;
+
+	if (cookie < 0)
+		return -1;
+	for (;;) {
+		int      r = nbd_aio_command_completed(h, (uint64_t)cookie);
+		uint64_t now;
+
+		if (r == 1)
+			return 0;
+		if (r < 0)
+			return -1;
+		if ((now = fb_clock_mono_ms()) >= until)
+			return -2;
+		if (nbd_poll(h, (int)(until - now)) < 0)
+			return -1;
+	}
+}
+
+struct extents {
+	uint64_t start, end; /* the range asked */
+	uint64_t next;       /* where the extents reported so far end */
+	uint64_t (*seg)[2];  /* data segments [from, to) */
+	size_t   n, cap;
+};
+
+static int
+extent_cb(void *arg, const char *ctx, uint64_t off, uint32_t *e, size_t n, int *error)
+{
+	struct extents *x = arg;
+
+	(void)ctx;
+	(void)error;
+	for (size_t i = 0; i + 1 < n && off < x->end; i += 2) {
+		uint64_t len = e[i], to = off + len > x->end ? x->end : off + len;
+
+		if ((e[i + 1] & (LIBNBD_STATE_HOLE | LIBNBD_STATE_ZERO)) == 0) {
+			if (x->n > 0 && x->seg[x->n - 1][1] == off) {
+				x->seg[x->n - 1][1] = to;
+			} else {
+				if (x->n == x->cap) {
+					size_t nc = x->cap ? 2 * x->cap : 16;
+					void  *p  = realloc(x->seg, nc * sizeof(*x->seg));
+
+					if (p == NULL)
+						return -1;
+					x->seg = p;
+					x->cap = nc;
+				}
+				x->seg[x->n][0] = off;
+				x->seg[x->n][1] = to;
+				x->n++;
+			}
+		}
+		off = to;
+	}
+	if (off > x->next)
+		x->next = off;
+	return 0;
+}
+
+/* One attempt at the range: 0, -1 failed, -2 hung. */
+static int
+read_once(fb_image *im, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *bytes_read)
+{
+	struct extents x  = {off, off + len, off, NULL, 0, 0};
+	uint64_t       rd = 0;
+	int            r  = 0;
+
+	if (!im->can_status) {
+		x.seg = malloc(sizeof(*x.seg));
+		if (x.seg == NULL)
+			return -1;
+		x.seg[0][0] = off;
+		x.seg[0][1] = off + len;
+		x.n         = 1;
+		x.next      = off + len;
+	}
+	while (x.next < x.end && r == 0) {
+		uint64_t was = x.next;
+
+		r = nbd_wait(im->h, nbd_aio_block_status(
+		                        im->h, x.end - x.next, x.next,
+		                        (nbd_extent_callback){.callback = extent_cb, .user_data = &x},
+		                        NBD_NULL_COMPLETION, 0));
+		if (r == 0 && x.next <= was)
+			r = -1; /* no progress: a server that reports nothing */
+	}
+	memset(buf, 0, len);
+	for (size_t i = 0; i < x.n && r == 0; i++)
+		for (uint64_t p = x.seg[i][0]; p < x.seg[i][1] && r == 0;) {
+			uint64_t n = x.seg[i][1] - p > (8u << 20) ? (8u << 20) : x.seg[i][1] - p;
+
+			r = nbd_wait(im->h, nbd_aio_pread(im->h, buf + (p - off), n, p,
+			                                  NBD_NULL_COMPLETION, 0));
+			p += n;
+			rd += n;
+		}
+	free(x.seg);
+	if (r == 0)
+		*bytes_read += rd;
+	return r;
+}
+
+uint32_t
+fb_image_read(fb_image *im, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *bytes_read,
+              fb_err *err)
+{
+	if (off > im->size || len > im->size - off)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s (%s): read past its %llu bytes",
+		                  im->path, im->format, (unsigned long long)im->size);
+	for (int attempt = 0;; attempt++) {
+		int      r = im->h != NULL ? read_once(im, buf, off, len, bytes_read) : -1;
+		char     why[400], said[300];
+		uint32_t rv;
+
+		if (r == 0)
+			return FB_RV_OK;
+		server_said(im, said, sizeof(said));
+		snprintf(why, sizeof(why), "%s%s%s",
+		         r == -2 ? "qemu-nbd answered nothing for 30 s"
+		         : im->h != NULL ? nbd_get_error()
+		                         : "qemu-nbd is not running",
+		         said[0] ? ": " : "", said);
+		if (attempt >= FB_IMAGE_RESTARTS)
+			return fb_err_set(err, FB_RV_FAILED, "%s (%s): reading at byte %llu: %s", im->path,
+			                  im->format, (unsigned long long)off, why);
+		fb_log_warn("FB1030", "%s (%s): reading at byte %llu: %s; restarting qemu-nbd (%d of %d)",
+		            im->path, im->format, (unsigned long long)off, why, attempt + 1,
+		            FB_IMAGE_RESTARTS);
+		server_stop(im);
+		if ((rv = server_start(im, err)) != FB_RV_OK && attempt + 1 >= FB_IMAGE_RESTARTS)
+			return rv;
+	}
+}

@@ -1,0 +1,58 @@
+/*
+ * image.h - disk images in the formats QEMU reads, and QEMU's tools.
+ *
+ * A raw image is read directly (disk.c). Any other format (qcow2, vhdx,
+ * vmdk, vpc) is read through qemu-nbd, read-only, on a Unix socket in a
+ * private directory, with libnbd: base:allocation says which extents are
+ * holes or zeros, and those are zero-filled without being read. The format
+ * is always given, never guessed from the file's contents (a raw guest can
+ * write any header). qemu-nbd is this process's child (it dies with the
+ * thread that started it); one that exits or answers nothing for
+ * FB_IMAGE_IO_MS is killed and started again, up to FB_IMAGE_RESTARTS
+ * times per read (FB1030), and errors name the file and the format.
+ *
+ * Tools: qemu-img and qemu-nbd (qemu-utils), found on PATH.
+ */
+#ifndef FAILBACK_IMAGE_H
+#define FAILBACK_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "failback/err.h"
+
+#define FB_IMAGE_FORMAT_MAX 8
+#define FB_IMAGE_IO_MS      30000
+#define FB_IMAGE_RESTARTS   3
+
+/* fb_tool_run runs argv (argv[0] found on PATH) for at most timeout_ms,
+ * its stdout and stderr into out (NUL-terminated). Its exit status, or -1
+ * with err set (not run, or killed at the deadline). */
+int fb_tool_run(const char *const *argv, char *out, size_t cap, unsigned timeout_ms,
+                fb_err *err);
+
+/* fb_json_key finds "key": in JSON text from p on; the value's start. */
+const char *fb_json_key(const char *p, const char *key);
+
+/* fb_image_format_ok: raw, qcow2, vhdx, vmdk or vpc. */
+int fb_image_format_ok(const char *format);
+
+/* fb_image_probe checks that path is an image of format (qemu-img info,
+ * which also reads a running VM's image) and gives its virtual size.
+ * Invalid parameter naming the file and format when it is not one. */
+uint32_t fb_image_probe(const char *path, const char *format, uint64_t *size, fb_err *err);
+
+typedef struct fb_image fb_image;
+
+/* fb_image_open serves path (format, not raw) with qemu-nbd and connects. */
+uint32_t fb_image_open(const char *path, const char *format, fb_image **out, fb_err *err);
+uint64_t fb_image_size(const fb_image *im);
+/* fb_image_read reads [off, off+len) into buf; holes and zero extents are
+ * zero-filled without being read; what was read is added to *bytes_read. */
+uint32_t fb_image_read(fb_image *im, uint8_t *buf, uint64_t off, uint64_t len,
+                       uint64_t *bytes_read, fb_err *err);
+/* fb_image_server_pid: the qemu-nbd serving im now (for tests and logs). */
+int fb_image_server_pid(const fb_image *im);
+void fb_image_close(fb_image *im);
+
+#endif
