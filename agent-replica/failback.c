@@ -546,8 +546,12 @@ verify(struct flow *fl, fb_err *err)
 			                "verification)",
 			                dm->name, t->id, fast ? "fast" : "full");
 		}
+		/* The disk equals the target now: its next bitmap counts from it. A
+		 * disk not tracked yet (one taken in place by a reverse) starts here,
+		 * so the next failback of it (the downtime one) reads only what the
+		 * two points' manifests and its bitmap name. */
 		tracker_wrapper(fl->vm->disks[vd].path, wrapper, sizeof(wrapper));
-		if (rv == FB_RV_OK && access(wrapper, F_OK) == 0) {
+		if (rv == FB_RV_OK && (access(wrapper, F_OK) == 0 || fl->w->r->tracking)) {
 			fb_err e = {0};
 
 			if (tracker_base_write(fl->vm->disks[vd].path, t->id, leaves, nblocks, 1, &e) !=
