@@ -164,7 +164,7 @@ dd if=/dev/urandom of="$disk" bs=64k count=256 seek=64 conv=notrunc status=none
 job=$(R failback web | sed -n 's/.*InstanceID="\([0-9a-f-]*\)".*/\1/p')
 [ -n "$job" ] || { fail "failback was not accepted"; exit 1; }
 moving() { R --json job show "$job" | grep -q '"phase":"Transferring"' &&
-	! R --json job show "$job" | grep -q '"blocks_done":"0"'; }
+	! R --json job show "$job" | grep -q '"blocks_done":0,'; }
 until_ok 600 moving || { fail "the failback never reached the transfer"; exit 1; }
 pct=$(R --json job show "$job" | sed -n 's/.*"percent_complete":\([0-9]*\).*/\1/p')
 kill -KILL "$first"

@@ -90,7 +90,7 @@ another_node_takes_the_data_directory_over_and_finishes_the_job(void **state)
 	for (int i = 0; i < 300 && !moving; i++) {
 		assert_int_equal(R(node_a, "--json", "job", "show", job), 0);
 		moving = strstr(out, "\"phase\":\"Transferring\"") != NULL &&
-		         strstr(out, "\"blocks_done\":\"0\"") == NULL;
+		         strstr(out, "\"blocks_done\":0,") == NULL;
 		if (!moving)
 			usleep(50000);
 	}

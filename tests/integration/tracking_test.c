@@ -6,7 +6,8 @@
  * byte-exact (qemu-img compare). A bitmap that cannot be believed (a
  * writer killed with the image open, writes around the wrapper) makes the
  * job compare whole disks, and say why; the full verification catches
- * what the fast one cannot.
+ * what the fast one cannot. A cancelled failback puts back exactly what the
+ * VM had written through the wrapper.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -265,6 +266,67 @@ writes_around_the_wrapper_are_caught(void **state)
 	same_as_p1();
 }
 
+/* The replica again on its data directory, with extra settings (or none). */
+static void
+restart_replica(const char *extra)
+{
+	char dd[800];
+
+	snprintf(dd, sizeof(dd), "--data-dir=%s", replica.dir);
+	assert_int_equal(fbt_agent_stop(&replica, SIGTERM, 10000), 0);
+	assert_int_equal(fbt_replica_start(&replica, &primary,
+	                                   extra ? (const char *[]){"--change-tracking=qcow2", dd,
+	                                                            extra, NULL}
+	                                         : (const char *[]){"--change-tracking=qcow2", dd,
+	                                                            NULL}),
+	                 0);
+}
+
+static void
+a_cancelled_failback_restores_the_tracked_disk_exactly(void **state)
+{
+	char               job[40], before[65], after[65], script[2600];
+	int                moving = 0, ended = 0;
+	unsigned long long done;
+
+	(void)state;
+	restart_replica("--max-transfer-rate=2"); /* 8 MiB to move: 4 s */
+	snprintf(script, sizeof(script),
+	         "head -c 8M /dev/urandom > '%s/w.bin' && qemu-io -f qcow2 -c 'write -s %s/w.bin 12M "
+	         "8M' '%s'",
+	         fbt_root(), fbt_root(), wrapper);
+	assert_int_equal(sh(script), 0);
+	assert_int_equal(fbt_file_sha256(disk, before), 0);
+	assert_int_equal(R("failback", "vm1", "--rp", p1), 0);
+	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
+	for (int i = 0; i < 400 && !moving; i++) {
+		assert_int_equal(R("--json", "job", "show", job), 0);
+		moving = strstr(out, "\"phase\":\"Transferring\"") != NULL &&
+		         strstr(out, "\"blocks_done\":0,") == NULL;
+		if (!moving)
+			usleep(25000);
+	}
+	assert_true(moving);
+	done = job_number(job, "blocks_done");
+	assert_int_equal(R("job", "cancel", job), 0);
+	for (int i = 0; i < 400 && !ended; i++) {
+		assert_int_equal(R("job", "show", job), 0);
+		ended = strstr(out, "job_state: Terminated (8)") != NULL;
+		if (!ended)
+			usleep(25000);
+	}
+	assert_true(ended);
+	print_message("cancelled after %llu of 128 blocks\n", done);
+	/* every block the failback wrote is back as the VM left it */
+	assert_int_equal(fbt_file_sha256(disk, after), 0);
+	assert_string_equal(after, before);
+	/* the cancelled job wrote around the wrapper: the next one compares whole, exactly */
+	restart_replica(NULL);
+	assert_int_equal(failback(job, NULL), 0);
+	assert_true(job_mode_is(job, "full scan"));
+	same_as_p1();
+}
+
 /* Without change_tracking = qcow2 (the default is off) no wrapper is made. */
 static void
 tracking_off_leaves_no_wrapper(void **state)
@@ -302,6 +364,7 @@ main(void)
 	    cmocka_unit_test(a_failback_reads_only_what_the_vm_wrote),
 	    cmocka_unit_test(a_writer_killed_with_the_image_open_means_a_full_scan),
 	    cmocka_unit_test(writes_around_the_wrapper_are_caught),
+	    cmocka_unit_test(a_cancelled_failback_restores_the_tracked_disk_exactly),
 	    cmocka_unit_test(tracking_off_leaves_no_wrapper),
 	};
 
