@@ -11,14 +11,28 @@
  * around it (the failback scans the disk whole). The page cache is
  * dropped before every timed phase when run as root ("warm" otherwise).
  *
- * usage: failback_bench [MiB] [percent changed]   (defaults 1024 and 1)
- * Not a test: it asserts nothing and only prints numbers.
+ * Each timed phase runs --runs times (default 3; the disk is changed again
+ * before each run) and is printed as its median with the min and max.
+ * After every failback the recovery disk is checked byte for byte against
+ * its target; a mismatch ends the bench with exit 2. With rsync and sshd
+ * installed, rsync --inplace --no-whole-file over ssh to 127.0.0.1 (its
+ * own sshd on a loopback port, a throwaway key) syncs the same image pair
+ * as the full-scan failback, cold too, and our time / rsync's is printed.
+ *
+ * usage: failback_bench [--runs N] [--json] [--smoke] [MiB] [percent changed]
+ *        (defaults 3 runs, 1024 MiB, 1%; --smoke: 1 run, correctness only,
+ *        for ctest's bench-smoke)
+ * Not a test of speed: it asserts nothing about time.
  */
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <pthread.h>
 
@@ -150,22 +164,211 @@ wire_bytes(void)
 	return last;
 }
 
+#define MAXRUNS 15
+
+/* One timed phase's runs. */
+typedef struct phase {
+	const char *key;
+	double      t[MAXRUNS];
+	int         n;
+} phase;
+
+static double
+ph_med(const phase *p)
+{
+	double s[MAXRUNS];
+
+	if (p->n == 0)
+		return 0;
+	memcpy(s, p->t, sizeof(double) * (size_t)p->n);
+	qsort(s, (size_t)p->n, sizeof(double), cmp_d);
+	return p->n % 2 ? s[p->n / 2] : (s[p->n / 2 - 1] + s[p->n / 2]) / 2;
+}
+
+static double
+ph_min(const phase *p)
+{
+	double m = p->n ? p->t[0] : 0;
+
+	for (int i = 1; i < p->n; i++)
+		m = p->t[i] < m ? p->t[i] : m;
+	return m;
+}
+
+static double
+ph_max(const phase *p)
+{
+	double m = p->n ? p->t[0] : 0;
+
+	for (int i = 1; i < p->n; i++)
+		m = p->t[i] > m ? p->t[i] : m;
+	return m;
+}
+
+/* "median s [min-max]" */
+static const char *
+ph_str(const phase *p)
+{
+	static char buf[4][64];
+	static int  k;
+	char       *b = buf[k++ % 4];
+
+	snprintf(b, 64, "%6.2f s [%.2f-%.2f]", ph_med(p), ph_min(p), ph_max(p));
+	return b;
+}
+
+static int cold = 1;
+
+static void
+drop(void)
+{
+	cold &= bench_drop_caches();
+}
+
+/* The disk must be the target, byte for byte. */
+static void
+exact(const char *disk, const char *want, const char *what)
+{
+	char got[65];
+
+	if (fbt_file_sha256(disk, got) != 0 || strcmp(got, want) != 0) {
+		fprintf(stderr, "failback_bench: after %s the recovery disk is %s, not %s\n", what,
+		        got, want);
+		exit(2);
+	}
+}
+
+/* rsync over ssh to this host: a private sshd on a loopback port. */
+static struct {
+	int   on;
+	pid_t sshd;
+	char  key[700], ssh[1400];
+} rs;
+
+static int
+sh(const char *cmd)
+{
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void
+rsync_start(void)
+{
+	char                cmd[4000], dir[640];
+	struct sockaddr_in  a = {0};
+	socklen_t           al = sizeof(a);
+	int                 fd, port;
+
+	if (access("/usr/sbin/sshd", X_OK) != 0 || sh("command -v rsync >/dev/null 2>&1") != 0 ||
+	    geteuid() != 0)
+		return;
+	snprintf(dir, sizeof(dir), "%s/ssh", fbt_root());
+	snprintf(rs.key, sizeof(rs.key), "%s/id", dir);
+	/* a free loopback port, from the kernel */
+	fd                = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_family      = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &al) != 0)
+		return;
+	port = ntohs(a.sin_port);
+	close(fd);
+	snprintf(cmd, sizeof(cmd),
+	         "mkdir -p -m 700 %s /run/sshd && ssh-keygen -q -t ed25519 -N '' -f %s/host && "
+	         "ssh-keygen -q -t ed25519 -N '' -f %s && cp %s.pub %s/authorized_keys",
+	         dir, dir, rs.key, rs.key, dir);
+	if (sh(cmd) != 0)
+		return;
+	if ((rs.sshd = fork()) == 0) {
+		char hk[700], ak[700], pt[16];
+
+		snprintf(hk, sizeof(hk), "HostKey=%s/host", dir);
+		snprintf(ak, sizeof(ak), "AuthorizedKeysFile=%s/authorized_keys", dir);
+		snprintf(pt, sizeof(pt), "%d", port);
+		execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-e", "-f", "/dev/null", "-p", pt, "-o",
+		      "ListenAddress=127.0.0.1", "-o", hk, "-o", ak, "-o", "PermitRootLogin=yes", "-o",
+		      "StrictModes=no", "-o", "PidFile=none", (char *)NULL);
+		_exit(127);
+	}
+	snprintf(rs.ssh, sizeof(rs.ssh),
+	         "ssh -p %d -i %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+	         "-o LogLevel=ERROR",
+	         port, rs.key);
+	for (int i = 0; i < 100 && !rs.on; i++) {
+		snprintf(cmd, sizeof(cmd), "%s root@127.0.0.1 true 2>/dev/null", rs.ssh);
+		rs.on = sh(cmd) == 0;
+		if (!rs.on)
+			usleep(100000);
+	}
+}
+
+/* Syncs src onto dst (a copy of the changed disk) with rsync over ssh. */
+static double
+rsync_run(const char *src, const char *dst)
+{
+	char   cmd[4000];
+	double t0;
+
+	snprintf(cmd, sizeof(cmd), "rsync --inplace --no-whole-file -e '%s' '%s' root@127.0.0.1:'%s'",
+	         rs.ssh, src, dst);
+	drop();
+	t0 = now_s();
+	if (sh(cmd) != 0) {
+		fprintf(stderr, "failback_bench: rsync failed\n");
+		exit(1);
+	}
+	return now_s() - t0;
+}
+
 int
 main(int argc, char **argv)
 {
-	uint64_t     mib = argc > 1 ? strtoull(argv[1], NULL, 10) : 1024;
-	double       pct = argc > 2 ? atof(argv[2]) : 1.0;
-	uint64_t     size = mib << 20, nblocks = size / (64 << 10);
-	uint64_t     changed = (uint64_t)((double)nblocks * pct / 100.0);
-	char         img[600], peer[200], disk[700], p1[40];
+	uint64_t     mib = 1024;
+	double       pct = 1.0;
+	int          runs = 3, json = 0, smoke = 0, npos = 0;
+	uint64_t     size, nblocks, changed;
+	char         img[600], peer[200], disk[700], p1[40], want_p1[65], want[65], copy[700];
 	const char  *rextra[] = {peer, "--peer-name=primary.failback.test", "--change-tracking=qcow2",
 	                         NULL};
 	fb_disk_scan scan;
 	fb_err       err;
-	double       t0, t_repl, t_hash, t_fb, t_fb2, t_bm, t_bmf;
-	unsigned long long wire, wire2, wire_bm, read_fb, read_bm, read_bmf;
-	char         job[40], mode_fb[16], mode_bm[16];
-	int          cold = 1;
+	double       t0, t_repl;
+	phase        hash = {"read_hash_once", {0}, 0}, bmf = {"bitmap_full_verify", {0}, 0},
+	      bm = {"bitmap_fast_verify", {0}, 0}, fs = {"full_scan", {0}, 0},
+	      fb2 = {"primary_changed", {0}, 0}, rsy = {"rsync", {0}, 0};
+	unsigned long long wire = 0, wire2 = 0, wire_bm = 0, read_fb = 0, read_bm = 0, read_bmf = 0;
+	char         job[40], mode_fb[16] = "?", mode_bm[16] = "?";
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--smoke") == 0)
+			smoke = 1;
+		else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+			runs = atoi(argv[++i]);
+		else if (argv[i][0] == '-' || npos >= 2) {
+			fprintf(stderr, "usage: failback_bench [--runs N] [--json] [--smoke] [MiB] "
+			                "[percent changed]\n");
+			return 2;
+		} else if (npos++ == 0)
+			mib = strtoull(argv[i], NULL, 10);
+		else
+			pct = atof(argv[i]);
+	}
+	if (smoke) {
+		runs = 1;
+		if (npos == 0)
+			mib = 64;
+	}
+	if (runs < 1 || runs > MAXRUNS || mib < 1) {
+		fprintf(stderr, "failback_bench: --runs is 1 to %d, MiB at least 1\n", MAXRUNS);
+		return 2;
+	}
+	size    = mib << 20;
+	nblocks = size / (64 << 10);
+	changed = (uint64_t)((double)nblocks * pct / 100.0);
+	if (changed == 0)
+		changed = 1;
 
 	if (fbt_setup() != 0 || fbt_agent_start(&primary, "primary", "primary", NULL) != 0)
 		return 1;
@@ -173,12 +376,14 @@ main(int argc, char **argv)
 	if (fbt_agent_start(&replica, "replica", "replica", rextra) != 0)
 		return 1;
 	snprintf(img, sizeof(img), "%s/bench.img", fbt_root());
-	if (fbt_image_make(img, size, 1) != 0)
+	snprintf(copy, sizeof(copy), "%s/rsync-dst.img", fbt_root());
+	if (fbt_image_make(img, size, 1) != 0 || fbt_file_sha256(img, want_p1) != 0)
 		return 1;
 	must(P("primary-vm", "add", "bench", img), "add");
 	must(P("--json", "primary-rp", "create", "bench"), "recovery point");
 	snprintf(p1, sizeof(p1), "%.36s", strstr(out, "\"point\":{\"id\":\"") + 15);
 
+	drop();
 	t0 = now_s();
 	must(R("replicate", "bench", "--wait"), "replicate");
 	t_repl = now_s() - t0;
@@ -186,47 +391,65 @@ main(int argc, char **argv)
 	must(R("failover-commit", "bench", "--wait"), "commit");
 	must(R("vm", "show", "bench"), "vm show");
 	sscanf(strstr(out, " path: /") + 7, "%699s", disk);
+	exact(disk, want_p1, "the failover");
+	if (!smoke)
+		rsync_start();
 
-	/* What a failback must compete with: one read and hash of the disk. */
-	cold &= bench_drop_caches();
-	t0 = now_s();
-	if (fb_disk_hash(disk, NULL, NULL, &scan, &err) != 0)
-		return 1;
-	t_hash = now_s() - t0;
-	free(scan.leaves);
+	for (int r = 0; r < runs; r++) {
+		/* What a failback must compete with: one read and hash of the disk. */
+		drop();
+		t0 = now_s();
+		if (fb_disk_hash(disk, NULL, NULL, &scan, &err) != 0)
+			return 1;
+		hash.t[hash.n++] = now_s() - t0;
+		free(scan.leaves);
 
-	/* The recovery VM writes through its wrapper: the bitmap knows. Once
-	 * with the default full verification, once with the fast one. */
-	vm_writes(disk, changed, nblocks, 2);
-	cold &= bench_drop_caches();
-	t0 = now_s();
-	must(R("failback", "bench", "--rp", p1, "--wait"), "failback with the bitmap");
-	t_bmf = now_s() - t0;
-	job_of(job);
-	read_bmf = job_read(job, mode_bm, sizeof(mode_bm));
-	vm_writes(disk, changed, nblocks, 4);
-	cold &= bench_drop_caches();
-	t0 = now_s();
-	must(R("failback", "bench", "--rp", p1, "--verify=fast", "--wait"),
-	     "failback with the bitmap, fast verification");
-	t_bm = now_s() - t0;
-	job_of(job);
-	wire_bm = wire_bytes();
-	read_bm = job_read(job, mode_bm, sizeof(mode_bm));
+		/* The recovery VM writes through its wrapper: the bitmap knows. Once
+		 * with the default full verification, once with the fast one. */
+		vm_writes(disk, changed, nblocks, 2 + 10 * (unsigned)r);
+		drop();
+		t0 = now_s();
+		must(R("failback", "bench", "--rp", p1, "--wait"), "failback with the bitmap");
+		bmf.t[bmf.n++] = now_s() - t0;
+		exact(disk, want_p1, "the bitmap failback");
+		job_of(job);
+		read_bmf = job_read(job, mode_bm, sizeof(mode_bm));
+		vm_writes(disk, changed, nblocks, 4 + 10 * (unsigned)r);
+		drop();
+		t0 = now_s();
+		must(R("failback", "bench", "--rp", p1, "--verify=fast", "--wait"),
+		     "failback with the bitmap, fast verification");
+		bm.t[bm.n++] = now_s() - t0;
+		exact(disk, want_p1, "the bitmap failback with fast verification");
+		job_of(job);
+		wire_bm = wire_bytes();
+		read_bm = job_read(job, mode_bm, sizeof(mode_bm));
 
-	/* The same amount written around the wrapper: a full scan. */
-	fbt_image_mutate(disk, changed, 2);
-	cold &= bench_drop_caches();
-	t0 = now_s();
-	must(R("failback", "bench", "--rp", p1, "--wait"), "failback");
-	t_fb = now_s() - t0;
-	job_of(job);
-	wire    = wire_bytes();
-	read_fb = job_read(job, mode_fb, sizeof(mode_fb));
+		/* The same amount written around the wrapper: a full scan. rsync
+		 * gets the same pair: the changed disk, and the image it came from. */
+		fbt_image_mutate(disk, changed, 2 + 10 * (uint32_t)r);
+		if (rs.on) {
+			char cmd[1600];
+
+			snprintf(cmd, sizeof(cmd), "cp --sparse=always '%s' '%s'", disk, copy);
+			if (sh(cmd) != 0)
+				return 1;
+		}
+		drop();
+		t0 = now_s();
+		must(R("failback", "bench", "--rp", p1, "--wait"), "failback");
+		fs.t[fs.n++] = now_s() - t0;
+		exact(disk, want_p1, "the full-scan failback");
+		job_of(job);
+		wire    = wire_bytes();
+		read_fb = job_read(job, mode_fb, sizeof(mode_fb));
+		if (rs.on) {
+			rsy.t[rsy.n++] = rsync_run(img, copy);
+			exact(copy, want_p1, "rsync");
+		}
+	}
 
 	/* The primary's data changed instead: the blocks must cross the wire. */
-	fbt_image_mutate(img, changed, 3);
-	must(P("primary-rp", "create", "bench"), "second recovery point");
 	{
 		nng_tls_config *tls;
 		pthread_t       t;
@@ -237,55 +460,89 @@ main(int argc, char **argv)
 		    fb_events_sub_open(&ev.sub, replica.events, tls, "job/", &err) != 0)
 			return 1;
 		pthread_create(&t, NULL, ev_thread, NULL);
-		cold &= bench_drop_caches();
-		t0 = now_s();
-		must(R("failback", "bench", "--wait"), "failback to the new point");
-		t_fb2 = now_s() - t0;
+		for (int r = 0; r < runs; r++) {
+			fbt_image_mutate(img, changed, 3 + 10 * (uint32_t)r);
+			if (fbt_file_sha256(img, want) != 0)
+				return 1;
+			must(P("primary-rp", "create", "bench"), "another recovery point");
+			drop();
+			t0 = now_s();
+			must(R("failback", "bench", "--wait"), "failback to the new point");
+			fb2.t[fb2.n++] = now_s() - t0;
+			exact(disk, want, "the failback to the new point");
+			wire2 = wire_bytes();
+		}
 		ev.stop = 1;
 		pthread_join(t, NULL);
 	}
-	wire2 = wire_bytes();
 
-	printf("failback_bench: %llu MiB mixed image (%llu blocks), %llu blocks (%.1f%%) changed "
-	       "on the replica, mTLS on loopback, %ld cores, page cache %s before each timed "
-	       "phase\n",
-	       (unsigned long long)mib, (unsigned long long)nblocks, (unsigned long long)changed,
-	       pct, sysconf(_SC_NPROCESSORS_ONLN), cold ? "dropped" : "WARM (not root)");
-	printf("initial replication (full resync)  %7.2f s  %7.1f MiB/s of disk\n", t_repl,
-	       (double)mib / t_repl);
-	printf("read + hash the replica disk once  %7.2f s  %7.1f MiB/s\n", t_hash,
-	       (double)mib / t_hash);
-	printf("A. the recovery VM wrote through its qcow2 wrapper; failback to the point it came "
-	       "from (compare: %s):\n", mode_bm);
-	printf("   failback, full verification     %7.2f s  = %.3f x read+hash, %llu bytes read\n",
-	       t_bmf, t_bmf / t_hash, read_bmf);
-	printf("   failback, fast verification     %7.2f s  = %.3f x read+hash\n", t_bm,
-	       t_bm / t_hash);
-	printf("   bytes read from the disk        %llu  = %.2f x the changed bytes %llu\n", read_bm,
-	       (double)read_bm / (double)(changed * 65536), (unsigned long long)(changed * 65536));
-	printf("   bytes on the wire               %llu\n", wire_bm);
-	printf("A'. the same written around the wrapper (compare: %s):\n", mode_fb);
-	printf("   failback (call to Completed)    %7.2f s  = %.2f x read+hash\n", t_fb,
-	       t_fb / t_hash);
-	printf("   bytes read from the disk        %llu  = %.2f x the disk\n", read_fb,
-	       (double)read_fb / (double)size);
-	printf("   bytes on the wire               %llu\n", wire);
-	printf("B. the primary's disk changed too; failback to a point the replica never had:\n");
-	printf("   failback (call to Completed)    %7.2f s  = %.2f x read+hash\n", t_fb2,
-	       t_fb2 / t_hash);
-	printf("   bytes on the wire               %llu  (changed bytes %llu; budget changed x 1.02 "
-	       "+ 0.1%% of disk = %.0f)\n",
-	       wire2, (unsigned long long)(changed * 65536),
-	       (double)changed * 65536 * 1.02 + (double)size * 0.001);
-	if (ev.n > 0) {
-		qsort(ev.lat, ev.n, sizeof(ev.lat[0]), cmp_d);
-		printf("events during B: %zu received; latency p50 %.0f ms, p99 %.0f ms, max %.0f ms "
-		       "(ms clock)\n",
-		       ev.n, ev.lat[ev.n / 2], ev.lat[(ev.n * 99) / 100], ev.lat[ev.n - 1]);
-		if (ev.t_last > ev.t_first)
-			printf("while transferring: %zu events in %.2f s = %.1f events/s\n",
-			       ev.transferring, (double)(ev.t_last - ev.t_first) / 1000,
-			       (double)ev.transferring * 1000 / (double)(ev.t_last - ev.t_first));
+	if (json) {
+		const phase *all[] = {&hash, &bmf, &bm, &fs, &fb2, &rsy};
+
+		printf("{\"bench\":\"failback\",\"mib\":%llu,\"percent_changed\":%g,\"blocks_changed\":"
+		       "%llu,\"runs\":%d,\"cold\":%s,\"exact\":true,\"initial_replication_s\":%.3f,",
+		       (unsigned long long)mib, pct, (unsigned long long)changed, runs,
+		       cold ? "true" : "false", t_repl);
+		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+			if (all[i]->n > 0)
+				printf("\"%s_s\":{\"median\":%.3f,\"min\":%.3f,\"max\":%.3f},", all[i]->key,
+				       ph_med(all[i]), ph_min(all[i]), ph_max(all[i]));
+		printf("\"bitmap_bytes_read\":%llu,\"bitmap_full_verify_bytes_read\":%llu,"
+		       "\"bitmap_bytes_on_wire\":%llu,\"full_scan_bytes_read\":%llu,"
+		       "\"full_scan_bytes_on_wire\":%llu,\"primary_changed_bytes_on_wire\":%llu}\n",
+		       read_bm, read_bmf, wire_bm, read_fb, wire, wire2);
+	} else {
+		printf("failback_bench: %llu MiB mixed image (%llu blocks), %llu blocks (%.1f%%) "
+		       "changed, mTLS on loopback, %ld cores, page cache %s before each timed phase; "
+		       "median [min-max] of %d run(s); every failback checked byte for byte\n",
+		       (unsigned long long)mib, (unsigned long long)nblocks,
+		       (unsigned long long)changed, pct, sysconf(_SC_NPROCESSORS_ONLN),
+		       cold ? "dropped" : "WARM (not root)", runs);
+		printf("initial replication (full resync)  %7.2f s  %7.1f MiB/s of disk\n", t_repl,
+		       (double)mib / t_repl);
+		printf("read + hash the replica disk once  %s  %7.1f MiB/s\n", ph_str(&hash),
+		       (double)mib / ph_med(&hash));
+		printf("A. the recovery VM wrote through its qcow2 wrapper; failback to the point it "
+		       "came from (compare: %s):\n", mode_bm);
+		printf("   failback, full verification     %s  = %.3f x read+hash, %llu bytes read\n",
+		       ph_str(&bmf), ph_med(&bmf) / ph_med(&hash), read_bmf);
+		printf("   failback, fast verification     %s  = %.3f x read+hash\n", ph_str(&bm),
+		       ph_med(&bm) / ph_med(&hash));
+		printf("   bytes read from the disk        %llu  = %.2f x the changed bytes %llu\n",
+		       read_bm, (double)read_bm / (double)(changed * 65536),
+		       (unsigned long long)(changed * 65536));
+		printf("   bytes on the wire               %llu\n", wire_bm);
+		printf("A'. the same written around the wrapper (compare: %s):\n", mode_fb);
+		printf("   failback (call to Completed)    %s  = %.2f x read+hash\n", ph_str(&fs),
+		       ph_med(&fs) / ph_med(&hash));
+		printf("   bytes read from the disk        %llu  = %.2f x the disk\n", read_fb,
+		       (double)read_fb / (double)size);
+		printf("   bytes on the wire               %llu\n", wire);
+		if (rsy.n > 0) {
+			printf("   rsync --inplace --no-whole-file over ssh, same pair  %s\n", ph_str(&rsy));
+			printf("   ours / rsync: full scan %.3f, bitmap (fast verification) %.3f\n",
+			       ph_med(&fs) / ph_med(&rsy), ph_med(&bm) / ph_med(&rsy));
+		} else if (!smoke) {
+			printf("   (no rsync comparison: needs root, rsync and /usr/sbin/sshd)\n");
+		}
+		printf("B. the primary's disk changed too; failback to a point the replica never "
+		       "had:\n");
+		printf("   failback (call to Completed)    %s  = %.2f x read+hash\n", ph_str(&fb2),
+		       ph_med(&fb2) / ph_med(&hash));
+		printf("   bytes on the wire               %llu  (changed bytes %llu; budget changed x "
+		       "1.02 + 0.1%% of disk = %.0f)\n",
+		       wire2, (unsigned long long)(changed * 65536),
+		       (double)changed * 65536 * 1.02 + (double)size * 0.001);
+		if (ev.n > 0) {
+			qsort(ev.lat, ev.n, sizeof(ev.lat[0]), cmp_d);
+			printf("events during B: %zu received; latency p50 %.0f ms, p99 %.0f ms, max %.0f "
+			       "ms (ms clock)\n",
+			       ev.n, ev.lat[ev.n / 2], ev.lat[(ev.n * 99) / 100], ev.lat[ev.n - 1]);
+		}
+	}
+	if (rs.sshd > 0) {
+		kill(rs.sshd, SIGTERM);
+		waitpid(rs.sshd, NULL, 0);
 	}
 	fbt_agent_stop(&replica, SIGTERM, 5000);
 	fbt_agent_stop(&primary, SIGTERM, 5000);
