@@ -35,6 +35,12 @@
 #include <unistd.h>
 
 #include <pthread.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/transport/tls/tls.h>
 
 #include "failback/clock.h"
 #include "failback/disk.h"
@@ -320,6 +326,125 @@ rsync_run(const char *src, const char *dst)
 	return now_s() - t0;
 }
 
+/* The ceiling: n mutual-TLS NNG connections (tls+tcp, the agents' own
+ * engine and certificates) each asking for 64 KiB replies as fast as they
+ * come back, for secs seconds; MiB/s of replies, all connections together. */
+#define CEIL_MSG (64u << 10)
+
+static struct {
+	nng_socket    srv;
+	volatile int  stop;
+	uint8_t       payload[CEIL_MSG];
+	char          url[128];
+	uint64_t      bytes[8];
+} ceil_;
+
+static void *
+ceil_server(void *arg)
+{
+	nng_ctx  c;
+	nng_aio *aio;
+
+	(void)arg;
+	if (nng_ctx_open(&c, ceil_.srv) != 0 || nng_aio_alloc(&aio, NULL, NULL) != 0)
+		return NULL;
+	for (;;) {
+		nng_msg *r;
+
+		nng_ctx_recv(c, aio);
+		nng_aio_wait(aio);
+		if (nng_aio_result(aio) != 0)
+			break;
+		nng_msg_free(nng_aio_get_msg(aio));
+		if (nng_msg_alloc(&r, 0) != 0 || nng_msg_append(r, ceil_.payload, CEIL_MSG) != 0)
+			break;
+		nng_aio_set_msg(aio, r);
+		nng_ctx_send(c, aio);
+		nng_aio_wait(aio);
+		if (nng_aio_result(aio) != 0) {
+			nng_msg_free(r);
+			break;
+		}
+	}
+	nng_aio_free(aio);
+	nng_ctx_close(c);
+	return NULL;
+}
+
+static void *
+ceil_client(void *arg)
+{
+	size_t          k = (size_t)(uintptr_t)arg;
+	nng_socket      s;
+	nng_dialer      d;
+	nng_tls_config *tls;
+	fb_err          err;
+
+	if (fb_tls_config_client(&tls, fbt_pki_file("agents-ca.pem"), fbt_pki_file("primary.pem"),
+	                         fbt_pki_file("primary.key"), "replica.failback.test", 0,
+	                         &err) != 0 ||
+	    nng_req0_open(&s) != 0 || nng_dialer_create(&d, s, ceil_.url) != 0 ||
+	    nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, 1u << 20) != 0 ||
+	    nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls) != 0 || nng_dialer_start(d, 0) != 0)
+		return NULL;
+	nng_tls_config_free(tls);
+	while (!ceil_.stop) {
+		nng_msg *m;
+		uint64_t ask = 1;
+
+		if (nng_send(s, &ask, sizeof(ask), 0) != 0 || nng_recvmsg(s, &m, 0) != 0)
+			break;
+		ceil_.bytes[k] += nng_msg_len(m);
+		nng_msg_free(m);
+	}
+	nng_close(s);
+	return NULL;
+}
+
+static double
+ceiling(int n, double secs)
+{
+	pthread_t       srv[8], cli[8];
+	nng_listener    l;
+	nng_tls_config *tls;
+	const char     *cas[] = {fbt_pki_file("agents-ca.pem"), NULL};
+	fb_err          err;
+	int             port = 0;
+	double          t0, t;
+	uint64_t        total = 0;
+
+	for (size_t i = 0; i < sizeof(ceil_.payload); i++)
+		ceil_.payload[i] = (uint8_t)rand();
+	memset(ceil_.bytes, 0, sizeof(ceil_.bytes));
+	ceil_.stop = 0;
+	if (fb_tls_config_server(&tls, cas, fbt_pki_file("replica.pem"), fbt_pki_file("replica.key"),
+	                         0, &err) != 0 ||
+	    nng_rep0_open(&ceil_.srv) != 0 ||
+	    nng_listener_create(&l, ceil_.srv, "tls+tcp://127.0.0.1:0") != 0 ||
+	    nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tls) != 0 || nng_listener_start(l, 0) != 0 ||
+	    nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
+		return 0;
+	nng_tls_config_free(tls);
+	snprintf(ceil_.url, sizeof(ceil_.url), "tls+tcp://127.0.0.1:%d", port);
+	for (int i = 0; i < n; i++)
+		pthread_create(&srv[i], NULL, ceil_server, NULL);
+	t0 = now_s();
+	for (int i = 0; i < n; i++)
+		pthread_create(&cli[i], NULL, ceil_client, (void *)(uintptr_t)i);
+	while (now_s() - t0 < secs)
+		usleep(10000);
+	ceil_.stop = 1;
+	for (int i = 0; i < n; i++)
+		pthread_join(cli[i], NULL);
+	t = now_s() - t0;
+	nng_close(ceil_.srv); /* ends the server threads' receives */
+	for (int i = 0; i < n; i++)
+		pthread_join(srv[i], NULL);
+	for (int i = 0; i < n; i++)
+		total += ceil_.bytes[i];
+	return (double)total / t / (1 << 20);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -338,6 +463,8 @@ main(int argc, char **argv)
 	      fb2 = {"primary_changed", {0}, 0}, rsy = {"rsync", {0}, 0};
 	unsigned long long wire = 0, wire2 = 0, wire_bm = 0, read_fb = 0, read_bm = 0, read_bmf = 0;
 	char         job[40], mode_fb[16] = "?", mode_bm[16] = "?";
+	unsigned long long repl_wire = 0;
+	double       ceil_mib[3] = {0, 0, 0}, ceil_best;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
@@ -386,7 +513,11 @@ main(int argc, char **argv)
 	drop();
 	t0 = now_s();
 	must(R("replicate", "bench", "--wait"), "replicate");
-	t_repl = now_s() - t0;
+	t_repl    = now_s() - t0;
+	repl_wire = wire_bytes();
+	if (!smoke)
+		for (int i = 0; i < 3; i++)
+			ceil_mib[i] = ceiling(1 << i, 3.0);
 	must(R("failover", "bench", "--wait"), "failover");
 	must(R("failover-commit", "bench", "--wait"), "commit");
 	must(R("vm", "show", "bench"), "vm show");
@@ -476,13 +607,17 @@ main(int argc, char **argv)
 		pthread_join(t, NULL);
 	}
 
+	ceil_best = ceil_mib[0] > ceil_mib[1] ? ceil_mib[0] : ceil_mib[1];
+	ceil_best = ceil_best > ceil_mib[2] ? ceil_best : ceil_mib[2];
 	if (json) {
 		const phase *all[] = {&hash, &bmf, &bm, &fs, &fb2, &rsy};
 
 		printf("{\"bench\":\"failback\",\"mib\":%llu,\"percent_changed\":%g,\"blocks_changed\":"
-		       "%llu,\"runs\":%d,\"cold\":%s,\"exact\":true,\"initial_replication_s\":%.3f,",
+		       "%llu,\"runs\":%d,\"cold\":%s,\"exact\":true,\"initial_replication_s\":%.3f,"
+		       "\"initial_replication_wire_mib_s\":%.1f,\"ceiling_mib_s\":[%.1f,%.1f,%.1f],",
 		       (unsigned long long)mib, pct, (unsigned long long)changed, runs,
-		       cold ? "true" : "false", t_repl);
+		       cold ? "true" : "false", t_repl, (double)repl_wire / t_repl / (1 << 20),
+		       ceil_mib[0], ceil_mib[1], ceil_mib[2]);
 		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 			if (all[i]->n > 0)
 				printf("\"%s_s\":{\"median\":%.3f,\"min\":%.3f,\"max\":%.3f},", all[i]->key,
@@ -498,8 +633,14 @@ main(int argc, char **argv)
 		       (unsigned long long)mib, (unsigned long long)nblocks,
 		       (unsigned long long)changed, pct, sysconf(_SC_NPROCESSORS_ONLN),
 		       cold ? "dropped" : "WARM (not root)", runs);
-		printf("initial replication (full resync)  %7.2f s  %7.1f MiB/s of disk\n", t_repl,
-		       (double)mib / t_repl);
+		printf("initial replication (full resync)  %7.2f s  %7.1f MiB/s of disk, %.1f MiB/s "
+		       "on the wire\n",
+		       t_repl, (double)mib / t_repl, (double)repl_wire / t_repl / (1 << 20));
+		if (ceil_best > 0)
+			printf("ceiling: 64 KiB replies over 1 / 2 / 4 mTLS NNG connections  %.1f / %.1f "
+			       "/ %.1f MiB/s; the resync's wire rate is %.0f%% of the best\n",
+			       ceil_mib[0], ceil_mib[1], ceil_mib[2],
+			       100.0 * (double)repl_wire / t_repl / (1 << 20) / ceil_best);
 		printf("read + hash the replica disk once  %s  %7.1f MiB/s\n", ph_str(&hash),
 		       (double)mib / ph_med(&hash));
 		printf("A. the recovery VM wrote through its qcow2 wrapper; failback to the point it "
