@@ -19,9 +19,9 @@
  * own sshd on a loopback port, a throwaway key) syncs the same image pair
  * as the full-scan failback, cold too, and our time / rsync's is printed.
  *
- * usage: failback_bench [--runs N] [--json] [--smoke] [MiB] [percent changed]
+ * usage: failback_bench [--runs N] [--json] [--smoke] [--ceiling] [MiB] [percent changed]
  *        (defaults 3 runs, 1024 MiB, 1%; --smoke: 1 run, correctness only,
- *        for ctest's bench-smoke)
+ *        for ctest's bench-smoke; --ceiling: only the transport's ceiling)
  * Not a test of speed: it asserts nothing about time.
  */
 #include <netinet/in.h>
@@ -450,7 +450,7 @@ main(int argc, char **argv)
 {
 	uint64_t     mib = 1024;
 	double       pct = 1.0;
-	int          runs = 3, json = 0, smoke = 0, npos = 0;
+	int          runs = 3, json = 0, smoke = 0, npos = 0, ceiling_only = 0;
 	uint64_t     size, nblocks, changed;
 	char         img[600], peer[200], disk[700], p1[40], want_p1[65], want[65], copy[700];
 	const char  *rextra[] = {peer, "--peer-name=primary.failback.test", "--change-tracking=qcow2",
@@ -471,11 +471,13 @@ main(int argc, char **argv)
 			json = 1;
 		else if (strcmp(argv[i], "--smoke") == 0)
 			smoke = 1;
+		else if (strcmp(argv[i], "--ceiling") == 0)
+			ceiling_only = 1;
 		else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
 			runs = atoi(argv[++i]);
 		else if (argv[i][0] == '-' || npos >= 2) {
-			fprintf(stderr, "usage: failback_bench [--runs N] [--json] [--smoke] [MiB] "
-			                "[percent changed]\n");
+			fprintf(stderr, "usage: failback_bench [--runs N] [--json] [--smoke] [--ceiling] "
+			                "[MiB] [percent changed]\n");
 			return 2;
 		} else if (npos++ == 0)
 			mib = strtoull(argv[i], NULL, 10);
@@ -497,7 +499,17 @@ main(int argc, char **argv)
 	if (changed == 0)
 		changed = 1;
 
-	if (fbt_setup() != 0 || fbt_agent_start(&primary, "primary", "primary", NULL) != 0)
+	if (fbt_setup() != 0)
+		return 1;
+	if (ceiling_only) {
+		for (int r = 0; r < runs; r++)
+			printf("ceiling: 64 KiB replies over 1 / 2 / 4 mTLS NNG connections  %.1f / %.1f / "
+			       "%.1f MiB/s\n",
+			       ceiling(1, 3.0), ceiling(2, 3.0), ceiling(4, 3.0));
+		fbt_teardown();
+		return 0;
+	}
+	if (fbt_agent_start(&primary, "primary", "primary", NULL) != 0)
 		return 1;
 	snprintf(peer, sizeof(peer), "--peer-url=%s", primary.resync);
 	if (fbt_agent_start(&replica, "replica", "replica", rextra) != 0)
