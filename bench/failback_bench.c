@@ -24,6 +24,7 @@
  *        for ctest's bench-smoke; --ceiling: only the transport's ceiling)
  * Not a test of speed: it asserts nothing about time.
  */
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -286,8 +287,12 @@ rsync_start(void)
 	if (sh(cmd) != 0)
 		return;
 	if ((rs.sshd = fork()) == 0) {
-		char hk[700], ak[700], pt[16];
+		char hk[700], ak[700], pt[16], log[700];
+		int  lfd;
 
+		snprintf(log, sizeof(log), "%s/sshd.log", dir);
+		if ((lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0)
+			dup2(lfd, STDERR_FILENO);
 		snprintf(hk, sizeof(hk), "HostKey=%s/host", dir);
 		snprintf(ak, sizeof(ak), "AuthorizedKeysFile=%s/authorized_keys", dir);
 		snprintf(pt, sizeof(pt), "%d", port);
