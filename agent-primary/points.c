@@ -155,13 +155,18 @@ pj_progress(void *arg, uint64_t done, uint64_t total)
 	if (emit)
 		pj_publish(j);
 	/* Held at --max-scan-rate, in naps short enough that a cancel is seen
-	 * at once. */
-	for (uint64_t wait; !cancel && (wait = fb_throttle_wait_ms(&j->thr, fb_clock_mono_ms(),
-	                                                           done)) > 0;) {
-		usleep((useconds_t)(wait > 100 ? 100000 : wait * 1000));
+	 * at once. The throttle is part of the job, which GetPointJob copies
+	 * under the same lock. */
+	for (;;) {
+		uint64_t wait;
+
 		pthread_mutex_lock(&jobs_mtx);
 		cancel = j->cancel;
+		wait   = cancel ? 0 : fb_throttle_wait_ms(&j->thr, fb_clock_mono_ms(), done);
 		pthread_mutex_unlock(&jobs_mtx);
+		if (wait == 0)
+			break;
+		usleep((useconds_t)(wait > 100 ? 100000 : wait * 1000));
 	}
 	return cancel;
 }

@@ -9,9 +9,12 @@
  *   pid PID
  *   counter N
  *   state held|released
+ *   check HEX
  *
  * written whole with one pwrite and made durable with fdatasync (a record
- * smaller than a sector is not torn). Time is measured only by the reader
+ * smaller than a sector is not torn on disk). A read that overlaps a write
+ * can still see half of each in the page cache: check (FNV-1a of the lines
+ * above it) tells, and such a read is simply made again. Time is measured only by the reader
  * that watches (CLOCK_BOOTTIME, which runs on while a host sleeps), never
  * compared across hosts.
  */
@@ -91,18 +94,30 @@ lease_raw(int fd, char *buf)
 	return n;
 }
 
-/* 0 parsed, -1 not a lease record. */
+static uint64_t
+lease_fnv(const char *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+	return h;
+}
+
+/* 0 parsed, -1 not a (whole) lease record. */
 static int
 lease_parse(const char *buf, lease_rec *r)
 {
 	char               state[16];
-	unsigned long long c;
+	unsigned long long c, check = 0;
 	int                used = 0;
 
 	memset(r, 0, sizeof(*r));
 	if (sscanf(buf, "failback-lease 1\nnode %64s\npid %ld\ncounter %llu\nstate %15s\n%n", r->node,
 	           &r->pid, &c, state, &used) != 4 ||
-	    used == 0 || !fb_lease_node_ok(r->node))
+	    used == 0 || !fb_lease_node_ok(r->node) ||
+	    sscanf(buf + used, "check %16llx\n", &check) != 1 ||
+	    check != lease_fnv(buf, (size_t)used))
 		return -1;
 	r->counter = c;
 	r->held    = strcmp(state, "held") == 0;
@@ -119,6 +134,9 @@ lease_write(int fd, const char *dir, const char *node, long pid, uint64_t counte
 	memset(buf, 0, sizeof(buf));
 	n = snprintf(buf, sizeof(buf), "failback-lease 1\nnode %s\npid %ld\ncounter %llu\nstate %s\n",
 	             node, pid, (unsigned long long)counter, held ? "held" : "released");
+	if (n > 0 && (size_t)n < sizeof(buf))
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "check %016llx\n",
+		              (unsigned long long)lease_fnv(buf, (size_t)n));
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "lease record too long");
 	if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd) != 0)
@@ -131,6 +149,29 @@ lease_open(const char *dir, int flags, char *path, size_t len)
 {
 	snprintf(path, len, "%s/agent.lease", dir);
 	return open(path, flags | O_CLOEXEC | O_NOFOLLOW, 0600);
+}
+
+/* Reads and parses the record, again when a read saw half of a write:
+ * 0 parsed, 1 empty file, -1 no whole record after a few reads, -2 read
+ * error. */
+static int
+lease_get(int fd, char *raw, lease_rec *r)
+{
+	int rc = -1;
+
+	for (int i = 0; i < 20; i++) {
+		ssize_t n = lease_raw(fd, raw);
+
+		if (n < 0)
+			return -2;
+		if (n == 0)
+			return 1;
+		if ((rc = lease_parse(raw, r)) == 0)
+			return 0;
+		sleep_ms(5);
+	}
+	memset(r, 0, sizeof(*r));
+	return rc;
 }
 
 /* Watches a record held by another node for timeout_ms: 1 when it did not
@@ -182,11 +223,10 @@ fb_lease_acquire(const char *dir, const char *node, unsigned timeout_s, fb_lease
 		rv = fb_err_errno(err, errno, path);
 		goto fail;
 	}
-	if (lease_raw(l->fd, raw) < 0) {
+	if ((parsed = lease_get(l->fd, raw, &rec)) == -2) {
 		rv = fb_err_errno(err, errno, path);
 		goto fail;
 	}
-	parsed = raw[0] == '\0' ? 1 : lease_parse(raw, &rec) == 0 ? 0 : -1;
 	/* Another node's agent held it, or something unreadable is there:
 	 * whoever it is must show it is alive within one timeout. */
 	while (parsed < 0 || (parsed == 0 && rec.held && strcmp(rec.node, node) != 0)) {
@@ -196,7 +236,7 @@ fb_lease_acquire(const char *dir, const char *node, unsigned timeout_s, fb_lease
 			rv = fb_err_errno(err, errno, path);
 			goto fail;
 		}
-		if (moved == 0 && lease_parse(now, &rec) == 0 && !rec.held) {
+		if (moved == 0 && lease_get(l->fd, now, &rec) == 0 && !rec.held) {
 			snprintf(raw, sizeof(raw), "%s", now);
 			parsed = 0; /* released meanwhile: take it as below */
 			break;
@@ -232,8 +272,8 @@ fb_lease_acquire(const char *dir, const char *node, unsigned timeout_s, fb_lease
 		/* An agent that was frozen reads this record at its next renewal and
 		 * stops; one that started at the same time wrote after us or before. */
 		sleep_ms(l->timeout_ms / 4 + 500);
-		if (lease_raw(l->fd, now) < 0 || lease_parse(now, &rec) != 0 ||
-		    strcmp(rec.node, node) != 0 || rec.pid != l->pid || rec.counter != l->counter) {
+		if (lease_get(l->fd, now, &rec) != 0 || strcmp(rec.node, node) != 0 ||
+		    rec.pid != l->pid || rec.counter != l->counter) {
 			rv = fb_err_set(err, FB_RV_SYSTEM_IN_USE,
 			                "%s: the agent on node %s (pid %ld) took the lease at the same "
 			                "time",
@@ -260,10 +300,12 @@ fb_lease_renew(fb_lease *l, fb_err *err)
 	uint64_t  since = boot_ms() - l->renewed_ms;
 	uint32_t  rv;
 
-	if (lease_raw(l->fd, raw) < 0)
+	int       got = lease_get(l->fd, raw, &rec);
+
+	if (got == -2)
 		return fb_err_errno(err, errno, l->dir);
-	if (lease_parse(raw, &rec) != 0 || !rec.held || strcmp(rec.node, l->node) != 0 ||
-	    rec.pid != l->pid || rec.counter != l->counter)
+	if (got != 0 || !rec.held || strcmp(rec.node, l->node) != 0 || rec.pid != l->pid ||
+	    rec.counter != l->counter)
 		return fb_err_set(err, FB_RV_SYSTEM_IN_USE,
 		                  "%s: the lease is now held by the agent on node %s (pid %ld)", l->dir,
 		                  rec.node[0] ? rec.node : "?", rec.pid);
@@ -368,12 +410,11 @@ fb_lease_check(const char *dir, const char *node, pid_t pid, fb_err *err)
 
 	if (fd < 0)
 		return fb_err_errno(err, errno, path);
-	n = lease_raw(fd, raw);
+	n = lease_get(fd, raw, &rec);
 	close(fd);
-	if (n < 0)
+	if (n == -2)
 		return fb_err_errno(err, errno, path);
-	if (lease_parse(raw, &rec) != 0 || !rec.held || strcmp(rec.node, node) != 0 ||
-	    rec.pid != (long)pid)
+	if (n != 0 || !rec.held || strcmp(rec.node, node) != 0 || rec.pid != (long)pid)
 		return fb_err_set(err, FB_RV_SYSTEM_IN_USE,
 		                  "%s: the lease is held by the agent on node %s (pid %ld), not by "
 		                  "this one",
