@@ -561,8 +561,7 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 	struct tree_ref                    ref;
 	fb_hash                            want[MAX_READ];
 	uint64_t                           nleaves;
-	uint8_t                           *blk;
-	ZSTD_CCtx                         *cctx = NULL;
+	uint8_t                           *blk, *z = NULL;
 	fb_err                             err  = {0};
 	uint32_t                           rv   = FB_RV_OK;
 
@@ -587,13 +586,13 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 	tree_put(&ref);
 
 	rsp->blocks = fb_rpc_alloc(call, req->n_blocks * sizeof(*rsp->blocks));
-	if (rsp->blocks == NULL || (blk = fb_rpc_alloc(call, FB_BLOCK_SIZE)) == NULL)
+	if (rsp->blocks == NULL || (blk = fb_rpc_alloc(call, FB_BLOCK_SIZE)) == NULL ||
+	    (req->compress && (z = fb_rpc_alloc(call, ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE))) == NULL))
 		return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if (req->compress)
-		cctx = ZSTD_createCCtx();
 	for (size_t i = 0; i < req->n_blocks && rv == FB_RV_OK; i++) {
 		Failback__BlockData *b = fb_rpc_alloc(call, sizeof(*b));
 		uint8_t             *data;
+		uint32_t             zlen = 0;
 
 		if (b == NULL) {
 			rv = fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
@@ -607,7 +606,11 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 			b->zero = 1;
 			continue;
 		}
-		if (fb_store_get(p->store, &want[i], blk, &err) != FB_RV_OK) {
+		/* The store keeps a block zstd-compressed (level 1) when that saves
+		 * an eighth, the rule a compressed reply follows: its frame goes out
+		 * as it is, and a block stored raw did not compress. */
+		if (fb_store_get_packed(p->store, &want[i], blk, z, z != NULL ? &zlen : NULL, &err) !=
+		    FB_RV_OK) {
 			fb_log_error("FB4010", "serving %s/%s block %llu: %s",
 			             req->recovery_point_identifier, req->disk,
 			             (unsigned long long)req->blocks[i], err.msg);
@@ -618,27 +621,15 @@ read_blocks(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCM
 			                 req->recovery_point_identifier);
 			break;
 		}
-		if (cctx != NULL) {
-			uint8_t *z = fb_rpc_alloc(call, ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE));
-			size_t   c = z ? ZSTD_compressCCtx(cctx, z, ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE),
-			                                   blk, FB_BLOCK_SIZE, 1)
-			               : 0;
-			if (z != NULL && !ZSTD_isError(c) && c < FB_BLOCK_SIZE - FB_BLOCK_SIZE / 8) {
-				b->compressed = 1;
-				b->data.data  = z;
-				b->data.len   = c;
-				continue;
-			}
-		}
-		if ((data = fb_rpc_alloc(call, FB_BLOCK_SIZE)) == NULL) {
+		if ((data = fb_rpc_alloc(call, zlen > 0 ? zlen : FB_BLOCK_SIZE)) == NULL) {
 			rv = fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory");
 			break;
 		}
-		memcpy(data, blk, FB_BLOCK_SIZE);
-		b->data.data = data;
-		b->data.len  = FB_BLOCK_SIZE;
+		memcpy(data, zlen > 0 ? z : blk, zlen > 0 ? zlen : FB_BLOCK_SIZE);
+		b->compressed = zlen > 0;
+		b->data.data  = data;
+		b->data.len   = zlen > 0 ? zlen : FB_BLOCK_SIZE;
 	}
-	ZSTD_freeCCtx(cctx);
 	return rv;
 }
 

@@ -325,23 +325,24 @@ checkpoint(struct flow *fl, size_t k, fb_err *err)
 }
 
 static uint32_t
-apply_batch(void *arg, const fetch_item *it, size_t n, uint8_t *data, const uint8_t *got,
-            fb_err *err)
+apply_batch(void *arg, const fetch_batch *b, fb_err *err)
 {
-	struct flow *fl = arg;
-	worker      *w  = fl->w;
+	struct flow      *fl = arg;
+	worker           *w  = fl->w;
+	const fetch_item *it = b->items;
+	size_t            n  = b->n;
 	uint64_t     blocks[FB_WIRE_BATCH];
 	uint8_t      zero[FB_WIRE_BATCH];
 	uint32_t     rv;
 
-	if ((rv = fetch_fill_local(w->store, it, n, data, got, err)) != FB_RV_OK)
+	if ((rv = fetch_fill_local(w->store, b, err)) != FB_RV_OK)
 		return rv;
 	for (size_t i = 0; i < n; i++) {
 		blocks[i] = it[i].block;
 		zero[i]   = memcmp(&it[i].h, fb_hash_zero(), sizeof(fb_hash)) == 0;
 	}
 	worker_lease_check(w);
-	if ((rv = fb_apply_blocks(fl->ap, (uint32_t)fl->vmdisk[it[0].disk], blocks, zero, data, n,
+	if ((rv = fb_apply_blocks(fl->ap, (uint32_t)fl->vmdisk[it[0].disk], blocks, zero, b->data, n,
 	                          err)) != FB_RV_OK)
 		return rv;
 	fl->unsaved += n;
@@ -758,14 +759,10 @@ struct sample {
 };
 
 static uint32_t
-sample_batch(void *arg, const fetch_item *it, size_t n, uint8_t *data, const uint8_t *got,
-             fb_err *err)
+sample_batch(void *arg, const fetch_batch *b, fb_err *err)
 {
-	(void)it;
-	(void)data;
-	(void)got;
 	(void)err;
-	((struct sample *)arg)->bytes += n * FB_BLOCK_SIZE;
+	((struct sample *)arg)->bytes += b->n * FB_BLOCK_SIZE;
 	return FB_RV_OK;
 }
 

@@ -31,7 +31,9 @@ enum slot_state { SLOT_FREE, SLOT_FETCHING, SLOT_READY };
 struct slot {
 	enum slot_state state;
 	size_t          batch;
-	uint8_t        *data; /* BATCH blocks */
+	uint8_t        *data;   /* BATCH blocks */
+	uint8_t        *packed; /* their frames as they came, when compressed */
+	uint32_t        poff[BATCH], plen[BATCH];
 	uint8_t         got[BATCH];
 };
 
@@ -55,7 +57,7 @@ batch_len(const struct ring *p, size_t b)
 
 /* Fetches the items of batch b that must come over the wire. */
 static uint32_t
-fetch_batch(struct ring *p, int ci, ZSTD_DCtx *dctx, size_t b, struct slot *s, fb_err *err)
+pull_batch(struct ring *p, int ci, ZSTD_DCtx *dctx, size_t b, struct slot *s, fb_err *err)
 {
 	const fetch_spec             *f   = p->f;
 	const fetch_item             *it  = p->items + b * BATCH;
@@ -67,6 +69,7 @@ fetch_batch(struct ring *p, int ci, ZSTD_DCtx *dctx, size_t b, struct slot *s, f
 	uint32_t                      rv;
 
 	memset(s->got, 0, sizeof(s->got));
+	memset(s->plen, 0, sizeof(s->plen));
 	for (size_t i = 0; i < len; i++) {
 		int present = 0;
 
@@ -108,7 +111,7 @@ fetch_batch(struct ring *p, int ci, ZSTD_DCtx *dctx, size_t b, struct slot *s, f
 		                rsp->n_blocks, nr);
 		goto out;
 	}
-	for (size_t k = 0; k < nr; k++) {
+	for (size_t k = 0, used = 0; k < nr; k++) {
 		const Failback__BlockData *bd  = rsp->blocks[k];
 		uint8_t                   *dst = s->data + map[k] * FB_BLOCK_SIZE;
 
@@ -122,6 +125,14 @@ fetch_batch(struct ring *p, int ci, ZSTD_DCtx *dctx, size_t b, struct slot *s, f
 			goto out;
 		}
 		s->got[map[k]] = 1;
+		/* Kept for a store that takes frames as they are; a frame that
+		 * saves nothing would not fit the batch's room, and is not kept. */
+		if (bd->compressed && bd->data.len < FB_BLOCK_SIZE && s->packed != NULL) {
+			memcpy(s->packed + used, bd->data.data, bd->data.len);
+			s->poff[map[k]] = (uint32_t)used;
+			s->plen[map[k]] = (uint32_t)bd->data.len;
+			used += bd->data.len;
+		}
 	}
 out:
 	failback__read_blocks_response__free_unpacked(rsp, NULL);
@@ -169,7 +180,7 @@ fetcher(void *arg)
 		s->state = SLOT_FETCHING;
 		s->batch = b;
 		pthread_mutex_unlock(&p->mtx);
-		rv = fetch_batch(p, ci, dctx, b, s, &err);
+		rv = pull_batch(p, ci, dctx, b, s, &err);
 		pthread_mutex_lock(&p->mtx);
 		p->activity = fb_clock_mono_ms();
 		if (rv != FB_RV_OK && !p->fatal) {
@@ -188,6 +199,7 @@ fetch_consume(struct ring *p, fetch_consume_fn consume, void *arg, fb_err *err)
 {
 	for (size_t b = 0; b < p->nbatches; b++) {
 		struct slot *s = &p->slots[b % RING];
+		fetch_batch  fb;
 		uint32_t     rv;
 
 		pthread_mutex_lock(&p->mtx);
@@ -208,7 +220,9 @@ fetch_consume(struct ring *p, fetch_consume_fn consume, void *arg, fb_err *err)
 			return rv;
 		}
 		pthread_mutex_unlock(&p->mtx);
-		rv = consume(arg, p->items + b * BATCH, batch_len(p, b), s->data, s->got, err);
+		fb = (fetch_batch){p->items + b * BATCH, batch_len(p, b), s->data, s->got,
+		                   s->packed, s->poff, s->plen};
+		rv = consume(arg, &fb, err);
 		pthread_mutex_lock(&p->mtx);
 		if (rv != FB_RV_OK && !p->fatal) {
 			p->fatal = rv; /* stops the fetchers */
@@ -242,7 +256,8 @@ fetch_run(const fetch_spec *f, const fetch_item *items, size_t n, fetch_consume_
 	pthread_mutex_init(&p.mtx, NULL);
 	fb_clock_cond_init(&p.cv);
 	for (int i = 0; i < RING && rv == FB_RV_OK; i++)
-		if ((p.slots[i].data = malloc((size_t)BATCH * FB_BLOCK_SIZE)) == NULL)
+		if ((p.slots[i].data = malloc((size_t)BATCH * FB_BLOCK_SIZE)) == NULL ||
+		    (f->compress && (p.slots[i].packed = malloc((size_t)BATCH * FB_BLOCK_SIZE)) == NULL))
 			rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for transfer buffers");
 	while (rv == FB_RV_OK && nt < FB_WORKER_FETCHERS) {
 		fa[nt] = (struct fetcher_arg){&p, nt};
@@ -261,18 +276,23 @@ fetch_run(const fetch_spec *f, const fetch_item *items, size_t n, fetch_consume_
 	}
 	for (int i = 0; i < nt; i++)
 		pthread_join(t[i], NULL);
-	for (int i = 0; i < RING; i++)
+	for (int i = 0; i < RING; i++) {
 		free(p.slots[i].data);
+		free(p.slots[i].packed);
+	}
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mtx);
 	return rv;
 }
 
 uint32_t
-fetch_fill_local(fb_store *store, const fetch_item *it, size_t n, uint8_t *data,
-                 const uint8_t *got, fb_err *err)
+fetch_fill_local(fb_store *store, const fetch_batch *b, fb_err *err)
 {
-	for (size_t i = 0; i < n; i++) {
+	const fetch_item *it   = b->items;
+	uint8_t          *data = b->data;
+	const uint8_t    *got  = b->got;
+
+	for (size_t i = 0; i < b->n; i++) {
 		uint32_t rv;
 
 		if (got[i] || memcmp(&it[i].h, fb_hash_zero(), sizeof(fb_hash)) == 0)

@@ -45,20 +45,29 @@ remember_block(struct adopt *ad, const fb_hash *h, const fb_store_loc *loc, fb_e
 }
 
 static uint32_t
-store_batch(void *arg, const fetch_item *it, size_t n, uint8_t *data, const uint8_t *got,
-            fb_err *err)
+store_batch(void *arg, const fetch_batch *b, fb_err *err)
 {
-	struct adopt *ad = arg;
-	worker       *w  = ad->w;
-	uint32_t      rv;
+	struct adopt     *ad = arg;
+	worker           *w  = ad->w;
+	const fetch_item *it = b->items;
+	size_t            n  = b->n;
+	uint32_t          rv;
 
 	for (size_t i = 0; i < n; i++) {
-		fb_store_loc loc;
+		const uint8_t *data = b->data + i * FB_BLOCK_SIZE;
+		fb_store_loc   loc;
 
-		if (!got[i])
+		if (!b->got[i])
 			continue;
-		if ((rv = fb_store_append(w->store, &it[i].h, data + i * FB_BLOCK_SIZE, FB_BLOCK_SIZE,
-		                          &loc, err)) != FB_RV_OK) {
+		/* A compressed fetch brings each block in the form the primary's
+		 * store found for it: kept as it came, not compressed again. */
+		if (b->packed != NULL)
+			rv = fb_store_append_as(w->store, &it[i].h, data,
+			                        b->packed_len[i] > 0 ? b->packed + b->packed_off[i] : NULL,
+			                        b->packed_len[i], &loc, err);
+		else
+			rv = fb_store_append(w->store, &it[i].h, data, FB_BLOCK_SIZE, &loc, err);
+		if (rv != FB_RV_OK) {
 			char why[FB_ERR_MSG_MAX];
 
 			snprintf(why, sizeof(why), "%s", err->msg);

@@ -34,7 +34,7 @@
 #include "replica.h"
 #include "resync.pb-c.h"
 
-#define FB_WORKER_FETCHERS 3     /* connections pulling at once */
+#define FB_WORKER_FETCHERS 4     /* connections pulling at once */
 #define FB_WORKER_RETRIES  6     /* attempts at a connection or a call */
 #define FB_CALL_TIMEOUT_MS 20000 /* one call to the primary */
 #define FB_ADOPT_WAIT_MS   600000 /* AdoptPrimary: waiting out an earlier point job */
@@ -118,11 +118,23 @@ typedef struct fetch_item {
 	fb_hash  h;
 } fetch_item;
 
-/* Sees each batch in order: data holds n blocks; got[i] is 1 when block i's
- * data is there (from the wire or, with fill_local, the local store); the
- * others are zero blocks, or still to be filled. */
-typedef uint32_t (*fetch_consume_fn)(void *arg, const fetch_item *items, size_t n, uint8_t *data,
-                                     const uint8_t *got, fb_err *err);
+/* One batch, as consume sees it: data holds n blocks; got[i] is 1 when
+ * block i's data is there (from the wire or, with fill_local, the local
+ * store); the others are zero blocks, or still to be filled. When the
+ * fetch asked for compression, packed is not NULL and block i's zstd
+ * frame, as the primary sent it (decoded and verified into data), is the
+ * packed_len[i] bytes at packed + packed_off[i]; packed_len[i] 0 means the
+ * block came raw: it did not compress. */
+typedef struct fetch_batch {
+	const fetch_item *items;
+	size_t            n;
+	uint8_t          *data;
+	const uint8_t    *got;
+	const uint8_t    *packed;
+	const uint32_t   *packed_off, *packed_len;
+} fetch_batch;
+
+typedef uint32_t (*fetch_consume_fn)(void *arg, const fetch_batch *b, fb_err *err);
 
 typedef struct fetch_spec {
 	session           *s;
@@ -142,8 +154,7 @@ uint32_t fetch_run(const fetch_spec *f, const fetch_item *items, size_t n,
                    fetch_consume_fn consume, void *arg, fb_err *err);
 /* fetch_fill_local reads the blocks of a batch that did not come over the
  * wire from the store. */
-uint32_t fetch_fill_local(fb_store *store, const fetch_item *it, size_t n, uint8_t *data,
-                          const uint8_t *got, fb_err *err);
+uint32_t fetch_fill_local(fb_store *store, const fetch_batch *b, fb_err *err);
 
 /* --- worker.c --- */
 typedef struct worker {

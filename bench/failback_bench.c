@@ -152,6 +152,16 @@ job_read(const char *job, char *mode, size_t cap)
 	return p != NULL ? strtoull(p + 13, NULL, 10) : 0;
 }
 
+/* bytes_done of the job run_job last polled: the data it moved, zero
+ * blocks (sent as a flag) left out, counted before compression. */
+static unsigned long long
+job_done_bytes(void)
+{
+	const char *p = strstr(out, "\"bytes_done\":");
+
+	return p != NULL ? strtoull(p + 13, NULL, 10) : 0;
+}
+
 /* The recovery VM writes n random blocks through its wrapper (qemu-io). */
 static void
 vm_writes(const char *disk, uint64_t n, uint64_t nblocks, unsigned seed)
@@ -490,7 +500,7 @@ main(int argc, char **argv)
 	      fb2 = {"primary_changed", {0}, 0}, rsy = {"rsync", {0}, 0};
 	unsigned long long wire = 0, wire2 = 0, wire_bm = 0, read_fb = 0, read_bm = 0, read_bmf = 0;
 	char         job[40], mode_fb[16] = "?", mode_bm[16] = "?";
-	unsigned long long repl_wire = 0;
+	unsigned long long repl_wire = 0, repl_data = 0;
 	double       ceil_mib[3] = {0, 0, 0}, ceil_best;
 
 	for (int i = 1; i < argc; i++) {
@@ -553,6 +563,7 @@ main(int argc, char **argv)
 	t0 = now_s();
 	run_job(R("replicate", "bench"), "replicate");
 	t_repl    = now_s() - t0;
+	repl_data = job_done_bytes();
 	repl_wire = wire_bytes();
 	if (!smoke)
 		for (int i = 0; i < 3; i++)
@@ -653,9 +664,11 @@ main(int argc, char **argv)
 
 		printf("{\"bench\":\"failback\",\"mib\":%llu,\"percent_changed\":%g,\"blocks_changed\":"
 		       "%llu,\"runs\":%d,\"cold\":%s,\"exact\":true,\"initial_replication_s\":%.3f,"
+		       "\"initial_replication_data_mib_s\":%.1f,"
 		       "\"initial_replication_wire_mib_s\":%.1f,\"ceiling_mib_s\":[%.1f,%.1f,%.1f],",
 		       (unsigned long long)mib, pct, (unsigned long long)changed, runs,
-		       cold ? "true" : "false", t_repl, (double)repl_wire / t_repl / (1 << 20),
+		       cold ? "true" : "false", t_repl, (double)repl_data / t_repl / (1 << 20),
+		       (double)repl_wire / t_repl / (1 << 20),
 		       ceil_mib[0], ceil_mib[1], ceil_mib[2]);
 		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 			if (all[i]->n > 0)
@@ -672,13 +685,17 @@ main(int argc, char **argv)
 		       (unsigned long long)mib, (unsigned long long)nblocks,
 		       (unsigned long long)changed, pct, sysconf(_SC_NPROCESSORS_ONLN),
 		       cold ? "dropped" : "WARM (not root)", runs);
-		printf("initial replication (full resync)  %7.2f s  %7.1f MiB/s of disk, %.1f MiB/s "
-		       "on the wire\n",
-		       t_repl, (double)mib / t_repl, (double)repl_wire / t_repl / (1 << 20));
+		printf("initial replication (full resync)  %7.2f s  %7.1f MiB/s of disk, %.1f MiB/s of "
+		       "data moved (%.0f MiB of non-zero blocks, before compression), %.1f MiB/s on "
+		       "the wire\n",
+		       t_repl, (double)mib / t_repl, (double)repl_data / t_repl / (1 << 20),
+		       (double)repl_data / (1 << 20), (double)repl_wire / t_repl / (1 << 20));
 		if (ceil_best > 0)
 			printf("ceiling: 64 KiB replies over 1 / 2 / 4 mTLS NNG connections  %.1f / %.1f "
-			       "/ %.1f MiB/s; the resync's wire rate is %.0f%% of the best\n",
+			       "/ %.1f MiB/s; the resync moved data at %.0f%% of the best, its wire rate "
+			       "is %.0f%%\n",
 			       ceil_mib[0], ceil_mib[1], ceil_mib[2],
+			       100.0 * (double)repl_data / t_repl / (1 << 20) / ceil_best,
 			       100.0 * (double)repl_wire / t_repl / (1 << 20) / ceil_best);
 		printf("read + hash the replica disk once  %s  %7.1f MiB/s\n", ph_str(&hash),
 		       (double)mib / ph_med(&hash));

@@ -275,31 +275,14 @@ store_scratch(void)
 	return sc;
 }
 
-uint32_t
-fb_store_append(fb_store *s, const fb_hash *h, const void *data, uint32_t len, fb_store_loc *loc,
-                fb_err *err)
+/* Writes the record built in sc->wrec (header filled here) at the end of
+ * the current pack. */
+static uint32_t
+store_write_record(fb_store *s, struct store_scratch *sc, const fb_hash *h, uint32_t stored,
+                   uint32_t len, uint32_t flags, fb_store_loc *loc, fb_err *err)
 {
-	struct store_scratch *sc = store_scratch();
-	size_t                     cap = HDR_LEN + ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE);
-	uint32_t                   stored = len, flags = 0, rv = FB_RV_OK;
+	uint32_t rv = FB_RV_OK;
 
-	if (len == 0 || len > FB_BLOCK_SIZE)
-		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "block of %u bytes", len);
-	if (sc == NULL)
-		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if (sc->wrec == NULL && (sc->wrec = malloc(cap)) == NULL)
-		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if (sc->cctx == NULL)
-		sc->cctx = ZSTD_createCCtx();
-	if (sc->cctx != NULL) {
-		size_t c = ZSTD_compressCCtx(sc->cctx, sc->wrec + HDR_LEN, cap - HDR_LEN, data, len, 1);
-		if (!ZSTD_isError(c) && c <= len - len / 8) {
-			stored = (uint32_t)c;
-			flags  = FB_STORE_ZSTD;
-		}
-	}
-	if (flags == 0)
-		memcpy(sc->wrec + HDR_LEN, data, len);
 	put32(sc->wrec, HDR_MAGIC);
 	put32(sc->wrec + 4, stored);
 	put32(sc->wrec + 8, len);
@@ -333,6 +316,68 @@ fb_store_append(fb_store *s, const fb_hash *h, const void *data, uint32_t len, f
 out:
 	pthread_mutex_unlock(&s->mtx);
 	return rv;
+}
+
+static struct store_scratch *
+store_scratch_w(fb_err *err)
+{
+	struct store_scratch *sc = store_scratch();
+
+	if (sc == NULL || (sc->wrec == NULL &&
+	                   (sc->wrec = malloc(HDR_LEN + ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE))) == NULL)) {
+		fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		return NULL;
+	}
+	return sc;
+}
+
+uint32_t
+fb_store_append(fb_store *s, const fb_hash *h, const void *data, uint32_t len, fb_store_loc *loc,
+                fb_err *err)
+{
+	struct store_scratch *sc;
+	size_t                cap = HDR_LEN + ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE);
+	uint32_t              stored = len, flags = 0;
+
+	if (len == 0 || len > FB_BLOCK_SIZE)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "block of %u bytes", len);
+	if ((sc = store_scratch_w(err)) == NULL)
+		return err->rv;
+	if (sc->cctx == NULL)
+		sc->cctx = ZSTD_createCCtx();
+	if (sc->cctx != NULL) {
+		size_t c = ZSTD_compressCCtx(sc->cctx, sc->wrec + HDR_LEN, cap - HDR_LEN, data, len, 1);
+		if (!ZSTD_isError(c) && c <= len - len / 8) {
+			stored = (uint32_t)c;
+			flags  = FB_STORE_ZSTD;
+		}
+	}
+	if (flags == 0)
+		memcpy(sc->wrec + HDR_LEN, data, len);
+	return store_write_record(s, sc, h, stored, len, flags, loc, err);
+}
+
+uint32_t
+fb_store_append_as(fb_store *s, const fb_hash *h, const void *data, const void *z, uint32_t zlen,
+                   fb_store_loc *loc, fb_err *err)
+{
+	struct store_scratch *sc;
+	unsigned long long    raw;
+
+	if (z == NULL)
+		zlen = 0;
+	if (zlen > ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "compressed block of %u bytes", zlen);
+	raw = zlen > 0 ? ZSTD_getFrameContentSize(z, zlen) : FB_BLOCK_SIZE;
+	/* One frame, all of z: what a read decodes is what raw says. */
+	if (raw == 0 || raw > FB_BLOCK_SIZE || /* also the two error values */
+	    (zlen > 0 && ZSTD_findFrameCompressedSize(z, zlen) != zlen))
+		return fb_store_append(s, h, data, FB_BLOCK_SIZE, loc, err);
+	if ((sc = store_scratch_w(err)) == NULL)
+		return err->rv;
+	memcpy(sc->wrec + HDR_LEN, zlen > 0 ? z : data, zlen > 0 ? zlen : FB_BLOCK_SIZE);
+	return store_write_record(s, sc, h, zlen > 0 ? zlen : FB_BLOCK_SIZE, (uint32_t)raw,
+	                          zlen > 0 ? FB_STORE_ZSTD : 0, loc, err);
 }
 
 static uint32_t
@@ -518,7 +563,8 @@ fb_store_forget(fb_store *s)
 }
 
 uint32_t
-fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err)
+fb_store_get_packed(fb_store *s, const fb_hash *h, void *buf, void *z, uint32_t *zlen,
+                    fb_err *err)
 {
 	struct store_scratch *sc = store_scratch();
 	fb_store_loc               loc;
@@ -528,6 +574,8 @@ fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err)
 	ssize_t                    n;
 	int                        fd;
 
+	if (zlen != NULL)
+		*zlen = 0;
 	if (memcmp(h, fb_hash_zero(), sizeof(*h)) == 0) {
 		memset(buf, 0, FB_BLOCK_SIZE);
 		return FB_RV_OK;
@@ -570,5 +618,15 @@ fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err)
 		return fb_err_set(err, FB_RV_FAILED,
 		                  "block %s fails verification: %s at offset %llu holds other data",
 		                  hex, path, (unsigned long long)loc.offset);
+	if (z != NULL && (loc.flags & FB_STORE_ZSTD)) {
+		memcpy(z, sc->rrec + HDR_LEN, loc.stored_len);
+		*zlen = loc.stored_len;
+	}
 	return FB_RV_OK;
+}
+
+uint32_t
+fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err)
+{
+	return fb_store_get_packed(s, h, buf, NULL, NULL, err);
 }

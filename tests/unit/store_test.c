@@ -1,7 +1,10 @@
 /*
  * store_test.c - the block store: what goes in comes out verified, a
  * corrupted byte is reported with its pack and offset, a crash's unindexed
- * tail is dropped at open, and freed blocks give their space back.
+ * tail is dropped at open, and freed blocks give their space back. A
+ * block's stored frame is handed out as it is, and a frame handed in is
+ * kept as it came (what a ReadBlocks reply carries without compressing
+ * again), unless it is not one frame of a known size.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zstd.h>
 
 #include "failback/store.h"
 
@@ -88,6 +92,80 @@ random_and_text_blocks_round_trip_verified(void **state)
 	assert_memory_equal(got, rnd, sizeof(rnd));
 	assert_int_equal(fb_store_get(st, &h2, got, &err), FB_RV_OK);
 	assert_memory_equal(got, txt, sizeof(txt));
+}
+
+/* Indexes a record appended by fb_store_append_as and reads it back. */
+static void
+index_and_check(const fb_hash *h, const fb_store_loc *loc, const uint8_t *want)
+{
+	static uint8_t got[FB_BLOCK_SIZE];
+	fb_err         err;
+	int            added;
+
+	assert_int_equal(fb_store_sync(st, &err), FB_RV_OK);
+	assert_int_equal(fb_db_begin(db, &err), FB_RV_OK);
+	assert_int_equal(fb_store_index_add(st, h, loc, 1, &added, &err), FB_RV_OK);
+	assert_int_equal(fb_db_commit(db, &err), FB_RV_OK);
+	assert_int_equal(fb_store_get(st, h, got, &err), FB_RV_OK);
+	assert_memory_equal(got, want, FB_BLOCK_SIZE);
+}
+
+static void
+frames_are_passed_on_as_they_are_stored(void **state)
+{
+	static uint8_t rnd[FB_BLOCK_SIZE], txt[FB_BLOCK_SIZE], got[FB_BLOCK_SIZE];
+	static uint8_t z[ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE)], two[2 * ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE)];
+	fb_hash        h;
+	fb_store_loc   l;
+	fb_err         err;
+	uint32_t       zlen = 7;
+	size_t         c, c2;
+
+	(void)state;
+	/* Out: a compressed record's frame decodes to the block; a raw one has none. */
+	for (size_t i = 0; i < sizeof(txt); i++)
+		txt[i] = "the frame goes out as it is "[i % 28];
+	put(txt, sizeof(txt), &h, &l);
+	assert_int_equal(fb_store_get_packed(st, &h, got, z, &zlen, &err), FB_RV_OK);
+	assert_memory_equal(got, txt, sizeof(txt));
+	assert_int_equal(zlen, l.stored_len);
+	assert_int_equal(ZSTD_decompress(got, sizeof(got), z, zlen), FB_BLOCK_SIZE);
+	assert_memory_equal(got, txt, sizeof(txt));
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		rnd[i] = (uint8_t)(rand() >> 7);
+	put(rnd, sizeof(rnd), &h, &l);
+	assert_int_equal(fb_store_get_packed(st, &h, got, z, &zlen, &err), FB_RV_OK);
+	assert_int_equal(zlen, 0);
+
+	/* In: a frame is kept byte for byte, raw data stays raw. */
+	txt[0] = 'T';
+	c = ZSTD_compress(z, sizeof(z), txt, sizeof(txt), 1);
+	assert_false(ZSTD_isError(c));
+	fb_hash_block(txt, sizeof(txt), FB_BLOCK_SIZE, &h);
+	assert_int_equal(fb_store_append_as(st, &h, txt, z, (uint32_t)c, &l, &err), FB_RV_OK);
+	assert_int_equal(l.flags, FB_STORE_ZSTD);
+	assert_int_equal(l.stored_len, c);
+	index_and_check(&h, &l, txt);
+	rnd[0] ^= 1;
+	fb_hash_block(rnd, sizeof(rnd), FB_BLOCK_SIZE, &h);
+	assert_int_equal(fb_store_append_as(st, &h, rnd, NULL, 0, &l, &err), FB_RV_OK);
+	assert_int_equal(l.flags, 0);
+	assert_int_equal(l.stored_len, FB_BLOCK_SIZE);
+	index_and_check(&h, &l, rnd);
+
+	/* Two frames that decode to the block together: the first one's size
+	 * would say less than what a read decodes, so the block is compressed
+	 * anew rather than kept. */
+	txt[0] = 'U';
+	c  = ZSTD_compress(two, sizeof(two), txt, FB_BLOCK_SIZE / 2, 1);
+	c2 = ZSTD_compress(two + c, sizeof(two) - c, txt + FB_BLOCK_SIZE / 2, FB_BLOCK_SIZE / 2, 1);
+	assert_false(ZSTD_isError(c) || ZSTD_isError(c2));
+	fb_hash_block(txt, sizeof(txt), FB_BLOCK_SIZE, &h);
+	assert_int_equal(fb_store_append_as(st, &h, txt, two, (uint32_t)(c + c2), &l, &err), FB_RV_OK);
+	assert_int_equal(l.flags, FB_STORE_ZSTD);
+	assert_int_equal(l.raw_len, FB_BLOCK_SIZE);
+	assert_true(l.stored_len != c + c2);
+	index_and_check(&h, &l, txt);
 }
 
 static void
@@ -231,6 +309,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(random_and_text_blocks_round_trip_verified),
+	    cmocka_unit_test(frames_are_passed_on_as_they_are_stored),
 	    cmocka_unit_test(short_block_reads_back_zero_padded),
 	    cmocka_unit_test(zero_hash_reads_zeros_without_a_lookup),
 	    cmocka_unit_test(flipped_byte_in_pack_is_reported_with_pack_and_offset),

@@ -59,6 +59,16 @@ void     fb_store_close(fb_store *s);
 uint32_t fb_store_append(fb_store *s, const fb_hash *h, const void *data, uint32_t len,
                          fb_store_loc *loc, fb_err *err);
 
+/* fb_store_append_as writes block h (FB_BLOCK_SIZE bytes at data) as it is
+ * given, never compressing: the zstd frame z of zlen bytes when z is not
+ * NULL (a frame the caller decoded and verified against h, as a
+ * ReadBlocks reply carries it), the raw data otherwise (the sender found
+ * it did not compress). A frame that does not state a content size of 1
+ * to FB_BLOCK_SIZE bytes is ignored and data compressed as by
+ * fb_store_append. Thread-safe. Not durable, not indexed. */
+uint32_t fb_store_append_as(fb_store *s, const fb_hash *h, const void *data, const void *z,
+                            uint32_t zlen, fb_store_loc *loc, fb_err *err);
+
 /* fb_store_sync makes every append so far durable. */
 uint32_t fb_store_sync(fb_store *s, fb_err *err);
 
@@ -88,6 +98,13 @@ void fb_store_forget(fb_store *s);
  * beyond the block's raw length is zero-filled), verifying its hash. The
  * zero hash yields zeros without a lookup. */
 uint32_t fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err);
+/* fb_store_get_packed is fb_store_get that also copies the record's zstd
+ * frame into z (room for ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE) bytes) and sets
+ * *zlen to its length when the block is stored compressed, 0 when it is
+ * stored raw (it did not compress): what a sender can pass on without
+ * compressing it again. */
+uint32_t fb_store_get_packed(fb_store *s, const fb_hash *h, void *buf, void *z, uint32_t *zlen,
+                             fb_err *err);
 
 /* fb_store_locate says where block h lives (File not found if nowhere). */
 uint32_t fb_store_locate(fb_store *s, const fb_hash *h, fb_store_loc *loc, fb_err *err);
