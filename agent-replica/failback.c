@@ -163,6 +163,38 @@ changed_blocks(struct flow *fl, size_t k, int vd, fb_disk_scan *scan, fb_err *er
 	return FB_RV_OK;
 }
 
+/*
+ * A failback makes each disk its recovery point's content and never
+ * changes a disk's size: a disk resized since (grown through its wrapper
+ * by the recovery VM's operator, say) is refused before anything is read
+ * or written, naming both sizes and the way back.
+ */
+static uint32_t
+sizes_match(struct flow *fl, fb_err *err)
+{
+	for (size_t k = 0; k < fl->target->n_disks; k++) {
+		const Failback__DiskManifest *dm = fl->target->disks[k];
+		int                           vd = vm_disk(fl->vm, dm->name);
+		struct stat                   st;
+		char                          wrapper[4200];
+
+		if (vd < 0 || !fb_rsd_includes(&fl->w->rsd, dm->name) ||
+		    stat(fl->vm->disks[vd].path, &st) != 0 || (uint64_t)st.st_size == dm->size_bytes)
+			continue; /* a missing disk is reported by its compare */
+		tracker_wrapper(fl->vm->disks[vd].path, wrapper, sizeof(wrapper));
+		return fb_err_set(err, FB_RV_INVALID_STATE,
+		                  "disk %s is %lld bytes on the replica but %llu in recovery point %s, "
+		                  "and a failback does not resize a disk: shrink it back first "
+		                  "(qemu-img resize --shrink -f %s '%s' %llu), or fail back to a point "
+		                  "of its new size",
+		                  dm->name, (long long)st.st_size, (unsigned long long)dm->size_bytes,
+		                  fl->target->id, access(wrapper, F_OK) == 0 ? "qcow2" : "raw",
+		                  access(wrapper, F_OK) == 0 ? wrapper : fl->vm->disks[vd].path,
+		                  (unsigned long long)dm->size_bytes);
+	}
+	return FB_RV_OK;
+}
+
 /* Compares one disk: its differing blocks go into dc. */
 static uint32_t
 compare_disk(struct flow *fl, size_t k, Failback__DiskCheckpoint *dc, uint64_t *base, fb_err *err)
@@ -250,6 +282,8 @@ compare(struct flow *fl, fb_err *err)
 	for (size_t i = 0; i < fl->vm->ndisks; i++)
 		w->pg.bytes_total += fl->vm->disks[i].size;
 	w->pg.bytes_done = 0;
+	if ((rv = sizes_match(fl, err)) != FB_RV_OK)
+		return rv;
 	progress_phase(&w->pg, "Comparing");
 	for (size_t k = 0; k < fl->target->n_disks; k++) {
 		Failback__DiskCheckpoint *dc = disk_checkpoint_new(fl->target->disks[k]->name);

@@ -266,6 +266,42 @@ writes_around_the_wrapper_are_caught(void **state)
 	same_as_p1();
 }
 
+/* The recovery VM's disk grown through its wrapper (qemu-img resize, as
+ * an operator would): a failback does not resize a disk, so the job is
+ * refused before it reads or writes anything, naming both sizes and the
+ * command that shrinks it back. Shrunk back, the disk fails back exactly,
+ * and its bitmap (resized with it by QEMU) still says what was written. */
+static void
+a_resized_disk_is_refused_until_shrunk_back(void **state)
+{
+	char job[40], script[2400], want[65], before[65], got[65];
+
+	(void)state;
+	vm_writes("-c 'write -P 0x91 8M 64k'");
+	snprintf(script, sizeof(script), "qemu-img resize -f qcow2 '%s' 40M", wrapper);
+	assert_int_equal(sh(script), 0);
+	vm_writes("-c 'write -P 0x92 36M 64k'");
+	assert_int_equal(fbt_file_sha256(disk, before), 0);
+	assert_int_not_equal(failback(job, NULL), 0);
+	assert_non_null(strstr(out, "is 41943040 bytes on the replica but 33554432 in recovery point"));
+	assert_non_null(strstr(out, "qemu-img resize --shrink -f qcow2"));
+	assert_int_equal(job_number(job, "bytes_read"), 0);
+	assert_int_equal(fbt_file_sha256(disk, got), 0);
+	assert_string_equal(got, before);
+
+	snprintf(script, sizeof(script), "qemu-img resize --shrink -f qcow2 '%s' 32M", wrapper);
+	assert_int_equal(sh(script), 0);
+	assert_int_equal(failback(job, NULL), 0);
+	assert_int_equal(fbt_file_sha256(img, want), 0);
+	assert_int_equal(fbt_file_sha256(disk, got), 0);
+	assert_string_equal(got, want);
+	vm_writes("-c 'write -P 0x93 10M 64k'");
+	assert_int_equal(failback(job, "--verify=fast"), 0);
+	assert_true(job_mode_is(job, "bitmap"));
+	assert_int_equal(fbt_file_sha256(disk, got), 0);
+	assert_string_equal(got, want);
+}
+
 /* The replica again on its data directory, with extra settings (or none). */
 static void
 restart_replica(const char *extra)
@@ -364,6 +400,7 @@ main(void)
 	    cmocka_unit_test(a_failback_reads_only_what_the_vm_wrote),
 	    cmocka_unit_test(a_writer_killed_with_the_image_open_means_a_full_scan),
 	    cmocka_unit_test(writes_around_the_wrapper_are_caught),
+	    cmocka_unit_test(a_resized_disk_is_refused_until_shrunk_back),
 	    cmocka_unit_test(a_cancelled_failback_restores_the_tracked_disk_exactly),
 	    cmocka_unit_test(tracking_off_leaves_no_wrapper),
 	};
