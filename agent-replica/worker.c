@@ -9,6 +9,7 @@
  * close with a message in flight; everything the agent needs is durable
  * before it is reported).
  */
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -95,6 +96,12 @@ worker_main(replica *r, const char *job_id)
 	w.job   = job_id;
 	w.pg.fd = STDOUT_FILENO;
 	signal(SIGPIPE, SIG_IGN);
+	/* The transfer buffers (a batch, a reply: up to a few MiB each) are
+	 * mapped and unmapped as they come and go. With glibc's default the
+	 * threshold rises after the first free, and each fetcher thread's
+	 * arena then keeps such buffers: the worker's RSS grew with the amount
+	 * moved rather than staying flat. */
+	(void)mallopt(M_MMAP_THRESHOLD, 256 << 10);
 	/* A worker never outlives its agent: a restarted agent starts its own.
 	 * An agent killed before the line below leaves no reader on the
 	 * report pipe, which poll() shows as an error: end here. */

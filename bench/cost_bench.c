@@ -223,7 +223,7 @@ primary_change(const char *name, const char *img, uint64_t mib, double pct, uint
 	uint64_t n = (uint64_t)((double)(mib << 4) * pct / 100.0);
 
 	n = n > 0 ? n : 1;
-	if (fbt_image_mutate(img, n, seed) != 0)
+	if (fbt_image_mutate(img, n, seed) < 0)
 		must(1, "changing the image");
 	must(P("primary-rp", "create", name), "another recovery point");
 	return (unsigned long long)n << 16;
