@@ -97,7 +97,7 @@ create_rp(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 		free(vm);
 		return rv;
 	}
-	rv = points_start(p, vm, (int)req->type, id, &err);
+	rv = points_start(p, vm, (int)req->type, req->full_scan, id, &err);
 	free(vm);
 	if (rv != FB_RV_OK)
 		return fb_pb_fail(call, &err);

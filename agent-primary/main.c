@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "failback/agent.h"
+#include "failback/log.h"
+#include "failback/tracker.h"
 #include "primary.h"
 #include "primary.pb-c.h"
 #include "relationship.pb-c.h"
@@ -23,6 +25,7 @@
 static primary the_primary;
 static char   *local_replica_name;
 static char   *max_scan_rate;
+static char   *change_tracking;
 
 static const fb_config_key primary_keys[] = {
     {"local_replica_name", &local_replica_name,
@@ -31,6 +34,10 @@ static const fb_config_key primary_keys[] = {
     {"max_scan_rate", &max_scan_rate,
      "MiB/s a recovery point may read from the VM's disks, so taking one leaves the VM "
      "its I/O (default 0: no cap)"},
+    {"change_tracking", &change_tracking,
+     "off (default) or qcow2: a qcow2 wrapper with a dirty bitmap over each raw disk, started "
+     "at each point, so the next point reads only what the VM wrote and, after a failover, "
+     "this site's failback home reads only what it wrote since its last point"},
 };
 
 static uint32_t
@@ -56,6 +63,11 @@ primary_check(fb_err *err)
 			                  max_scan_rate);
 		the_primary.scan_rate = (uint64_t)v << 20;
 	}
+	if (change_tracking != NULL && strcmp(change_tracking, "qcow2") != 0 &&
+	    strcmp(change_tracking, "off") != 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--change-tracking: '%s' is not qcow2 or off", change_tracking);
+	the_primary.tracking = change_tracking != NULL && strcmp(change_tracking, "qcow2") == 0;
 	return FB_RV_OK;
 }
 
@@ -67,6 +79,12 @@ primary_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 	uint32_t    rv;
 
 	the_primary.agent = agent;
+	if (the_primary.tracking && !tracker_available()) {
+		fb_log_warn("FB4038", "change tracking is qcow2 but qemu-img or qemu-nbd cannot be run "
+		            "(install qemu-utils): disks are not tracked and every point reads its "
+		            "disks whole");
+		the_primary.tracking = 0;
+	}
 	primary_resync_init();
 	if ((rv = primary_sessions_open(dir, err)) != FB_RV_OK)
 		return rv;

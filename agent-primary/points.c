@@ -60,6 +60,7 @@ typedef struct pjob {
 	char     id[FB_ID_LEN + 1], vm_id[FB_ID_LEN + 1], vm_name[FB_VM_NAME_MAX + 1];
 	char     rp_id[FB_ID_LEN + 1];
 	int      type, state, cancel, ending; /* ending: the scan is over */
+	int      full;                        /* scan whole even with a bitmap */
 	char     phase[32];
 	uint64_t bytes_done, bytes_total, last_emit;
 	fb_throttle thr; /* --max-scan-rate */
@@ -138,7 +139,7 @@ pj_publish(pjob *j)
 }
 
 static int
-pj_progress(void *arg, uint64_t done, uint64_t total)
+pj_progress(void *arg, uint64_t done, uint64_t total, uint64_t read)
 {
 	pjob    *j   = arg;
 	uint64_t now = fb_clock_mono_ms();
@@ -162,7 +163,7 @@ pj_progress(void *arg, uint64_t done, uint64_t total)
 
 		pthread_mutex_lock(&jobs_mtx);
 		cancel = j->cancel;
-		wait   = cancel ? 0 : fb_throttle_wait_ms(&j->thr, fb_clock_mono_ms(), done);
+		wait   = cancel ? 0 : fb_throttle_wait_ms(&j->thr, fb_clock_mono_ms(), read);
 		pthread_mutex_unlock(&jobs_mtx);
 		if (wait == 0)
 			break;
@@ -238,7 +239,7 @@ static void *
 pj_thread(void *arg)
 {
 	pjob       *j     = arg;
-	fb_rp_watch watch = {pj_progress, j, pj_committing};
+	fb_rp_watch watch = {pj_progress, j, pj_committing, j->p->tracking, j->full};
 	fb_rp_stats st    = {0};
 	fb_rp      *rp    = NULL;
 	fb_err      err   = {0};
@@ -283,7 +284,7 @@ pj_thread(void *arg)
 }
 
 uint32_t
-points_start(primary *p, const fb_vm *vm, int type, char *job_id, fb_err *err)
+points_start(primary *p, const fb_vm *vm, int type, int full, char *job_id, fb_err *err)
 {
 	pjob          *j;
 	pthread_attr_t attr;
@@ -300,6 +301,7 @@ points_start(primary *p, const fb_vm *vm, int type, char *job_id, fb_err *err)
 	snprintf(j->vm_id, sizeof(j->vm_id), "%s", vm->id);
 	snprintf(j->vm_name, sizeof(j->vm_name), "%s", vm->name);
 	j->type         = type;
+	j->full         = full;
 	j->state        = JS(NEW);
 	j->submitted_ms = fb_clock_unix_ms();
 	snprintf(j->phase, sizeof(j->phase), "Starting");

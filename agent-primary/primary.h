@@ -12,6 +12,7 @@ typedef struct primary {
 	fb_agent   *agent;
 	const char *local_replica_name; /* the replica agent of this host (AdoptPrimary) */
 	uint64_t    scan_rate;          /* bytes/s a point's scan may read; 0: no cap */
+	int         tracking;           /* change_tracking = qcow2 (tracker.h) */
 	fb_db      *db;                 /* DATA_DIR/state.db */
 	fb_store   *store;              /* DATA_DIR/blocks */
 } primary;
@@ -31,9 +32,11 @@ uint32_t primary_sessions_open(const char *data_dir, fb_err *err);
 
 /* --- points.c: taking a recovery point as a job --- */
 extern const fb_db_schema primary_schema; /* the point_jobs table */
-/* points_start starts a job taking a point of vm (type 0-2); its GUID goes
+/* points_start starts a job taking a point of vm (type 0-2; full: read
+ * every disk whole even where a bitmap could be believed); its GUID goes
  * to job_id (FB_ID_LEN + 1). System is in use while one runs for the VM. */
-uint32_t points_start(primary *p, const struct fb_vm *vm, int type, char *job_id, fb_err *err);
+uint32_t points_start(primary *p, const struct fb_vm *vm, int type, int full, char *job_id,
+                      fb_err *err);
 /* points_recover marks the jobs a stop interrupted as failed (at start). */
 uint32_t points_recover(primary *p, fb_err *err);
 /* PrimaryService.GetPointJob and CancelPointJob. */

@@ -187,7 +187,7 @@ adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	            "in place, %zu point(s) of shared history",
 	            vm->name, vm->id, (unsigned long long)vm->generation, vm->ndisks,
 	            req->n_history);
-	if ((rv = points_start(p, vm, FAILBACK__RECOVERY_POINT_TYPE__RPT_PLANNED, job, &err)) !=
+	if ((rv = points_start(p, vm, FAILBACK__RECOVERY_POINT_TYPE__RPT_PLANNED, 0, job, &err)) !=
 	    FB_RV_OK) {
 		rv = fb_pb_fail(call, &err);
 		goto out;

@@ -27,7 +27,7 @@
 #include "driver.h"
 #include "replica.h"
 #include "replica.pb-c.h"
-#include "tracker.h"
+#include "failback/tracker.h"
 #include "wire_limits.h"
 
 #define JOB_REF_FMT "Msvm_ConcreteJob.InstanceID=\"%s\""

@@ -22,7 +22,7 @@
 #include "failback/log.h"
 #include "failback/apply.h"
 #include "replica.h"
-#include "tracker.h"
+#include "failback/tracker.h"
 
 static uint32_t
 local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path, fb_err *err)

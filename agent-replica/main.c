@@ -18,7 +18,7 @@
 
 #include "failback/log.h"
 #include "replica.h"
-#include "tracker.h"
+#include "failback/tracker.h"
 #include "relationship.pb-c.h"
 #include "replica.pb-c.h"
 #include "wire_limits.h"

@@ -142,7 +142,8 @@ cmd_rp_create(ctl *c, const ctl_args *a)
 		return ctl_usage(a->cmd, "--type is standard, application-consistent or planned "
 		                         "(got '%s')",
 		                 type);
-	in.vm = a->argv[0];
+	in.vm        = a->argv[0];
+	in.full_scan = ctl_arg(a, "full-scan") != NULL;
 	if ((code = ctl_call_quiet(c, SVC, "CreateRecoveryPoint", &in.base,
 	                           (ProtobufCMessage **)&rsp, &rv)) != CTL_EXIT_OK)
 		return code;
@@ -219,6 +220,9 @@ const ctl_cmd ctl_primary_cmds[] = {
      cmd_vm_remove},
     {"primary-rp", "create", "VM", 1, 1,
      {{"type", "T", "standard, application-consistent or planned"},
+      {"full-scan", NULL,
+       "read every disk whole even where its dirty bitmap could be believed "
+       "(change_tracking = qcow2)"},
       {"no-wait", NULL, "answer with the job at once"}},
      "take a recovery point (a job; waits for it unless --no-wait)", cmd_rp_create},
     {"primary-rp", "list", "VM", 1, 1, {{0}}, "the primary's recovery points of VM (a table)",

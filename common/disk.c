@@ -250,6 +250,13 @@ uint32_t
 fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n, fb_hash *leaves,
                fb_err *err)
 {
+	return fb_disk_rehash_visit(path, size, blocks, n, leaves, NULL, NULL, err);
+}
+
+uint32_t
+fb_disk_rehash_visit(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
+                     fb_hash *leaves, fb_disk_visit visit, void *arg, fb_err *err)
+{
 	uint8_t *blk = malloc(FB_BLOCK_SIZE);
 	int      fd;
 	uint32_t rv = FB_RV_OK;
@@ -264,12 +271,17 @@ fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n
 		uint64_t off = blocks[i] * FB_BLOCK_SIZE;
 		size_t   len = off >= size ? 0 : size - off < FB_BLOCK_SIZE ? (size_t)(size - off)
 		                                                            : FB_BLOCK_SIZE;
+		fb_hash *h   = &leaves[blocks[i]];
 
-		if (len == 0 || pread(fd, blk, len, (off_t)off) != (ssize_t)len)
+		if (len == 0 || pread(fd, blk, len, (off_t)off) != (ssize_t)len) {
 			rv = fb_err_set(err, FB_RV_FAILED, "%s: cannot read block %llu: %s", path,
 			                (unsigned long long)blocks[i], len ? strerror(errno) : "past the end");
-		else
-			fb_hash_block(blk, len, FB_BLOCK_SIZE, &leaves[blocks[i]]);
+			break;
+		}
+		fb_hash_block(blk, len, FB_BLOCK_SIZE, h);
+		if (visit != NULL)
+			rv = visit(arg, blocks[i], blk, (uint32_t)len, h,
+			           memcmp(h, fb_hash_zero(), sizeof(*h)) == 0, err);
 	}
 	close(fd);
 	free(blk);

@@ -15,12 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "failback/clock.h"
 #include "failback/disk.h"
+#include "failback/log.h"
 #include "failback/merkle.h"
 #include "failback/rp.h"
+#include "failback/tracker.h"
 
 /*
  * --- per-VM busy set, scans in flight, and the commit lock ---
@@ -152,6 +155,8 @@ struct scan_ctx {
 	fb_rp_stats       *stats;
 	const fb_rp_watch *watch; /* may be NULL */
 	uint64_t           base, total; /* bytes of the disks before this one, of all */
+	int                bitmap;      /* this disk: only its dirty blocks are visited */
+	uint64_t           nread, read_base; /* bytes read so far; before this disk */
 };
 
 static uint32_t
@@ -163,8 +168,10 @@ rp_visit(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const fb_
 	int              present;
 	uint32_t         rv;
 
+	c->nread = c->bitmap ? c->nread + len : c->read_base + index * FB_BLOCK_SIZE + len;
 	if (c->watch != NULL &&
-	    c->watch->progress(c->watch->arg, c->base + index * FB_BLOCK_SIZE + len, c->total) != 0)
+	    c->watch->progress(c->watch->arg, c->base + index * FB_BLOCK_SIZE + len, c->total,
+	                       c->nread) != 0)
 		return fb_err_set(err, FB_RV_FAILED, "the recovery point was cancelled");
 	if (zero || set_find(c->set, h) != NULL)
 		return FB_RV_OK;
@@ -482,6 +489,114 @@ fb_rp_get(fb_db *db, const char *vm_ref, const char *rp_id, fb_rp **out, fb_err 
 	return FB_RV_OK;
 }
 
+/*
+ * Whether the base of a tracked disk (leaves, n, counting from point brp)
+ * is that point as this store holds it: a held point of the VM whose disk
+ * has these leaves. Only then are the blocks a bitmap scan does not read
+ * in the store already.
+ */
+static int
+rp_base_held(fb_db *db, const fb_vm *vm, const char *brp, const char *disk, const fb_hash *leaves,
+             uint64_t n, char *why, size_t cap)
+{
+	fb_rp   *rp;
+	fb_hash  root;
+	fb_err   e = {0};
+	int      ok = 0;
+
+	if (fb_rp_get(db, vm->id, brp, &rp, &e) != FB_RV_OK) {
+		snprintf(why, cap, "its base, point %s, is not a point of %s here", brp, vm->name);
+		return 0;
+	}
+	for (size_t i = 0; i < rp->ndisks; i++)
+		if (strcmp(rp->disks[i].name, disk) == 0)
+			ok = rp->held && rp->disks[i].nblocks == n &&
+			     fb_merkle_root_of(leaves, n, &root, &e) == FB_RV_OK &&
+			     memcmp(&root, &rp->disks[i].root, sizeof(root)) == 0;
+	free(rp);
+	if (!ok)
+		snprintf(why, cap, "its base is not point %s as this agent holds it", brp);
+	return ok;
+}
+
+/*
+ * One disk of a point being taken. A raw disk whose tracking the caller
+ * asked for (watch->track) first has its tracking rolled forward to the
+ * new point (tracker_roll: from now on writes count towards the next
+ * point); *rolled says it was. When its bitmap since the previous point
+ * can be believed (checked before the roll: the roll touches the wrapper)
+ * and that point is held here, the disk's leaves are the base's with the
+ * dirty blocks read and hashed again: nothing else is read. Otherwise the
+ * disk is scanned whole, and the log says why.
+ */
+static uint32_t
+rp_scan_disk(fb_db *db, const fb_vm *vm, size_t i, const char *rp_id, struct scan_ctx *ctx,
+             fb_disk_scan *scan, int *rolled, fb_err *err)
+{
+	const fb_vm_disk *d   = &vm->disks[i];
+	const char       *fmt = d->format[0] ? d->format : "raw";
+	char              brp[FB_ID_LEN + 1], why[512] = "";
+	fb_hash          *leaves = NULL;
+	uint8_t          *bits   = NULL;
+	uint64_t         *list = NULL, n = 0, nblocks;
+	struct stat       st;
+	int               trusted;
+	fb_err            e = {0};
+	uint32_t          rv;
+
+	*rolled = 0;
+	if (ctx->watch == NULL || !ctx->watch->track || strcmp(fmt, "raw") != 0 ||
+	    stat(d->path, &st) != 0 || st.st_size <= 0)
+		return fb_disk_hash_format(d->path, fmt, rp_visit, ctx, scan, err);
+	nblocks = ((uint64_t)st.st_size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
+	trusted = !ctx->watch->full &&
+	          tracker_trusted(d->path, (uint64_t)st.st_size, brp, why, sizeof(why));
+	if (ctx->watch->full)
+		snprintf(why, sizeof(why), "a full scan was asked for");
+	if (tracker_roll(d->path, (uint64_t)st.st_size, rp_id, &e) == FB_RV_OK)
+		*rolled = 1;
+	else
+		fb_log_warn("FB4034", "VM %s disk %s: its tracking stays where it was: %s", vm->name,
+		            d->name, e.msg);
+	/* read after the roll: a write meanwhile is in the old bitmap too */
+	if (trusted && (trusted = tracker_changed(d->path, (uint64_t)st.st_size, &leaves, &bits, brp,
+	                                          why, sizeof(why))) != 0)
+		trusted = rp_base_held(db, vm, brp, d->name, leaves, nblocks, why, sizeof(why));
+	if (!trusted) {
+		free(leaves);
+		free(bits);
+		fb_log_info("FB4035", "VM %s disk %s: point %s scans the disk whole: %s", vm->name,
+		            d->name, rp_id, why);
+		return fb_disk_hash_format(d->path, fmt, rp_visit, ctx, scan, err);
+	}
+	if ((list = malloc((nblocks + 1) * sizeof(*list))) == NULL) {
+		free(leaves);
+		free(bits);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	for (uint64_t b = 0; b < nblocks; b++)
+		if (bits[b])
+			list[n++] = b;
+	free(bits);
+	ctx->bitmap = 1;
+	rv = fb_disk_rehash_visit(d->path, (uint64_t)st.st_size, list, n, leaves, rp_visit, ctx, err);
+	ctx->bitmap = 0;
+	free(list);
+	if (rv != FB_RV_OK) {
+		free(leaves);
+		return rv;
+	}
+	memset(scan, 0, sizeof(*scan));
+	scan->leaves     = leaves;
+	scan->nblocks    = nblocks;
+	scan->size       = (uint64_t)st.st_size;
+	scan->bytes_read = n * FB_BLOCK_SIZE;
+	fb_log_info("FB4036", "VM %s disk %s: point %s by the bitmap since point %s: %llu of %llu "
+	            "blocks written, read only those",
+	            vm->name, d->name, rp_id, brp, (unsigned long long)n, (unsigned long long)nblocks);
+	return FB_RV_OK;
+}
+
 uint32_t
 fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, fb_rp **out,
              fb_rp_stats *stats, fb_err *err)
@@ -496,9 +611,10 @@ fb_rp_create_watched(fb_db *db, fb_store *store, const char *vm_ref, int type,
 	fb_vm          *vm = NULL;
 	fb_rp          *rp;
 	fb_hash        *leaves[FB_MAX_DISKS] = {0};
+	int             rolled[FB_MAX_DISKS] = {0};
 	struct newset   set                  = {0};
 	fb_rp_stats     local                = {0};
-	struct scan_ctx ctx = {store, &set, stats ? stats : &local, watch, 0, 0};
+	struct scan_ctx ctx = {store, &set, stats ? stats : &local, watch, 0, 0, 0, 0, 0};
 	uint32_t        rv;
 
 	if (type < 0 || type > 2)
@@ -529,11 +645,10 @@ fb_rp_create_watched(fb_db *db, fb_store *store, const char *vm_ref, int type,
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		fb_disk_scan scan;
 
-		if ((rv = fb_disk_hash_format(vm->disks[i].path,
-		                              vm->disks[i].format[0] ? vm->disks[i].format : "raw",
-		                              rp_visit, &ctx, &scan, err)) != FB_RV_OK)
+		if ((rv = rp_scan_disk(db, vm, i, rp->id, &ctx, &scan, &rolled[i], err)) != FB_RV_OK)
 			goto out;
 		ctx.base += scan.size;
+		ctx.read_base = ctx.nread;
 		leaves[i] = scan.leaves;
 		ctx.stats->bytes_read += scan.bytes_read;
 		snprintf(rp->disks[i].name, sizeof(rp->disks[i].name), "%s", vm->disks[i].name);
@@ -566,6 +681,15 @@ fb_rp_create_watched(fb_db *db, fb_store *store, const char *vm_ref, int type,
 		rv = rp_commit(db, store, vm, rp, leaves, added, k, 1, ctx.stats, err);
 		pthread_mutex_unlock(&write_mtx);
 		free(added);
+	}
+	/* The point is there: a tracked disk's next bitmap counts from it. */
+	for (size_t i = 0; rv == FB_RV_OK && i < vm->ndisks; i++) {
+		fb_err e = {0};
+
+		if (rolled[i] && tracker_base_write(vm->disks[i].path, rp->id, leaves[i],
+		                                    rp->disks[i].nblocks, 0, &e) != FB_RV_OK)
+			fb_log_warn("FB4037", "VM %s disk %s: no base for its next bitmap: %s", vm->name,
+			            vm->disks[i].name, e.msg);
 	}
 out:
 	if (rv != FB_RV_OK)

@@ -92,6 +92,9 @@ failback_cost(const fbt_agent *a, const char *job, unsigned long long *applied,
  * tracks changes (when qemu-utils is there): the disk it takes in place has
  * no bitmap, and its first failback starts one. */
 #define TRACK (tracking ? "--change-tracking=qcow2" : "--change-tracking=off"), "--verify-mode=fast"
+/* Both primary agents track the raw disks they serve (each point starts a
+ * bitmap), so a site's own writes since its last point are known. */
+#define PTRACK (tracking ? "--change-tracking=qcow2" : "--change-tracking=off")
 static int tracking;
 static int
 start_replica_a(int again)
@@ -114,8 +117,9 @@ group_setup(void **state)
 
 	(void)state;
 	tracking = access("/usr/bin/qemu-img", X_OK) == 0 && access("/usr/bin/qemu-nbd", X_OK) == 0;
-	if (fbt_setup() != 0 || fbt_agent_start(&ap, "primary", "primary", NULL) != 0 ||
-	    fbt_agent_start(&bp, "primary", "primary", NULL) != 0)
+	if (fbt_setup() != 0 ||
+	    fbt_agent_start(&ap, "primary", "primary", (const char *[]){PTRACK, NULL}) != 0 ||
+	    fbt_agent_start(&bp, "primary", "primary", (const char *[]){PTRACK, NULL}) != 0)
 		return -1;
 	snprintf(lp, sizeof(lp), "--local-primary-url=%s", bp.resync);
 	if (fbt_replica_start(&br, &ap, (const char *[]){lp, NULL}) != 0 || start_replica_a(0) != 0)
@@ -174,8 +178,8 @@ reverse_on_b_makes_b_primary_and_a_the_receiving_side(void **state)
 	/* A's primary agent comes back where B knows it. */
 	snprintf(dd, sizeof(dd), "--data-dir=%s", ap.dir);
 	snprintf(rs, sizeof(rs), "--listen-resync=%s", ap.resync);
-	assert_int_equal(fbt_agent_start(&ap, "primary", "primary", (const char *[]){dd, rs, NULL}),
-	                 0);
+	assert_int_equal(
+	    fbt_agent_start(&ap, "primary", "primary", (const char *[]){dd, rs, PTRACK, NULL}), 0);
 	/* Reverse needs the other site's replica agent. */
 	assert_int_equal(RB("reverse", "web"), 2);
 	assert_int_equal(RB("reverse", "web", "--to", ar.resync, "--to-name", RNAME, "--wait"), 0);
@@ -684,7 +688,8 @@ agents_killed_on_the_reversed_path_resume(void **state)
 		assert_int_equal(fbt_agent_stop(&bp, SIGKILL, 5000), 128 + SIGKILL);
 		snprintf(pd, sizeof(pd), "--data-dir=%s", bp.dir);
 		snprintf(pr, sizeof(pr), "--listen-resync=%s", bp.resync);
-		assert_int_equal(fbt_agent_start(&bp, "primary", "primary", (const char *[]){pd, pr, NULL}),
+		assert_int_equal(fbt_agent_start(&bp, "primary", "primary",
+		                                 (const char *[]){pd, pr, PTRACK, NULL}),
 		                 0);
 		if (RA("job", "wait", job) != 0)
 			fail_msg("%s", out);
@@ -692,6 +697,141 @@ agents_killed_on_the_reversed_path_resume(void **state)
 		sha(bdisk, b);
 		assert_string_equal(a, b);
 	}
+}
+
+/* Writes through a disk's qcow2 wrapper with qemu-io, as the VM's QEMU would. */
+static void
+vm_writes(const char *disk, const char *cmds)
+{
+	char script[2400];
+
+	snprintf(script, sizeof(script), "qemu-io -f qcow2 %s '%s.qcow2'", cmds, disk);
+	assert_int_equal(fbt_run((char *[]){"/bin/sh", "-c", script, NULL}, out, sizeof(out)), 0);
+}
+
+/* A job's number field from job show --json on A's replica agent. */
+static unsigned long long
+job_field(const char *job, const char *field)
+{
+	char        key[64];
+	const char *r;
+
+	assert_int_equal(RA("--json", "job", "show", job), 0);
+	snprintf(key, sizeof(key), "\"%s\":", field);
+	assert_non_null(r = strstr(out, key));
+	r += strlen(key);
+	if (*r == '"')
+		r++;
+	return strtoull(r, NULL, 10);
+}
+
+/*
+ * Both sites' writes, by their bitmaps (DESIGN §2a, change tracking): A's
+ * primary agent tracks home's disk from each point it takes, so what A
+ * wrote after its last replicated point is known without a scan; B's
+ * primary agent tracks the recovery disk it serves from its first point.
+ * The home failback (phase 1) then reads at A only A's own dirty blocks,
+ * B's final point reads only what B wrote since, and phase 2 reads at A
+ * only what the two points' manifests name. Every disk ends exact.
+ */
+static void
+both_sites_writes_are_known_by_their_bitmaps(void **state)
+{
+	char               hA[600], hB[700], job[40], a[65], b[65], p2[40];
+	unsigned long long nblocks = (32ull << 20) / BLOCK, read;
+
+	(void)state;
+	if (!tracking)
+		skip();
+	snprintf(hA, sizeof(hA), "%s/home.img", fbt_root());
+	assert_int_equal(fbt_image_make(hA, 32u << 20, 21), 0);
+	assert_int_equal(PA("primary-vm", "add", "home", hA), 0);
+	/* The first point reads the disk and starts its bitmap. */
+	assert_int_equal(PA("primary-rp", "create", "home"), 0);
+	assert_int_equal(access(strcat(strcpy(out, hA), ".qcow2"), F_OK), 0);
+	assert_int_equal(access(strcat(strcpy(out, hA), ".leaves"), F_OK), 0);
+	assert_int_equal(RB("replicate", "home", "--wait"), 0);
+	/* The VM writes 3 blocks through the wrapper: the next point reads those. */
+	vm_writes(hA, "-c 'write -P 0x31 1M 128k' -c 'write -P 0x32 9M 64k'");
+	assert_int_equal(PA("--json", "primary-rp", "create", "home"), 0);
+	grab("\"id\":\"", p2, sizeof(p2));
+	{
+		char want[160];
+
+		snprintf(want, sizeof(want), "point %s by the bitmap since point ", p2);
+		if (!fbt_file_contains(ap.log, want) ||
+		    !fbt_file_contains(ap.log, ": 3 of 512 blocks written, read only those"))
+			fail_msg("A's second point did not read only the 3 blocks written (%s)", ap.log);
+	}
+	assert_int_equal(RB("replicate", "home", "--wait"), 0);
+	/* A's tail: 2 blocks B never receives. Then a planned failover to B. */
+	vm_writes(hA, "-c 'write -P 0x33 20M 64k' -c 'write -P 0x34 30M 64k'");
+	assert_int_equal(RB("failover", "home", "--wait"), 0);
+	assert_int_equal(RB("failover-commit", "home", "--wait"), 0);
+	assert_int_equal(RB("vm", "show", "home"), 0);
+	sscanf(strstr(out, "path: ") + 6, "%699s", hB);
+	assert_int_equal(fbt_image_mutate(hB, 5, 22), 5); /* B's VM runs for a while */
+	/* Reverse: B's primary takes its first point of the disk (whole: its
+	 * store has none of the blocks) and starts tracking it. */
+	assert_int_equal(RB("reverse", "home", "--to", ar.resync, "--to-name", RNAME, "--wait"), 0);
+	assert_int_equal(access(strcat(strcpy(out, hB), ".qcow2"), F_OK), 0);
+	/* Phase 1 at A: A's bitmap since P2 names A's tail; nothing else is read
+	 * to compare (the fast verification re-reads what it wrote). */
+	assert_int_equal(RA("failback", "home", "--wait"), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	sha(hA, a);
+	sha(hB, b);
+	assert_string_equal(a, b); /* B's writes, and A's tail undone */
+	assert_int_equal(RA("--json", "job", "show", job), 0);
+	assert_non_null(strstr(out, "\"compare_mode\":\"bitmap\""));
+	{
+		char want[128];
+
+		snprintf(want, sizeof(want), "bitmap since recovery point %s: 2 of %llu blocks", p2,
+		         nblocks);
+		if (!fbt_file_contains(ar.log, want))
+			fail_msg("A's failback did not read only A's 2 dirty blocks: no \"%s\" in %s",
+			         want, ar.log);
+	}
+	read = job_field(job, "bytes_read");
+	print_message("phase 1 at A: read %llu bytes of a %llu-byte disk\n", read, 32ull << 20);
+	assert_true(read <= (2 + 2 * (2 + 5)) * BLOCK);
+	/* B's VM writes 2 blocks through the wrapper B's primary made; the
+	 * final point reads only those. */
+	vm_writes(hB, "-c 'write -P 0x35 5M 64k' -c 'write -P 0x36 25M 64k'");
+	assert_int_equal(PB("primary-rp", "create", "home", "--type", "planned"), 0);
+	if (!fbt_file_contains(bp.log, ": 2 of 512 blocks written, read only those"))
+		fail_msg("B's final point did not read only B's 2 dirty blocks (%s)", bp.log);
+	/* Phase 2 at A: the manifests name the 2 blocks; A's own bitmap is clean. */
+	assert_int_equal(RA("failback", "home", "--wait"), 0);
+	grab("InstanceID=\"", job, sizeof(job));
+	sha(hA, a);
+	sha(hB, b);
+	assert_string_equal(a, b);
+	assert_int_equal(RA("--json", "job", "show", job), 0);
+	assert_non_null(strstr(out, "\"compare_mode\":\"bitmap\""));
+	read = job_field(job, "bytes_read");
+	print_message("phase 2 at A: read %llu bytes\n", read);
+	assert_true(read <= 2 * BLOCK);
+
+	/* What a bitmap cannot see, and what does: a write around B's wrapper,
+	 * hidden by another open and close of the wrapper. A point by the
+	 * bitmap misses it (the failback home is exact to that point, not to
+	 * the disk); a point with --full-scan reads it. */
+	assert_int_equal(fbt_image_mutate(hB, 1, 23), 1);
+	vm_writes(hB, "-c 'read 0 64k'");
+	assert_int_equal(PB("primary-rp", "create", "home"), 0);
+	assert_true(fbt_file_contains(bp.log, ": 0 of 512 blocks written, read only those"));
+	assert_int_equal(RA("failback", "home", "--wait"), 0);
+	sha(hA, a);
+	sha(hB, b);
+	assert_string_not_equal(a, b);
+	assert_int_equal(PB("primary-rp", "create", "home", "--full-scan"), 0);
+	assert_true(fbt_file_contains(bp.log, "scans the disk whole: a full scan was asked for"));
+	assert_int_equal(RA("failback", "home", "--wait"), 0);
+	sha(hA, a);
+	sha(hB, b);
+	assert_string_equal(a, b);
 }
 
 int
@@ -709,6 +849,7 @@ main(void)
 	    cmocka_unit_test(relationship_steps_are_refused_to_other_agents),
 	    cmocka_unit_test(reverse_with_the_other_site_away_completes_when_it_is_back),
 	    cmocka_unit_test(agents_killed_on_the_reversed_path_resume),
+	    cmocka_unit_test(both_sites_writes_are_known_by_their_bitmaps),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

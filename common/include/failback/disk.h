@@ -46,5 +46,9 @@ uint32_t fb_disk_hash_format(const char *path, const char *format, fb_disk_visit
  * order given; errors name the block. */
 uint32_t fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
                         fb_hash *leaves, fb_err *err);
+/* fb_disk_rehash_visit is fb_disk_rehash that also shows each block it
+ * reads to visit (as fb_disk_hash does; zero: the block is all zeros). */
+uint32_t fb_disk_rehash_visit(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
+                              fb_hash *leaves, fb_disk_visit visit, void *arg, fb_err *err);
 
 #endif

@@ -65,15 +65,20 @@ uint32_t fb_rp_create(fb_db *db, fb_store *store, const char *vm_ref, int type, 
                       fb_rp_stats *stats, fb_err *err);
 
 /* fb_rp_create_watched is fb_rp_create reporting to watch (may be NULL):
- * progress(arg, bytes scanned, bytes of all disks) is called from the scan
- * for each block it reads; a nonzero return stops the point (Failed, "the
+ * progress(arg, bytes scanned, bytes of all disks, bytes read so far: what
+ * a rate cap counts) is called from the scan for each block it visits; a nonzero return stops the point (Failed, "the
  * recovery point was cancelled", nothing kept). committing(arg) (may be
  * NULL) is called once the scan is over, just before the point is
- * committed: the last moment a cancel can stop it, the same way. */
+ * committed: the last moment a cancel can stop it, the same way. track:
+ * the raw disks are change-tracked (tracker.h): each point rolls a disk's
+ * tracking forward to itself, and reads only the blocks the bitmap since
+ * the previous point names when it can be believed. */
 typedef struct fb_rp_watch {
-	int (*progress)(void *arg, uint64_t done, uint64_t total);
+	int (*progress)(void *arg, uint64_t done, uint64_t total, uint64_t read);
 	void *arg;
 	int (*committing)(void *arg);
+	int track;
+	int full; /* with track: scan every disk whole (the bitmaps still roll) */
 } fb_rp_watch;
 uint32_t fb_rp_create_watched(fb_db *db, fb_store *store, const char *vm_ref, int type,
                               const fb_rp_watch *watch, fb_rp **out, fb_rp_stats *stats,

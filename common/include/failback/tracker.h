@@ -1,6 +1,8 @@
 /*
- * tracker.h - change tracking on the recovery side: a qcow2 wrapper with a
- * persistent dirty bitmap over each raw recovery disk (tracker.c).
+ * tracker.h - change tracking of raw disks: a qcow2 wrapper with a
+ * persistent dirty bitmap over each one (tracker.c). The replica tracks its
+ * recovery disks, a primary (with change_tracking = qcow2) the disks it
+ * serves in place.
  */
 #ifndef FAILBACK_TRACKER_H
 #define FAILBACK_TRACKER_H
@@ -27,11 +29,10 @@ uint32_t tracker_create(const char *raw, uint64_t size, const char *rp, fb_err *
  * disk is not tracked. */
 uint32_t tracker_restart(const char *raw, const char *rp, fb_err *err);
 
-/* tracker_dirty reads the bitmap of a tracked disk: 1 with *bits (one
- * byte per 64 KiB block, 1 = written since rp; free()) and rp (the point
- * the bitmap counts from, FB_ID_LEN + 1 bytes) when it can be believed,
- * else 0 with why. */
-int tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *why,
+/* tracker_dirty reads the bitmap fb-<rp> of a tracked disk: 1 with *bits
+ * (one byte per 64 KiB block, 1 = written since rp; free()) when it can be
+ * believed, else 0 with why. */
+int tracker_dirty(const char *raw, uint64_t size, const char *rp, uint8_t **bits, char *why,
                   size_t cap);
 
 /* The base: the disk's leaves when its bitmap started (see tracker.c). */
@@ -50,5 +51,18 @@ int tracker_changed(const char *raw, uint64_t size, fb_hash **leaves, uint8_t **
  * a fresh bitmap from its point. */
 void     tracker_suspend(const char *raw);
 uint32_t tracker_commit(const char *raw, uint64_t size, fb_err *err);
+
+/* tracker_trusted says, from the base and the wrapper's metadata alone,
+ * whether the disk's bitmap can be believed: 1 with the point it counts
+ * from (FB_ID_LEN + 1 bytes), else 0 with why. */
+int tracker_trusted(const char *raw, uint64_t size, char *rp, char *why, size_t cap);
+
+/* tracker_roll, on a primary before it scans a disk for point rp, makes
+ * the wrapper's bitmaps the base's and a new one fb-<rp> (the wrapper is
+ * made when there is none), so that writes from now on are tracked for
+ * the next point; the caller writes the base once rp is committed. A
+ * wrapper a writer holds open is left as it is (System is in use): its
+ * base and bitmap go on counting from their older point. */
+uint32_t tracker_roll(const char *raw, uint64_t size, const char *rp, fb_err *err);
 
 #endif

@@ -1,7 +1,12 @@
 /*
- * tracker.c - change tracking on the recovery side (DESIGN §2a, issue 10):
- * a qcow2 wrapper over each raw recovery disk, holding a persistent 64 KiB
- * dirty bitmap named after the point the disk starts from.
+ * tracker.c - change tracking of raw disks (DESIGN §2a, issue 10): a qcow2
+ * wrapper over each raw disk, holding a persistent 64 KiB dirty bitmap
+ * named after the point the disk's base counts from. The replica agent
+ * tracks its recovery disks (from a failover, and from each completed
+ * failback); a primary agent with change_tracking = qcow2 tracks the disks
+ * it serves in place, from each point it takes (tracker_roll), so the next
+ * point, and after a failover this site's failback home, read only what
+ * the VM wrote since.
  *
  *   <disk>          the raw image, as before: the product reads and writes
  *                   it directly, and it stays a standalone raw image
@@ -47,7 +52,7 @@
 #include "failback/hash.h"
 #include "failback/image.h"
 #include "failback/log.h"
-#include "tracker.h"
+#include "failback/tracker.h"
 
 extern char **environ;
 
@@ -262,16 +267,51 @@ out:
 	return rv;
 }
 
-int
-tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *why, size_t cap)
+/*
+ * The object of bitmap name in qemu-img info's JSON: 0 with [*start, *end)
+ * spanning it, or -1. A wrapper holds at most two bitmaps: the one of its
+ * base's point and, while a primary's point is being taken, the next.
+ */
+static int
+bitmap_object(const char *info, const char *name, const char **start, const char **end)
 {
-	char              wrapper[4200], info[16384], name[64] = "";
-	const char       *p, *b;
-	fb_err            e = {0};
-	struct stat       st;
-	struct dirty_scan d = {0};
+	char        pat[96];
+	const char *b = fb_json_key(info, "bitmaps"), *lim = b, *p, *s, *e;
+	int         depth = 0;
 
-	*bits = NULL;
+	if (b == NULL || *b != '[')
+		return -1;
+	/* the array's end: flags are arrays inside it */
+	for (; *lim != '\0'; lim++) {
+		depth += *lim == '[' ? 1 : *lim == ']' ? -1 : 0;
+		if (depth == 0)
+			break;
+	}
+	snprintf(pat, sizeof(pat), "\"name\": \"%s\"", name);
+	if ((p = strstr(b, pat)) == NULL || p > lim)
+		return -1;
+	for (s = p; s > b && *s != '{'; s--)
+		;
+	if ((e = strchr(p, '}')) == NULL || *s != '{')
+		return -1;
+	*start = s;
+	*end   = e;
+	return 0;
+}
+
+/*
+ * Whether the bitmap fb-<rp> of a tracked disk can be believed, from the
+ * wrapper's metadata and times alone: 1, or 0 with why.
+ */
+static int
+trust(const char *raw, uint64_t size, const char *rp, char *why, size_t cap)
+{
+	char        wrapper[4200], info[16384], name[64];
+	const char *p, *b, *be;
+	fb_err      e = {0};
+	struct stat st;
+
+	snprintf(name, sizeof(name), "fb-%s", rp);
 	tracker_wrapper(raw, wrapper, sizeof(wrapper));
 	if (stat(wrapper, &st) != 0) {
 		snprintf(why, cap, "no qcow2 wrapper (%s)", wrapper);
@@ -292,17 +332,15 @@ tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *wh
 		snprintf(why, cap, "the disk's size changed since the wrapper was made");
 		return 0;
 	}
-	if ((b = fb_json_key(info, "bitmaps")) == NULL || (p = fb_json_key(b, "name")) == NULL ||
-	    sscanf(p, "\"%63[^\"]\"", name) != 1 || strncmp(name, "fb-", 3) != 0 ||
-	    strlen(name) != 3 + FB_ID_LEN) {
-		snprintf(why, cap, "the wrapper has no bitmap of a point");
+	if (bitmap_object(info, name, &b, &be) != 0) {
+		snprintf(why, cap, "the wrapper has no bitmap %s (of the base's point)", name);
 		return 0;
 	}
 	{
 		const char *flags = fb_json_key(b, "flags"), *end = flags ? strchr(flags, ']') : NULL;
 		const char *gran  = fb_json_key(b, "granularity");
 
-		if (flags == NULL || end == NULL) {
+		if (flags == NULL || end == NULL || end > be) {
 			snprintf(why, cap, "bitmap %s: no flags", name);
 			return 0;
 		}
@@ -315,7 +353,7 @@ tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *wh
 			snprintf(why, cap, "bitmap %s is disabled: it did not record writes", name);
 			return 0;
 		}
-		if (gran == NULL || strtoull(gran, NULL, 10) != FB_BLOCK_SIZE) {
+		if (gran == NULL || gran > be || strtoull(gran, NULL, 10) != FB_BLOCK_SIZE) {
 			snprintf(why, cap, "bitmap %s is not of 64 KiB granularity", name);
 			return 0;
 		}
@@ -332,6 +370,21 @@ tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *wh
 			return 0;
 		}
 	}
+	return 1;
+}
+
+int
+tracker_dirty(const char *raw, uint64_t size, const char *rp, uint8_t **bits, char *why,
+              size_t cap)
+{
+	char              wrapper[4200], name[64];
+	struct dirty_scan d = {0};
+
+	*bits = NULL;
+	snprintf(name, sizeof(name), "fb-%s", rp);
+	tracker_wrapper(raw, wrapper, sizeof(wrapper));
+	if (!trust(raw, size, rp, why, cap))
+		return 0;
 	d.nblocks = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
 	if ((d.bits = calloc(d.nblocks + 1, 1)) == NULL) {
 		snprintf(why, cap, "out of memory for the bitmap");
@@ -346,8 +399,6 @@ tracker_dirty(const char *raw, uint64_t size, uint8_t **bits, char *rp, char *wh
 		free(d.bits);
 		return 0;
 	}
-	memcpy(rp, name + 3, FB_ID_LEN);
-	rp[FB_ID_LEN] = '\0';
 	*bits = d.bits;
 	return 1;
 }
@@ -439,22 +490,18 @@ int
 tracker_changed(const char *raw, uint64_t size, fb_hash **leaves, uint8_t **bits, char *rp,
                 char *why, size_t cap)
 {
-	char     path[4200], brp[FB_ID_LEN + 1];
+	char     path[4200];
 	uint64_t nblocks = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
 
 	*leaves = NULL;
 	*bits   = NULL;
 	snprintf(path, sizeof(path), "%s.leaves", raw);
-	if (!tracker_dirty(raw, size, bits, rp, why, cap))
+	/* the base names the point; the bitmap of that point must be there */
+	if (base_read(path, nblocks, leaves, rp, why, cap) != 0)
 		return 0;
-	if (base_read(path, nblocks, leaves, brp, why, cap) != 0 || strcmp(brp, rp) != 0) {
-		if (*leaves != NULL)
-			snprintf(why, cap, "the bitmap counts from point %s, the base leaves are of %s",
-			         rp, brp);
+	if (!tracker_dirty(raw, size, rp, bits, why, cap)) {
 		free(*leaves);
-		free(*bits);
 		*leaves = NULL;
-		*bits   = NULL;
 		return 0;
 	}
 	return 1;
@@ -493,4 +540,91 @@ tracker_commit(const char *raw, uint64_t size, fb_err *err)
 		return fb_err_errno(err, errno, base);
 	fb_fs_fsync_dir(base);
 	return FB_RV_OK;
+}
+
+/* The point the base of raw counts from ("" without a base). */
+static void
+base_point(const char *raw, char *rp)
+{
+	char             path[4200];
+	struct base_head h;
+	int              fd;
+
+	rp[0] = '\0';
+	snprintf(path, sizeof(path), "%s.leaves", raw);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	if (read(fd, &h, sizeof(h)) == (ssize_t)sizeof(h) && memcmp(h.magic, BASE_MAGIC, 8) == 0 &&
+	    h.rp[sizeof(h.rp) - 1] == '\0' && fb_id_valid(h.rp)) {
+		memcpy(rp, h.rp, FB_ID_LEN);
+		rp[FB_ID_LEN] = '\0';
+	}
+	close(fd);
+}
+
+int
+tracker_trusted(const char *raw, uint64_t size, char *rp, char *why, size_t cap)
+{
+	base_point(raw, rp);
+	if (rp[0] == '\0') {
+		snprintf(why, cap, "no base leaves next to %s", raw);
+		return 0;
+	}
+	return trust(raw, size, rp, why, cap);
+}
+
+uint32_t
+tracker_roll(const char *raw, uint64_t size, const char *rp, fb_err *err)
+{
+	char        wrapper[4200], info[16384], keep[FB_ID_LEN + 1], next[64], out[2048];
+	const char *p, *b, *lim;
+	int         rc, depth = 0;
+
+	tracker_wrapper(raw, wrapper, sizeof(wrapper));
+	if (access(wrapper, F_OK) != 0)
+		return tracker_create(raw, size, rp, err);
+	/* Without -U: fails while a writer (the VM's QEMU) holds the image. */
+	if ((rc = tool_run((const char *[]){"qemu-img", "info", "--output=json", wrapper, NULL}, info,
+	                   sizeof(info), err)) != 0) {
+		if (rc > 0)
+			fb_err_set(err, FB_RV_SYSTEM_IN_USE, "%s is open (the VM runs?): %s", wrapper,
+			           first_line(info));
+		return err->rv;
+	}
+	if ((p = fb_json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
+	    p[1 + strlen(raw)] != '"' || (p = fb_json_key(info, "virtual-size")) == NULL ||
+	    strtoull(p, NULL, 10) != size)
+		return tracker_create(raw, size, rp, err); /* not a wrapper of this disk as it is */
+	/* Stale bitmaps go: all but the base's point's and the next one. */
+	base_point(raw, keep);
+	snprintf(next, sizeof(next), "fb-%s", rp);
+	if ((b = fb_json_key(info, "bitmaps")) != NULL && *b == '[') {
+		for (lim = b; *lim != '\0'; lim++) {
+			depth += *lim == '[' ? 1 : *lim == ']' ? -1 : 0;
+			if (depth == 0)
+				break;
+		}
+		for (p = b; (p = strstr(p, "\"name\": \"")) != NULL && p < lim; p++) {
+			char name[64] = "";
+
+			if (sscanf(p + 9, "%63[^\"]", name) != 1 || strncmp(name, "fb-", 3) != 0 ||
+			    strcmp(name, next) == 0 || (keep[0] && strcmp(name + 3, keep) == 0))
+				continue;
+			if ((rc = tool_run((const char *[]){"qemu-img", "bitmap", "-f", "qcow2",
+			                                    "--remove", wrapper, name, NULL},
+			                   out, sizeof(out), err)) != 0)
+				goto fail;
+		}
+		if (bitmap_object(info, next, &p, &lim) == 0)
+			return FB_RV_OK; /* there from a point that did not commit */
+	}
+	if ((rc = tool_run((const char *[]){"qemu-img", "bitmap", "-f", "qcow2", "--add",
+	                                    "--granularity", "65536", wrapper, next, NULL},
+	                   out, sizeof(out), err)) != 0)
+		goto fail;
+	return FB_RV_OK;
+fail:
+	if (rc > 0)
+		fb_err_set(err, FB_RV_FAILED, "bitmaps of %s: %s", wrapper, first_line(out));
+	return err->rv != FB_RV_OK ? err->rv : FB_RV_FAILED;
 }
