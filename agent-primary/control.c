@@ -184,6 +184,9 @@ list_vms(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMess
 	rsp->vms   = fb_pb_vms(call, vms, n);
 	rsp->n_vms = n;
 	fb_vm_list_free(vms);
+	for (size_t i = 0; rsp->vms != NULL && i < n; i++)
+		if (fb_pb_tracked_paths(call, rsp->vms[i]) != FB_RV_OK)
+			return fb_rpc_fail(call, FB_RV_OUT_OF_MEMORY, "out of memory building the reply");
 	return rsp->vms != NULL ? FB_RV_OK : FB_RV_OUT_OF_MEMORY;
 }
 

@@ -27,7 +27,6 @@
 #include "driver.h"
 #include "replica.h"
 #include "replica.pb-c.h"
-#include "failback/tracker.h"
 #include "wire_limits.h"
 
 #define JOB_REF_FMT "Msvm_ConcreteJob.InstanceID=\"%s\""
@@ -328,21 +327,6 @@ replicate(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 	return started(call, out, id);
 }
 
-/* A tracked disk names the wrapper the hypervisor must open. */
-static uint32_t
-tracked_paths(fb_rpc_call *call, Failback__VirtualSystem *vm)
-{
-	for (size_t i = 0; vm != NULL && i < vm->n_disks; i++) {
-		char wrapper[4400];
-
-		tracker_wrapper(vm->disks[i]->path, wrapper, sizeof(wrapper));
-		if (access(wrapper, F_OK) == 0 &&
-		    (vm->disks[i]->tracked_path = fb_rpc_strdup(call, wrapper)) == NULL)
-			return FB_RV_OUT_OF_MEMORY;
-	}
-	return FB_RV_OK;
-}
-
 static uint32_t
 get_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -358,7 +342,7 @@ get_vm(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMessag
 	rsp->vm = fb_pb_vm(call, vm);
 	snprintf(jobs_of, sizeof(jobs_of), "%s", vm->id);
 	free(vm);
-	if (rsp->vm == NULL || tracked_paths(call, rsp->vm) != FB_RV_OK)
+	if (rsp->vm == NULL || fb_pb_tracked_paths(call, rsp->vm) != FB_RV_OK)
 		return oom(call);
 	if (jobs_vm_busy(jobs_of)) {
 		char (*ids)[FB_ID_LEN + 1];
@@ -390,7 +374,7 @@ list_vms(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMess
 	if (rsp->vms == NULL)
 		return FB_RV_OUT_OF_MEMORY;
 	for (size_t i = 0; i < n; i++)
-		if (tracked_paths(call, rsp->vms[i]) != FB_RV_OK)
+		if (fb_pb_tracked_paths(call, rsp->vms[i]) != FB_RV_OK)
 			return FB_RV_OUT_OF_MEMORY;
 	return FB_RV_OK;
 }

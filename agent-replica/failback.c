@@ -120,7 +120,7 @@ changed_blocks(struct flow *fl, size_t k, int vd, fb_disk_scan *scan, fb_err *er
 	char              rp[FB_ID_LEN + 1], why[512], wrapper[4400];
 	fb_hash          *leaves;
 	uint8_t          *bits;
-	uint64_t         *list, n = 0, nblocks = (d->size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
+	uint64_t          n = 0, nblocks = (d->size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
 	struct stat       st;
 	uint32_t          rv;
 
@@ -137,16 +137,7 @@ changed_blocks(struct flow *fl, size_t k, int vd, fb_disk_scan *scan, fb_err *er
 		fb_log_info("FB6018", "job %s: disk %s: full scan: %s", w->job, d->name, why);
 		return FB_RV_OK;
 	}
-	if ((list = malloc((nblocks + 1) * sizeof(*list))) == NULL) {
-		free(leaves);
-		free(bits);
-		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	}
-	for (uint64_t b = 0; b < nblocks; b++)
-		if (bits[b])
-			list[n++] = b;
-	rv = fb_disk_rehash(d->path, d->size, list, n, leaves, err);
-	free(list);
+	rv = fb_disk_rehash_marked(d->path, d->size, bits, nblocks, leaves, NULL, NULL, &n, err);
 	if (rv != FB_RV_OK) {
 		free(leaves);
 		free(bits);
@@ -494,40 +485,34 @@ verify_leaves_fast(struct flow *fl, size_t k, int vd, fb_hash **out, fb_err *err
 	const fb_vm_disk               *d  = &fl->vm->disks[vd];
 	const Failback__DiskCheckpoint *dc = fl->cp->disks[k];
 	uint64_t nblocks = (d->size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE, n = 0;
-	uint64_t *list = malloc((nblocks + 1) * sizeof(*list));
-	uint8_t  *want = calloc(nblocks + 1, 1);
-	fb_hash  *leaves = malloc(nblocks * sizeof(fb_hash) + 1);
-	uint32_t  rv;
+	uint8_t *reread = malloc(nblocks + 1);
+	fb_hash *leaves = malloc(nblocks * sizeof(fb_hash) + 1);
+	uint32_t rv;
 
-	if (list == NULL || want == NULL || leaves == NULL) {
-		free(list);
-		free(want);
+	if (reread == NULL || leaves == NULL) {
+		free(reread);
 		free(leaves);
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	}
-	memcpy(leaves, fl->local[k], nblocks * sizeof(fb_hash));
 	if (dc->hashes.len != dc->n_blocks * sizeof(fb_hash) || dc->applied != dc->n_blocks) {
-		free(list);
-		free(want);
+		free(reread);
 		free(leaves);
 		return fb_err_set(err, FB_RV_FAILED, "disk %s: the checkpoint's hashes do not match "
 		                  "its blocks", d->name);
 	}
+	memcpy(leaves, fl->local[k], nblocks * sizeof(fb_hash));
+	memcpy(reread, fl->dirty[k], nblocks);
 	for (size_t i = 0; i < dc->n_blocks; i++)
 		if (dc->blocks[i] < nblocks) {
-			want[dc->blocks[i]] = 1;
+			reread[dc->blocks[i]] = 0;
 			memcpy(&leaves[dc->blocks[i]], dc->hashes.data + i * sizeof(fb_hash),
 			       sizeof(fb_hash));
 		}
-	for (uint64_t b = 0; b < nblocks; b++)
-		if (!want[b] && fl->dirty[k][b])
-			list[n++] = b;
-	rv = fb_disk_rehash(d->path, d->size, list, n, leaves, err);
+	rv = fb_disk_rehash_marked(d->path, d->size, reread, nblocks, leaves, NULL, NULL, &n, err);
 	fl->w->pg.read += n * FB_BLOCK_SIZE;
 	fl->w->pg.bytes_done += d->size;
 	progress_emit(&fl->w->pg, 0);
-	free(list);
-	free(want);
+	free(reread);
 	if (rv != FB_RV_OK) {
 		free(leaves);
 		return rv;

@@ -6,7 +6,9 @@
 #ifndef FB_BENCH_H
 #define FB_BENCH_H
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +32,25 @@ bench_drop_caches(void)
 		return 0;
 	fputs("3\n", f);
 	return fclose(f) == 0;
+}
+
+/* A VM writes n blocks at random (seeded) through the qcow2 wrapper of a
+ * tracked raw disk (qemu-io), as its QEMU would: the bitmap sees them.
+ * Returns 0, or -1 when qemu-io failed. */
+static inline int
+bench_vm_writes(const char *disk, uint64_t n, uint64_t nblocks, unsigned seed)
+{
+	char  cmd[1600];
+	FILE *q;
+
+	snprintf(cmd, sizeof(cmd), "qemu-io -f qcow2 '%s.qcow2' >/dev/null", disk);
+	if ((q = popen(cmd, "w")) == NULL)
+		return -1;
+	srand(seed);
+	for (uint64_t i = 0; i < n; i++)
+		fprintf(q, "write -P %d %llu 64k\n", rand() % 255 + 1,
+		        (unsigned long long)((uint64_t)rand() % nblocks) * 65536);
+	return pclose(q) == 0 ? 0 : -1;
 }
 
 #endif

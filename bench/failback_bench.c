@@ -166,17 +166,7 @@ job_done_bytes(void)
 static void
 vm_writes(const char *disk, uint64_t n, uint64_t nblocks, unsigned seed)
 {
-	char  cmd[1600];
-	FILE *q;
-
-	snprintf(cmd, sizeof(cmd), "qemu-io -f qcow2 '%s.qcow2' >/dev/null", disk);
-	if ((q = popen(cmd, "w")) == NULL)
-		exit(1);
-	srand(seed);
-	for (uint64_t i = 0; i < n; i++)
-		fprintf(q, "write -P %d %llu 64k\n", rand() % 255 + 1,
-		        (unsigned long long)((uint64_t)rand() % nblocks) * 65536);
-	if (pclose(q) != 0) {
+	if (bench_vm_writes(disk, n, nblocks, seed) != 0) {
 		fprintf(stderr, "failback_bench: qemu-io failed\n");
 		exit(1);
 	}

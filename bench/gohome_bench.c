@@ -8,7 +8,14 @@
  * failback (phase 2: the downtime is that point plus that failback), and
  * re-protection (reverse on A, replicate A → B).
  *
- * usage: gohome_bench [MiB] [percent changed at B] [percent of A's tail]
+ * With --tracked, all four agents track the raw disks (change_tracking =
+ * qcow2; the replicas verify fast) and the VMs write through the qcow2
+ * wrappers: A's primary tracks A's disk from its point, so phase 1 reads at
+ * A only A's tail; B's primary tracks the disk from the reverse's point, so
+ * the final point reads only the last writes. Each phase's bytes read from
+ * disk are printed.
+ *
+ * usage: gohome_bench [--tracked] [MiB] [percent changed at B] [percent of A's tail]
  *        (defaults 1024, 1 and 0)
  * The page cache is dropped before every timed phase when run as root; the
  * output says "warm" otherwise. Not a test: it asserts nothing.
@@ -24,7 +31,7 @@
 
 static fbt_agent ap, ar, bp, br;
 static char      out[1 << 16];
-static int       cold = 1;
+static int       cold = 1, tracked;
 
 static void
 must(int rc, const char *what)
@@ -84,6 +91,49 @@ repl_cost(const fbt_agent *a, const char *job, unsigned long long *pulled,
 		fclose(f);
 }
 
+/* A job's bytes read from disk (job show --json on agent a). */
+static unsigned long long
+job_read(const fbt_agent *a, const char *job)
+{
+	const char *p;
+
+	if (fbt_ctl(out, sizeof(out), a->control, "operator", "replica.failback.test", "--json",
+	            "job", "show", job, NULL) != 0 ||
+	    (p = strstr(out, "\"bytes_read\":")) == NULL)
+		return 0;
+	p += 13;
+	return strtoull(p + (*p == '"'), NULL, 10);
+}
+
+/* The bytes the newest point of a primary read ("read N bytes", FB4002). */
+static unsigned long long
+point_read(const fbt_agent *a)
+{
+	char               line[2048];
+	unsigned long long v = 0;
+	FILE              *f = fopen(a->log, "r");
+	const char        *p;
+
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, "FB4002") != NULL && (p = strstr(line, ": read ")) != NULL)
+			v = strtoull(p + 7, NULL, 10);
+	if (f != NULL)
+		fclose(f);
+	return v;
+}
+
+/* The VM changes n blocks of disk: through its wrapper when tracked. */
+static void
+vm_changes(const char *disk, uint64_t n, uint64_t nblocks, unsigned seed)
+{
+	if (!tracked)
+		fbt_image_mutate(disk, n, seed);
+	else if (bench_vm_writes(disk, n, nblocks, seed) != 0) {
+		fprintf(stderr, "gohome_bench: qemu-io through %s.qcow2 failed\n", disk);
+		exit(1);
+	}
+}
+
 #define PA(...) FBT_P(out, ap, __VA_ARGS__)
 #define PB(...) FBT_P(out, bp, __VA_ARGS__)
 #define RA(...) FBT_R(out, ar, __VA_ARGS__)
@@ -92,24 +142,28 @@ repl_cost(const fbt_agent *a, const char *job, unsigned long long *pulled,
 int
 main(int argc, char **argv)
 {
-	uint64_t           mib     = argc > 1 ? strtoull(argv[1], NULL, 10) : 1024;
-	double             pct     = argc > 2 ? atof(argv[2]) : 1.0;
-	double             tailpct = argc > 3 ? atof(argv[3]) : 0.0;
+	int                sh      = (tracked = argc > 1 && strcmp(argv[1], "--tracked") == 0);
+	uint64_t           mib     = argc > 1 + sh ? strtoull(argv[1 + sh], NULL, 10) : 1024;
+	double             pct     = argc > 2 + sh ? atof(argv[2 + sh]) : 1.0;
+	double             tailpct = argc > 3 + sh ? atof(argv[3 + sh]) : 0.0;
 	uint64_t           size = mib << 20, nblocks = size / (64 << 10);
 	uint64_t           changed = (uint64_t)((double)nblocks * pct / 100.0);
 	uint64_t           tail = (uint64_t)((double)nblocks * tailpct / 100.0);
 	uint64_t           last = nblocks / 1000 ? nblocks / 1000 : 1;
 	char               img[600], disk[700], lpa[200], lpb[200], j1[40], j2[40], j3[40];
 	double             t0, t_rev, t_p1, t_pt, t_p2, t_rp, t_repl;
-	unsigned long long b1, w1, b2, w2, pulled, w3;
+	unsigned long long b1, w1, b2, w2, pulled, w3, r_rev, r1, r_pt, r2;
+	const char        *pt = tracked ? "--change-tracking=qcow2" : "--change-tracking=off";
+	const char        *vf = tracked ? "--verify-mode=fast" : "--verify-mode=full";
 
-	if (fbt_setup() != 0 || fbt_agent_start(&ap, "primary", "primary", NULL) != 0 ||
-	    fbt_agent_start(&bp, "primary", "primary", NULL) != 0)
+	if (fbt_setup() != 0 ||
+	    fbt_agent_start(&ap, "primary", "primary", (const char *[]){pt, NULL}) != 0 ||
+	    fbt_agent_start(&bp, "primary", "primary", (const char *[]){pt, NULL}) != 0)
 		return 1;
 	snprintf(lpa, sizeof(lpa), "--local-primary-url=%s", ap.resync);
 	snprintf(lpb, sizeof(lpb), "--local-primary-url=%s", bp.resync);
-	if (fbt_replica_start(&ar, &bp, (const char *[]){lpa, NULL}) != 0 ||
-	    fbt_replica_start(&br, &ap, (const char *[]){lpb, NULL}) != 0)
+	if (fbt_replica_start(&ar, &bp, (const char *[]){lpa, pt, vf, NULL}) != 0 ||
+	    fbt_replica_start(&br, &ap, (const char *[]){lpb, pt, vf, NULL}) != 0)
 		return 1;
 	snprintf(img, sizeof(img), "%s/web.img", fbt_root());
 	if (fbt_image_make(img, size, 1) != 0)
@@ -118,17 +172,18 @@ main(int argc, char **argv)
 	must(PA("primary-rp", "create", "web"), "recovery point");
 	must(RB("replicate", "web", "--wait"), "replicate");
 	if (tail > 0)
-		fbt_image_mutate(img, tail, 4);
+		vm_changes(img, tail, nblocks, 4);
 	must(RB("failover", "web", "--wait"), "failover");
 	must(RB("failover-commit", "web", "--wait"), "commit");
 	must(RB("vm", "show", "web"), "vm show");
 	sscanf(strstr(out, "path: ") + 6, "%699s", disk);
-	fbt_image_mutate(disk, changed, 5); /* the VM runs at B */
+	vm_changes(disk, changed, nblocks, 5); /* the VM runs at B */
 
 	drop();
 	t0 = bench_now_s();
 	must(RB("reverse", "web", "--to", ar.resync, "--wait"), "reverse on B");
 	t_rev = bench_now_s() - t0;
+	r_rev = point_read(&bp);
 
 	drop();
 	t0 = bench_now_s();
@@ -136,18 +191,21 @@ main(int argc, char **argv)
 	t_p1 = bench_now_s() - t0;
 	job_of(j1, sizeof(j1));
 	cost(&ar, j1, &b1, &w1);
+	r1 = job_read(&ar, j1);
 
-	fbt_image_mutate(disk, last, 6); /* the VM's last writes, then it stops */
+	vm_changes(disk, last, nblocks, 6); /* the VM's last writes, then it stops */
 	drop();
 	t0 = bench_now_s();
 	must(PB("primary-rp", "create", "web", "--type", "planned"), "final point at B");
 	t_pt = bench_now_s() - t0;
+	r_pt = point_read(&bp);
 	drop();
 	t0 = bench_now_s();
 	must(RA("failback", "web", "--wait"), "phase 2");
 	t_p2 = bench_now_s() - t0;
 	job_of(j2, sizeof(j2));
 	cost(&ar, j2, &b2, &w2);
+	r2 = job_read(&ar, j2);
 
 	drop();
 	t0 = bench_now_s();
@@ -162,18 +220,25 @@ main(int argc, char **argv)
 
 	printf("gohome_bench: %llu MiB mixed image (%llu blocks); at B the VM changed %llu blocks "
 	       "(%.1f%%), A's lost tail %llu blocks; four agents, mTLS on loopback, 2 cores, %s "
-	       "page cache per phase\n",
+	       "page cache per phase; %s\n",
 	       (unsigned long long)mib, (unsigned long long)nblocks, (unsigned long long)changed,
-	       pct, (unsigned long long)tail, cold ? "cold" : "warm");
-	printf("reverse on B (B's primary takes a point of the disk in place)  %7.2f s\n", t_rev);
+	       pct, (unsigned long long)tail, cold ? "cold" : "warm",
+	       tracked ? "disks tracked at both sites, writes through the wrappers, fast verification"
+	               : "no change tracking");
+	printf("reverse on B (B's primary takes a point of the disk in place)  %7.2f s  read %llu "
+	       "bytes\n",
+	       t_rev, r_rev);
 	printf("phase 1: home failback on A, VM running at B                  %7.2f s  %llu blocks, "
-	       "%llu bytes on the wire (changed bytes %llu; budget x 1.02 + 0.1%% = %.0f)\n",
+	       "%llu bytes on the wire (changed bytes %llu; budget x 1.02 + 0.1%% = %.0f), read %llu "
+	       "bytes at A\n",
 	       t_p1, b1, w1, (unsigned long long)((changed + tail) * 65536),
-	       (double)(changed + tail) * 65536 * 1.02 + (double)size * 0.001);
-	printf("phase 2: final point at B                                     %7.2f s\n", t_pt);
+	       (double)(changed + tail) * 65536 * 1.02 + (double)size * 0.001, r1);
+	printf("phase 2: final point at B                                     %7.2f s  read %llu "
+	       "bytes\n",
+	       t_pt, r_pt);
 	printf("phase 2: second failback on A (%llu blocks written last)       %7.2f s  %llu blocks, "
-	       "%llu bytes on the wire\n",
-	       (unsigned long long)last, t_p2, b2, w2);
+	       "%llu bytes on the wire, read %llu bytes at A\n",
+	       (unsigned long long)last, t_p2, b2, w2, r2);
 	printf("downtime (final point + second failback)                      %7.2f s\n",
 	       t_pt + t_p2);
 	printf("re-protect: reverse on A                                      %7.2f s\n", t_rp);

@@ -254,6 +254,24 @@ fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n
 }
 
 uint32_t
+fb_disk_rehash_marked(const char *path, uint64_t size, const uint8_t *marks, uint64_t nblocks,
+                      fb_hash *leaves, fb_disk_visit visit, void *arg, uint64_t *n, fb_err *err)
+{
+	uint64_t *list = malloc((nblocks + 1) * sizeof(*list));
+	uint32_t  rv;
+
+	*n = 0;
+	if (list == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	for (uint64_t b = 0; b < nblocks; b++)
+		if (marks[b])
+			list[(*n)++] = b;
+	rv = fb_disk_rehash_visit(path, size, list, (size_t)*n, leaves, visit, arg, err);
+	free(list);
+	return rv;
+}
+
+uint32_t
 fb_disk_rehash_visit(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
                      fb_hash *leaves, fb_disk_visit visit, void *arg, fb_err *err)
 {

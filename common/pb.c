@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mbedtls/sha256.h>
 #include <zstd.h>
@@ -12,6 +13,7 @@
 #include "failback/clock.h"
 #include "failback/pb.h"
 #include "failback/proof.h"
+#include "failback/tracker.h"
 #include "wire_limits.h"
 
 Failback__VirtualSystem *
@@ -96,6 +98,20 @@ fb_pb_rp(fb_rpc_call *call, const fb_rp *rp)
 		m->disks[i] = d;
 	}
 	return m;
+}
+
+uint32_t
+fb_pb_tracked_paths(fb_rpc_call *call, Failback__VirtualSystem *vm)
+{
+	for (size_t i = 0; vm != NULL && i < vm->n_disks; i++) {
+		char wrapper[4400];
+
+		tracker_wrapper(vm->disks[i]->path, wrapper, sizeof(wrapper));
+		if (access(wrapper, F_OK) == 0 &&
+		    (vm->disks[i]->tracked_path = fb_rpc_strdup(call, wrapper)) == NULL)
+			return FB_RV_OUT_OF_MEMORY;
+	}
+	return FB_RV_OK;
 }
 
 uint32_t

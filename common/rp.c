@@ -538,7 +538,7 @@ rp_scan_disk(fb_db *db, const fb_vm *vm, size_t i, const char *rp_id, struct sca
 	char              brp[FB_ID_LEN + 1], why[512] = "";
 	fb_hash          *leaves = NULL;
 	uint8_t          *bits   = NULL;
-	uint64_t         *list = NULL, n = 0, nblocks;
+	uint64_t          n = 0, nblocks;
 	struct stat       st;
 	int               trusted;
 	fb_err            e = {0};
@@ -569,19 +569,11 @@ rp_scan_disk(fb_db *db, const fb_vm *vm, size_t i, const char *rp_id, struct sca
 		            d->name, rp_id, why);
 		return fb_disk_hash_format(d->path, fmt, rp_visit, ctx, scan, err);
 	}
-	if ((list = malloc((nblocks + 1) * sizeof(*list))) == NULL) {
-		free(leaves);
-		free(bits);
-		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	}
-	for (uint64_t b = 0; b < nblocks; b++)
-		if (bits[b])
-			list[n++] = b;
-	free(bits);
 	ctx->bitmap = 1;
-	rv = fb_disk_rehash_visit(d->path, (uint64_t)st.st_size, list, n, leaves, rp_visit, ctx, err);
+	rv = fb_disk_rehash_marked(d->path, (uint64_t)st.st_size, bits, nblocks, leaves, rp_visit,
+	                           ctx, &n, err);
 	ctx->bitmap = 0;
-	free(list);
+	free(bits);
 	if (rv != FB_RV_OK) {
 		free(leaves);
 		return rv;

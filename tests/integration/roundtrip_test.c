@@ -746,13 +746,42 @@ both_sites_writes_are_known_by_their_bitmaps(void **state)
 		skip();
 	snprintf(hA, sizeof(hA), "%s/home.img", fbt_root());
 	assert_int_equal(fbt_image_make(hA, 32u << 20, 21), 0);
-	assert_int_equal(PA("primary-vm", "add", "home", hA), 0);
+	assert_int_equal(PA("primary-vm", "add", "home", hA, "--history", "4"), 0);
 	/* The first point reads the disk and starts its bitmap. */
 	assert_int_equal(PA("primary-rp", "create", "home"), 0);
 	assert_int_equal(access(strcat(strcpy(out, hA), ".qcow2"), F_OK), 0);
 	assert_int_equal(access(strcat(strcpy(out, hA), ".leaves"), F_OK), 0);
+	/* the primary names the wrapper the hypervisor must open */
+	assert_int_equal(PA("--json", "primary-vm", "list"), 0);
+	assert_non_null(strstr(out, "\"tracked_path\":\""));
+	assert_non_null(strstr(out, "home.img.qcow2\""));
 	assert_int_equal(RB("replicate", "home", "--wait"), 0);
-	/* The VM writes 3 blocks through the wrapper: the next point reads those. */
+	/* The VM runs on the wrapper (qemu-io holds it open, having written a
+	 * block): a point now cannot start a new bitmap (FB4034), so it reads
+	 * the disk whole and the bitmap since P1 goes on counting. */
+	{
+		char  cmd[800];
+		FILE *vm;
+		int   open = 0;
+
+		snprintf(cmd, sizeof(cmd), "qemu-io -f qcow2 '%s.qcow2' >/dev/null", hA);
+		assert_non_null(vm = popen(cmd, "w"));
+		fprintf(vm, "write -P 0x30 12M 64k\n");
+		fflush(vm);
+		snprintf(cmd, sizeof(cmd), "qemu-img info -U '%s.qcow2' | grep -q in-use", hA);
+		for (int i = 0; i < 200 && !open; i++) {
+			open = fbt_run((char *[]){"/bin/sh", "-c", cmd, NULL}, out, sizeof(out)) == 0;
+			if (!open)
+				usleep(50000);
+		}
+		assert_true(open);
+		assert_int_equal(PA("primary-rp", "create", "home"), 0);
+		assert_true(fbt_file_contains(ap.log, "its tracking stays where it was"));
+		assert_true(fbt_file_contains(ap.log, "is in use: its writer did not close"));
+		assert_int_equal(pclose(vm), 0); /* the VM stops cleanly */
+	}
+	/* The VM writes 3 blocks more: the next point reads those and the one
+	 * written while it ran, by the bitmap since P1. */
 	vm_writes(hA, "-c 'write -P 0x31 1M 128k' -c 'write -P 0x32 9M 64k'");
 	assert_int_equal(PA("--json", "primary-rp", "create", "home"), 0);
 	grab("\"id\":\"", p2, sizeof(p2));
@@ -761,8 +790,8 @@ both_sites_writes_are_known_by_their_bitmaps(void **state)
 
 		snprintf(want, sizeof(want), "point %s by the bitmap since point ", p2);
 		if (!fbt_file_contains(ap.log, want) ||
-		    !fbt_file_contains(ap.log, ": 3 of 512 blocks written, read only those"))
-			fail_msg("A's second point did not read only the 3 blocks written (%s)", ap.log);
+		    !fbt_file_contains(ap.log, ": 4 of 512 blocks written, read only those"))
+			fail_msg("A's third point did not read only the 4 blocks written (%s)", ap.log);
 	}
 	assert_int_equal(RB("replicate", "home", "--wait"), 0);
 	/* A's tail: 2 blocks B never receives. Then a planned failover to B. */

@@ -22,6 +22,10 @@ Failback__RecoveryPoint *fb_pb_rp(fb_rpc_call *call, const fb_rp *rp);
 Failback__VirtualSystem **fb_pb_vms(fb_rpc_call *call, const fb_vm *vms, size_t n);
 Failback__RecoveryPoint **fb_pb_rps(fb_rpc_call *call, const fb_rp *rps, size_t n);
 
+/* fb_pb_tracked_paths names, for each disk of vm that has a qcow2 wrapper
+ * (tracker.h), the wrapper the hypervisor must open (tracked_path). */
+uint32_t fb_pb_tracked_paths(fb_rpc_call *call, Failback__VirtualSystem *vm);
+
 /* From the wire (who names the sender in messages). Every count, size,
  * name and hash length is checked before use:
  * fb_pb_check_rp: a manifest (disks within limits, valid names, 64 KiB
