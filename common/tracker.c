@@ -584,17 +584,28 @@ tracker_roll(const char *raw, uint64_t size, const char *rp, fb_err *err)
 	if (access(wrapper, F_OK) != 0)
 		return tracker_create(raw, size, rp, err);
 	/* Without -U: fails while a writer (the VM's QEMU) holds the image. */
-	if ((rc = tool_run((const char *[]){"qemu-img", "info", "--output=json", wrapper, NULL}, info,
-	                   sizeof(info), err)) != 0) {
-		if (rc > 0)
+	if ((rc = tool_run((const char *[]){"qemu-img", "info", "-f", "qcow2", "--output=json",
+	                                    wrapper, NULL},
+	                   info, sizeof(info), err)) != 0) {
+		if (rc > 0 && strstr(info, "lock") != NULL)
 			fb_err_set(err, FB_RV_SYSTEM_IN_USE, "%s is open (the VM runs?): %s", wrapper,
 			           first_line(info));
+		else if (rc > 0)
+			fb_err_set(err, FB_RV_INVALID_STATE, "%s is not a qcow2 wrapper of %s (%s): it "
+			           "is left alone, and the disk is not tracked",
+			           wrapper, raw, first_line(info));
 		return err->rv;
 	}
+	/* A file of that name that is not this disk's wrapper is someone
+	 * else's: it is never replaced. One of another size is remade. */
 	if ((p = fb_json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
-	    p[1 + strlen(raw)] != '"' || (p = fb_json_key(info, "virtual-size")) == NULL ||
-	    strtoull(p, NULL, 10) != size)
-		return tracker_create(raw, size, rp, err); /* not a wrapper of this disk as it is */
+	    p[1 + strlen(raw)] != '"')
+		return fb_err_set(err, FB_RV_INVALID_STATE,
+		                  "%s is there but is not a qcow2 wrapper of %s: it is left alone, "
+		                  "and the disk is not tracked",
+		                  wrapper, raw);
+	if ((p = fb_json_key(info, "virtual-size")) == NULL || strtoull(p, NULL, 10) != size)
+		return tracker_create(raw, size, rp, err);
 	/* Stale bitmaps go: all but the base's point's and the next one. */
 	base_point(raw, keep);
 	snprintf(next, sizeof(next), "fb-%s", rp);

@@ -726,6 +726,31 @@ job_field(const char *job, const char *field)
 	return strtoull(r, NULL, 10);
 }
 
+/* A file of the wrapper's name that is not the disk's wrapper (the
+ * operator's own) is never replaced: the point reads the disk whole and
+ * says why, and the file is as it was. */
+static void
+a_file_in_the_wrappers_place_is_left_alone(void **state)
+{
+	char img[600], other[700], before[65], after[65];
+
+	(void)state;
+	if (!tracking)
+		skip();
+	snprintf(img, sizeof(img), "%s/own.img", fbt_root());
+	snprintf(other, sizeof(other), "%s.qcow2", img);
+	assert_int_equal(fbt_image_make(img, 1u << 20, 24), 0);
+	assert_int_equal(fbt_image_make(other, 1u << 20, 25), 0);
+	sha(other, before);
+	assert_int_equal(PA("primary-vm", "add", "own", img), 0);
+	assert_int_equal(PA("primary-rp", "create", "own"), 0);
+	assert_int_equal(PA("primary-rp", "create", "own"), 0);
+	assert_true(fbt_file_contains(ap.log, "is not a qcow2 wrapper of"));
+	sha(other, after);
+	assert_string_equal(after, before);
+	assert_int_not_equal(access(strcat(strcpy(out, img), ".leaves"), F_OK), 0);
+}
+
 /*
  * Both sites' writes, by their bitmaps (DESIGN §2a, change tracking): A's
  * primary agent tracks home's disk from each point it takes, so what A
@@ -879,6 +904,7 @@ main(void)
 	    cmocka_unit_test(relationship_steps_are_refused_to_other_agents),
 	    cmocka_unit_test(reverse_with_the_other_site_away_completes_when_it_is_back),
 	    cmocka_unit_test(agents_killed_on_the_reversed_path_resume),
+	    cmocka_unit_test(a_file_in_the_wrappers_place_is_left_alone),
 	    cmocka_unit_test(both_sites_writes_are_known_by_their_bitmaps),
 	};
 
