@@ -199,16 +199,7 @@ rp_unappend(fb_store *store, struct newset *set)
 static uint32_t
 rp_ref_leaves(fb_store *store, const fb_hash *leaves, uint64_t n, int64_t delta, fb_err *err)
 {
-	const fb_hash *zero = fb_hash_zero();
-	uint32_t       rv;
-
-	for (uint64_t i = 0; i < n; i++) {
-		if (memcmp(&leaves[i], zero, sizeof(*zero)) == 0)
-			continue;
-		if ((rv = fb_store_ref(store, &leaves[i], delta, err)) != FB_RV_OK)
-			return rv;
-	}
-	return FB_RV_OK;
+	return fb_store_ref_leaves(store, leaves, n, delta, err);
 }
 
 /* Inside a transaction: drop one point, releasing its references. */

@@ -465,20 +465,16 @@ fb_store_index_add(fb_store *s, const fb_hash *h, const fb_store_loc *loc, int64
 	return FB_RV_OK;
 }
 
-uint32_t
-fb_store_ref(fb_store *s, const fb_hash *h, int64_t delta, fb_err *err)
+/* One reference change with a prepared statement (reset after use). */
+static uint32_t
+store_ref_one(fb_store *s, sqlite3_stmt *st, const fb_hash *h, int64_t delta, fb_err *err)
 {
-	sqlite3_stmt *st;
-	uint32_t      rv;
-	int           rc;
+	int rc;
 
-	if ((rv = fb_db_prepare(s->db, "UPDATE blocks SET refs = refs + ? WHERE hash = ?", &st,
-	                        err)) != FB_RV_OK)
-		return rv;
 	sqlite3_bind_int64(st, 1, delta);
 	sqlite3_bind_blob(st, 2, h->b, FB_HASH_LEN, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return fb_db_err(s->db, rc, "block index", err);
 	if (sqlite3_changes(fb_db_handle(s->db)) == 0) {
@@ -487,6 +483,29 @@ fb_store_ref(fb_store *s, const fb_hash *h, int64_t delta, fb_err *err)
 		return fb_err_set(err, FB_RV_FAILED, "block %s is missing from the store", hex);
 	}
 	return FB_RV_OK;
+}
+
+uint32_t
+fb_store_ref(fb_store *s, const fb_hash *h, int64_t delta, fb_err *err)
+{
+	return fb_store_ref_leaves(s, h, 1, delta, err);
+}
+
+uint32_t
+fb_store_ref_leaves(fb_store *s, const fb_hash *hashes, uint64_t n, int64_t delta, fb_err *err)
+{
+	const fb_hash *zero = fb_hash_zero();
+	sqlite3_stmt  *st;
+	uint32_t       rv = FB_RV_OK;
+
+	if ((rv = fb_db_prepare(s->db, "UPDATE blocks SET refs = refs + ? WHERE hash = ?", &st,
+	                        err)) != FB_RV_OK)
+		return rv;
+	for (uint64_t i = 0; i < n && rv == FB_RV_OK; i++)
+		if (memcmp(&hashes[i], zero, sizeof(*zero)) != 0)
+			rv = store_ref_one(s, st, &hashes[i], delta, err);
+	sqlite3_finalize(st);
+	return rv;
 }
 
 uint32_t

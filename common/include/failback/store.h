@@ -81,6 +81,10 @@ uint32_t fb_store_index_add(fb_store *s, const fb_hash *h, const fb_store_loc *l
                             int *added, fb_err *err);
 /* change h's reference count; a missing block is an error naming it. */
 uint32_t fb_store_ref(fb_store *s, const fb_hash *h, int64_t delta, fb_err *err);
+/* fb_store_ref of each of hashes[0..n) that is not the zero block's (one
+ * prepared statement for them all: a point's leaves are many). */
+uint32_t fb_store_ref_leaves(fb_store *s, const fb_hash *hashes, uint64_t n, int64_t delta,
+                             fb_err *err);
 /* delete rows with no references, remembering their bytes for release. */
 uint32_t fb_store_sweep(fb_store *s, uint64_t *freed_blocks, fb_err *err);
 
