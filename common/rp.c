@@ -202,9 +202,84 @@ rp_ref_leaves(fb_store *store, const fb_hash *leaves, uint64_t n, int64_t delta,
 	return fb_store_ref_leaves(store, leaves, n, delta, err);
 }
 
-/* Inside a transaction: drop one point, releasing its references. */
+/*
+ * A commit's reference changes, gathered and netted before they reach the
+ * index: a new point adds one per leaf and the point it prunes takes one
+ * per leaf, so for a disk that changed little almost every change cancels
+ * out and the commit costs what changed, not the disk's size.
+ */
+struct refbatch {
+	struct refdelta {
+		fb_hash h;
+		int64_t d;
+	} *e;
+	size_t n, cap;
+};
+
 static uint32_t
-rp_drop(fb_db *db, fb_store *store, const char *rp_id, fb_err *err)
+refs_add(struct refbatch *b, const fb_hash *leaves, uint64_t n, int64_t d, fb_err *err)
+{
+	const fb_hash *zero = fb_hash_zero();
+
+	if (b->n + n > b->cap) {
+		size_t           cap = b->cap ? b->cap : 1024;
+		struct refdelta *g;
+
+		while (cap < b->n + n)
+			cap *= 2;
+		if ((g = realloc(b->e, cap * sizeof(*g))) == NULL)
+			return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+		b->e   = g;
+		b->cap = cap;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		if (memcmp(&leaves[i], zero, sizeof(*zero)) != 0)
+			b->e[b->n++] = (struct refdelta){leaves[i], d};
+	return FB_RV_OK;
+}
+
+static int
+refs_cmp(const void *x, const void *y)
+{
+	return memcmp(&((const struct refdelta *)x)->h, &((const struct refdelta *)y)->h,
+	              sizeof(fb_hash));
+}
+
+/* Nets the gathered changes per block and applies those that remain. */
+static uint32_t
+refs_flush(struct refbatch *b, fb_store *store, fb_err *err)
+{
+	fb_hash *h = NULL;
+	int64_t *d = NULL;
+	size_t   k = 0;
+	uint32_t rv;
+
+	if (b->n == 0)
+		return FB_RV_OK;
+	if ((h = malloc(b->n * sizeof(*h))) == NULL || (d = malloc(b->n * sizeof(*d))) == NULL) {
+		free(h);
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	}
+	qsort(b->e, b->n, sizeof(*b->e), refs_cmp);
+	for (size_t i = 0; i < b->n; i++) {
+		if (k > 0 && memcmp(&h[k - 1], &b->e[i].h, sizeof(fb_hash)) == 0) {
+			d[k - 1] += b->e[i].d;
+			continue;
+		}
+		h[k]   = b->e[i].h;
+		d[k++] = b->e[i].d;
+	}
+	rv   = fb_store_ref_deltas(store, h, d, 0, k, err);
+	b->n = 0;
+	free(h);
+	free(d);
+	return rv;
+}
+
+/* Inside a transaction: drop one point, releasing its references (into b
+ * when given, else at once). */
+static uint32_t
+rp_drop(fb_db *db, fb_store *store, struct refbatch *b, const char *rp_id, fb_err *err)
 {
 	sqlite3_stmt *st;
 	uint32_t      rv = FB_RV_OK;
@@ -214,9 +289,12 @@ rp_drop(fb_db *db, fb_store *store, const char *rp_id, fb_err *err)
 	    FB_RV_OK)
 		return rv;
 	sqlite3_bind_text(st, 1, rp_id, -1, SQLITE_TRANSIENT);
-	while (rv == FB_RV_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		rv = rp_ref_leaves(store, sqlite3_column_blob(st, 0),
-		                   (uint64_t)sqlite3_column_bytes(st, 0) / sizeof(fb_hash), -1, err);
+	while (rv == FB_RV_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const fb_hash *l = sqlite3_column_blob(st, 0);
+		uint64_t       n = (uint64_t)sqlite3_column_bytes(st, 0) / sizeof(fb_hash);
+
+		rv = b != NULL ? refs_add(b, l, n, -1, err) : rp_ref_leaves(store, l, n, -1, err);
+	}
 	sqlite3_finalize(st);
 	if (rv != FB_RV_OK)
 		return rv;
@@ -241,7 +319,8 @@ fb_rp_set_keep(fb_rp_keep_fn fn)
  * FB_MAX_HISTORY + 1; a point keep_fn keeps is skipped, so the VM then
  * has more than history + 1 (the newest are never dropped in its place). */
 static uint32_t
-rp_prune(fb_db *db, fb_store *store, const fb_vm *vm, fb_rp_stats *stats, fb_err *err)
+rp_prune(fb_db *db, fb_store *store, struct refbatch *b, const fb_vm *vm, fb_rp_stats *stats,
+         fb_err *err)
 {
 	for (int held = store != NULL; held >= 0; held--) {
 		int64_t       keep = held ? (int64_t)vm->recovery_history + 1 : FB_MAX_HISTORY + 1;
@@ -277,7 +356,7 @@ rp_prune(fb_db *db, fb_store *store, const fb_vm *vm, fb_rp_stats *stats, fb_err
 		for (size_t i = 0; (int64_t)i < (int64_t)n - keep; i++) {
 			if (keep_fn != NULL && keep_fn(ids[i]))
 				continue;
-			if ((rv = rp_drop(db, store, ids[i], err)) != FB_RV_OK) {
+			if ((rv = rp_drop(db, store, b, ids[i], err)) != FB_RV_OK) {
 				free(ids);
 				return rv;
 			}
@@ -372,8 +451,9 @@ static uint32_t
 rp_commit(fb_db *db, fb_store *store, const fb_vm *vm, const fb_rp *rp, fb_hash *const *leaves,
           const fb_rp_block *added, size_t nadded, int scanning, fb_rp_stats *stats, fb_err *err)
 {
-	uint8_t *dup = calloc(nadded + 1, 1); /* another writer indexed the same block first */
-	uint32_t rv;
+	uint8_t        *dup  = calloc(nadded + 1, 1); /* another writer indexed the same block first */
+	struct refbatch refs = {0};
+	uint32_t        rv;
 
 	if (dup == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
@@ -388,13 +468,16 @@ rp_commit(fb_db *db, fb_store *store, const fb_vm *vm, const fb_rp *rp, fb_hash 
 		dup[i] = rv == FB_RV_OK && !was_added;
 	}
 	for (size_t i = 0; i < rp->ndisks && rv == FB_RV_OK; i++)
-		rv = rp_ref_leaves(store, leaves[i], rp->disks[i].nblocks, +1, err);
+		rv = refs_add(&refs, leaves[i], rp->disks[i].nblocks, +1, err);
 	if (rv == FB_RV_OK)
 		rv = rp_forget_history(db, rp->id, err); /* a point held from now on */
 	if (rv == FB_RV_OK)
 		rv = rp_insert(db, rp, leaves, err);
 	if (rv == FB_RV_OK)
-		rv = rp_prune(db, store, vm, stats, err);
+		rv = rp_prune(db, store, &refs, vm, stats, err);
+	if (rv == FB_RV_OK)
+		rv = refs_flush(&refs, store, err);
+	free(refs.e);
 	if (rv == FB_RV_OK && rp_may_sweep(scanning))
 		rv = fb_store_sweep(store, &stats->blocks_freed, err);
 	if (rv != FB_RV_OK) {
@@ -816,7 +899,7 @@ fb_rp_remove(fb_db *db, fb_store *store, const char *vm_ref, const char *rp_id,
 		char lower[FB_ID_LEN + 1];
 		for (int i = 0; i <= FB_ID_LEN; i++)
 			lower[i] = (char)(rp_id[i] >= 'A' && rp_id[i] <= 'F' ? rp_id[i] + 32 : rp_id[i]);
-		rv = rp_drop(db, store, lower, err);
+		rv = rp_drop(db, store, NULL, lower, err);
 	}
 	if (rv == FB_RV_OK && rp_may_sweep(0))
 		rv = fb_store_sweep(store, &stats->blocks_freed, err);
@@ -895,7 +978,7 @@ fb_rp_remove_vm(fb_db *db, fb_store *store, const char *vm_ref, int force, fb_rp
 			goto fail;
 		}
 	for (size_t i = 0; i < n && rv == FB_RV_OK; i++)
-		rv = rp_drop(db, store, ids[i], err);
+		rv = rp_drop(db, store, NULL, ids[i], err);
 	if (rv != FB_RV_OK)
 		goto fail;
 	if ((rv = fb_db_prepare(db, "DELETE FROM vms WHERE id = ?", &st, err)) != FB_RV_OK)
@@ -1010,7 +1093,7 @@ fb_rp_import(fb_db *db, const char *vm_id, const fb_rp *rps, size_t n, fb_err *e
 		rv = rp_insert(db, &rp, NULL, err);
 	}
 	if (rv == FB_RV_OK)
-		rv = rp_prune(db, NULL, vm, &st0, err);
+		rv = rp_prune(db, NULL, NULL, vm, &st0, err);
 	if (rv != FB_RV_OK) {
 		fb_db_rollback(db);
 		goto out;

@@ -494,6 +494,13 @@ fb_store_ref(fb_store *s, const fb_hash *h, int64_t delta, fb_err *err)
 uint32_t
 fb_store_ref_leaves(fb_store *s, const fb_hash *hashes, uint64_t n, int64_t delta, fb_err *err)
 {
+	return fb_store_ref_deltas(s, hashes, NULL, delta, n, err);
+}
+
+uint32_t
+fb_store_ref_deltas(fb_store *s, const fb_hash *hashes, const int64_t *deltas, int64_t delta,
+                    uint64_t n, fb_err *err)
+{
 	const fb_hash *zero = fb_hash_zero();
 	sqlite3_stmt  *st;
 	uint32_t       rv = FB_RV_OK;
@@ -502,8 +509,8 @@ fb_store_ref_leaves(fb_store *s, const fb_hash *hashes, uint64_t n, int64_t delt
 	                        err)) != FB_RV_OK)
 		return rv;
 	for (uint64_t i = 0; i < n && rv == FB_RV_OK; i++)
-		if (memcmp(&hashes[i], zero, sizeof(*zero)) != 0)
-			rv = store_ref_one(s, st, &hashes[i], delta, err);
+		if (memcmp(&hashes[i], zero, sizeof(*zero)) != 0 && (deltas == NULL || deltas[i] != 0))
+			rv = store_ref_one(s, st, &hashes[i], deltas != NULL ? deltas[i] : delta, err);
 	sqlite3_finalize(st);
 	return rv;
 }

@@ -85,6 +85,10 @@ uint32_t fb_store_ref(fb_store *s, const fb_hash *h, int64_t delta, fb_err *err)
  * prepared statement for them all: a point's leaves are many). */
 uint32_t fb_store_ref_leaves(fb_store *s, const fb_hash *hashes, uint64_t n, int64_t delta,
                              fb_err *err);
+/* the same with deltas[i] for hashes[i] (a zero delta is skipped), or
+ * delta for all when deltas is NULL */
+uint32_t fb_store_ref_deltas(fb_store *s, const fb_hash *hashes, const int64_t *deltas,
+                             int64_t delta, uint64_t n, fb_err *err);
 /* delete rows with no references, remembering their bytes for release. */
 uint32_t fb_store_sweep(fb_store *s, uint64_t *freed_blocks, fb_err *err);
 
