@@ -89,6 +89,21 @@ tracker_available(void)
 	       tool_run((const char *[]){"qemu-nbd", "--version", NULL}, out, sizeof(out), &e) == 0;
 }
 
+/* Whether the qcow2 file at wrapper has raw as its data file. */
+static int
+wrapper_of(const char *raw, const char *wrapper)
+{
+	char        info[16384];
+	const char *p;
+	fb_err      e = {0};
+
+	return tool_run((const char *[]){"qemu-img", "info", "-U", "-f", "qcow2", "--output=json",
+	                                 wrapper, NULL},
+	                info, sizeof(info), &e) == 0 &&
+	       (p = fb_json_key(info, "data-file")) != NULL &&
+	       strncmp(p + 1, raw, strlen(raw)) == 0 && p[1 + strlen(raw)] == '"';
+}
+
 uint32_t
 tracker_create(const char *raw, uint64_t size, const char *rp, fb_err *err)
 {
@@ -96,6 +111,13 @@ tracker_create(const char *raw, uint64_t size, const char *rp, fb_err *err)
 	int  rc;
 
 	tracker_wrapper(raw, wrapper, sizeof(wrapper));
+	/* A disk taken in place may have a file of that name that is not its
+	 * wrapper (the operator's own): it is never replaced. */
+	if (access(wrapper, F_OK) == 0 && !wrapper_of(raw, wrapper))
+		return fb_err_set(err, FB_RV_INVALID_STATE,
+		                  "%s is there but is not a qcow2 wrapper of %s: it is left alone, "
+		                  "and the disk is not tracked",
+		                  wrapper, raw);
 	snprintf(scratch, sizeof(scratch), "%s.scratch", wrapper);
 	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
 	snprintf(name, sizeof(name), "fb-%s", rp);

@@ -150,12 +150,13 @@ a_killed_qemu_nbd_is_restarted_and_the_point_is_exact(void **state)
 	(void)state;
 	snprintf(raw, sizeof(raw), "%s/k.raw", fbt_root());
 	snprintf(img, sizeof(img), "%s/k.qcow2", fbt_root());
-	assert_int_equal(fbt_image_make(raw, 64u << 20, 43), 0);
+	assert_int_equal(fbt_image_make(raw, 128u << 20, 43), 0);
 	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "convert", "-f", "raw", "-O",
 	                                      "qcow2", raw, img, NULL}),
 	                 0);
 	assert_int_equal(P("primary-vm", "add", "k", img, "--format", "qcow2"), 0);
-	/* 64 MiB at 16 MiB/s: the scan runs for seconds */
+	/* 128 MiB at 16 MiB/s: the scan runs for 8 s, time to find and kill
+	 * qemu-nbd even on a loaded machine */
 	assert_int_equal(P("primary-rp", "create", "k", "--no-wait"), 0);
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	for (int i = 0; i < 400 && nbd == 0; i++) {
