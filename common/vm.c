@@ -57,6 +57,41 @@ fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, 
 	return fb_vm_add_served(db, name, paths, npaths, history, mode, state, "", NULL, out, err);
 }
 
+/* Replaces vm's disk rows (name, path, size, format) with vm->disks. */
+static uint32_t
+vm_put_disks(fb_db *db, const fb_vm *vm, fb_err *err)
+{
+	sqlite3_stmt *st;
+	uint32_t      rv;
+	int           rc;
+
+	if ((rv = fb_db_prepare(db, "DELETE FROM disks WHERE vm_id = ?", &st, err)) != FB_RV_OK)
+		return rv;
+	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fb_db_err(db, rc, "replace disks", err);
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		if ((rv = fb_db_prepare(db,
+		                        "INSERT INTO disks (vm_id, name, path, size, format) "
+		                        "VALUES (?,?,?,?,?)",
+		                        &st, err)) != FB_RV_OK)
+			return rv;
+		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, vm->disks[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, vm->disks[i].path, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)vm->disks[i].size);
+		sqlite3_bind_text(st, 5, vm->disks[i].format[0] ? vm->disks[i].format : "raw", -1,
+		                  SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return fb_db_err(db, rc, "add disk", err);
+	}
+	return FB_RV_OK;
+}
+
 uint32_t
 fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t npaths,
                  uint32_t history, int mode, int state, const char *peer_name,
@@ -140,25 +175,8 @@ fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t n
 		rv = fb_db_err(db, rc, "add VM", err);
 		goto rollback;
 	}
-	for (size_t i = 0; i < vm->ndisks; i++) {
-		if ((rv = fb_db_prepare(db,
-		                        "INSERT INTO disks (vm_id, name, path, size, format) "
-		                        "VALUES (?,?,?,?,?)",
-		                        &st, err)) != FB_RV_OK)
-			goto rollback;
-		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, vm->disks[i].name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, vm->disks[i].path, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, (sqlite3_int64)vm->disks[i].size);
-		sqlite3_bind_text(st, 5, vm->disks[i].format[0] ? vm->disks[i].format : "raw", -1,
-		                  SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE) {
-			rv = fb_db_err(db, rc, "add disk", err);
-			goto rollback;
-		}
-	}
+	if ((rv = vm_put_disks(db, vm, err)) != FB_RV_OK)
+		goto rollback;
 	if ((rv = fb_db_commit(db, err)) != FB_RV_OK)
 		goto fail;
 	if (out != NULL)
@@ -409,37 +427,6 @@ fb_vm_set_failover_rp(fb_db *db, const char *id, const char *rp, fb_err *err)
 }
 
 /* Inserts the disks of vm (inside a transaction). */
-static uint32_t
-vm_put_disks(fb_db *db, const fb_vm *vm, fb_err *err)
-{
-	sqlite3_stmt *st;
-	uint32_t      rv;
-	int           rc;
-
-	if ((rv = fb_db_prepare(db, "DELETE FROM disks WHERE vm_id = ?", &st, err)) != FB_RV_OK)
-		return rv;
-	sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return fb_db_err(db, rc, "replace disks", err);
-	for (size_t i = 0; i < vm->ndisks; i++) {
-		if ((rv = fb_db_prepare(db,
-		                        "INSERT INTO disks (vm_id, name, path, size) VALUES (?,?,?,?)",
-		                        &st, err)) != FB_RV_OK)
-			return rv;
-		sqlite3_bind_text(st, 1, vm->id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, vm->disks[i].name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, vm->disks[i].path, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, (sqlite3_int64)vm->disks[i].size);
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE)
-			return fb_db_err(db, rc, "add disk", err);
-	}
-	return FB_RV_OK;
-}
-
 uint32_t
 fb_vm_put(fb_db *db, const fb_vm *vm, fb_err *err)
 {

@@ -139,6 +139,33 @@ registration_refuses_bad_names_paths_and_history(void **state)
 	assert_non_null(strstr(err.msg, "already exists"));
 }
 
+/* A VM recorded again (a failover that wrote its disks as qcow2, a
+ * relationship step) keeps each disk's format: the format decides how the
+ * disk is opened, and a qcow2 image read as raw is a different disk. */
+static void
+a_disk_format_survives_recording_the_vm_again(void **state)
+{
+	const char *ok[] = {img};
+	fb_vm      *vm, *again;
+	fb_err      err;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 1 << 20, 1), 0);
+	assert_int_equal(fb_vm_add(db, "vm", ok, 1, 0, 1, 1, &vm, &err), FB_RV_OK);
+	assert_string_equal(vm->disks[0].format, "raw");
+	snprintf(vm->disks[0].format, sizeof(vm->disks[0].format), "qcow2");
+	assert_int_equal(fb_vm_put(db, vm, &err), FB_RV_OK);
+	assert_int_equal(fb_vm_get(db, "vm", &again, &err), FB_RV_OK);
+	assert_string_equal(again->disks[0].format, "qcow2");
+	free(again);
+	snprintf(vm->disks[0].format, sizeof(vm->disks[0].format), "raw");
+	assert_int_equal(fb_vm_put(db, vm, &err), FB_RV_OK);
+	assert_int_equal(fb_vm_get(db, "vm", &again, &err), FB_RV_OK);
+	assert_string_equal(again->disks[0].format, "raw");
+	free(again);
+	free(vm);
+}
+
 static void
 point_reads_back_the_disk_and_unknowns_are_file_not_found(void **state)
 {
@@ -472,6 +499,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(a_disk_format_survives_recording_the_vm_again, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(registration_refuses_bad_names_paths_and_history,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
