@@ -28,7 +28,9 @@
 
 #include "failback/apply.h"
 #include "failback/clock.h"
+#include "failback/dev.h"
 #include "failback/disk.h"
+#include "failback/image.h"
 #include "failback/log.h"
 #include "failback/pb.h"
 #include "failback/tracker.h"
@@ -125,6 +127,12 @@ changed_blocks(struct flow *fl, size_t k, int vd, fb_disk_scan *scan, fb_err *er
 	uint32_t          rv;
 
 	memset(scan, 0, sizeof(*scan));
+	if (!fb_dev_raw(d->format)) {
+		fb_log_info("FB6018", "job %s: disk %s: full scan: a %s image (bitmaps track raw "
+		            "recovery disks, through their wrapper)",
+		            w->job, d->name, d->format);
+		return FB_RV_OK;
+	}
 	tracker_wrapper(d->path, wrapper, sizeof(wrapper));
 	if (fl->full_only || access(wrapper, F_OK) != 0)
 		return FB_RV_OK;
@@ -166,22 +174,32 @@ sizes_match(struct flow *fl, fb_err *err)
 	for (size_t k = 0; k < fl->target->n_disks; k++) {
 		const Failback__DiskManifest *dm = fl->target->disks[k];
 		int                           vd = vm_disk(fl->vm, dm->name);
+		const fb_vm_disk             *d  = vd < 0 ? NULL : &fl->vm->disks[vd];
 		struct stat                   st;
+		uint64_t                      size;
+		fb_err                        e = {0};
 		char                          wrapper[4200];
+		int                           wrapped;
 
-		if (vd < 0 || !fb_rsd_includes(&fl->w->rsd, dm->name) ||
-		    stat(fl->vm->disks[vd].path, &st) != 0 || (uint64_t)st.st_size == dm->size_bytes)
+		if (d == NULL || !fb_rsd_includes(&fl->w->rsd, dm->name) || stat(d->path, &st) != 0)
 			continue; /* a missing disk is reported by its compare */
-		tracker_wrapper(fl->vm->disks[vd].path, wrapper, sizeof(wrapper));
+		if (fb_dev_raw(d->format))
+			size = (uint64_t)st.st_size;
+		else if (fb_image_probe(d->path, d->format, &size, &e) != FB_RV_OK)
+			return fb_err_set(err, FB_RV_FAILED, "recovery-VM disk %s: %s", dm->name, e.msg);
+		if (size == dm->size_bytes)
+			continue;
+		tracker_wrapper(d->path, wrapper, sizeof(wrapper));
+		wrapped = fb_dev_raw(d->format) && access(wrapper, F_OK) == 0;
 		return fb_err_set(err, FB_RV_INVALID_STATE,
-		                  "disk %s is %lld bytes on the replica but %llu in recovery point %s, "
+		                  "disk %s is %llu bytes on the replica but %llu in recovery point %s, "
 		                  "and a failback does not resize a disk: shrink it back first "
 		                  "(qemu-img resize --shrink -f %s '%s' %llu), or fail back to a point "
 		                  "of its new size",
-		                  dm->name, (long long)st.st_size, (unsigned long long)dm->size_bytes,
-		                  fl->target->id, access(wrapper, F_OK) == 0 ? "qcow2" : "raw",
-		                  access(wrapper, F_OK) == 0 ? wrapper : fl->vm->disks[vd].path,
-		                  (unsigned long long)dm->size_bytes);
+		                  dm->name, (unsigned long long)size, (unsigned long long)dm->size_bytes,
+		                  fl->target->id, wrapped ? "qcow2" : fb_dev_raw(d->format) ? "raw"
+		                                                                            : d->format,
+		                  wrapped ? wrapper : d->path, (unsigned long long)dm->size_bytes);
 	}
 	return FB_RV_OK;
 }
@@ -209,8 +227,8 @@ compare_disk(struct flow *fl, size_t k, Failback__DiskCheckpoint *dc, uint64_t *
 		/* the bitmap said which blocks to read: scan holds the disk's leaves */
 	} else if (rv != FB_RV_OK) {
 		return rv;
-	} else if ((rv = fb_disk_hash(fl->vm->disks[vd].path, hash_visit, &hp, &scan, err)) !=
-	           FB_RV_OK) {
+	} else if ((rv = fb_disk_hash_format(fl->vm->disks[vd].path, fl->vm->disks[vd].format,
+	                                     hash_visit, &hp, &scan, err)) != FB_RV_OK) {
 		char why[FB_ERR_MSG_MAX];
 
 		snprintf(why, sizeof(why), "%s", err->msg);
@@ -410,7 +428,8 @@ transfer(struct flow *fl, fb_err *err)
 	w->pg.bytes_total  = nitems * FB_BLOCK_SIZE;
 	w->pg.wire         = cp->bytes_on_wire;
 	for (size_t i = 0; i < fl->vm->ndisks; i++)
-		disks[i] = (fb_apply_disk){fl->vm->disks[i].path, fl->vm->disks[i].size};
+		disks[i] = (fb_apply_disk){fl->vm->disks[i].path, fl->vm->disks[i].size,
+		                           fl->vm->disks[i].format, fl->lockfd[i] - 1};
 	if ((rv = replica_path_undo(w->r, fl->vm->id, undo, sizeof(undo), err)) != FB_RV_OK ||
 	    (rv = fb_apply_open(&fl->ap, undo, disks, fl->vm->ndisks, err)) != FB_RV_OK)
 		return rv;
@@ -556,8 +575,8 @@ verify(struct flow *fl, fb_err *err)
 			fb_disk_scan         scan;
 			struct hash_progress hp = {pg, base};
 
-			if ((rv = fb_disk_hash(fl->vm->disks[vd].path, hash_visit, &hp, &scan, err)) !=
-			    FB_RV_OK) {
+			if ((rv = fb_disk_hash_format(fl->vm->disks[vd].path, fl->vm->disks[vd].format,
+			                              hash_visit, &hp, &scan, err)) != FB_RV_OK) {
 				char why[FB_ERR_MSG_MAX];
 
 				snprintf(why, sizeof(why), "%s", err->msg);
@@ -583,7 +602,8 @@ verify(struct flow *fl, fb_err *err)
 		 * so the next failback of it (the downtime one) reads only what the
 		 * two points' manifests and its bitmap name. */
 		tracker_wrapper(fl->vm->disks[vd].path, wrapper, sizeof(wrapper));
-		if (rv == FB_RV_OK && (access(wrapper, F_OK) == 0 || fl->w->r->tracking)) {
+		if (rv == FB_RV_OK && fb_dev_raw(fl->vm->disks[vd].format) &&
+		    (access(wrapper, F_OK) == 0 || fl->w->r->tracking)) {
 			fb_err e = {0};
 
 			if (tracker_base_write(fl->vm->disks[vd].path, t->id, leaves, nblocks, 1, &e) !=
@@ -626,31 +646,23 @@ remember_target(struct flow *fl, fb_err *err)
  * description write lock over the whole file, the kind QEMU takes on its
  * images): a hypervisor that still runs the VM, or starts it meanwhile,
  * makes the job (or itself) fail instead of both writing. The locks go
- * with the worker.
+ * with the worker, and with the qemu-nbd that writes a qcow2 disk for it
+ * (which inherits the lock): a worker killed a moment ago may hold one for
+ * as long as its server takes to die, so a lock is waited for a little.
  */
+#define LOCK_WAIT_MS 5000
+
 static uint32_t
 lock_disks(struct flow *fl, fb_err *err)
 {
 	for (size_t i = 0; i < fl->vm->ndisks; i++) {
-		struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-		int          fd;
+		uint32_t rv;
+		int      fd;
 
-		if ((fd = open(fl->vm->disks[i].path, O_RDWR | O_CLOEXEC)) < 0) {
-			if (errno == ENOENT)
-				continue; /* a disk the failback will report missing */
-			return fb_err_errno(err, errno, fl->vm->disks[i].path);
-		}
-		if (fcntl(fd, F_OFD_SETLK, &l) != 0) {
-			int e = errno;
-
-			close(fd);
-			if (e == EAGAIN || e == EACCES)
-				return fb_err_set(err, FB_RV_SYSTEM_IN_USE,
-				                  "disk %s is in use (another process holds a lock on it; "
-				                  "is the VM still running?)",
-				                  fl->vm->disks[i].path);
-			return fb_err_errno(err, e, fl->vm->disks[i].path);
-		}
+		if (access(fl->vm->disks[i].path, F_OK) != 0 && errno == ENOENT)
+			continue; /* a disk the failback will report missing */
+		if ((rv = fb_image_lock(fl->vm->disks[i].path, LOCK_WAIT_MS, &fd, err)) != FB_RV_OK)
+			return rv;
 		fl->lockfd[i] = fd + 1;
 	}
 	return FB_RV_OK;

@@ -6,7 +6,9 @@
  *
  * A materialised disk is written to "<disk>.tmp", fsynced and renamed over
  * the disk, so a crash leaves either the old disk or the complete new one;
- * zero blocks stay holes.
+ * zero blocks stay holes. Its format is the recovery_format setting: a raw
+ * file, or a standalone qcow2 image written through qemu-nbd (dev.h), which
+ * the hypervisor opens as it is.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,18 +23,21 @@
 #include "failback/fsops.h"
 #include "failback/log.h"
 #include "failback/apply.h"
+#include "failback/dev.h"
+#include "failback/image.h"
 #include "replica.h"
 #include "failback/tracker.h"
 
 static uint32_t
-local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path, fb_err *err)
+local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path,
+                 const char *format, fb_err *err)
 {
 	char     tmp[4200];
 	fb_hash *leaves;
+	fb_dev  *dev = NULL;
 	uint64_t n;
 	uint8_t *blk;
 	uint32_t rv;
-	int      fd;
 
 	if ((rv = fb_rp_leaves(r->db, rp->id, d->name, &leaves, &n, err)) != FB_RV_OK)
 		return rv;
@@ -44,31 +49,22 @@ local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *p
 		rv = fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: path too long", path);
 		goto out;
 	}
-	if ((fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-		rv = fb_err_errno(err, errno, tmp);
+	if ((rv = fb_dev_create(tmp, format, d->size, &dev, err)) != FB_RV_OK)
 		goto out;
-	}
-	if (fb_fs_ftruncate(fd, (off_t)d->size) != 0) {
-		rv = fb_err_errno(err, errno, tmp);
-		goto out_fd;
-	}
-	for (uint64_t i = 0; i < n; i++) {
+	for (uint64_t i = 0; i < n && rv == FB_RV_OK; i++) {
 		uint64_t off = i * FB_BLOCK_SIZE;
-		size_t   len = d->size - off < FB_BLOCK_SIZE ? (size_t)(d->size - off) : FB_BLOCK_SIZE;
+		uint32_t len = fb_block_len(d->size, i);
 
 		if (memcmp(&leaves[i], fb_hash_zero(), sizeof(fb_hash)) == 0)
-			continue;
-		if ((rv = fb_store_get(r->store, &leaves[i], blk, err)) != FB_RV_OK)
-			goto out_fd;
-		if (fb_fs_pwrite(fd, blk, len, (off_t)off) < 0) {
-			rv = fb_err_errno(err, errno, tmp);
-			goto out_fd;
-		}
+			continue; /* a new image reads zeros there: a hole, or no cluster */
+		if ((rv = fb_store_get(r->store, &leaves[i], blk, err)) == FB_RV_OK)
+			rv = fb_dev_write(dev, blk, len, off, err);
 	}
-	if (fb_fs_fsync(fd) != 0 || fb_fs_rename(tmp, path) != 0 || fb_fs_fsync_dir(path) != 0)
+	if (rv == FB_RV_OK)
+		rv = fb_dev_flush(dev, err);
+	fb_dev_close(dev);
+	if (rv == FB_RV_OK && (fb_fs_rename(tmp, path) != 0 || fb_fs_fsync_dir(path) != 0))
 		rv = fb_err_errno(err, errno, path);
-out_fd:
-	close(fd);
 	if (rv != FB_RV_OK)
 		unlink(tmp);
 out:
@@ -106,10 +102,11 @@ local_track(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path)
 uint32_t
 local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err)
 {
-	fb_vm   *vm;
-	fb_rp   *rp;
-	char     dir[4200];
-	uint32_t rv;
+	const char *format = r->rset->recovery_format;
+	fb_vm      *vm;
+	fb_rp      *rp;
+	char        dir[4200];
+	uint32_t    rv;
 
 	if ((rv = fb_vm_get(r->db, vm_id, &vm, err)) != FB_RV_OK)
 		return rv;
@@ -137,10 +134,20 @@ local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err)
 			rv = fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: path too long", dir);
 			break;
 		}
-		rv = local_write_disk(r, rp, &rp->disks[i], path, err);
-		if (rv == FB_RV_OK && r->tracking)
+		for (size_t k = 0; k < vm->ndisks; k++)
+			if (strcmp(vm->disks[k].name, rp->disks[i].name) == 0)
+				snprintf(vm->disks[k].format, sizeof(vm->disks[k].format), "%s", format);
+		rv = local_write_disk(r, rp, &rp->disks[i], path, format, err);
+		if (rv == FB_RV_OK && r->tracking && fb_dev_raw(format))
 			local_track(r, rp, &rp->disks[i], path);
+		else if (rv == FB_RV_OK && r->tracking)
+			fb_log_warn("FB5045", "disk %s is not tracked (its failback compares it whole): "
+			            "a %s recovery disk has no raw data file for a wrapper",
+			            rp->disks[i].name, format);
 	}
+	/* the disks' format, for everything that opens them from now on */
+	if (rv == FB_RV_OK)
+		rv = fb_vm_put(r->db, vm, err);
 	if (rv == FB_RV_OK)
 		rv = fb_vm_set_failover_rp(r->db, vm->id, rp->id, err);
 	if (rv == FB_RV_OK)
@@ -219,7 +226,29 @@ local_disks(replica *r, const char *vm_id, fb_vm **vm, fb_apply_disk *disks, cha
 		return rv;
 	}
 	for (size_t i = 0; i < (*vm)->ndisks; i++)
-		disks[i] = (fb_apply_disk){(*vm)->disks[i].path, (*vm)->disks[i].size};
+		disks[i] = (fb_apply_disk){(*vm)->disks[i].path, (*vm)->disks[i].size,
+		                           (*vm)->disks[i].format, -1};
+	return FB_RV_OK;
+}
+
+/* A disk written through qemu-nbd is locked before its rollback writes: the
+ * cancelled worker's server holds the lock until it is gone, so the
+ * rollback's server never meets it (a raw disk's writer dies with its
+ * worker). The locks go with the rollback's servers, then with locks[]. */
+static uint32_t
+local_lock_served(const fb_vm *vm, fb_apply_disk *disks, int *locks, fb_err *err)
+{
+	for (size_t i = 0; i < vm->ndisks; i++)
+		locks[i] = -1;
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		uint32_t rv;
+
+		if (fb_dev_raw(vm->disks[i].format) || access(vm->disks[i].path, F_OK) != 0)
+			continue;
+		if ((rv = fb_image_lock(vm->disks[i].path, 10000, &locks[i], err)) != FB_RV_OK)
+			return rv;
+		disks[i].lock_fd = locks[i];
+	}
 	return FB_RV_OK;
 }
 
@@ -231,9 +260,15 @@ local_rollback(replica *r, const char *vm_id, uint64_t *blocks, fb_err *err)
 	char          undo[4200];
 	uint32_t      rv;
 
+	int           locks[FB_MAX_DISKS];
+
 	if ((rv = local_disks(r, vm_id, &vm, disks, undo, sizeof(undo), err)) != FB_RV_OK)
 		return rv;
-	rv = fb_apply_rollback(undo, disks, vm->ndisks, blocks, err);
+	if ((rv = local_lock_served(vm, disks, locks, err)) == FB_RV_OK)
+		rv = fb_apply_rollback(undo, disks, vm->ndisks, blocks, err);
+	for (size_t i = 0; i < vm->ndisks; i++)
+		if (locks[i] >= 0)
+			close(locks[i]);
 	free(vm);
 	return rv;
 }

@@ -45,6 +45,9 @@ static const fb_config_key replica_keys[] = {
      "after a failback that used the bitmap: full (default: re-read the whole disk) or fast "
      "(re-read only what it wrote and the dirty blocks; trusts that nothing writes the disk "
      "around the wrapper or the job's lock)"},
+    {"recovery_format", &the_settings.recovery_format,
+     "raw (default) or qcow2: the format a failover writes each recovery disk in (qcow2: a "
+     "standalone image the hypervisor opens as it is, written and read through qemu-nbd)"},
 };
 
 /* Fills a setting left unset with its default (NULL when memory ran out). */
@@ -68,8 +71,15 @@ replica_check(fb_err *err)
 	replica_default(&the_settings.recovery_name, "replica.failback.test");
 	replica_default(&the_settings.change_tracking, "off");
 	replica_default(&the_settings.verify_mode, "full");
-	if (the_settings.change_tracking == NULL || the_settings.verify_mode == NULL)
+	replica_default(&the_settings.recovery_format, "raw");
+	if (the_settings.change_tracking == NULL || the_settings.verify_mode == NULL ||
+	    the_settings.recovery_format == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (strcmp(the_settings.recovery_format, "raw") != 0 &&
+	    strcmp(the_settings.recovery_format, "qcow2") != 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "--recovery-format: '%s' is not raw or qcow2",
+		                  the_settings.recovery_format);
 	if (strcmp(the_settings.change_tracking, "qcow2") != 0 &&
 	    strcmp(the_settings.change_tracking, "off") != 0)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER,

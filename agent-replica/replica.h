@@ -50,6 +50,7 @@ typedef struct replica_settings {
 	char *recovery_name; /* default DNS name of the other site's replica agent */
 	char *change_tracking; /* qcow2 or off (tracker.c) */
 	char *verify_mode;     /* after a bitmap compare: fast or full */
+	char *recovery_format; /* raw or qcow2: what a failover writes recovery disks as */
 } replica_settings;
 
 typedef struct replica {

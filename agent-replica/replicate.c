@@ -17,8 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "failback/dev.h"
 #include "failback/fsops.h"
-
+#include "failback/image.h"
 #include "failback/log.h"
 #include "worker.h"
 
@@ -84,34 +85,54 @@ store_batch(void *arg, const fetch_batch *b, fb_err *err)
 }
 
 /*
- * Stores from the local disk at path every item whose block there hashes
- * to its leaf, and compacts items to the rest. A disk that is not there,
- * or not of the manifest's size, gives nothing.
+ * Stores from the local disk d every item whose block there hashes to its
+ * leaf, and compacts items to the rest. A disk that is not there, or not
+ * of the manifest's size, gives nothing. A disk of another format than raw
+ * (a qcow2 recovery disk) is read through qemu-nbd.
  */
 static uint32_t
-from_local_disk(worker *w, const char *path, uint64_t size, fetch_item *items, size_t *n,
+from_local_disk(worker *w, const fb_vm_disk *d, uint64_t size, fetch_item *items, size_t *n,
                 struct adopt *ad, fb_err *err)
 {
 	uint8_t    *blk;
+	fb_image   *im = NULL;
+	fb_err      e  = {0};
 	struct stat st;
 	size_t      keep = 0, found = 0;
 	uint32_t    rv   = FB_RV_OK;
-	int         fd;
+	int         fd   = -1;
 
-	if (*n == 0 || (fd = fb_fs_open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0)) < 0)
+	if (*n == 0)
 		return FB_RV_OK;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size ||
-	    (blk = malloc(FB_BLOCK_SIZE)) == NULL) {
-		close(fd);
+	if (!fb_dev_raw(d->format)) {
+		if (fb_image_open(d->path, d->format, &im, &e) != FB_RV_OK)
+			return FB_RV_OK;
+		if (fb_image_size(im) != size) {
+			fb_image_close(im);
+			return FB_RV_OK;
+		}
+	} else {
+		if ((fd = fb_fs_open(d->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0)) < 0)
+			return FB_RV_OK;
+		if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size) {
+			close(fd);
+			return FB_RV_OK;
+		}
+	}
+	if ((blk = malloc(FB_BLOCK_SIZE)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		fb_image_close(im);
 		return FB_RV_OK;
 	}
 	for (size_t i = 0; i < *n && rv == FB_RV_OK; i++) {
-		uint64_t     off = items[i].block * FB_BLOCK_SIZE;
+		uint64_t     off = items[i].block * FB_BLOCK_SIZE, rd = 0;
 		size_t       len = size - off < FB_BLOCK_SIZE ? (size_t)(size - off) : FB_BLOCK_SIZE;
 		fb_store_loc loc;
 		fb_hash      h;
 
-		if (fb_fs_pread(fd, blk, len, (off_t)off) < 0) {
+		if (im != NULL ? fb_image_read(im, blk, off, len, &rd, &e) != FB_RV_OK
+		               : fb_fs_pread(fd, blk, len, (off_t)off) < 0) {
 			items[keep++] = items[i];
 			continue;
 		}
@@ -126,10 +147,12 @@ from_local_disk(worker *w, const char *path, uint64_t size, fetch_item *items, s
 		found++;
 	}
 	free(blk);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
+	fb_image_close(im);
 	if (found > 0)
 		fb_log_info("FB6022", "job %s: %zu block(s) of %s were on this host's disk, not pulled",
-		            w->job, found, path);
+		            w->job, found, d->path);
 	*n = keep;
 	return rv;
 }
@@ -228,7 +251,7 @@ replicate_disk(worker *w, const fb_vm *vm, const Failback__RecoveryPoint *t, siz
 			items[u++] = items[i];
 	for (size_t d = 0; d < vm->ndisks; d++)
 		if (strcmp(vm->disks[d].name, dm->name) == 0 &&
-		    (rv = from_local_disk(w, vm->disks[d].path, dm->size_bytes, items, &u, ad, err)) !=
+		    (rv = from_local_disk(w, &vm->disks[d], dm->size_bytes, items, &u, ad, err)) !=
 		        FB_RV_OK) {
 			free(items);
 			return rv;

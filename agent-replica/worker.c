@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "failback/image.h"
 #include "failback/lease.h"
 #include "failback/log.h"
 #include "worker.h"
@@ -115,6 +116,15 @@ worker_main(replica *r, const char *job_id)
 		}
 	}
 	rv = worker_run(&w, &err);
+	if (rv != FB_RV_OK && fb_image_writes_lost()) {
+		/* A qemu-nbd under this worker's writes died: what it took since
+		 * the last flush is unknown, so the job goes back to its last
+		 * durable checkpoint in a new worker, as after a crash. */
+		fb_log_warn("FB6027", "job %s: %s; this worker stops so that a new one resumes from "
+		            "the last checkpoint",
+		            job_id, err.msg);
+		_exit(3);
+	}
 	if (rv != FB_RV_OK)
 		fb_log_warn("FB6001", "job %s: %s", job_id, err.msg);
 	progress_end(&w.pg, rv, err.msg);

@@ -11,68 +11,89 @@
 #include <unistd.h>
 
 #include "failback/apply.h"
+#include "failback/dev.h"
 #include "failback/fsops.h"
 #include "failback/undo.h"
 
 struct fb_apply {
-	fb_undo  *undo;
-	size_t    ndisks;
-	char    **paths;
+	fb_undo      *undo;
+	struct disks *dk;
+	uint8_t      *old;
+};
+
+/* The images written, each opened on first use. */
+struct disks {
+	size_t    n;
+	char    **paths, **formats;
 	uint64_t *sizes;
-	int      *fds;
-	uint8_t  *old;
+	int      *locks;
+	fb_dev  **devs;
 };
 
 static void
-apply_free_disks(char **paths, int *fds, size_t n)
+disks_free(struct disks *dk)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (fds != NULL && fds[i] >= 0)
-			close(fds[i]);
-		if (paths != NULL)
-			free(paths[i]);
+	if (dk == NULL)
+		return;
+	for (size_t i = 0; i < dk->n; i++) {
+		if (dk->devs != NULL)
+			fb_dev_close(dk->devs[i]);
+		if (dk->paths != NULL)
+			free(dk->paths[i]);
+		if (dk->formats != NULL)
+			free(dk->formats[i]);
 	}
-	free(paths);
-	free(fds);
+	free(dk->paths);
+	free(dk->formats);
+	free(dk->sizes);
+	free(dk->locks);
+	free(dk->devs);
+	free(dk);
 }
 
-/* Copies the disks' paths and sizes; fds all -1. */
+/* Copies the disks' paths, sizes and formats; none opened. */
 static uint32_t
-apply_copy_disks(const fb_apply_disk *disks, size_t n, char ***paths, uint64_t **sizes, int **fds,
-                 fb_err *err)
+disks_copy(const fb_apply_disk *disks, size_t n, struct disks **out, fb_err *err)
 {
-	*paths = calloc(n + 1, sizeof(char *));
-	*sizes = calloc(n + 1, sizeof(uint64_t));
-	*fds   = calloc(n + 1, sizeof(int));
-	if (*paths == NULL || *sizes == NULL || *fds == NULL)
+	struct disks *dk = calloc(1, sizeof(*dk));
+
+	if (dk == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	dk->n       = n;
+	dk->paths   = calloc(n + 1, sizeof(char *));
+	dk->formats = calloc(n + 1, sizeof(char *));
+	dk->sizes   = calloc(n + 1, sizeof(uint64_t));
+	dk->locks   = calloc(n + 1, sizeof(int));
+	dk->devs    = calloc(n + 1, sizeof(fb_dev *));
+	if (dk->paths == NULL || dk->formats == NULL || dk->sizes == NULL || dk->locks == NULL ||
+	    dk->devs == NULL)
 		goto oom;
-	for (size_t i = 0; i < n; i++)
-		(*fds)[i] = -1;
 	for (size_t i = 0; i < n; i++) {
-		if (disks[i].path != NULL && ((*paths)[i] = strdup(disks[i].path)) == NULL)
+		if (disks[i].path != NULL && (dk->paths[i] = strdup(disks[i].path)) == NULL)
 			goto oom;
-		(*sizes)[i] = disks[i].size;
+		if ((dk->formats[i] = strdup(disks[i].format != NULL ? disks[i].format : "")) == NULL)
+			goto oom;
+		dk->sizes[i] = disks[i].size;
+		dk->locks[i] = disks[i].lock_fd;
 	}
+	*out = dk;
 	return FB_RV_OK;
 oom:
-	apply_free_disks(*paths, *fds, n);
-	free(*sizes);
-	*paths = NULL;
-	*sizes = NULL;
-	*fds   = NULL;
+	disks_free(dk);
 	return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 }
 
-static int
-apply_fd(char **paths, int *fds, size_t n, uint32_t d, fb_err *err)
+static fb_dev *
+disks_dev(struct disks *dk, uint32_t d, fb_err *err)
 {
-	if (d >= n || paths[d] == NULL) {
+	if (d >= dk->n || dk->paths[d] == NULL) {
 		fb_err_set(err, FB_RV_FAILED, "no disk %u to write", d);
-		return -1;
+		return NULL;
 	}
-	if (fds[d] < 0 && (fds[d] = fb_fs_open(paths[d], O_RDWR, 0)) < 0)
-		fb_err_errno(err, errno, paths[d]);
-	return fds[d];
+	if (dk->devs[d] == NULL &&
+	    fb_dev_open(dk->paths[d], dk->formats[d], dk->locks[d], &dk->devs[d], err) != FB_RV_OK)
+		dk->devs[d] = NULL;
+	return dk->devs[d];
 }
 
 uint32_t
@@ -97,8 +118,7 @@ fb_apply_open(fb_apply **out, const char *undo_path, const fb_apply_disk *disks,
 		free(a);
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	}
-	a->ndisks = ndisks;
-	if ((rv = apply_copy_disks(disks, ndisks, &a->paths, &a->sizes, &a->fds, err)) != FB_RV_OK ||
+	if ((rv = disks_copy(disks, ndisks, &a->dk, err)) != FB_RV_OK ||
 	    (rv = fb_undo_open(&a->undo, undo_path, err)) != FB_RV_OK) {
 		fb_apply_close(a);
 		return rv;
@@ -113,8 +133,7 @@ fb_apply_close(fb_apply *a)
 	if (a == NULL)
 		return;
 	fb_undo_close(a->undo);
-	apply_free_disks(a->paths, a->fds, a->ndisks);
-	free(a->sizes);
+	disks_free(a->dk);
 	free(a->old);
 	free(a);
 }
@@ -123,34 +142,33 @@ uint32_t
 fb_apply_blocks(fb_apply *a, uint32_t d, const uint64_t *blocks, const uint8_t *zero,
                 const uint8_t *data, size_t n, fb_err *err)
 {
-	int      fd = apply_fd(a->paths, a->fds, a->ndisks, d, err);
+	fb_dev  *dev = disks_dev(a->dk, d, err);
 	uint32_t rv;
 
-	if (fd < 0)
+	if (dev == NULL)
 		return err->rv;
 	/* 1. the old content, durable before anything is overwritten */
 	for (size_t i = 0; i < n; i++) {
-		uint32_t len = fb_block_len(a->sizes[d], blocks[i]);
+		uint32_t len = fb_block_len(a->dk->sizes[d], blocks[i]);
 
 		if (len == 0)
-			return fb_err_set(err, FB_RV_FAILED, "%s has no block %llu", a->paths[d],
+			return fb_err_set(err, FB_RV_FAILED, "%s has no block %llu", a->dk->paths[d],
 			                  (unsigned long long)blocks[i]);
-		if (fb_fs_pread(fd, a->old, len, (off_t)(blocks[i] * FB_BLOCK_SIZE)) != (ssize_t)len)
-			return fb_err_set(err, FB_RV_FAILED, "%s: cannot read block %llu: %s",
-			                  a->paths[d], (unsigned long long)blocks[i], strerror(errno));
-		if ((rv = fb_undo_append(a->undo, d, blocks[i], a->old, len, err)) != FB_RV_OK)
+		if ((rv = fb_dev_read(dev, a->old, len, blocks[i] * FB_BLOCK_SIZE, err)) != FB_RV_OK ||
+		    (rv = fb_undo_append(a->undo, d, blocks[i], a->old, len, err)) != FB_RV_OK)
 			return rv;
 	}
 	if ((rv = fb_undo_sync(a->undo, err)) != FB_RV_OK)
 		return rv;
 	/* 2. the new content */
 	for (size_t i = 0; i < n; i++) {
-		uint32_t len = fb_block_len(a->sizes[d], blocks[i]);
-		off_t    off = (off_t)(blocks[i] * FB_BLOCK_SIZE);
+		uint32_t len = fb_block_len(a->dk->sizes[d], blocks[i]);
+		uint64_t off = blocks[i] * FB_BLOCK_SIZE;
 
-		if (zero[i] ? fb_fs_punch(fd, off, len) != 0
-		            : fb_fs_pwrite(fd, data + i * FB_BLOCK_SIZE, len, off) < 0)
-			return fb_err_errno(err, errno, a->paths[d]);
+		if ((rv = zero[i] ? fb_dev_zero(dev, off, len, err)
+		                  : fb_dev_write(dev, data + i * FB_BLOCK_SIZE, len, off, err)) !=
+		    FB_RV_OK)
+			return rv;
 	}
 	return FB_RV_OK;
 }
@@ -158,57 +176,43 @@ fb_apply_blocks(fb_apply *a, uint32_t d, const uint64_t *blocks, const uint8_t *
 uint32_t
 fb_apply_sync(fb_apply *a, uint32_t d, fb_err *err)
 {
-	int fd = apply_fd(a->paths, a->fds, a->ndisks, d, err);
+	fb_dev *dev = disks_dev(a->dk, d, err);
 
-	if (fd < 0)
-		return err->rv;
-	return fb_fs_fsync(fd) == 0 ? FB_RV_OK : fb_err_errno(err, errno, a->paths[d]);
+	return dev == NULL ? err->rv : fb_dev_flush(dev, err);
 }
-
-struct rollback {
-	char    **paths;
-	uint64_t *sizes;
-	int      *fds;
-	size_t    n;
-};
 
 static uint32_t
 rollback_block(void *arg, uint32_t disk, uint64_t block, const void *data, uint32_t len,
                fb_err *err)
 {
-	struct rollback *rb = arg;
-	off_t            off;
-	int              fd;
+	struct disks *dk = arg;
+	fb_dev       *dev;
 
-	if (disk >= rb->n || rb->paths[disk] == NULL)
+	if (disk >= dk->n || dk->paths[disk] == NULL)
 		return fb_err_set(err, FB_RV_FAILED, "undo record for unknown disk %u", disk);
-	if (len != fb_block_len(rb->sizes[disk], block))
+	if (len != fb_block_len(dk->sizes[disk], block))
 		return fb_err_set(err, FB_RV_FAILED, "undo record for block %llu of %s does not fit it",
-		                  (unsigned long long)block, rb->paths[disk]);
-	if ((fd = apply_fd(rb->paths, rb->fds, rb->n, disk, err)) < 0)
+		                  (unsigned long long)block, dk->paths[disk]);
+	if ((dev = disks_dev(dk, disk, err)) == NULL)
 		return err->rv;
-	off = (off_t)(block * FB_BLOCK_SIZE);
-	if (data == NULL ? fb_fs_punch(fd, off, len) != 0 : fb_fs_pwrite(fd, data, len, off) < 0)
-		return fb_err_errno(err, errno, rb->paths[disk]);
-	return FB_RV_OK;
+	return data == NULL ? fb_dev_zero(dev, block * FB_BLOCK_SIZE, len, err)
+	                    : fb_dev_write(dev, data, len, block * FB_BLOCK_SIZE, err);
 }
 
 uint32_t
 fb_apply_rollback(const char *undo_path, const fb_apply_disk *disks, size_t ndisks,
                   uint64_t *records, fb_err *err)
 {
-	struct rollback rb = {0};
-	uint32_t        rv;
+	struct disks *dk;
+	uint32_t      rv;
 
-	rb.n = ndisks;
-	if ((rv = apply_copy_disks(disks, ndisks, &rb.paths, &rb.sizes, &rb.fds, err)) != FB_RV_OK)
+	if ((rv = disks_copy(disks, ndisks, &dk, err)) != FB_RV_OK)
 		return rv;
-	rv = fb_undo_replay(undo_path, rollback_block, &rb, records, err);
+	rv = fb_undo_replay(undo_path, rollback_block, dk, records, err);
 	for (size_t i = 0; i < ndisks && rv == FB_RV_OK; i++)
-		if (rb.fds[i] >= 0 && fb_fs_fsync(rb.fds[i]) != 0)
-			rv = fb_err_errno(err, errno, rb.paths[i]);
-	apply_free_disks(rb.paths, rb.fds, ndisks);
-	free(rb.sizes);
+		if (dk->devs[i] != NULL)
+			rv = fb_dev_flush(dk->devs[i], err);
+	disks_free(dk);
 	/* Only a complete, durable rollback may forget the old content. */
 	if (rv == FB_RV_OK)
 		rv = fb_undo_remove(undo_path, err);

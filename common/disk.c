@@ -140,7 +140,7 @@ fb_disk_hash_format(const char *path, const char *format, fb_disk_visit visit, v
 	fb_image    *im      = NULL;
 
 	memset(&sc, 0, sizeof(sc));
-	if (strcmp(format, "raw") != 0) {
+	if (format != NULL && format[0] != '\0' && strcmp(format, "raw") != 0) {
 		if ((rv = fb_image_open(path, format, &im, err)) != FB_RV_OK)
 			return rv;
 		res.size = fb_image_size(im);

@@ -144,7 +144,12 @@ struct fb_image {
 	struct nbd_handle  *h;
 	uint64_t            size;
 	int                 can_status;
+	int                 writable; /* served read-write: a dead server loses writes */
+	int                 keep_fd;  /* the server inherits it (the image's lock), or -1 */
 };
+
+/* Set once a read-write server died in this process (image.h). */
+static int writes_lost;
 
 /* The qemu-nbd error file's first line, for a message. */
 static void
@@ -163,14 +168,26 @@ server_said(const fb_image *im, char *buf, size_t cap)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
+/* Stops the server: a read-write one that still answers is told to end
+ * and given a moment to close its image cleanly (it exits when its only
+ * client leaves); anything else is killed. */
 static void
 server_stop(fb_image *im)
 {
 	int st;
 
 	if (im->h != NULL) {
+		int graceful = im->writable && im->pid > 0 && nbd_shutdown(im->h, 0) == 0;
+
 		nbd_close(im->h);
 		im->h = NULL;
+		for (int i = 0; graceful && i < 250; i++) {
+			if (waitpid(im->pid, &st, WNOHANG) == im->pid) {
+				im->pid = 0;
+				break;
+			}
+			usleep(20000);
+		}
 	}
 	if (im->pid > 0) {
 		kill(im->pid, SIGKILL);
@@ -206,13 +223,19 @@ server_start(fb_image *im, fb_err *err)
 		return fb_err_errno(err, errno, "fork for qemu-nbd");
 	if (pid == 0) {
 		/* the server never outlives the thread that serves the image */
-		const char *argv[] = {"qemu-nbd", "--read-only", "--image-opts", "-k", im->sock, opts,
-		                      NULL};
+		const char *ro[] = {"qemu-nbd", "--read-only", "--image-opts", "-k", im->sock, opts,
+		                    NULL};
+		const char *rw[] = {"qemu-nbd", "--discard=unmap", "--image-opts", "-k", im->sock, opts,
+		                    NULL};
+		const char *const *argv = im->writable ? rw : ro;
 		int         fd;
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);
+		/* the lock goes with the server: held until it is gone */
+		if (im->keep_fd >= 0)
+			(void)fcntl(im->keep_fd, F_SETFD, 0);
 		if ((fd = open("/dev/null", O_RDWR)) >= 0) {
 			dup2(fd, STDIN_FILENO);
 			dup2(fd, STDOUT_FILENO);
@@ -254,8 +277,9 @@ server_start(fb_image *im, fb_err *err)
 	return FB_RV_OK;
 }
 
-uint32_t
-fb_image_open(const char *path, const char *format, fb_image **out, fb_err *err)
+static uint32_t
+image_open(const char *path, const char *format, int writable, int keep_fd, fb_image **out,
+           fb_err *err)
 {
 	fb_image *im;
 	int64_t   size;
@@ -269,6 +293,8 @@ fb_image_open(const char *path, const char *format, fb_image **out, fb_err *err)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
 	snprintf(im->path, sizeof(im->path), "%s", path);
 	snprintf(im->format, sizeof(im->format), "%s", format);
+	im->writable = writable;
+	im->keep_fd  = keep_fd;
 	snprintf(im->dir, sizeof(im->dir), "/tmp/failback-image.XXXXXX");
 	if (mkdtemp(im->dir) == NULL) {
 		rv = fb_err_errno(err, errno, "a private directory for the NBD socket");
@@ -289,6 +315,79 @@ fb_image_open(const char *path, const char *format, fb_image **out, fb_err *err)
 	im->size = (uint64_t)size;
 	*out     = im;
 	return FB_RV_OK;
+}
+
+uint32_t
+fb_image_open(const char *path, const char *format, fb_image **out, fb_err *err)
+{
+	return image_open(path, format, 0, -1, out, err);
+}
+
+uint32_t
+fb_image_open_rw(const char *path, const char *format, int lock_fd, fb_image **out, fb_err *err)
+{
+	return image_open(path, format, 1, lock_fd, out, err);
+}
+
+uint32_t
+fb_image_lock(const char *path, unsigned wait_ms, int *fd_out, fb_err *err)
+{
+	uint64_t until = fb_clock_mono_ms() + wait_ms;
+	int      fd;
+
+	*fd_out = -1;
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+		return fb_err_errno(err, errno, path);
+	for (;;) {
+		struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+		int          e;
+
+		if (fcntl(fd, F_OFD_SETLK, &l) == 0) {
+			*fd_out = fd;
+			return FB_RV_OK;
+		}
+		if ((e = errno) != EAGAIN && e != EACCES) {
+			close(fd);
+			return fb_err_errno(err, e, path);
+		}
+		if (fb_clock_mono_ms() >= until) {
+			close(fd);
+			return fb_err_set(err, FB_RV_SYSTEM_IN_USE,
+			                  "disk %s is in use (another process holds a lock on it; is the "
+			                  "VM still running?)",
+			                  path);
+		}
+		usleep(50000);
+	}
+}
+
+uint32_t
+fb_image_create(const char *path, const char *format, uint64_t size, fb_err *err)
+{
+	char out[2048], sz[32];
+	int  rc;
+
+	if (!fb_image_format_ok(format) || strcmp(format, "raw") == 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: format '%.20s' is not made by "
+		                  "qemu-img", path, format);
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	rc = fb_tool_run((const char *[]){"qemu-img", "create", "-q", "-f", format, path, sz, NULL},
+	                 out, sizeof(out), 60000, err);
+	if (rc < 0)
+		return fb_err_set(err, FB_RV_NOT_SUPPORTED,
+		                  "%s (%s): cannot run qemu-img (install qemu-utils): %s", path, format,
+		                  err->msg);
+	if (rc != 0) {
+		out[strcspn(out, "\n")] = '\0';
+		return fb_err_set(err, FB_RV_FAILED, "%s (%s): qemu-img create: %s", path, format, out);
+	}
+	return FB_RV_OK;
+}
+
+int
+fb_image_writes_lost(void)
+{
+	return __atomic_load_n(&writes_lost, __ATOMIC_RELAXED);
 }
 
 uint64_t
@@ -424,6 +523,92 @@ read_once(fb_image *im, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *byte
 	return r;
 }
 
+/* Why the server failed a command: its error, or that it is hung or gone,
+ * with the first line it wrote. */
+static void
+server_why(fb_image *im, int r, char *why, size_t cap)
+{
+	char said[300];
+
+	server_said(im, said, sizeof(said));
+	snprintf(why, cap, "%s%s%s",
+	         r == -2 ? "qemu-nbd answered nothing for 30 s"
+	         : im->h != NULL ? nbd_get_error()
+	                         : "qemu-nbd is not running",
+	         said[0] ? ": " : "", said);
+}
+
+/* A read-write server failed: what it acknowledged since the last flush
+ * may not be on the disk, so it is not restarted under its writer (who
+ * must go back to its last durable state). */
+static uint32_t
+image_lost(fb_image *im, const char *doing, uint64_t off, const char *why, fb_err *err)
+{
+	__atomic_store_n(&writes_lost, 1, __ATOMIC_RELAXED);
+	server_stop(im);
+	return fb_err_set(err, FB_RV_FAILED, "%s (%s): %s at byte %llu: %s; writes since the last "
+	                  "flush may be lost",
+	                  im->path, im->format, doing, (unsigned long long)off, why);
+}
+
+/* One write-side command: FB_RV_OK, or the server is lost. */
+static uint32_t
+image_command(fb_image *im, int64_t cookie, const char *doing, uint64_t off, fb_err *err)
+{
+	char why[400];
+	int  r;
+
+	if (im->h == NULL)
+		return image_lost(im, doing, off, "qemu-nbd is not running", err);
+	if ((r = nbd_wait(im->h, cookie)) == 0)
+		return FB_RV_OK;
+	server_why(im, r, why, sizeof(why));
+	return image_lost(im, doing, off, why, err);
+}
+
+static uint32_t
+image_range_ok(const fb_image *im, uint64_t off, uint64_t len, fb_err *err)
+{
+	if (!im->writable)
+		return fb_err_set(err, FB_RV_FAILED, "%s (%s) is open read-only", im->path,
+		                  im->format);
+	if (off > im->size || len > im->size - off)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s (%s): write past its %llu bytes",
+		                  im->path, im->format, (unsigned long long)im->size);
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_image_write(fb_image *im, const void *buf, uint64_t off, uint64_t len, fb_err *err)
+{
+	uint32_t rv;
+
+	if ((rv = image_range_ok(im, off, len, err)) != FB_RV_OK)
+		return rv;
+	return image_command(im, im->h == NULL ? -1 : nbd_aio_pwrite(im->h, buf, len, off,
+	                                                              NBD_NULL_COMPLETION, 0),
+	                     "writing", off, err);
+}
+
+uint32_t
+fb_image_zero(fb_image *im, uint64_t off, uint64_t len, fb_err *err)
+{
+	uint32_t rv;
+
+	if ((rv = image_range_ok(im, off, len, err)) != FB_RV_OK)
+		return rv;
+	return image_command(im, im->h == NULL ? -1 : nbd_aio_zero(im->h, len, off,
+	                                                            NBD_NULL_COMPLETION, 0),
+	                     "zeroing", off, err);
+}
+
+uint32_t
+fb_image_flush(fb_image *im, fb_err *err)
+{
+	return image_command(im, im->h == NULL ? -1 : nbd_aio_flush(im->h, NBD_NULL_COMPLETION, 0),
+	                     "flushing", 0, err);
+}
+
 uint32_t
 fb_image_read(fb_image *im, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *bytes_read,
               fb_err *err)
@@ -433,17 +618,14 @@ fb_image_read(fb_image *im, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *
 		                  im->path, im->format, (unsigned long long)im->size);
 	for (int attempt = 0;; attempt++) {
 		int      r = im->h != NULL ? read_once(im, buf, off, len, bytes_read) : -1;
-		char     why[400], said[300];
+		char     why[400];
 		uint32_t rv;
 
 		if (r == 0)
 			return FB_RV_OK;
-		server_said(im, said, sizeof(said));
-		snprintf(why, sizeof(why), "%s%s%s",
-		         r == -2 ? "qemu-nbd answered nothing for 30 s"
-		         : im->h != NULL ? nbd_get_error()
-		                         : "qemu-nbd is not running",
-		         said[0] ? ": " : "", said);
+		server_why(im, r, why, sizeof(why));
+		if (im->writable)
+			return image_lost(im, "reading", off, why, err);
 		if (attempt >= FB_IMAGE_RESTARTS)
 			return fb_err_set(err, FB_RV_FAILED, "%s (%s): reading at byte %llu: %s", im->path,
 			                  im->format, (unsigned long long)off, why);

@@ -9,7 +9,12 @@
  *   disk equal to the image (qemu-img compare);
  *   qemu-nbd killed in the middle of a point's scan is restarted and the
  *   point is exact;
- *   a raw file named as qcow2, and an unknown format, are refused.
+ *   a raw file named as qcow2, and an unknown format, are refused;
+ *   a replica agent with recovery_format = qcow2 fails over to a standalone
+ *   qcow2 image, the recovery VM writes through it with qemu-io, a cancel
+ *   mid-transfer leaves it equal to a copy taken before the call, the
+ *   read-write qemu-nbd killed mid-transfer costs a worker and the job
+ *   still completes exactly, and a reverse of such a VM is refused.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -186,6 +191,140 @@ a_killed_qemu_nbd_is_restarted_and_the_point_is_exact(void **state)
 	assert_same(disk, img, "qcow2");
 }
 
+/* The qemu-nbd serving an image read-write (for a writer), or 0. */
+static int
+qemu_nbd_rw(void)
+{
+	DIR           *d = opendir("/proc");
+	struct dirent *e;
+	int            found = 0;
+
+	assert_non_null(d);
+	while (found == 0 && (e = readdir(d)) != NULL) {
+		char   path[300], cmd[4096];
+		size_t n;
+		FILE  *f;
+
+		if (atoi(e->d_name) <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		n = fread(cmd, 1, sizeof(cmd) - 1, f);
+		fclose(f);
+		cmd[n] = '\0';
+		for (size_t i = 0; i + 1 < n; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+		if (strncmp(cmd, "qemu-nbd ", 9) == 0 && strstr(cmd, "--discard=unmap") != NULL)
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+/* Waits until job (on agent q) moves blocks, or fails the test. */
+static void
+wait_moving(const fbt_agent *q, const char *job)
+{
+	for (int i = 0; i < 1200; i++) {
+		assert_int_equal(FBT_R(out, *q, "--json", "job", "show", job), 0);
+		if (strstr(out, "\"phase\":\"Transferring\"") != NULL &&
+		    strstr(out, "\"blocks_done\":0,") == NULL)
+			return;
+		if (strstr(out, "\"job_state\":4") == NULL && strstr(out, "\"job_state\":3") == NULL)
+			fail_msg("job %s ended before it moved blocks: %s", job, out);
+		usleep(50000);
+	}
+	fail_msg("job %s never moved blocks: %s", job, out);
+}
+
+/* The recovery VM at q writes 8 MiB through its qcow2 disk. */
+static void
+vm_writes(const char *disk, int pattern)
+{
+	char cmd[64];
+
+	snprintf(cmd, sizeof(cmd), "write -P %d 16M 8M", pattern);
+	assert_int_equal(run((const char *[]){"/usr/bin/qemu-io", "-f", "qcow2", "-c", cmd, disk,
+	                                      NULL}),
+	                 0);
+}
+
+static void
+a_qcow2_recovery_disk_fails_back_cancels_and_survives_its_server(void **state)
+{
+	fbt_agent   q;
+	char        raw[600], disk[800], before[820], job[40];
+	const char *extra[] = {"--recovery-format=qcow2", "--max-transfer-rate=2", NULL};
+	int         nbd = 0, rc;
+
+	(void)state;
+	assert_int_equal(fbt_replica_start(&q, &primary, extra), 0);
+	snprintf(raw, sizeof(raw), "%s/q.raw", fbt_root());
+	assert_int_equal(fbt_image_make(raw, 64u << 20, 45), 0);
+	assert_int_equal(P("primary-vm", "add", "q", raw), 0);
+	assert_int_equal(P("primary-rp", "create", "q"), 0);
+	assert_int_equal(FBT_R(out, q, "replicate", "q", "--wait"), 0);
+	assert_int_equal(FBT_R(out, q, "failover", "q", "--wait"), 0);
+	assert_int_equal(FBT_R(out, q, "vm", "show", "q"), 0);
+	assert_non_null(strstr(out, "format: qcow2"));
+	sscanf(strstr(out, "path: ") + 6, "%799s", disk);
+	/* a standalone qcow2 image (no data file) holding the point */
+	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "info", "--output=json", disk,
+	                                      NULL}),
+	                 0);
+	assert_non_null(strstr(out, "\"format\": \"qcow2\""));
+	assert_null(strstr(out, "data-file"));
+	assert_same(raw, disk, "qcow2");
+	assert_int_equal(FBT_R(out, q, "failover-commit", "q", "--wait"), 0);
+
+	/* cancel mid-transfer: the disk is what it was before the call */
+	vm_writes(disk, 0xcd);
+	snprintf(before, sizeof(before), "%s.before", disk);
+	assert_int_equal(run((const char *[]){"/bin/cp", "--sparse=always", disk, before, NULL}), 0);
+	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
+	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
+	wait_moving(&q, job);
+	assert_int_equal(FBT_R(out, q, "job", "cancel", job), 0);
+	(void)FBT_R(out, q, "job", "wait", job);
+	assert_int_equal(FBT_R(out, q, "job", "show", job), 0);
+	assert_non_null(strstr(out, "Terminated (8)"));
+	rc = run((const char *[]){"/usr/bin/qemu-img", "compare", "-f", "qcow2", "-F", "qcow2",
+	                          before, disk, NULL});
+	if (rc != 0)
+		fail_msg("the cancelled failback left the disk changed: %s", out);
+
+	/* a reverse hands disks over in place as raw images: refused, named */
+	assert_int_not_equal(FBT_R(out, q, "reverse", "q", "--to", replica.resync), 0);
+	if (strstr(out, "is a qcow2 image") == NULL)
+		fail_msg("reverse of a VM on a qcow2 recovery disk: %s", out);
+
+	/* the read-write qemu-nbd killed mid-transfer: a new worker resumes */
+	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
+	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
+	wait_moving(&q, job);
+	for (int i = 0; i < 200 && nbd == 0; i++)
+		if ((nbd = qemu_nbd_rw()) == 0)
+			usleep(20000);
+	assert_int_not_equal(nbd, 0);
+	assert_int_equal(kill(nbd, SIGKILL), 0);
+	(void)FBT_R(out, q, "job", "wait", job);
+	assert_int_equal(FBT_R(out, q, "job", "show", job), 0);
+	if (strstr(out, "Completed (7)") == NULL)
+		fail_msg("the failback did not complete after qemu-nbd died: %s", out);
+	assert_true(fbt_file_contains(q.log, "FB6027"));
+	assert_true(fbt_file_contains(q.log, "restarting from the checkpoint"));
+	assert_true(fbt_file_contains(q.log, "full scan: a qcow2 image"));
+	assert_same(raw, disk, "qcow2");
+	/* the image is sound: at most clusters leaked by the killed server */
+	rc = run((const char *[]){"/usr/bin/qemu-img", "check", "-f", "qcow2", disk, NULL});
+	if (rc != 0 && rc != 3)
+		fail_msg("qemu-img check %s: %d: %s", disk, rc, out);
+
+	assert_int_equal(fbt_agent_stop(&q, SIGTERM, 10000), 0);
+}
+
 static void
 a_wrong_or_unknown_format_is_refused(void **state)
 {
@@ -209,6 +348,7 @@ main(void)
 	    cmocka_unit_test(qcow2_and_vhdx_primaries_replicate_and_fail_back_exactly),
 	    cmocka_unit_test(a_killed_qemu_nbd_is_restarted_and_the_point_is_exact),
 	    cmocka_unit_test(a_wrong_or_unknown_format_is_refused),
+	    cmocka_unit_test(a_qcow2_recovery_disk_fails_back_cancels_and_survives_its_server),
 	};
 	if (access("/usr/bin/qemu-img", X_OK) != 0 || access("/usr/bin/qemu-nbd", X_OK) != 0 ||
 	    access("/usr/bin/qemu-io", X_OK) != 0) {

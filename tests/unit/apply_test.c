@@ -161,7 +161,7 @@ fresh_disks(void)
 	unlink(undo);
 }
 
-static const fb_apply_disk disks[2] = {{d0, D0_SIZE}, {d1, D1_SIZE}};
+static const fb_apply_disk disks[2] = {{d0, D0_SIZE, NULL, -1}, {d1, D1_SIZE, NULL, -1}};
 
 /* A failback's writes: two batches on disk 0 (one with a hole), one on the
  * short disk 1, each made durable. Returns the first error. */
@@ -349,7 +349,7 @@ static void
 a_record_for_a_disk_that_does_not_fit_is_refused(void **state)
 {
 	fb_err              err;
-	const fb_apply_disk one[1] = {{d0, D0_SIZE}};
+	const fb_apply_disk one[1] = {{d0, D0_SIZE, NULL, -1}};
 
 	(void)state;
 	fresh_disks();

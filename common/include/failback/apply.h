@@ -32,10 +32,14 @@
 
 typedef struct fb_apply fb_apply;
 
-/* One image: where it is and how large (its last block may be short). */
+/* One image: where it is, how large (its last block may be short), its
+ * format (NULL or "" = raw; others are written through qemu-nbd, dev.h)
+ * and the open file that holds its lock (-1: none; dev.h). */
 typedef struct fb_apply_disk {
 	const char *path;
 	uint64_t    size;
+	const char *format;
+	int         lock_fd;
 } fb_apply_disk;
 
 /* fb_apply_open opens (creating) the undo log at undo_path, and its

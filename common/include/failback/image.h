@@ -51,6 +51,32 @@ uint64_t fb_image_size(const fb_image *im);
  * zero-filled without being read; what was read is added to *bytes_read. */
 uint32_t fb_image_read(fb_image *im, uint8_t *buf, uint64_t off, uint64_t len,
                        uint64_t *bytes_read, fb_err *err);
+/* fb_image_open_rw serves path read-write (format, not raw): for a writer
+ * that flushes what must be durable. lock_fd (-1: none) is an open file
+ * holding the image's lock (fb_image_lock): the server inherits it, so the
+ * lock lasts until the server is gone too, and no writer that comes after
+ * can meet a dying one. A server that dies or hangs under a writer is not
+ * restarted (what it acknowledged since the last flush may be lost):
+ * every later call fails, and fb_image_writes_lost says so. */
+uint32_t fb_image_open_rw(const char *path, const char *format, int lock_fd, fb_image **out,
+                          fb_err *err);
+/* fb_image_lock takes the lock a hypervisor honours on an image (an open
+ * file description write lock over the whole file, the kind QEMU takes),
+ * waiting up to wait_ms for a holder to let go (a writer killed a moment
+ * ago). *fd_out holds it until closed. System in use when it stays held. */
+uint32_t fb_image_lock(const char *path, unsigned wait_ms, int *fd_out, fb_err *err);
+/* fb_image_write writes [off, off+len); fb_image_zero makes the range read
+ * as zeros (unallocated where the format can); fb_image_flush makes what
+ * was written durable. Errors name the file, the format and the offset. */
+uint32_t fb_image_write(fb_image *im, const void *buf, uint64_t off, uint64_t len, fb_err *err);
+uint32_t fb_image_zero(fb_image *im, uint64_t off, uint64_t len, fb_err *err);
+uint32_t fb_image_flush(fb_image *im, fb_err *err);
+/* fb_image_writes_lost: a read-write server died in this process. */
+int      fb_image_writes_lost(void);
+/* fb_image_create makes an empty image of format (not raw) and size at
+ * path with qemu-img, replacing nothing the caller did not mean to. */
+uint32_t fb_image_create(const char *path, const char *format, uint64_t size, fb_err *err);
+
 /* fb_image_server_pid: the qemu-nbd serving im now (for tests and logs). */
 int fb_image_server_pid(const fb_image *im);
 void fb_image_close(fb_image *im);
