@@ -107,6 +107,20 @@ disk_checkpoint_new(const char *name)
 	return dc;
 }
 
+/* Whether disk d is tracked: a raw disk with its wrapper (or, to_be, any
+ * raw disk of an agent that tracks), a qcow2 disk (which holds its bitmap
+ * itself) when the agent tracks. */
+static int
+tracked(const struct flow *fl, const fb_vm_disk *d, int to_be)
+{
+	char wrapper[4400];
+
+	if (!fb_dev_raw(d->format))
+		return fl->w->r->tracking;
+	tracker_wrapper(d->path, wrapper, sizeof(wrapper));
+	return access(wrapper, F_OK) == 0 || (to_be && fl->w->r->tracking);
+}
+
 /*
  * The change-tracking path of the compare: when the disk's bitmap and base
  * can be believed (tracker.c), its leaves are the base's with the dirty
@@ -119,7 +133,7 @@ changed_blocks(struct flow *fl, size_t k, int vd, fb_disk_scan *scan, fb_err *er
 {
 	worker           *w = fl->w;
 	const fb_vm_disk *d = &fl->vm->disks[vd];
-	char              rp[FB_ID_LEN + 1], why[512], wrapper[4400];
+	char              rp[FB_ID_LEN + 1], why[512];
 	fb_hash          *leaves;
 	uint8_t          *bits;
 	uint64_t          n = 0, nblocks = (d->size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
@@ -127,25 +141,20 @@ changed_blocks(struct flow *fl, size_t k, int vd, fb_disk_scan *scan, fb_err *er
 	uint32_t          rv;
 
 	memset(scan, 0, sizeof(*scan));
-	if (!fb_dev_raw(d->format)) {
-		fb_log_info("FB6018", "job %s: disk %s: full scan: a %s image (bitmaps track raw "
-		            "recovery disks, through their wrapper)",
-		            w->job, d->name, d->format);
+	if (fl->full_only || !tracked(fl, d, 0))
 		return FB_RV_OK;
-	}
-	tracker_wrapper(d->path, wrapper, sizeof(wrapper));
-	if (fl->full_only || access(wrapper, F_OK) != 0)
-		return FB_RV_OK;
-	if (stat(d->path, &st) != 0 || (uint64_t)st.st_size != d->size) {
+	/* (a qcow2 disk's size is checked against its bitmap's image) */
+	if (fb_dev_raw(d->format) && (stat(d->path, &st) != 0 || (uint64_t)st.st_size != d->size)) {
 		fb_log_info("FB6018", "job %s: disk %s: full scan: its size is not the one recorded",
 		            w->job, d->name);
 		return FB_RV_OK;
 	}
-	if (!tracker_changed(d->path, d->size, &leaves, &bits, rp, why, sizeof(why))) {
+	if (!tracker_changed(d->path, d->format, d->size, &leaves, &bits, rp, why, sizeof(why))) {
 		fb_log_info("FB6018", "job %s: disk %s: full scan: %s", w->job, d->name, why);
 		return FB_RV_OK;
 	}
-	rv = fb_disk_rehash_marked(d->path, d->size, bits, nblocks, leaves, NULL, NULL, &n, err);
+	rv = fb_disk_rehash_marked(d->path, d->format, d->size, bits, nblocks, leaves, NULL, NULL,
+	                           &n, err);
 	if (rv != FB_RV_OK) {
 		free(leaves);
 		free(bits);
@@ -527,7 +536,8 @@ verify_leaves_fast(struct flow *fl, size_t k, int vd, fb_hash **out, fb_err *err
 			memcpy(&leaves[dc->blocks[i]], dc->hashes.data + i * sizeof(fb_hash),
 			       sizeof(fb_hash));
 		}
-	rv = fb_disk_rehash_marked(d->path, d->size, reread, nblocks, leaves, NULL, NULL, &n, err);
+	rv = fb_disk_rehash_marked(d->path, d->format, d->size, reread, nblocks, leaves, NULL, NULL,
+	                           &n, err);
 	fl->w->pg.read += n * FB_BLOCK_SIZE;
 	fl->w->pg.bytes_done += d->size;
 	progress_emit(&fl->w->pg, 0);
@@ -560,7 +570,6 @@ verify(struct flow *fl, fb_err *err)
 		fb_hash                       root, *leaves = NULL;
 		uint64_t                      nblocks;
 		int                           vd;
-		char                          wrapper[4400];
 
 		if (!fb_rsd_includes(&fl->w->rsd, dm->name))
 			continue;
@@ -601,9 +610,7 @@ verify(struct flow *fl, fb_err *err)
 		 * disk not tracked yet (one taken in place by a reverse) starts here,
 		 * so the next failback of it (the downtime one) reads only what the
 		 * two points' manifests and its bitmap name. */
-		tracker_wrapper(fl->vm->disks[vd].path, wrapper, sizeof(wrapper));
-		if (rv == FB_RV_OK && fb_dev_raw(fl->vm->disks[vd].format) &&
-		    (access(wrapper, F_OK) == 0 || fl->w->r->tracking)) {
+		if (rv == FB_RV_OK && tracked(fl, &fl->vm->disks[vd], 1)) {
 			fb_err e = {0};
 
 			if (tracker_base_write(fl->vm->disks[vd].path, t->id, leaves, nblocks, 1, &e) !=

@@ -73,28 +73,32 @@ out:
 	return rv;
 }
 
-/* The recovery disk gets its wrapper and bitmap, counting from rp; a
- * disk that cannot be tracked is still a good disk (its failback compares
- * it whole). */
+/* The recovery disk gets its bitmap, counting from rp: in a qcow2 wrapper
+ * over a raw disk, or in a qcow2 disk itself. A disk that cannot be
+ * tracked is still a good disk (its failback compares it whole). */
 static void
-local_track(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path)
+local_track(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *path,
+            const char *format)
 {
 	fb_hash *leaves = NULL;
 	uint64_t n      = 0;
 	fb_err   err    = {0};
-	char     wrapper[4400];
+	char     image[4400];
 
-	tracker_wrapper(path, wrapper, sizeof(wrapper));
+	tracker_image(path, format, image, sizeof(image));
 	if (fb_rp_leaves(r->db, rp->id, d->name, &leaves, &n, &err) != FB_RV_OK ||
 	    tracker_base_write(path, rp->id, leaves, n, 0, &err) != FB_RV_OK ||
-	    tracker_create(path, d->size, rp->id, &err) != FB_RV_OK) {
+	    tracker_create(path, format, d->size, rp->id, &err) != FB_RV_OK) {
 		tracker_suspend(path);
 		fb_log_warn("FB5045", "disk %s is not tracked (its failback compares it whole): %s",
 		            d->name, err.msg);
 	} else {
-		fb_log_info("FB5046", "disk %s: the VM must open %s (qcow2 over the raw disk) so that "
-		            "its writes are tracked from recovery point %s",
-		            d->name, wrapper, rp->id);
+		fb_log_info("FB5046", "disk %s: the VM must open %s (%s) so that its writes are "
+		            "tracked from recovery point %s",
+		            d->name, image,
+		            fb_dev_raw(format) ? "qcow2 over the raw disk" : "a qcow2 image holding "
+		                                                             "its bitmap",
+		            rp->id);
 	}
 	free(leaves);
 }
@@ -138,12 +142,8 @@ local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err)
 			if (strcmp(vm->disks[k].name, rp->disks[i].name) == 0)
 				snprintf(vm->disks[k].format, sizeof(vm->disks[k].format), "%s", format);
 		rv = local_write_disk(r, rp, &rp->disks[i], path, format, err);
-		if (rv == FB_RV_OK && r->tracking && fb_dev_raw(format))
-			local_track(r, rp, &rp->disks[i], path);
-		else if (rv == FB_RV_OK && r->tracking)
-			fb_log_warn("FB5045", "disk %s is not tracked (its failback compares it whole): "
-			            "a %s recovery disk has no raw data file for a wrapper",
-			            rp->disks[i].name, format);
+		if (rv == FB_RV_OK && r->tracking)
+			local_track(r, rp, &rp->disks[i], path, format);
 	}
 	/* the disks' format, for everything that opens them from now on */
 	if (rv == FB_RV_OK)
@@ -295,7 +295,8 @@ local_track_commit(replica *r, const char *vm_id, fb_err *err)
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		fb_err e = {0};
 
-		if (tracker_commit(vm->disks[i].path, vm->disks[i].size, &e) != FB_RV_OK)
+		if (tracker_commit(vm->disks[i].path, vm->disks[i].format, vm->disks[i].size, &e) !=
+		    FB_RV_OK)
 			fb_log_warn("FB5045", "disk %s is not tracked (its next failback compares it "
 			            "whole): %s",
 			            vm->disks[i].name, e.msg);

@@ -39,8 +39,8 @@ static const fb_config_key replica_keys[] = {
     {"recovery_name", &the_settings.recovery_name,
      "DNS name in the other site's replica agent's certificate (reverse, default)"},
     {"change_tracking", &the_settings.change_tracking,
-     "off (default) or qcow2: a qcow2 wrapper with a dirty bitmap over each recovery disk, "
-     "so a failback reads only what the VM wrote"},
+     "off (default) or qcow2: a dirty bitmap for each recovery disk (in a qcow2 wrapper over a "
+     "raw disk, in a qcow2 disk itself), so a failback reads only what the VM wrote"},
     {"verify_mode", &the_settings.verify_mode,
      "after a failback that used the bitmap: full (default: re-read the whole disk) or fast "
      "(re-read only what it wrote and the dirty blocks; trusts that nothing writes the disk "

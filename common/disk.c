@@ -253,9 +253,60 @@ fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n
 	return fb_disk_rehash_visit(path, size, blocks, n, leaves, NULL, NULL, err);
 }
 
+/* Reads and hashes blocks[0..n) of the image at path (format NULL or raw:
+ * directly; else through qemu-nbd). */
+static uint32_t
+rehash(const char *path, const char *format, uint64_t size, const uint64_t *blocks, size_t n,
+       fb_hash *leaves, fb_disk_visit visit, void *arg, fb_err *err)
+{
+	uint8_t  *blk = malloc(FB_BLOCK_SIZE);
+	fb_image *im  = NULL;
+	int       fd  = -1;
+	uint32_t  rv  = FB_RV_OK;
+
+	if (blk == NULL)
+		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
+	if (format != NULL && format[0] != '\0' && strcmp(format, "raw") != 0) {
+		if (n > 0 && (rv = fb_image_open(path, format, &im, err)) != FB_RV_OK) {
+			free(blk);
+			return rv;
+		}
+	} else if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		free(blk);
+		return fb_err_set(err, FB_RV_FAILED, "%s: %s", path, strerror(errno));
+	}
+	for (size_t i = 0; i < n && rv == FB_RV_OK; i++) {
+		uint64_t off = blocks[i] * FB_BLOCK_SIZE, rd = 0;
+		size_t   len = off >= size ? 0 : size - off < FB_BLOCK_SIZE ? (size_t)(size - off)
+		                                                            : FB_BLOCK_SIZE;
+		fb_hash *h   = &leaves[blocks[i]];
+
+		if (len == 0)
+			rv = fb_err_set(err, FB_RV_FAILED, "%s: cannot read block %llu: past the end",
+			                path, (unsigned long long)blocks[i]);
+		else if (im != NULL)
+			rv = fb_image_read(im, blk, off, len, &rd, err);
+		else if (pread(fd, blk, len, (off_t)off) != (ssize_t)len)
+			rv = fb_err_set(err, FB_RV_FAILED, "%s: cannot read block %llu: %s", path,
+			                (unsigned long long)blocks[i], strerror(errno));
+		if (rv != FB_RV_OK)
+			break;
+		fb_hash_block(blk, len, FB_BLOCK_SIZE, h);
+		if (visit != NULL)
+			rv = visit(arg, blocks[i], blk, (uint32_t)len, h,
+			           memcmp(h, fb_hash_zero(), sizeof(*h)) == 0, err);
+	}
+	if (fd >= 0)
+		close(fd);
+	fb_image_close(im);
+	free(blk);
+	return rv;
+}
+
 uint32_t
-fb_disk_rehash_marked(const char *path, uint64_t size, const uint8_t *marks, uint64_t nblocks,
-                      fb_hash *leaves, fb_disk_visit visit, void *arg, uint64_t *n, fb_err *err)
+fb_disk_rehash_marked(const char *path, const char *format, uint64_t size, const uint8_t *marks,
+                      uint64_t nblocks, fb_hash *leaves, fb_disk_visit visit, void *arg,
+                      uint64_t *n, fb_err *err)
 {
 	uint64_t *list = malloc((nblocks + 1) * sizeof(*list));
 	uint32_t  rv;
@@ -266,7 +317,7 @@ fb_disk_rehash_marked(const char *path, uint64_t size, const uint8_t *marks, uin
 	for (uint64_t b = 0; b < nblocks; b++)
 		if (marks[b])
 			list[(*n)++] = b;
-	rv = fb_disk_rehash_visit(path, size, list, (size_t)*n, leaves, visit, arg, err);
+	rv = rehash(path, format, size, list, (size_t)*n, leaves, visit, arg, err);
 	free(list);
 	return rv;
 }
@@ -275,33 +326,5 @@ uint32_t
 fb_disk_rehash_visit(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
                      fb_hash *leaves, fb_disk_visit visit, void *arg, fb_err *err)
 {
-	uint8_t *blk = malloc(FB_BLOCK_SIZE);
-	int      fd;
-	uint32_t rv = FB_RV_OK;
-
-	if (blk == NULL)
-		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		free(blk);
-		return fb_err_set(err, FB_RV_FAILED, "%s: %s", path, strerror(errno));
-	}
-	for (size_t i = 0; i < n && rv == FB_RV_OK; i++) {
-		uint64_t off = blocks[i] * FB_BLOCK_SIZE;
-		size_t   len = off >= size ? 0 : size - off < FB_BLOCK_SIZE ? (size_t)(size - off)
-		                                                            : FB_BLOCK_SIZE;
-		fb_hash *h   = &leaves[blocks[i]];
-
-		if (len == 0 || pread(fd, blk, len, (off_t)off) != (ssize_t)len) {
-			rv = fb_err_set(err, FB_RV_FAILED, "%s: cannot read block %llu: %s", path,
-			                (unsigned long long)blocks[i], len ? strerror(errno) : "past the end");
-			break;
-		}
-		fb_hash_block(blk, len, FB_BLOCK_SIZE, h);
-		if (visit != NULL)
-			rv = visit(arg, blocks[i], blk, (uint32_t)len, h,
-			           memcmp(h, fb_hash_zero(), sizeof(*h)) == 0, err);
-	}
-	close(fd);
-	free(blk);
-	return rv;
+	return rehash(path, NULL, size, blocks, n, leaves, visit, arg, err);
 }

@@ -633,8 +633,8 @@ rp_scan_disk(fb_db *db, const fb_vm *vm, size_t i, const char *rp_id, struct sca
 		fb_log_warn("FB4034", "VM %s disk %s: its tracking stays where it was: %s", vm->name,
 		            d->name, e.msg);
 	/* read after the roll: a write meanwhile is in the old bitmap too */
-	if (trusted && (trusted = tracker_changed(d->path, (uint64_t)st.st_size, &leaves, &bits, brp,
-	                                          why, sizeof(why))) != 0)
+	if (trusted && (trusted = tracker_changed(d->path, "raw", (uint64_t)st.st_size, &leaves,
+	                                          &bits, brp, why, sizeof(why))) != 0)
 		trusted = rp_base_held(db, vm, brp, d->name, leaves, nblocks, why, sizeof(why));
 	if (!trusted) {
 		free(leaves);
@@ -644,8 +644,8 @@ rp_scan_disk(fb_db *db, const fb_vm *vm, size_t i, const char *rp_id, struct sca
 		return fb_disk_hash_format(d->path, fmt, rp_visit, ctx, scan, err);
 	}
 	ctx->bitmap = 1;
-	rv = fb_disk_rehash_marked(d->path, (uint64_t)st.st_size, bits, nblocks, leaves, rp_visit,
-	                           ctx, &n, err);
+	rv = fb_disk_rehash_marked(d->path, "raw", (uint64_t)st.st_size, bits, nblocks, leaves,
+	                           rp_visit, ctx, &n, err);
 	ctx->bitmap = 0;
 	free(bits);
 	if (rv != FB_RV_OK) {

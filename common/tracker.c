@@ -27,6 +27,10 @@
  * another open and close of the wrapper is not seen: the full verification
  * catches it, the fast one does not (docs/STORAGE.md).
  *
+ * A recovery disk that is itself a qcow2 image (recovery_format = qcow2)
+ * needs no wrapper: its bitmap lives in the image ("in-image"), the file
+ * the hypervisor opens anyway, and nothing can write the disk around it.
+ *
  * Tools: qemu-img and qemu-nbd (qemu-utils), run with a deadline; libnbd.
  * QEMU 7.2's `qemu-img create -o data_file=` zeroes an existing data file,
  * so the wrapper is made over a scratch file and then amended.
@@ -62,6 +66,22 @@ void
 tracker_wrapper(const char *raw, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s.qcow2", raw);
+}
+
+/* A disk of any format but raw carries its bitmap itself. */
+static int
+in_image(const char *format)
+{
+	return format != NULL && format[0] != '\0' && strcmp(format, "raw") != 0;
+}
+
+void
+tracker_image(const char *disk, const char *format, char *out, size_t cap)
+{
+	if (in_image(format))
+		snprintf(out, cap, "%s", disk);
+	else
+		tracker_wrapper(disk, out, cap);
 }
 
 /* A QEMU tool with the tracker's deadline. */
@@ -104,12 +124,45 @@ wrapper_of(const char *raw, const char *wrapper)
 	       strncmp(p + 1, raw, strlen(raw)) == 0 && p[1 + strlen(raw)] == '"';
 }
 
+static uint32_t bitmaps_prune(const char *image, const char *info, const char *keep,
+                              const char *keep2, fb_err *err);
+static uint32_t bitmap_add(const char *image, const char *name, fb_err *err);
+
+/* The bitmap of a qcow2 disk starts over from rp: every fb- bitmap goes
+ * and an empty fb-<rp> comes. Without -U, qemu-img info fails while a
+ * writer (the VM) holds the image. */
+static uint32_t
+create_in_image(const char *disk, uint64_t size, const char *rp, fb_err *err)
+{
+	char        info[16384], name[64];
+	const char *p;
+	int         rc;
+
+	snprintf(name, sizeof(name), "fb-%s", rp);
+	if ((rc = tool_run((const char *[]){"qemu-img", "info", "-f", "qcow2", "--output=json",
+	                                    disk, NULL},
+	                   info, sizeof(info), err)) != 0) {
+		if (rc > 0)
+			fb_err_set(err, strstr(info, "lock") != NULL ? FB_RV_SYSTEM_IN_USE : FB_RV_FAILED,
+			           "%s: %s", disk, first_line(info));
+		return err->rv != FB_RV_OK ? err->rv : FB_RV_FAILED;
+	}
+	if ((p = fb_json_key(info, "virtual-size")) == NULL || strtoull(p, NULL, 10) != size)
+		return fb_err_set(err, FB_RV_INVALID_STATE, "%s is not %llu bytes", disk,
+		                  (unsigned long long)size);
+	if (bitmaps_prune(disk, info, NULL, NULL, err) != FB_RV_OK)
+		return err->rv;
+	return bitmap_add(disk, name, err);
+}
+
 uint32_t
-tracker_create(const char *raw, uint64_t size, const char *rp, fb_err *err)
+tracker_create(const char *raw, const char *format, uint64_t size, const char *rp, fb_err *err)
 {
 	char wrapper[4200], scratch[4300], opt[4400], sz[32], name[64], out[2048];
 	int  rc;
 
+	if (in_image(format))
+		return create_in_image(raw, size, rp, err);
 	tracker_wrapper(raw, wrapper, sizeof(wrapper));
 	/* A disk taken in place may have a file of that name that is not its
 	 * wrapper (the operator's own): it is never replaced. */
@@ -149,21 +202,6 @@ fail:
 	return err->rv != FB_RV_OK ? err->rv : FB_RV_FAILED;
 }
 
-uint32_t
-tracker_restart(const char *raw, const char *rp, fb_err *err)
-{
-	char             wrapper[4200];
-	struct stat      st;
-
-	tracker_wrapper(raw, wrapper, sizeof(wrapper));
-	if (stat(wrapper, &st) != 0)
-		return FB_RV_OK; /* not tracked */
-	if (stat(raw, &st) != 0)
-		return fb_err_errno(err, errno, raw);
-	/* A fresh wrapper: no bitmap of the old point is left to mislead. */
-	return tracker_create(raw, (uint64_t)st.st_size, rp, err);
-}
-
 struct dirty_scan {
 	uint8_t *bits; /* one per block */
 	uint64_t nblocks;
@@ -194,7 +232,7 @@ extent_cb(void *arg, const char *ctx, uint64_t off, uint32_t *entries, size_t n,
 /* Serves the wrapper read-only over a private Unix socket and reads the
  * bitmap name's extents into d; 0, or -1 with why. */
 static int
-read_bitmap(const char *raw, const char *wrapper, const char *name, uint64_t size,
+read_bitmap(const char *raw, const char *wrapper, int inimg, const char *name, uint64_t size,
             struct dirty_scan *d, char *why, size_t cap)
 {
 	char                dir[] = "/tmp/failback-nbd.XXXXXX", sock[64], ctx[96], opts[9000];
@@ -219,10 +257,15 @@ read_bitmap(const char *raw, const char *wrapper, const char *name, uint64_t siz
 		const char *argv[] = {"qemu-nbd", "--read-only", "--image-opts", "-B", name,
 		                      "-k", sock, opts, NULL};
 
-		snprintf(opts, sizeof(opts),
-		         "driver=qcow2,file.driver=file,file.filename=%s,file.locking=off,"
-		         "data-file.driver=file,data-file.filename=%s,data-file.locking=off",
-		         wrapper, raw);
+		if (inimg)
+			snprintf(opts, sizeof(opts),
+			         "driver=qcow2,file.driver=file,file.filename=%s,file.locking=off",
+			         wrapper);
+		else
+			snprintf(opts, sizeof(opts),
+			         "driver=qcow2,file.driver=file,file.filename=%s,file.locking=off,"
+			         "data-file.driver=file,data-file.filename=%s,data-file.locking=off",
+			         wrapper, raw);
 
 		if ((errno = posix_spawnp(&pid, "qemu-nbd", &fa, NULL, (char *const *)argv,
 		                          environ)) != 0) {
@@ -326,27 +369,30 @@ bitmap_object(const char *info, const char *name, const char **start, const char
  * wrapper's metadata and times alone: 1, or 0 with why.
  */
 static int
-trust(const char *raw, uint64_t size, const char *rp, char *why, size_t cap)
+trust(const char *raw, const char *format, uint64_t size, const char *rp, char *why, size_t cap)
 {
 	char        wrapper[4200], info[16384], name[64];
 	const char *p, *b, *be;
 	fb_err      e = {0};
 	struct stat st;
+	int         inimg = in_image(format);
 
 	snprintf(name, sizeof(name), "fb-%s", rp);
-	tracker_wrapper(raw, wrapper, sizeof(wrapper));
+	tracker_image(raw, format, wrapper, sizeof(wrapper));
 	if (stat(wrapper, &st) != 0) {
 		snprintf(why, cap, "no qcow2 wrapper (%s)", wrapper);
 		return 0;
 	}
-	if (tool_run((const char *[]){"qemu-img", "info", "-U", "--output=json", wrapper, NULL}, info,
-	         sizeof(info), &e) != 0) {
+	if (tool_run((const char *[]){"qemu-img", "info", "-U", "-f", "qcow2", "--output=json",
+	                              wrapper, NULL},
+	             info, sizeof(info), &e) != 0) {
 		snprintf(why, cap, "qemu-img info %s: %s", wrapper, e.rv ? e.msg : first_line(info));
 		return 0;
 	}
-	/* the wrapper must hold exactly the raw file, at its size */
-	if ((p = fb_json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
-	    p[1 + strlen(raw)] != '"') {
+	/* a wrapper must hold exactly the raw file, at its size */
+	if (!inimg &&
+	    ((p = fb_json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
+	     p[1 + strlen(raw)] != '"')) {
 		snprintf(why, cap, "the wrapper's data file is not %s", raw);
 		return 0;
 	}
@@ -381,8 +427,9 @@ trust(const char *raw, uint64_t size, const char *rp, char *why, size_t cap)
 		}
 	}
 	/* QEMU writes the bitmap into the wrapper when it closes it, after the
-	 * writes it tracked: a raw file written later was written around it. */
-	{
+	 * writes it tracked: a raw file written later was written around it.
+	 * (A disk with its bitmap inside has no around.) */
+	if (!inimg) {
 		struct stat rs;
 
 		if (stat(raw, &rs) != 0 || rs.st_mtim.tv_sec > st.st_mtim.tv_sec ||
@@ -396,16 +443,16 @@ trust(const char *raw, uint64_t size, const char *rp, char *why, size_t cap)
 }
 
 int
-tracker_dirty(const char *raw, uint64_t size, const char *rp, uint8_t **bits, char *why,
-              size_t cap)
+tracker_dirty(const char *raw, const char *format, uint64_t size, const char *rp, uint8_t **bits,
+              char *why, size_t cap)
 {
 	char              wrapper[4200], name[64];
 	struct dirty_scan d = {0};
 
 	*bits = NULL;
 	snprintf(name, sizeof(name), "fb-%s", rp);
-	tracker_wrapper(raw, wrapper, sizeof(wrapper));
-	if (!trust(raw, size, rp, why, cap))
+	tracker_image(raw, format, wrapper, sizeof(wrapper));
+	if (!trust(raw, format, size, rp, why, cap))
 		return 0;
 	d.nblocks = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
 	if ((d.bits = calloc(d.nblocks + 1, 1)) == NULL) {
@@ -417,7 +464,7 @@ tracker_dirty(const char *raw, uint64_t size, const char *rp, uint8_t **bits, ch
 		free(d.bits);
 		return 0;
 	}
-	if (read_bitmap(raw, wrapper, name, size, &d, why, cap) != 0) {
+	if (read_bitmap(raw, wrapper, in_image(format), name, size, &d, why, cap) != 0) {
 		free(d.bits);
 		return 0;
 	}
@@ -509,8 +556,8 @@ base_read(const char *path, uint64_t nblocks, fb_hash **leaves, char *rp, char *
 }
 
 int
-tracker_changed(const char *raw, uint64_t size, fb_hash **leaves, uint8_t **bits, char *rp,
-                char *why, size_t cap)
+tracker_changed(const char *raw, const char *format, uint64_t size, fb_hash **leaves,
+                uint8_t **bits, char *rp, char *why, size_t cap)
 {
 	char     path[4200];
 	uint64_t nblocks = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
@@ -521,7 +568,7 @@ tracker_changed(const char *raw, uint64_t size, fb_hash **leaves, uint8_t **bits
 	/* the base names the point; the bitmap of that point must be there */
 	if (base_read(path, nblocks, leaves, rp, why, cap) != 0)
 		return 0;
-	if (!tracker_dirty(raw, size, rp, bits, why, cap)) {
+	if (!tracker_dirty(raw, format, size, rp, bits, why, cap)) {
 		free(*leaves);
 		*leaves = NULL;
 		return 0;
@@ -540,7 +587,7 @@ tracker_suspend(const char *raw)
 }
 
 uint32_t
-tracker_commit(const char *raw, uint64_t size, fb_err *err)
+tracker_commit(const char *raw, const char *format, uint64_t size, fb_err *err)
 {
 	char     next[4200], base[4200], rp[FB_ID_LEN + 1], why[256];
 	fb_hash *leaves;
@@ -555,8 +602,8 @@ tracker_commit(const char *raw, uint64_t size, fb_err *err)
 		return fb_err_set(err, FB_RV_FAILED, "%s", why);
 	}
 	free(leaves);
-	/* the wrapper first: a base without its bitmap is never believed */
-	if (tracker_create(raw, size, rp, err) != FB_RV_OK)
+	/* the bitmap first: a base without its bitmap is never believed */
+	if (tracker_create(raw, format, size, rp, err) != FB_RV_OK)
 		return err->rv;
 	if (rename(next, base) != 0)
 		return fb_err_errno(err, errno, base);
@@ -592,19 +639,19 @@ tracker_trusted(const char *raw, uint64_t size, char *rp, char *why, size_t cap)
 		snprintf(why, cap, "no base leaves next to %s", raw);
 		return 0;
 	}
-	return trust(raw, size, rp, why, cap);
+	return trust(raw, "raw", size, rp, why, cap);
 }
 
 uint32_t
 tracker_roll(const char *raw, uint64_t size, const char *rp, fb_err *err)
 {
-	char        wrapper[4200], info[16384], keep[FB_ID_LEN + 1], next[64], out[2048];
-	const char *p, *b, *lim;
-	int         rc, depth = 0;
+	char        wrapper[4200], info[16384], keep[FB_ID_LEN + 1], next[64];
+	const char *p, *lim;
+	int         rc;
 
 	tracker_wrapper(raw, wrapper, sizeof(wrapper));
 	if (access(wrapper, F_OK) != 0)
-		return tracker_create(raw, size, rp, err);
+		return tracker_create(raw, "raw", size, rp, err);
 	/* Without -U: fails while a writer (the VM's QEMU) holds the image. */
 	if ((rc = tool_run((const char *[]){"qemu-img", "info", "-f", "qcow2", "--output=json",
 	                                    wrapper, NULL},
@@ -627,37 +674,65 @@ tracker_roll(const char *raw, uint64_t size, const char *rp, fb_err *err)
 		                  "and the disk is not tracked",
 		                  wrapper, raw);
 	if ((p = fb_json_key(info, "virtual-size")) == NULL || strtoull(p, NULL, 10) != size)
-		return tracker_create(raw, size, rp, err);
+		return tracker_create(raw, "raw", size, rp, err);
 	/* Stale bitmaps go: all but the base's point's and the next one. */
 	base_point(raw, keep);
 	snprintf(next, sizeof(next), "fb-%s", rp);
-	if ((b = fb_json_key(info, "bitmaps")) != NULL && *b == '[') {
-		for (lim = b; *lim != '\0'; lim++) {
-			depth += *lim == '[' ? 1 : *lim == ']' ? -1 : 0;
-			if (depth == 0)
-				break;
-		}
-		for (p = b; (p = strstr(p, "\"name\": \"")) != NULL && p < lim; p++) {
-			char name[64] = "";
+	if (bitmaps_prune(wrapper, info, keep[0] ? keep : NULL, rp, err) != FB_RV_OK)
+		return err->rv;
+	if (bitmap_object(info, next, &p, &lim) == 0)
+		return FB_RV_OK; /* there from a point that did not commit */
+	return bitmap_add(wrapper, next, err);
+}
 
-			if (sscanf(p + 9, "%63[^\"]", name) != 1 || strncmp(name, "fb-", 3) != 0 ||
-			    strcmp(name, next) == 0 || (keep[0] && strcmp(name + 3, keep) == 0))
-				continue;
-			if ((rc = tool_run((const char *[]){"qemu-img", "bitmap", "-f", "qcow2",
-			                                    "--remove", wrapper, name, NULL},
-			                   out, sizeof(out), err)) != 0)
-				goto fail;
-		}
-		if (bitmap_object(info, next, &p, &lim) == 0)
-			return FB_RV_OK; /* there from a point that did not commit */
+/* Removes every fb- bitmap that qemu-img info's JSON of image lists, but
+ * those of the points keep and keep2 (NULL: none). */
+static uint32_t
+bitmaps_prune(const char *image, const char *info, const char *keep, const char *keep2,
+              fb_err *err)
+{
+	const char *b = fb_json_key(info, "bitmaps"), *lim, *p;
+	char        out[2048];
+	int         rc, depth = 0;
+
+	if (b == NULL || *b != '[')
+		return FB_RV_OK;
+	for (lim = b; *lim != '\0'; lim++) {
+		depth += *lim == '[' ? 1 : *lim == ']' ? -1 : 0;
+		if (depth == 0)
+			break;
 	}
-	if ((rc = tool_run((const char *[]){"qemu-img", "bitmap", "-f", "qcow2", "--add",
-	                                    "--granularity", "65536", wrapper, next, NULL},
-	                   out, sizeof(out), err)) != 0)
-		goto fail;
+	for (p = b; (p = strstr(p, "\"name\": \"")) != NULL && p < lim; p++) {
+		char name[64] = "";
+
+		if (sscanf(p + 9, "%63[^\"]", name) != 1 || strncmp(name, "fb-", 3) != 0 ||
+		    (keep != NULL && strcmp(name + 3, keep) == 0) ||
+		    (keep2 != NULL && strcmp(name + 3, keep2) == 0))
+			continue;
+		if ((rc = tool_run((const char *[]){"qemu-img", "bitmap", "-f", "qcow2", "--remove",
+		                                    image, name, NULL},
+		                   out, sizeof(out), err)) != 0) {
+			if (rc > 0)
+				fb_err_set(err, FB_RV_FAILED, "bitmaps of %s: %s", image, first_line(out));
+			return err->rv != FB_RV_OK ? err->rv : FB_RV_FAILED;
+		}
+	}
 	return FB_RV_OK;
-fail:
-	if (rc > 0)
-		fb_err_set(err, FB_RV_FAILED, "bitmaps of %s: %s", wrapper, first_line(out));
-	return err->rv != FB_RV_OK ? err->rv : FB_RV_FAILED;
+}
+
+/* Adds an empty, enabled, persistent 64 KiB bitmap name to image. */
+static uint32_t
+bitmap_add(const char *image, const char *name, fb_err *err)
+{
+	char out[2048];
+	int  rc;
+
+	if ((rc = tool_run((const char *[]){"qemu-img", "bitmap", "-f", "qcow2", "--add",
+	                                    "--granularity", "65536", image, name, NULL},
+	                   out, sizeof(out), err)) != 0) {
+		if (rc > 0)
+			fb_err_set(err, FB_RV_FAILED, "bitmaps of %s: %s", image, first_line(out));
+		return err->rv != FB_RV_OK ? err->rv : FB_RV_FAILED;
+	}
+	return FB_RV_OK;
 }

@@ -239,24 +239,37 @@ wait_moving(const fbt_agent *q, const char *job)
 	fail_msg("job %s never moved blocks: %s", job, out);
 }
 
-/* The recovery VM at q writes 8 MiB through its qcow2 disk. */
+/* The recovery VM writes mib MiB at 16 MiB through its qcow2 disk. */
 static void
-vm_writes(const char *disk, int pattern)
+vm_writes(const char *disk, int pattern, int mib)
 {
 	char cmd[64];
 
-	snprintf(cmd, sizeof(cmd), "write -P %d 16M 8M", pattern);
+	snprintf(cmd, sizeof(cmd), "write -P %d 16M %dM", pattern, mib);
 	assert_int_equal(run((const char *[]){"/usr/bin/qemu-io", "-f", "qcow2", "-c", cmd, disk,
 	                                      NULL}),
 	                 0);
 }
 
+/* The number after "field": in out (a `--json` answer). */
+static unsigned long long
+json_number(const char *field)
+{
+	char        key[64];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\"%s\":", field);
+	assert_non_null(p = strstr(out, key));
+	return strtoull(p + strlen(key), NULL, 10);
+}
+
 static void
-a_qcow2_recovery_disk_fails_back_cancels_and_survives_its_server(void **state)
+a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void **state)
 {
 	fbt_agent   q;
 	char        raw[600], disk[800], before[820], job[40];
-	const char *extra[] = {"--recovery-format=qcow2", "--max-transfer-rate=2", NULL};
+	const char *extra[] = {"--recovery-format=qcow2", "--change-tracking=qcow2",
+	                       "--max-transfer-rate=2", NULL};
 	int         nbd = 0, rc;
 
 	(void)state;
@@ -270,22 +283,26 @@ a_qcow2_recovery_disk_fails_back_cancels_and_survives_its_server(void **state)
 	assert_int_equal(FBT_R(out, q, "vm", "show", "q"), 0);
 	assert_non_null(strstr(out, "format: qcow2"));
 	sscanf(strstr(out, "path: ") + 6, "%799s", disk);
-	/* a standalone qcow2 image (no data file) holding the point */
+	/* a standalone qcow2 image (no data file) holding the point, and its
+	 * bitmap counting from the point */
 	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "info", "--output=json", disk,
 	                                      NULL}),
 	                 0);
 	assert_non_null(strstr(out, "\"format\": \"qcow2\""));
 	assert_null(strstr(out, "data-file"));
+	assert_non_null(strstr(out, "\"name\": \"fb-"));
+	assert_true(fbt_file_contains(q.log, "a qcow2 image holding its bitmap"));
 	assert_same(raw, disk, "qcow2");
 	assert_int_equal(FBT_R(out, q, "failover-commit", "q", "--wait"), 0);
 
 	/* cancel mid-transfer: the disk is what it was before the call */
-	vm_writes(disk, 0xcd);
+	vm_writes(disk, 0xcd, 8);
 	snprintf(before, sizeof(before), "%s.before", disk);
 	assert_int_equal(run((const char *[]){"/bin/cp", "--sparse=always", disk, before, NULL}), 0);
 	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	wait_moving(&q, job);
+	assert_non_null(strstr(out, "\"compare_mode\":\"bitmap\""));
 	assert_int_equal(FBT_R(out, q, "job", "cancel", job), 0);
 	(void)FBT_R(out, q, "job", "wait", job);
 	assert_int_equal(FBT_R(out, q, "job", "show", job), 0);
@@ -300,7 +317,8 @@ a_qcow2_recovery_disk_fails_back_cancels_and_survives_its_server(void **state)
 	if (strstr(out, "is a qcow2 image") == NULL)
 		fail_msg("reverse of a VM on a qcow2 recovery disk: %s", out);
 
-	/* the read-write qemu-nbd killed mid-transfer: a new worker resumes */
+	/* the read-write qemu-nbd killed mid-transfer: a new worker resumes
+	 * (the cancelled job's writes voided the bitmap's base: a full scan) */
 	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	wait_moving(&q, job);
@@ -315,13 +333,26 @@ a_qcow2_recovery_disk_fails_back_cancels_and_survives_its_server(void **state)
 		fail_msg("the failback did not complete after qemu-nbd died: %s", out);
 	assert_true(fbt_file_contains(q.log, "FB6027"));
 	assert_true(fbt_file_contains(q.log, "restarting from the checkpoint"));
-	assert_true(fbt_file_contains(q.log, "full scan: a qcow2 image"));
+	assert_true(fbt_file_contains(q.log, "full scan: no base leaves"));
 	assert_same(raw, disk, "qcow2");
 	/* the image is sound: at most clusters leaked by the killed server */
 	rc = run((const char *[]){"/usr/bin/qemu-img", "check", "-f", "qcow2", disk, NULL});
 	if (rc != 0 && rc != 3)
 		fail_msg("qemu-img check %s: %d: %s", disk, rc, out);
 
+	/* tracked again from the failback's target: the next one reads only
+	 * the 2 MiB the VM wrote (fast verification: nothing else) */
+	vm_writes(disk, 0xce, 2);
+	assert_int_equal(FBT_R(out, q, "failback", "q", "--verify", "fast"), 0);
+	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
+	(void)FBT_R(out, q, "job", "wait", job);
+	assert_int_equal(FBT_R(out, q, "--json", "job", "show", job), 0);
+	if (strstr(out, "\"job_state\":7") == NULL)
+		fail_msg("the tracked failback did not complete: %s", out);
+	assert_non_null(strstr(out, "\"compare_mode\":\"bitmap\""));
+	assert_int_equal(json_number("bytes_read"), 2u << 20);
+	assert_int_equal(json_number("blocks_total"), 32);
+	assert_same(raw, disk, "qcow2");
 	assert_int_equal(fbt_agent_stop(&q, SIGTERM, 10000), 0);
 }
 
@@ -348,7 +379,7 @@ main(void)
 	    cmocka_unit_test(qcow2_and_vhdx_primaries_replicate_and_fail_back_exactly),
 	    cmocka_unit_test(a_killed_qemu_nbd_is_restarted_and_the_point_is_exact),
 	    cmocka_unit_test(a_wrong_or_unknown_format_is_refused),
-	    cmocka_unit_test(a_qcow2_recovery_disk_fails_back_cancels_and_survives_its_server),
+	    cmocka_unit_test(a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server),
 	};
 	if (access("/usr/bin/qemu-img", X_OK) != 0 || access("/usr/bin/qemu-nbd", X_OK) != 0 ||
 	    access("/usr/bin/qemu-io", X_OK) != 0) {

@@ -51,9 +51,11 @@ uint32_t fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks,
 uint32_t fb_disk_rehash_visit(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
                               fb_hash *leaves, fb_disk_visit visit, void *arg, fb_err *err);
 /* fb_disk_rehash_marked is fb_disk_rehash_visit of the blocks b < nblocks
- * whose marks[b] is set, in order; *n says how many there were. */
-uint32_t fb_disk_rehash_marked(const char *path, uint64_t size, const uint8_t *marks,
-                               uint64_t nblocks, fb_hash *leaves, fb_disk_visit visit, void *arg,
-                               uint64_t *n, fb_err *err);
+ * whose marks[b] is set, in order, of an image in format (NULL or raw:
+ * read directly; any other through qemu-nbd, image.h); *n says how many
+ * there were. */
+uint32_t fb_disk_rehash_marked(const char *path, const char *format, uint64_t size,
+                               const uint8_t *marks, uint64_t nblocks, fb_hash *leaves,
+                               fb_disk_visit visit, void *arg, uint64_t *n, fb_err *err);
 
 #endif
