@@ -108,6 +108,28 @@ fb_image_format_ok(const char *format)
 	return 0;
 }
 
+/* Runs qemu-img (argv) about path in format for at most a minute: its exit
+ * status (out holds its first line when it is not 0), or -1 with err set
+ * (Not supported: qemu-img cannot be run). */
+static int
+qemu_img(const char *const *argv, const char *path, const char *format, char *out, size_t cap,
+         fb_err *err)
+{
+	int rc = fb_tool_run(argv, out, cap, 60000, err);
+
+	if (rc < 0) {
+		char why[FB_ERR_MSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		fb_err_set(err, FB_RV_NOT_SUPPORTED, "%s (%s): cannot run qemu-img (install "
+		           "qemu-utils): %s", path, format, why);
+		return -1;
+	}
+	if (rc != 0)
+		out[strcspn(out, "\n")] = '\0';
+	return rc;
+}
+
 uint32_t
 fb_image_probe(const char *path, const char *format, uint64_t *size, fb_err *err)
 {
@@ -118,18 +140,13 @@ fb_image_probe(const char *path, const char *format, uint64_t *size, fb_err *err
 	if (!fb_image_format_ok(format))
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
 		                  "disk format '%.20s' is not raw, qcow2, vhdx, vmdk or vpc", format);
-	rc = fb_tool_run((const char *[]){"qemu-img", "info", "-U", "--output=json", "-f", format,
-	                                  path, NULL},
-	                 out, sizeof(out), 30000, err);
-	if (rc < 0)
-		return fb_err_set(err, FB_RV_NOT_SUPPORTED,
-		                  "%s (%s): cannot run qemu-img (install qemu-utils): %s", path, format,
-		                  err->msg);
-	if (rc != 0) {
-		out[strcspn(out, "\n")] = '\0';
+	if ((rc = qemu_img((const char *[]){"qemu-img", "info", "-U", "--output=json", "-f", format,
+	                                   path, NULL},
+	                   path, format, out, sizeof(out), err)) < 0)
+		return err->rv;
+	if (rc != 0)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s is not a usable %s image: %s", path,
 		                  format, out);
-	}
 	if ((v = fb_json_key(out, "virtual-size")) == NULL || (*size = strtoull(v, NULL, 10)) == 0)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s (%s): no virtual size", path,
 		                  format);
@@ -371,16 +388,11 @@ fb_image_create(const char *path, const char *format, uint64_t size, fb_err *err
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: format '%.20s' is not made by "
 		                  "qemu-img", path, format);
 	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
-	rc = fb_tool_run((const char *[]){"qemu-img", "create", "-q", "-f", format, path, sz, NULL},
-	                 out, sizeof(out), 60000, err);
-	if (rc < 0)
-		return fb_err_set(err, FB_RV_NOT_SUPPORTED,
-		                  "%s (%s): cannot run qemu-img (install qemu-utils): %s", path, format,
-		                  err->msg);
-	if (rc != 0) {
-		out[strcspn(out, "\n")] = '\0';
+	if ((rc = qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", format, path, sz, NULL},
+	                   path, format, out, sizeof(out), err)) < 0)
+		return err->rv;
+	if (rc != 0)
 		return fb_err_set(err, FB_RV_FAILED, "%s (%s): qemu-img create: %s", path, format, out);
-	}
 	return FB_RV_OK;
 }
 

@@ -117,9 +117,10 @@ qcow2_and_vhdx_primaries_replicate_and_fail_back_exactly(void **state)
 	one_format("vhdx");
 }
 
-/* The qemu-nbd the primary agent started, or 0. */
+/* A qemu-nbd whose parent is parent (0: any) and whose command line holds
+ * arg (NULL: any), or 0. */
 static int
-qemu_nbd_of(int parent)
+qemu_nbd_find(int parent, const char *arg)
 {
 	DIR           *d = opendir("/proc");
 	struct dirent *e;
@@ -127,20 +128,31 @@ qemu_nbd_of(int parent)
 
 	assert_non_null(d);
 	while (found == 0 && (e = readdir(d)) != NULL) {
-		char  path[300], comm[64] = "", line[512];
-		int   ppid = 0;
-		FILE *f;
+		char   path[300], comm[64] = "", line[4096];
+		int    ppid = 0, ok;
+		size_t n;
+		FILE  *f;
 
 		if (atoi(e->d_name) <= 0)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
 		if ((f = fopen(path, "r")) == NULL)
 			continue;
-		if (fgets(line, sizeof(line), f) != NULL &&
-		    sscanf(line, "%*d (%63[^)]) %*c %d", comm, &ppid) == 2 && ppid == parent &&
-		    strcmp(comm, "qemu-nbd") == 0)
-			found = atoi(e->d_name);
+		ok = fgets(line, sizeof(line), f) != NULL &&
+		     sscanf(line, "%*d (%63[^)]) %*c %d", comm, &ppid) == 2;
 		fclose(f);
+		if (!ok || strcmp(comm, "qemu-nbd") != 0 || (parent != 0 && ppid != parent))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		n = fread(line, 1, sizeof(line) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < n; i++)
+			line[i] = line[i] == '\0' ? ' ' : line[i];
+		line[n] = '\0';
+		if (arg == NULL || strstr(line, arg) != NULL)
+			found = atoi(e->d_name);
 	}
 	closedir(d);
 	return found;
@@ -168,7 +180,7 @@ a_killed_qemu_nbd_is_restarted_and_the_point_is_exact(void **state)
 		assert_int_equal(P("--json", "primary-rp", "job", job), 0);
 		if (strstr(out, "\"phase\":\"Scanning\"") != NULL &&
 		    strstr(out, "\"bytes_done\":0,") == NULL)
-			nbd = qemu_nbd_of(primary.pid);
+			nbd = qemu_nbd_find(primary.pid, NULL);
 		if (nbd == 0)
 			usleep(20000);
 	}
@@ -189,38 +201,6 @@ a_killed_qemu_nbd_is_restarted_and_the_point_is_exact(void **state)
 	assert_int_equal(R("vm", "show", "k"), 0);
 	sscanf(strstr(out, "path: ") + 6, "%799s", disk);
 	assert_same(disk, img, "qcow2");
-}
-
-/* The qemu-nbd serving an image read-write (for a writer), or 0. */
-static int
-qemu_nbd_rw(void)
-{
-	DIR           *d = opendir("/proc");
-	struct dirent *e;
-	int            found = 0;
-
-	assert_non_null(d);
-	while (found == 0 && (e = readdir(d)) != NULL) {
-		char   path[300], cmd[4096];
-		size_t n;
-		FILE  *f;
-
-		if (atoi(e->d_name) <= 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		if ((f = fopen(path, "r")) == NULL)
-			continue;
-		n = fread(cmd, 1, sizeof(cmd) - 1, f);
-		fclose(f);
-		cmd[n] = '\0';
-		for (size_t i = 0; i + 1 < n; i++)
-			if (cmd[i] == '\0')
-				cmd[i] = ' ';
-		if (strncmp(cmd, "qemu-nbd ", 9) == 0 && strstr(cmd, "--discard=unmap") != NULL)
-			found = atoi(e->d_name);
-	}
-	closedir(d);
-	return found;
 }
 
 /* Waits until job (on agent q) moves blocks, or fails the test. */
@@ -323,7 +303,7 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	wait_moving(&q, job);
 	for (int i = 0; i < 200 && nbd == 0; i++)
-		if ((nbd = qemu_nbd_rw()) == 0)
+		if ((nbd = qemu_nbd_find(0, "--discard=unmap")) == 0) /* read-write */
 			usleep(20000);
 	assert_int_not_equal(nbd, 0);
 	assert_int_equal(kill(nbd, SIGKILL), 0);
