@@ -138,16 +138,18 @@ local_failover(replica *r, const char *vm_id, const char *rp_id, fb_err *err)
 			rv = fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: path too long", dir);
 			break;
 		}
+		if ((rv = local_write_disk(r, rp, &rp->disks[i], path, format, err)) != FB_RV_OK)
+			break;
+		/* the disk's format, for everything that opens it from now on,
+		 * recorded as soon as the file in its place has it */
 		for (size_t k = 0; k < vm->ndisks; k++)
 			if (strcmp(vm->disks[k].name, rp->disks[i].name) == 0)
 				snprintf(vm->disks[k].format, sizeof(vm->disks[k].format), "%s", format);
-		rv = local_write_disk(r, rp, &rp->disks[i], path, format, err);
-		if (rv == FB_RV_OK && r->tracking)
+		if ((rv = fb_vm_put(r->db, vm, err)) != FB_RV_OK)
+			break;
+		if (r->tracking)
 			local_track(r, rp, &rp->disks[i], path, format);
 	}
-	/* the disks' format, for everything that opens them from now on */
-	if (rv == FB_RV_OK)
-		rv = fb_vm_put(r->db, vm, err);
 	if (rv == FB_RV_OK)
 		rv = fb_vm_set_failover_rp(r->db, vm->id, rp->id, err);
 	if (rv == FB_RV_OK)

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -231,6 +232,31 @@ vm_writes(const char *disk, int pattern, int mib)
 	                 0);
 }
 
+/* A writer (qemu-io, as the VM's QEMU) writes 64 KiB through the qcow2
+ * disk and is SIGKILLed while it holds the image open. */
+static void
+vm_killed_while_writing(const char *disk)
+{
+	pid_t pid = fork();
+	int   open_seen = 0;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/usr/bin/qemu-io", "qemu-io", "-f", "qcow2", "-c", "write -P 0x71 3M 64k", "-c",
+		      "sleep 600000", disk, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && !open_seen; i++) {
+		assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "info", "-U", disk, NULL}),
+		                 0);
+		if (!(open_seen = strstr(out, "in-use") != NULL))
+			usleep(50000);
+	}
+	assert_true(open_seen);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	waitpid(pid, NULL, 0);
+}
+
 /* The number after "field": in out (a `--json` answer). */
 static unsigned long long
 json_number(const char *field)
@@ -332,6 +358,19 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	assert_non_null(strstr(out, "\"compare_mode\":\"bitmap\""));
 	assert_int_equal(json_number("bytes_read"), 2u << 20);
 	assert_int_equal(json_number("blocks_total"), 32);
+	assert_same(raw, disk, "qcow2");
+
+	/* a VM killed with the image open leaves its bitmap in use: the next
+	 * failback does not believe it, scans whole and is still exact */
+	vm_killed_while_writing(disk);
+	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
+	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
+	(void)FBT_R(out, q, "job", "wait", job);
+	assert_int_equal(FBT_R(out, q, "--json", "job", "show", job), 0);
+	if (strstr(out, "\"job_state\":7") == NULL)
+		fail_msg("the failback after a killed writer did not complete: %s", out);
+	assert_non_null(strstr(out, "\"compare_mode\":\"full scan\""));
+	assert_true(fbt_file_contains(q.log, "is in use: its writer did not close the image"));
 	assert_same(raw, disk, "qcow2");
 	assert_int_equal(fbt_agent_stop(&q, SIGTERM, 10000), 0);
 }
