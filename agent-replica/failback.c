@@ -44,6 +44,9 @@
  */
 #define CKPT_BLOCKS 256 /* 16 MiB */
 #define CKPT_MS     500
+/* Blocks gathered from the fetch's batches before they are applied: one
+ * undo fsync per PEND_BLOCKS instead of one per batch of FB_WIRE_BATCH. */
+#define PEND_BLOCKS (4 * FB_WIRE_BATCH)
 
 struct flow {
 	worker                        *w;
@@ -61,6 +64,11 @@ struct flow {
 	uint8_t                       *dirty[FB_WIRE_MAX_DISKS];
 	int                            full_only; /* compare whole disks, whatever the bitmaps say */
 	int                            mismatch;  /* the verification found another root */
+	/* Blocks received, not applied yet (all of checkpoint disk pend_k). */
+	uint8_t                       *pend;      /* PEND_BLOCKS x FB_BLOCK_SIZE */
+	uint64_t                       pend_block[PEND_BLOCKS];
+	uint8_t                        pend_zero[PEND_BLOCKS];
+	size_t                         npend, pend_k;
 };
 
 static int
@@ -376,34 +384,57 @@ checkpoint(struct flow *fl, size_t k, fb_err *err)
 	return FB_RV_OK;
 }
 
+/* Applies the pending blocks (undo-protected), then checkpoints when it
+ * is due. */
+static uint32_t
+apply_pending(struct flow *fl, fb_err *err)
+{
+	worker  *w = fl->w;
+	size_t   n = fl->npend;
+	uint32_t rv;
+
+	if (n == 0)
+		return FB_RV_OK;
+	worker_lease_check(w);
+	if ((rv = fb_apply_blocks(fl->ap, (uint32_t)fl->vmdisk[fl->pend_k], fl->pend_block,
+	                          fl->pend_zero, fl->pend, n, err)) != FB_RV_OK)
+		return rv;
+	fl->npend = 0;
+	fl->unsaved += n;
+	if (fl->unsaved >= CKPT_BLOCKS || fb_clock_mono_ms() - fl->saved_ms >= CKPT_MS)
+		if ((rv = checkpoint(fl, fl->pend_k, err)) != FB_RV_OK)
+			return rv;
+	w->pg.blocks_done += n;
+	w->pg.bytes_done += n * FB_BLOCK_SIZE;
+	progress_emit(&w->pg, 0);
+	return FB_RV_OK;
+}
+
 static uint32_t
 apply_batch(void *arg, const fetch_batch *b, fb_err *err)
 {
 	struct flow      *fl = arg;
 	worker           *w  = fl->w;
 	const fetch_item *it = b->items;
-	size_t            n  = b->n;
-	uint64_t     blocks[FB_WIRE_BATCH];
-	uint8_t      zero[FB_WIRE_BATCH];
-	uint32_t     rv;
+	uint32_t          rv;
 
 	if ((rv = fetch_fill_local(w->store, b, err)) != FB_RV_OK)
 		return rv;
-	for (size_t i = 0; i < n; i++) {
-		blocks[i] = it[i].block;
-		zero[i]   = memcmp(&it[i].h, fb_hash_zero(), sizeof(fb_hash)) == 0;
-	}
-	worker_lease_check(w);
-	if ((rv = fb_apply_blocks(fl->ap, (uint32_t)fl->vmdisk[it[0].disk], blocks, zero, b->data, n,
-	                          err)) != FB_RV_OK)
+	if (b->n == 0)
+		return FB_RV_OK;
+	if (fl->npend > 0 && (fl->pend_k != it[0].disk || fl->npend + b->n > PEND_BLOCKS) &&
+	    (rv = apply_pending(fl, err)) != FB_RV_OK)
 		return rv;
-	fl->unsaved += n;
-	if (fl->unsaved >= CKPT_BLOCKS || fb_clock_mono_ms() - fl->saved_ms >= CKPT_MS)
-		if ((rv = checkpoint(fl, it[0].disk, err)) != FB_RV_OK)
-			return rv;
-	w->pg.blocks_done += n;
-	w->pg.bytes_done += n * FB_BLOCK_SIZE;
-	progress_emit(&w->pg, 0);
+	fl->pend_k = it[0].disk;
+	for (size_t i = 0; i < b->n; i++, fl->npend++) {
+		fl->pend_block[fl->npend] = it[i].block;
+		fl->pend_zero[fl->npend]  = memcmp(&it[i].h, fb_hash_zero(), sizeof(fb_hash)) == 0;
+		if (!fl->pend_zero[fl->npend])
+			memcpy(fl->pend + fl->npend * FB_BLOCK_SIZE, b->data + i * FB_BLOCK_SIZE,
+			       FB_BLOCK_SIZE);
+	}
+	if (fl->npend + FB_WIRE_BATCH > PEND_BLOCKS && (rv = apply_pending(fl, err)) != FB_RV_OK)
+		return rv;
 	session_throttle(&w->s);
 	return FB_RV_OK;
 }
@@ -442,8 +473,12 @@ transfer(struct flow *fl, fb_err *err)
 	if ((rv = replica_path_undo(w->r, fl->vm->id, undo, sizeof(undo), err)) != FB_RV_OK ||
 	    (rv = fb_apply_open(&fl->ap, undo, disks, fl->vm->ndisks, err)) != FB_RV_OK)
 		return rv;
-	if ((items = calloc(most + 1, sizeof(*items))) == NULL)
+	if ((items = calloc(most + 1, sizeof(*items))) == NULL ||
+	    (fl->pend == NULL && (fl->pend = malloc((size_t)PEND_BLOCKS * FB_BLOCK_SIZE)) == NULL)) {
+		free(items);
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for %zu blocks", most);
+	}
+	fl->npend = 0;
 	/* Its writes bypass the wrapper: no base may outlive them unseen. */
 	if (nitems > 0)
 		for (size_t i = 0; i < fl->vm->ndisks; i++)
@@ -466,7 +501,8 @@ transfer(struct flow *fl, fb_err *err)
 		if (n == 0)
 			continue;
 		fl->saved_ms = fb_clock_mono_ms();
-		if ((rv = fetch_run(&f, items, n, apply_batch, fl, err)) == FB_RV_OK)
+		if ((rv = fetch_run(&f, items, n, apply_batch, fl, err)) == FB_RV_OK &&
+		    (rv = apply_pending(fl, err)) == FB_RV_OK)
 			rv = checkpoint(fl, k, err);
 	}
 	free(items);
@@ -756,6 +792,7 @@ static void
 flow_free(struct flow *fl, Failback__NegotiateResponse *nr)
 {
 	fb_apply_close(fl->ap);
+	free(fl->pend);
 	for (size_t i = 0; i < FB_MAX_DISKS; i++)
 		if (fl->lockfd[i] > 0)
 			close(fl->lockfd[i] - 1);

@@ -275,14 +275,14 @@ read_bitmap(const char *raw, const char *wrapper, int inimg, const char *name, u
 		}
 	}
 	/* qemu-nbd is ready when its socket is there (10 s at most) */
-	for (int i = 0; i < 200 && access(sock, F_OK) != 0; i++) {
+	for (int i = 0; i < 2000 && access(sock, F_OK) != 0; i++) {
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			snprintf(why, cap, "qemu-nbd exited serving %s (exit %d)", wrapper,
 			         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 			pid = 0;
 			goto out;
 		}
-		usleep(50000);
+		usleep(5000);
 	}
 	if ((h = nbd_create()) == NULL || nbd_add_meta_context(h, ctx) != 0 ||
 	    nbd_connect_unix(h, sock) != 0) {
