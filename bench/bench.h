@@ -34,16 +34,16 @@ bench_drop_caches(void)
 	return fclose(f) == 0;
 }
 
-/* A VM writes n blocks at random (seeded) through the qcow2 wrapper of a
- * tracked raw disk (qemu-io), as its QEMU would: the bitmap sees them.
- * Returns 0, or -1 when qemu-io failed. */
+/* A VM writes n blocks at random (seeded) through the qcow2 image at
+ * image (qemu-io), as its QEMU would: a bitmap in it sees them. Returns 0,
+ * or -1 when qemu-io failed. */
 static inline int
-bench_vm_writes(const char *disk, uint64_t n, uint64_t nblocks, unsigned seed)
+bench_vm_writes_to(const char *image, uint64_t n, uint64_t nblocks, unsigned seed)
 {
 	char  cmd[1600];
 	FILE *q;
 
-	snprintf(cmd, sizeof(cmd), "qemu-io -f qcow2 '%s.qcow2' >/dev/null", disk);
+	snprintf(cmd, sizeof(cmd), "qemu-io -f qcow2 '%s' >/dev/null", image);
 	if ((q = popen(cmd, "w")) == NULL)
 		return -1;
 	srand(seed);
@@ -51,6 +51,16 @@ bench_vm_writes(const char *disk, uint64_t n, uint64_t nblocks, unsigned seed)
 		fprintf(q, "write -P %d %llu 64k\n", rand() % 255 + 1,
 		        (unsigned long long)((uint64_t)rand() % nblocks) * 65536);
 	return pclose(q) == 0 ? 0 : -1;
+}
+
+/* bench_vm_writes_to through the qcow2 wrapper of a tracked raw disk. */
+static inline int
+bench_vm_writes(const char *disk, uint64_t n, uint64_t nblocks, unsigned seed)
+{
+	char wrapper[1200];
+
+	snprintf(wrapper, sizeof(wrapper), "%s.qcow2", disk);
+	return bench_vm_writes_to(wrapper, n, nblocks, seed);
 }
 
 #endif
