@@ -257,6 +257,21 @@ vm_killed_while_writing(const char *disk)
 	waitpid(pid, NULL, 0);
 }
 
+/* Fails back VM q at agent a (verification verify) to its end, which
+ * must be Completed; its `job show --json` stays in out. */
+static void
+failback_completes(const fbt_agent *a, const char *verify)
+{
+	char job[40];
+
+	assert_int_equal(FBT_R(out, *a, "failback", "q", "--verify", verify), 0);
+	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
+	(void)FBT_R(out, *a, "job", "wait", job);
+	assert_int_equal(FBT_R(out, *a, "--json", "job", "show", job), 0);
+	if (strstr(out, "\"job_state\":7") == NULL)
+		fail_msg("failback %s did not complete: %s", job, out);
+}
+
 /* The number after "field": in out (a `--json` answer). */
 static unsigned long long
 json_number(const char *field)
@@ -349,12 +364,7 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	/* tracked again from the failback's target: the next one reads only
 	 * the 2 MiB the VM wrote (fast verification: nothing else) */
 	vm_writes(disk, 0xce, 2);
-	assert_int_equal(FBT_R(out, q, "failback", "q", "--verify", "fast"), 0);
-	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
-	(void)FBT_R(out, q, "job", "wait", job);
-	assert_int_equal(FBT_R(out, q, "--json", "job", "show", job), 0);
-	if (strstr(out, "\"job_state\":7") == NULL)
-		fail_msg("the tracked failback did not complete: %s", out);
+	failback_completes(&q, "fast");
 	assert_non_null(strstr(out, "\"compare_mode\":\"bitmap\""));
 	assert_int_equal(json_number("bytes_read"), 2u << 20);
 	assert_int_equal(json_number("blocks_total"), 32);
@@ -363,12 +373,7 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	/* a VM killed with the image open leaves its bitmap in use: the next
 	 * failback does not believe it, scans whole and is still exact */
 	vm_killed_while_writing(disk);
-	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
-	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
-	(void)FBT_R(out, q, "job", "wait", job);
-	assert_int_equal(FBT_R(out, q, "--json", "job", "show", job), 0);
-	if (strstr(out, "\"job_state\":7") == NULL)
-		fail_msg("the failback after a killed writer did not complete: %s", out);
+	failback_completes(&q, "full");
 	assert_non_null(strstr(out, "\"compare_mode\":\"full scan\""));
 	assert_true(fbt_file_contains(q.log, "is in use: its writer did not close the image"));
 	assert_same(raw, disk, "qcow2");
