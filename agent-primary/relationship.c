@@ -65,29 +65,6 @@ guard(fb_rpc_call *call, const fb_vm *vm, uint64_t gen, int newer_only, int forc
 	                   (unsigned long long)vm->generation);
 }
 
-/* The disks of an adopt, checked for use in place on this host. */
-static uint32_t
-adopt_disks(const Failback__Relationship *req, fb_vm *vm, fb_err *err)
-{
-	fb_vm_disk want[FB_MAX_DISKS];
-	uint32_t   rv;
-
-	if ((rv = fb_pb_to_disks(req->disks, req->n_disks, "the relationship", want, err)) !=
-	    FB_RV_OK)
-		return rv;
-	for (size_t i = 0; i < req->n_disks; i++) {
-		if ((rv = fb_vm_check_disk(want[i].path, &vm->disks[i], err)) != FB_RV_OK)
-			return rv;
-		if (vm->disks[i].size != want[i].size || strcmp(vm->disks[i].name, want[i].name) != 0)
-			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
-			                  "disk %s is %llu bytes at %s, not the %llu of the relationship",
-			                  want[i].name, (unsigned long long)vm->disks[i].size,
-			                  vm->disks[i].path, (unsigned long long)want[i].size);
-	}
-	vm->ndisks = req->n_disks;
-	return FB_RV_OK;
-}
-
 /* A step's proof, checked; Access Denied is logged (FB4012) and answered. */
 static uint32_t
 step_proof(primary *p, fb_rpc_call *call, const Failback__AgentProof *proof,
@@ -177,7 +154,7 @@ adopt_primary(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, Protobuf
 	snprintf(vm->peer_url, sizeof(vm->peer_url), "%s", req->recovery_url);
 	snprintf(vm->peer_name, sizeof(vm->peer_name), "%s", req->recovery_name);
 	vm->pending_peer[0] = '\0';
-	if ((rv = adopt_disks(req, vm, &err)) != FB_RV_OK ||
+	if ((rv = fb_pb_adopt_disks(req->disks, req->n_disks, vm->disks, &vm->ndisks, &err)) != FB_RV_OK ||
 	    (rv = fb_vm_put(p->db, vm, &err)) != FB_RV_OK ||
 	    (rv = fb_rp_import(p->db, vm->id, hist, req->n_history, &err)) != FB_RV_OK) {
 		rv = fb_pb_fail(call, &err);
@@ -255,15 +232,6 @@ hand_over(void *arg, fb_rpc_call *call, const ProtobufCMessage *in, ProtobufCMes
 		                 "certificate name)");
 		goto out;
 	}
-	/* The other site's replica takes these disks in place as raw images. */
-	for (size_t i = 0; i < vm->ndisks; i++)
-		if (vm->disks[i].format[0] != '\0' && strcmp(vm->disks[i].format, "raw") != 0) {
-			rv = fb_rpc_fail(call, FB_RV_NOT_SUPPORTED,
-			                 "VM %s's disk %s is a %s image: a reverse takes disks in place "
-			                 "and needs raw images (convert it with qemu-img convert -O raw)",
-			                 vm->name, vm->disks[i].name, vm->disks[i].format);
-			goto out;
-		}
 	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)req->generation);
 	if (vm->peer_name[0] != '\0') {
 		const char *parts[] = {

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "failback/clock.h"
-#include "failback/dev.h"
 #include "failback/fsops.h"
 #include "failback/id.h"
 #include "failback/log.h"
@@ -640,16 +639,6 @@ reverse_relationship(void *arg, fb_rpc_call *call, const ProtobufCMessage *in,
 		           vm->name);
 		goto fail;
 	}
-	for (size_t i = 0; i < vm->ndisks; i++)
-		if (!fb_dev_raw(vm->disks[i].format)) {
-			fb_err_set(&err, FB_RV_NOT_SUPPORTED,
-			           "VM %s's recovery disk %s is a %s image: a reverse hands the disks to "
-			           "this host's primary agent in place, as raw images. Fail back instead "
-			           "(InitiateFailback), or revert and fail over again with "
-			           "recovery_format = raw",
-			           vm->name, vm->disks[i].name, vm->disks[i].format);
-			goto fail;
-		}
 	p.peer_url  = url;
 	p.peer_name = name;
 	p.force     = req->force;

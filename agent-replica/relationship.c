@@ -35,9 +35,6 @@
 static uint32_t
 adopt_check(const Failback__Relationship *req, fb_vm *vm, fb_err *err)
 {
-	fb_vm_disk want[FB_MAX_DISKS];
-	uint32_t   rv;
-
 	if (!fb_id_valid(req->vm_id) || !fb_vm_name_valid(req->vm_name) ||
 	    req->recovery_history > FB_MAX_HISTORY)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "not a usable VM identity");
@@ -47,20 +44,7 @@ adopt_check(const Failback__Relationship *req, fb_vm *vm, fb_err *err)
 		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
 		                  "the relationship names no usable primary (a tls+tcp:// URL and a "
 		                  "certificate name)");
-	if ((rv = fb_pb_to_disks(req->disks, req->n_disks, "the relationship", want, err)) !=
-	    FB_RV_OK)
-		return rv;
-	for (size_t i = 0; i < req->n_disks; i++) {
-		if ((rv = fb_vm_check_disk(want[i].path, &vm->disks[i], err)) != FB_RV_OK)
-			return rv;
-		if (vm->disks[i].size != want[i].size || strcmp(vm->disks[i].name, want[i].name) != 0)
-			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
-			                  "disk %s is %llu bytes at %s, not the %llu of the relationship",
-			                  want[i].name, (unsigned long long)vm->disks[i].size,
-			                  vm->disks[i].path, (unsigned long long)want[i].size);
-	}
-	vm->ndisks = req->n_disks;
-	return FB_RV_OK;
+	return fb_pb_adopt_disks(req->disks, req->n_disks, vm->disks, &vm->ndisks, err);
 }
 
 static uint32_t

@@ -148,6 +148,7 @@ rel_init(Failback__Relationship *m, const fb_vm *vm, uint64_t gen, Failback__Dis
 		disks[i].name       = (char *)src[i].name;
 		disks[i].path       = (char *)src[i].path;
 		disks[i].size_bytes = src[i].size;
+		disks[i].format     = (char *)(src[i].format[0] != '\0' ? src[i].format : "raw");
 		pdisks[i]           = &disks[i];
 	}
 }

@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "failback/clock.h"
+#include "failback/image.h"
 #include "failback/pb.h"
 #include "failback/proof.h"
 #include "failback/tracker.h"
@@ -244,10 +245,41 @@ fb_pb_to_disks(Failback__Disk *const *m, size_t n, const char *who, fb_vm_disk *
 			if (strcmp(m[k]->name, m[i]->name) == 0)
 				return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s lists disk %s twice", who,
 				                  m[i]->name);
+		if (m[i]->format[0] != '\0' && !fb_image_format_ok(m[i]->format))
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "%s lists disk %s in a format that is not raw, qcow2, vhdx, "
+			                  "vmdk or vpc",
+			                  who, m[i]->name);
 		snprintf(disks[i].name, sizeof(disks[i].name), "%s", m[i]->name);
 		snprintf(disks[i].path, sizeof(disks[i].path), "%s", m[i]->path);
+		snprintf(disks[i].format, sizeof(disks[i].format), "%s",
+		         m[i]->format[0] != '\0' ? m[i]->format : "raw");
 		disks[i].size = m[i]->size_bytes;
 	}
+	return FB_RV_OK;
+}
+
+uint32_t
+fb_pb_adopt_disks(Failback__Disk *const *m, size_t n, fb_vm_disk *disks, size_t *ndisks,
+                  fb_err *err)
+{
+	fb_vm_disk want[FB_MAX_DISKS];
+	uint32_t   rv;
+
+	if ((rv = fb_pb_to_disks(m, n, "the relationship", want, err)) != FB_RV_OK)
+		return rv;
+	for (size_t i = 0; i < n; i++) {
+		if ((rv = fb_vm_check_disk_as(want[i].path, want[i].format, &disks[i], err)) !=
+		    FB_RV_OK)
+			return rv;
+		if (disks[i].size != want[i].size || strcmp(disks[i].name, want[i].name) != 0)
+			return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+			                  "disk %s is %llu bytes at %s (%s), not the %llu of the "
+			                  "relationship",
+			                  want[i].name, (unsigned long long)disks[i].size, disks[i].path,
+			                  disks[i].format, (unsigned long long)want[i].size);
+	}
+	*ndisks = n;
 	return FB_RV_OK;
 }
 
@@ -349,6 +381,10 @@ fb_pb_disks_digest(Failback__Disk *const *d, size_t n, char hex[65])
 		(void)mbedtls_sha256_update_ret(&c, (const unsigned char *)d[i]->path,
 		                                strlen(d[i]->path) + 1);
 		(void)mbedtls_sha256_update_ret(&c, (const unsigned char *)size, strlen(size) + 1);
+		/* a raw disk's digest is the one agents before formats made */
+		if (d[i]->format[0] != '\0' && strcmp(d[i]->format, "raw") != 0)
+			(void)mbedtls_sha256_update_ret(&c, (const unsigned char *)d[i]->format,
+			                                strlen(d[i]->format) + 1);
 	}
 	(void)mbedtls_sha256_finish_ret(&c, md);
 	mbedtls_sha256_free(&c);

@@ -51,6 +51,22 @@ fb_vm_check_disk(const char *given, fb_vm_disk *d, fb_err *err)
 }
 
 uint32_t
+fb_vm_check_disk_as(const char *given, const char *format, fb_vm_disk *d, fb_err *err)
+{
+	uint32_t rv;
+
+	if (format == NULL || format[0] == '\0')
+		format = "raw";
+	if (!fb_image_format_ok(format))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER,
+		                  "disk format '%.20s' is not raw, qcow2, vhdx, vmdk or vpc", format);
+	if ((rv = fb_vm_check_disk(given, d, err)) != FB_RV_OK)
+		return rv;
+	snprintf(d->format, sizeof(d->format), "%s", format);
+	return strcmp(format, "raw") == 0 ? FB_RV_OK : fb_image_probe(d->path, format, &d->size, err);
+}
+
+uint32_t
 fb_vm_add(fb_db *db, const char *name, const char *const *paths, size_t npaths, uint32_t history,
           int mode, int state, fb_vm **out, fb_err *err)
 {
@@ -113,20 +129,8 @@ fb_vm_add_served(fb_db *db, const char *name, const char *const *paths, size_t n
 		                  FB_MAX_HISTORY);
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");
-	if (format == NULL || format[0] == '\0')
-		format = "raw";
-	if (!fb_image_format_ok(format)) {
-		rv = fb_err_set(err, FB_RV_INVALID_PARAMETER,
-		                "disk format '%.20s' is not raw, qcow2, vhdx, vmdk or vpc", format);
-		goto fail;
-	}
 	for (size_t i = 0; i < npaths; i++) {
-		if ((rv = fb_vm_check_disk(paths[i], &vm->disks[i], err)) != FB_RV_OK)
-			goto fail;
-		snprintf(vm->disks[i].format, sizeof(vm->disks[i].format), "%s", format);
-		if (strcmp(format, "raw") != 0 &&
-		    (rv = fb_image_probe(vm->disks[i].path, format, &vm->disks[i].size, err)) !=
-		        FB_RV_OK)
+		if ((rv = fb_vm_check_disk_as(paths[i], format, &vm->disks[i], err)) != FB_RV_OK)
 			goto fail;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(vm->disks[i].name, vm->disks[j].name) == 0) {

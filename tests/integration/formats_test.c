@@ -14,7 +14,13 @@
  *   qcow2 image, the recovery VM writes through it with qemu-io, a cancel
  *   mid-transfer leaves it equal to a copy taken before the call, the
  *   read-write qemu-nbd killed mid-transfer costs a worker and the job
- *   still completes exactly, and a reverse of such a VM is refused.
+ *   still completes exactly;
+ *   the round trip on qcow2 disks at both sites: site A's VM on a qcow2
+ *   image replicates to site B, which fails over to a qcow2 recovery disk
+ *   and writes; a reverse on B serves that image in place and makes A's
+ *   image the receiving side's disk; the failback home makes A's image
+ *   equal B's; after a re-protect, A's next point replicates to B and a
+ *   failover there brings up exactly A's image.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -333,11 +339,6 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	if (rc != 0)
 		fail_msg("the cancelled failback left the disk changed: %s", out);
 
-	/* a reverse hands disks over in place as raw images: refused, named */
-	assert_int_not_equal(FBT_R(out, q, "reverse", "q", "--to", replica.resync), 0);
-	if (strstr(out, "is a qcow2 image") == NULL)
-		fail_msg("reverse of a VM on a qcow2 recovery disk: %s", out);
-
 	/* the read-write qemu-nbd killed mid-transfer: a new worker resumes
 	 * (the cancelled job's writes voided the bitmap's base: a full scan) */
 	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
@@ -380,6 +381,92 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	assert_int_equal(fbt_agent_stop(&q, SIGTERM, 10000), 0);
 }
 
+/* "Images are identical." from qemu-img compare of two qcow2 images. */
+static void
+assert_same_qcow2(const char *a, const char *b)
+{
+	int rc = run((const char *[]){"/usr/bin/qemu-img", "compare", "-f", "qcow2", "-F", "qcow2",
+	                              a, b, NULL});
+
+	if (rc != 0)
+		fail_msg("qemu-img compare %s %s: %d: %s", a, b, rc, out);
+}
+
+static void
+a_vm_on_qcow2_disks_at_both_sites_goes_home_and_is_protected_again(void **state)
+{
+	fbt_agent   bp, br, ar; /* site B's primary and replica, site A's replica */
+	char        raw[600], imgA[600], dB[800], lpA[200], lpB[200];
+	const char *track = "--change-tracking=qcow2";
+
+	(void)state;
+	snprintf(lpA, sizeof(lpA), "--local-primary-url=%s", primary.resync);
+	assert_int_equal(fbt_agent_start(&bp, "primary", "primary", NULL), 0);
+	snprintf(lpB, sizeof(lpB), "--local-primary-url=%s", bp.resync);
+	assert_int_equal(fbt_replica_start(&br, &primary,
+	                                   (const char *[]){lpB, "--recovery-format=qcow2", track,
+	                                                    NULL}),
+	                 0);
+	assert_int_equal(fbt_replica_start(&ar, &primary, (const char *[]){lpA, track, NULL}), 0);
+	/* site A's VM runs on a qcow2 image */
+	snprintf(raw, sizeof(raw), "%s/home.raw", fbt_root());
+	snprintf(imgA, sizeof(imgA), "%s/home.qcow2", fbt_root());
+	assert_int_equal(fbt_image_make(raw, 32u << 20, 47), 0);
+	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "convert", "-f", "raw", "-O",
+	                                      "qcow2", raw, imgA, NULL}),
+	                 0);
+	assert_int_equal(P("primary-vm", "add", "home", imgA, "--format", "qcow2"), 0);
+	assert_int_equal(P("primary-rp", "create", "home"), 0);
+	assert_int_equal(FBT_R(out, br, "replicate", "home", "--wait"), 0);
+	/* B fails over to a qcow2 recovery disk; its VM writes 4 MiB */
+	assert_int_equal(FBT_R(out, br, "failover", "home", "--wait"), 0);
+	assert_int_equal(FBT_R(out, br, "failover-commit", "home", "--wait"), 0);
+	assert_int_equal(FBT_R(out, br, "vm", "show", "home"), 0);
+	assert_non_null(strstr(out, "format: qcow2"));
+	sscanf(strstr(out, "path: ") + 6, "%799s", dB);
+	vm_writes(dB, 0xd1, 4);
+
+	/* reverse on B: B's primary serves the qcow2 image in place, A's
+	 * replica takes A's qcow2 image as the receiving side's disk */
+	if (FBT_R(out, br, "reverse", "home", "--to", ar.resync, "--to-name",
+	          "replica.failback.test", "--wait") != 0 ||
+	    strstr(out, "Completed (7)") == NULL)
+		fail_msg("reverse of a VM on qcow2 disks: %s", out);
+	assert_int_equal(FBT_P(out, bp, "--json", "primary-vm", "list"), 0);
+	assert_non_null(strstr(out, dB));
+	assert_non_null(strstr(out, "\"format\":\"qcow2\""));
+	assert_int_equal(FBT_R(out, ar, "vm", "show", "home"), 0);
+	assert_non_null(strstr(out, imgA));
+	assert_non_null(strstr(out, "format: qcow2"));
+
+	/* home: A's image becomes B's, through qemu-nbd on both sides */
+	if (FBT_R(out, ar, "failback", "home", "--wait") != 0 || strstr(out, "Completed (7)") == NULL)
+		fail_msg("failback home: %s", out);
+	assert_same_qcow2(imgA, dB);
+	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "check", "-f", "qcow2", imgA,
+	                                      NULL}),
+	                 0);
+
+	/* re-protect: A serves its image again, B's image receives */
+	if (FBT_R(out, ar, "reverse", "home", "--to", br.resync, "--to-name",
+	          "replica.failback.test", "--wait") != 0 ||
+	    strstr(out, "Completed (7)") == NULL)
+		fail_msg("re-protect of a VM on qcow2 disks: %s", out);
+	vm_writes(imgA, 0xd2, 1);
+	assert_int_equal(P("primary-rp", "create", "home"), 0);
+	assert_int_equal(FBT_R(out, br, "replicate", "home", "--wait"), 0);
+	/* what B's image already held was read from it, not pulled */
+	assert_true(fbt_file_contains(br.log, "were on this host's disk, not pulled"));
+	/* and a failover at B now brings up exactly A's image */
+	assert_int_equal(FBT_R(out, br, "failover", "home", "--wait"), 0);
+	assert_int_equal(FBT_R(out, br, "vm", "show", "home"), 0);
+	sscanf(strstr(out, "path: ") + 6, "%799s", dB);
+	assert_same_qcow2(imgA, dB);
+	assert_int_equal(fbt_agent_stop(&ar, SIGTERM, 10000), 0);
+	assert_int_equal(fbt_agent_stop(&br, SIGTERM, 10000), 0);
+	assert_int_equal(fbt_agent_stop(&bp, SIGTERM, 10000), 0);
+}
+
 static void
 a_wrong_or_unknown_format_is_refused(void **state)
 {
@@ -404,6 +491,7 @@ main(void)
 	    cmocka_unit_test(a_killed_qemu_nbd_is_restarted_and_the_point_is_exact),
 	    cmocka_unit_test(a_wrong_or_unknown_format_is_refused),
 	    cmocka_unit_test(a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server),
+	    cmocka_unit_test(a_vm_on_qcow2_disks_at_both_sites_goes_home_and_is_protected_again),
 	};
 	if (access("/usr/bin/qemu-img", X_OK) != 0 || access("/usr/bin/qemu-nbd", X_OK) != 0 ||
 	    access("/usr/bin/qemu-io", X_OK) != 0) {

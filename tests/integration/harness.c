@@ -193,6 +193,42 @@ wait_exit(pid_t pid, int timeout_ms)
 	}
 }
 
+/* Prints the last lines of every agent log of this program to stderr: what
+ * a command that never ended was waiting for. */
+static void
+dump_log_tails(void)
+{
+	DIR           *d;
+	struct dirent *e;
+
+	if (root[0] == '\0' || (d = opendir(root)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		char   path[600], line[1024], *tail[25] = {0};
+		FILE  *f;
+		int    n = 0;
+
+		if (len < 5 || strcmp(e->d_name + len - 4, ".log") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", root, e->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		while (fgets(line, sizeof(line), f) != NULL) {
+			free(tail[n % 25]);
+			tail[n++ % 25] = strdup(line);
+		}
+		fclose(f);
+		fprintf(stderr, "fbt: last lines of %s:\n", path);
+		for (int i = n > 25 ? n - 25 : 0; i < n; i++)
+			if (tail[i % 25] != NULL)
+				fputs(tail[i % 25], stderr);
+		for (int i = 0; i < 25; i++)
+			free(tail[i]);
+	}
+	closedir(d);
+}
+
 int
 fbt_run(char *const argv[], char *out, size_t cap)
 {
@@ -227,6 +263,13 @@ fbt_run(char *const argv[], char *out, size_t cap)
 		close(fd);
 	}
 	unlink(path);
+	if (st == -2) {
+		fprintf(stderr, "fbt: killed after 60 s:");
+		for (int i = 0; argv[i] != NULL; i++)
+			fprintf(stderr, " %s", argv[i]);
+		fprintf(stderr, "\nfbt: it had printed: %s\n", out);
+		dump_log_tails();
+	}
 	return st < 0 ? -1 : st;
 }
 

@@ -63,7 +63,8 @@ int fbt_agent_stop(fbt_agent *a, int sig, int timeout_ms);
 
 /* fbt_run runs argv (NULL-terminated), waits up to 60 s, and captures
  * stdout+stderr into out (cap bytes, NUL-terminated). Returns the exit
- * status, or -1. */
+ * status, or -1. A command killed at 60 s is reported on stderr with the
+ * last lines of every agent log, which say what it waited for. */
 int fbt_run(char *const argv[], char *out, size_t cap);
 
 /* fbt_ctl runs failbackctl as identity id ("operator", "monitor", ...)

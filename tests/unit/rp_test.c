@@ -20,6 +20,7 @@
 
 #include "failback/disk.h"
 #include "failback/fsops.h"
+#include "failback/pb.h"
 #include "failback/rp.h"
 #include "image.h"
 
@@ -164,6 +165,43 @@ a_disk_format_survives_recording_the_vm_again(void **state)
 	assert_string_equal(again->disks[0].format, "raw");
 	free(again);
 	free(vm);
+}
+
+/* A relationship step's disks: a format must be one QEMU reads, and the
+ * disks digest both agents sign names a format that is not raw (a raw
+ * disk's digest is what agents made before formats travelled). */
+static void
+a_relationship_disk_carries_its_format_into_the_digest(void **state)
+{
+	Failback__Disk d = FAILBACK__DISK__INIT, *pd = &d;
+	fb_vm_disk     disks[1];
+	size_t         n = 0;
+	char           bare[65], raw[65], qcow2[65];
+	fb_err         err;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, 1 << 20, 1), 0);
+	d.name       = strrchr(img, '/') + 1; /* a disk is named after its file */
+	d.path       = img;
+	d.size_bytes = 1 << 20;
+	fb_pb_disks_digest(&pd, 1, bare);
+	d.format = "raw";
+	fb_pb_disks_digest(&pd, 1, raw);
+	assert_string_equal(bare, raw);
+	assert_int_equal(fb_pb_adopt_disks(&pd, 1, disks, &n, &err), FB_RV_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(disks[0].format, "raw");
+	d.format = "qcow2";
+	fb_pb_disks_digest(&pd, 1, qcow2);
+	assert_string_not_equal(raw, qcow2);
+	d.format = "iso";
+	assert_int_equal(fb_pb_to_disks(&pd, 1, "the peer", disks, &err), FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(err.msg, "not raw, qcow2, vhdx, vmdk or vpc"));
+	/* the size of the relationship must be the file's */
+	d.format     = "raw";
+	d.size_bytes = 2 << 20;
+	assert_int_equal(fb_pb_adopt_disks(&pd, 1, disks, &n, &err), FB_RV_INVALID_PARAMETER);
+	assert_non_null(strstr(err.msg, "not the 2097152 of the relationship"));
 }
 
 static void
@@ -501,6 +539,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(a_disk_format_survives_recording_the_vm_again, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(a_relationship_disk_carries_its_format_into_the_digest,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(registration_refuses_bad_names_paths_and_history,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(

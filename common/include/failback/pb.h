@@ -32,13 +32,19 @@ uint32_t fb_pb_tracked_paths(fb_rpc_call *call, Failback__VirtualSystem *vm);
  * blocks, block_count = ceil(size / block), no disk twice), Failed if not;
  * fb_pb_to_rp: the same, converted; fb_pb_to_rps: a list of at most
  * FB_WIRE_MAX_POINTS (free *out with free()); fb_pb_to_disks: 1 to
- * FB_MAX_DISKS disks with valid names, absolute paths and sizes. */
+ * FB_MAX_DISKS disks with valid names, absolute paths, sizes and formats
+ * ("" is raw). */
 uint32_t fb_pb_check_rp(const Failback__RecoveryPoint *m, const char *who, fb_err *err);
 uint32_t fb_pb_to_rp(const Failback__RecoveryPoint *m, const char *who, fb_rp *rp, fb_err *err);
 uint32_t fb_pb_to_rps(Failback__RecoveryPoint *const *m, size_t n, const char *who, fb_rp **out,
                       fb_err *err);
 uint32_t fb_pb_to_disks(Failback__Disk *const *m, size_t n, const char *who, fb_vm_disk *disks,
                         fb_err *err);
+/* fb_pb_adopt_disks: the disks a relationship step names, checked for use
+ * in place on this host (fb_vm_check_disk_as: each exists in its format,
+ * with the name and size the step gives) into disks and *ndisks. */
+uint32_t fb_pb_adopt_disks(Failback__Disk *const *m, size_t n, fb_vm_disk *disks, size_t *ndisks,
+                           fb_err *err);
 
 /* fb_pb_block_accept takes one block of a ReadBlocks reply into dst
  * (FB_BLOCK_SIZE bytes): it must answer for index, be a zero flag, at most
@@ -59,7 +65,7 @@ uint32_t fb_pb_fail(fb_rpc_call *call, const fb_err *err);
  * signed by an agents-CA (ca_file, and the CRLs) certificate naming
  * want_name; with fresh, its nonce is new. Access Denied with the reason.
  * fb_pb_disks_digest is the hex SHA-256 of the disks' names, paths and
- * sizes, in order. */
+ * sizes, in order, and the format of each disk that is not raw. */
 uint32_t fb_pb_proof_sign(const char *cert_file, const char *key_file, const char *statement,
                           const char *receiver_name, fb_proof *p, Failback__AgentProof *m,
                           fb_err *err);

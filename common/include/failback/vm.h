@@ -71,6 +71,9 @@ uint32_t fb_vm_add_replica(fb_db *db, const char *id, const char *name, const fb
  * path without symlinks, regular, non-empty, a valid file name) and fills
  * d with its name, canonical path and size. */
 uint32_t fb_vm_check_disk(const char *path, fb_vm_disk *d, fb_err *err);
+/* fb_vm_check_disk_as is fb_vm_check_disk for an image in format (NULL or
+ * "" = raw): the size is the disk's as the image presents it. */
+uint32_t fb_vm_check_disk_as(const char *path, const char *format, fb_vm_disk *d, fb_err *err);
 
 /* fb_vm_put records vm under its id exactly as given (identity, state,
  * mode, health, history, relationship and disks), inserting it or
