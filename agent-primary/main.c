@@ -35,9 +35,10 @@ static const fb_config_key primary_keys[] = {
      "MiB/s a recovery point may read from the VM's disks, so taking one leaves the VM "
      "its I/O (default 0: no cap)"},
     {"change_tracking", &change_tracking,
-     "off (default) or qcow2: a qcow2 wrapper with a dirty bitmap over each raw disk, started "
-     "at each point, so the next point reads only what the VM wrote and, after a failover, "
-     "this site's failback home reads only what it wrote since its last point"},
+     "off (default) or qcow2: a dirty bitmap started at each point, in a qcow2 wrapper over "
+     "each raw disk or in a qcow2 disk itself, so the next point reads only what the VM wrote "
+     "and, after a failover, this site's failback home reads only what it wrote since its "
+     "last point"},
 };
 
 static uint32_t

@@ -20,6 +20,7 @@
 
 #include "failback/clock.h"
 #include "failback/disk.h"
+#include "failback/image.h"
 #include "failback/log.h"
 #include "failback/merkle.h"
 #include "failback/rp.h"
@@ -594,8 +595,8 @@ rp_base_held(fb_db *db, const fb_vm *vm, const char *brp, const char *disk, cons
 }
 
 /*
- * One disk of a point being taken. A raw disk whose tracking the caller
- * asked for (watch->track) first has its tracking rolled forward to the
+ * One disk of a point being taken. A raw or qcow2 disk whose tracking the
+ * caller asked for (watch->track) first has its tracking rolled forward to the
  * new point (tracker_roll: from now on writes count towards the next
  * point); *rolled says it was. When its bitmap since the previous point
  * can be believed (checked before the roll: the roll touches the wrapper)
@@ -609,32 +610,38 @@ rp_scan_disk(fb_db *db, const fb_vm *vm, size_t i, const char *rp_id, struct sca
 {
 	const fb_vm_disk *d   = &vm->disks[i];
 	const char       *fmt = d->format[0] ? d->format : "raw";
+	int               raw = strcmp(fmt, "raw") == 0;
 	char              brp[FB_ID_LEN + 1], why[512] = "";
 	fb_hash          *leaves = NULL;
 	uint8_t          *bits   = NULL;
-	uint64_t          n = 0, nblocks;
+	uint64_t          n = 0, nblocks, size;
 	struct stat       st;
 	int               trusted;
 	fb_err            e = {0};
 	uint32_t          rv;
 
 	*rolled = 0;
-	if (ctx->watch == NULL || !ctx->watch->track || strcmp(fmt, "raw") != 0 ||
-	    stat(d->path, &st) != 0 || st.st_size <= 0)
+	/* raw disks are tracked by their wrapper, qcow2 ones in the image */
+	if (ctx->watch == NULL || !ctx->watch->track || (!raw && strcmp(fmt, "qcow2") != 0) ||
+	    stat(d->path, &st) != 0 || st.st_size <= 0 ||
+	    (!raw && fb_image_probe(d->path, fmt, &size, &e) != FB_RV_OK))
 		return fb_disk_hash_format(d->path, fmt, rp_visit, ctx, scan, err);
-	nblocks = ((uint64_t)st.st_size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
-	trusted = !ctx->watch->full &&
-	          tracker_trusted(d->path, (uint64_t)st.st_size, brp, why, sizeof(why));
+	/* the size the disk presents now (a qcow2 image's virtual size); a
+	 * bitmap of another size is not believed (tracker.h) */
+	if (raw)
+		size = (uint64_t)st.st_size;
+	nblocks = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
+	trusted = !ctx->watch->full && tracker_trusted(d->path, fmt, size, brp, why, sizeof(why));
 	if (ctx->watch->full)
 		snprintf(why, sizeof(why), "a full scan was asked for");
-	if (tracker_roll(d->path, (uint64_t)st.st_size, rp_id, &e) == FB_RV_OK)
+	if (tracker_roll(d->path, fmt, size, rp_id, &e) == FB_RV_OK)
 		*rolled = 1;
 	else
 		fb_log_warn("FB4034", "VM %s disk %s: its tracking stays where it was: %s", vm->name,
 		            d->name, e.msg);
 	/* read after the roll: a write meanwhile is in the old bitmap too */
-	if (trusted && (trusted = tracker_changed(d->path, "raw", (uint64_t)st.st_size, &leaves,
-	                                          &bits, brp, why, sizeof(why))) != 0)
+	if (trusted && (trusted = tracker_changed(d->path, fmt, size, &leaves, &bits, brp, why,
+	                                          sizeof(why))) != 0)
 		trusted = rp_base_held(db, vm, brp, d->name, leaves, nblocks, why, sizeof(why));
 	if (!trusted) {
 		free(leaves);
@@ -644,8 +651,8 @@ rp_scan_disk(fb_db *db, const fb_vm *vm, size_t i, const char *rp_id, struct sca
 		return fb_disk_hash_format(d->path, fmt, rp_visit, ctx, scan, err);
 	}
 	ctx->bitmap = 1;
-	rv = fb_disk_rehash_marked(d->path, "raw", (uint64_t)st.st_size, bits, nblocks, leaves,
-	                           rp_visit, ctx, &n, err);
+	rv = fb_disk_rehash_marked(d->path, fmt, size, bits, nblocks, leaves, rp_visit, ctx, &n,
+	                           err);
 	ctx->bitmap = 0;
 	free(bits);
 	if (rv != FB_RV_OK) {
@@ -655,7 +662,7 @@ rp_scan_disk(fb_db *db, const fb_vm *vm, size_t i, const char *rp_id, struct sca
 	memset(scan, 0, sizeof(*scan));
 	scan->leaves     = leaves;
 	scan->nblocks    = nblocks;
-	scan->size       = (uint64_t)st.st_size;
+	scan->size       = size;
 	scan->bytes_read = n * FB_BLOCK_SIZE;
 	fb_log_info("FB4036", "VM %s disk %s: point %s by the bitmap since point %s: %llu of %llu "
 	            "blocks written, read only those",

@@ -632,26 +632,27 @@ base_point(const char *raw, char *rp)
 }
 
 int
-tracker_trusted(const char *raw, uint64_t size, char *rp, char *why, size_t cap)
+tracker_trusted(const char *raw, const char *format, uint64_t size, char *rp, char *why,
+                size_t cap)
 {
 	base_point(raw, rp);
 	if (rp[0] == '\0') {
 		snprintf(why, cap, "no base leaves next to %s", raw);
 		return 0;
 	}
-	return trust(raw, "raw", size, rp, why, cap);
+	return trust(raw, format, size, rp, why, cap);
 }
 
 uint32_t
-tracker_roll(const char *raw, uint64_t size, const char *rp, fb_err *err)
+tracker_roll(const char *raw, const char *format, uint64_t size, const char *rp, fb_err *err)
 {
 	char        wrapper[4200], info[16384], keep[FB_ID_LEN + 1], next[64];
 	const char *p, *lim;
-	int         rc;
+	int         rc, inimg = in_image(format);
 
-	tracker_wrapper(raw, wrapper, sizeof(wrapper));
-	if (access(wrapper, F_OK) != 0)
-		return tracker_create(raw, "raw", size, rp, err);
+	tracker_image(raw, format, wrapper, sizeof(wrapper));
+	if (!inimg && access(wrapper, F_OK) != 0)
+		return tracker_create(raw, format, size, rp, err);
 	/* Without -U: fails while a writer (the VM's QEMU) holds the image. */
 	if ((rc = tool_run((const char *[]){"qemu-img", "info", "-f", "qcow2", "--output=json",
 	                                    wrapper, NULL},
@@ -667,14 +668,15 @@ tracker_roll(const char *raw, uint64_t size, const char *rp, fb_err *err)
 	}
 	/* A file of that name that is not this disk's wrapper is someone
 	 * else's: it is never replaced. One of another size is remade. */
-	if ((p = fb_json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
-	    p[1 + strlen(raw)] != '"')
+	if (!inimg && ((p = fb_json_key(info, "data-file")) == NULL ||
+	               strncmp(p + 1, raw, strlen(raw)) != 0 || p[1 + strlen(raw)] != '"'))
 		return fb_err_set(err, FB_RV_INVALID_STATE,
 		                  "%s is there but is not a qcow2 wrapper of %s: it is left alone, "
 		                  "and the disk is not tracked",
 		                  wrapper, raw);
+	/* a disk of another size starts over (a qcow2 disk keeps its data) */
 	if ((p = fb_json_key(info, "virtual-size")) == NULL || strtoull(p, NULL, 10) != size)
-		return tracker_create(raw, "raw", size, rp, err);
+		return tracker_create(raw, format, size, rp, err);
 	/* Stale bitmaps go: all but the base's point's and the next one. */
 	base_point(raw, keep);
 	snprintf(next, sizeof(next), "fb-%s", rp);

@@ -2,7 +2,8 @@
  * tracker.h - change tracking of disks: a qcow2 wrapper with a persistent
  * dirty bitmap over each raw disk, or the bitmap inside a disk that is a
  * qcow2 image itself (tracker.c). The replica tracks its recovery disks, a
- * primary (with change_tracking = qcow2) the raw disks it serves in place.
+ * primary (with change_tracking = qcow2) the raw and qcow2 disks it serves
+ * in place.
  * format is the disk's (NULL, "" or raw: a wrapper; qcow2: in the image).
  */
 #ifndef FAILBACK_TRACKER_H
@@ -54,17 +55,19 @@ int tracker_changed(const char *raw, const char *format, uint64_t size, fb_hash 
 void     tracker_suspend(const char *raw);
 uint32_t tracker_commit(const char *raw, const char *format, uint64_t size, fb_err *err);
 
-/* tracker_trusted says, from the base and a raw disk's wrapper's metadata
+/* tracker_trusted says, from the base and the tracked image's metadata
  * alone, whether the disk's bitmap can be believed: 1 with the point it
  * counts from (FB_ID_LEN + 1 bytes), else 0 with why. */
-int tracker_trusted(const char *raw, uint64_t size, char *rp, char *why, size_t cap);
+int tracker_trusted(const char *raw, const char *format, uint64_t size, char *rp, char *why,
+                    size_t cap);
 
 /* tracker_roll, on a primary before it scans a disk for point rp, makes
- * the wrapper's bitmaps the base's and a new one fb-<rp> (the wrapper is
- * made when there is none), so that writes from now on are tracked for
- * the next point; the caller writes the base once rp is committed. A
- * wrapper a writer holds open is left as it is (System is in use): its
- * base and bitmap go on counting from their older point. */
-uint32_t tracker_roll(const char *raw, uint64_t size, const char *rp, fb_err *err);
+ * the tracked image's bitmaps the base's and a new one fb-<rp> (a raw
+ * disk's wrapper is made when there is none), so that writes from now on
+ * are tracked for the next point; the caller writes the base once rp is
+ * committed. An image a writer holds open is left as it is (System is in
+ * use): its base and bitmap go on counting from their older point. */
+uint32_t tracker_roll(const char *raw, const char *format, uint64_t size, const char *rp,
+                      fb_err *err);
 
 #endif
