@@ -15,7 +15,13 @@
  * the final point reads only the last writes. Each phase's bytes read from
  * disk are printed.
  *
- * usage: gohome_bench [--tracked] [MiB] [percent changed at B] [percent of A's tail]
+ * With --qcow2 (tracked as above), A's VM runs on a qcow2 image (converted
+ * from the mixed image) and B's replica holds its recovery disk as qcow2
+ * (recovery_format = qcow2): every disk is read and written through
+ * qemu-nbd, the bitmaps live in the images, and the VMs write into them.
+ *
+ * usage: gohome_bench [--tracked | --qcow2] [MiB] [percent changed at B]
+ *                     [percent of A's tail]
  *        (defaults 1024, 1 and 0)
  * The page cache is dropped before every timed phase when run as root; the
  * output says "warm" otherwise. Not a test: it asserts nothing.
@@ -31,7 +37,7 @@
 
 static fbt_agent ap, ar, bp, br;
 static char      out[1 << 16];
-static int       cold = 1, tracked;
+static int       cold = 1, tracked, qcow2;
 
 static void
 must(int rc, const char *what)
@@ -122,14 +128,16 @@ point_read(const fbt_agent *a)
 	return v;
 }
 
-/* The VM changes n blocks of disk: through its wrapper when tracked. */
+/* The VM changes n blocks of disk: through its wrapper when tracked, into
+ * the image when it is a qcow2 one. */
 static void
 vm_changes(const char *disk, uint64_t n, uint64_t nblocks, unsigned seed)
 {
 	if (!tracked)
 		fbt_image_mutate(disk, n, seed);
-	else if (bench_vm_writes(disk, n, nblocks, seed) != 0) {
-		fprintf(stderr, "gohome_bench: qemu-io through %s.qcow2 failed\n", disk);
+	else if ((qcow2 ? bench_vm_writes_to(disk, n, nblocks, seed)
+	                : bench_vm_writes(disk, n, nblocks, seed)) != 0) {
+		fprintf(stderr, "gohome_bench: qemu-io into %s failed\n", disk);
 		exit(1);
 	}
 }
@@ -170,7 +178,8 @@ finish(const fbt_agent *a, int point, int rc, const char *what)
 int
 main(int argc, char **argv)
 {
-	int                sh      = (tracked = argc > 1 && strcmp(argv[1], "--tracked") == 0);
+	int                sh      = (qcow2 = argc > 1 && strcmp(argv[1], "--qcow2") == 0) ||
+	            (argc > 1 && strcmp(argv[1], "--tracked") == 0);
 	uint64_t           mib     = argc > 1 + sh ? strtoull(argv[1 + sh], NULL, 10) : 1024;
 	double             pct     = argc > 2 + sh ? atof(argv[2 + sh]) : 1.0;
 	double             tailpct = argc > 3 + sh ? atof(argv[3 + sh]) : 0.0;
@@ -181,8 +190,11 @@ main(int argc, char **argv)
 	char               img[600], disk[700], lpa[200], lpb[200], j1[40], j2[40], j3[40];
 	double             t0, t_rev, t_p1, t_pt, t_p2, t_rp, t_repl;
 	unsigned long long b1, w1, b2, w2, pulled, w3, r_rev, r1, r_pt, r2;
-	const char        *pt = tracked ? "--change-tracking=qcow2" : "--change-tracking=off";
-	const char        *vf = tracked ? "--verify-mode=fast" : "--verify-mode=full";
+	const char        *pt, *vf, *rf = qcow2 ? "--recovery-format=qcow2" : "--recovery-format=raw";
+
+	tracked = sh;
+	pt      = tracked ? "--change-tracking=qcow2" : "--change-tracking=off";
+	vf      = tracked ? "--verify-mode=fast" : "--verify-mode=full";
 
 	if (fbt_setup() != 0 ||
 	    fbt_agent_start(&ap, "primary", "primary", (const char *[]){pt, NULL}) != 0 ||
@@ -191,12 +203,20 @@ main(int argc, char **argv)
 	snprintf(lpa, sizeof(lpa), "--local-primary-url=%s", ap.resync);
 	snprintf(lpb, sizeof(lpb), "--local-primary-url=%s", bp.resync);
 	if (fbt_replica_start(&ar, &bp, (const char *[]){lpa, pt, vf, NULL}) != 0 ||
-	    fbt_replica_start(&br, &ap, (const char *[]){lpb, pt, vf, NULL}) != 0)
+	    fbt_replica_start(&br, &ap, (const char *[]){lpb, pt, vf, rf, NULL}) != 0)
 		return 1;
 	snprintf(img, sizeof(img), "%s/web.img", fbt_root());
 	if (fbt_image_make(img, size, 1) != 0)
 		return 1;
-	must(PA("primary-vm", "add", "web", img), "add");
+	if (qcow2) {
+		char cmd[2600];
+
+		snprintf(cmd, sizeof(cmd), "qemu-img convert -f raw -O qcow2 '%s' '%s.qcow2' && "
+		         "mv '%s.qcow2' '%s'", img, img, img, img);
+		if (system(cmd) != 0)
+			return 1;
+	}
+	must(PA("primary-vm", "add", "web", img, "--format", qcow2 ? "qcow2" : "raw"), "add");
 	finish(&ap, 1, PA("primary-rp", "create", "web", "--no-wait"), "recovery point");
 	finish(&br, 0, RB("replicate", "web"), "replicate");
 	if (tail > 0)
@@ -252,8 +272,9 @@ main(int argc, char **argv)
 	       "page cache per phase; %s\n",
 	       (unsigned long long)mib, (unsigned long long)nblocks, (unsigned long long)changed,
 	       pct, (unsigned long long)tail, cold ? "cold" : "warm",
-	       tracked ? "disks tracked at both sites, writes through the wrappers, fast verification"
-	               : "no change tracking");
+	       qcow2     ? "qcow2 disks at both sites, tracked in the images, fast verification"
+	       : tracked ? "disks tracked at both sites, writes through the wrappers, fast verification"
+	                 : "no change tracking");
 	printf("reverse on B (B's primary takes a point of the disk in place)  %7.2f s  read %llu "
 	       "bytes\n",
 	       t_rev, r_rev);
