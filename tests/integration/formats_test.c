@@ -85,18 +85,28 @@ assert_same(const char *raw, const char *image, const char *format)
 	assert_non_null(strstr(out, "Images are identical"));
 }
 
+/* A mixed raw image name.raw of mib MiB (seed) under the scratch directory,
+ * and name.<format> made from it by qemu-img convert; their paths (600
+ * bytes each) into raw and img. */
+static void
+image_pair(const char *name, const char *format, unsigned mib, uint32_t seed, char *raw,
+           char *img)
+{
+	snprintf(raw, 600, "%s/%s.raw", fbt_root(), name);
+	snprintf(img, 600, "%s/%s.%s", fbt_root(), name, format);
+	assert_int_equal(fbt_image_make(raw, (uint64_t)mib << 20, seed), 0);
+	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "convert", "-f", "raw", "-O",
+	                                      format, raw, img, NULL}),
+	                 0);
+}
+
 static void
 one_format(const char *format)
 {
 	char raw[600], img[600], vm[32], disk[800], from[64];
 
 	snprintf(vm, sizeof(vm), "vm-%s", format);
-	snprintf(raw, sizeof(raw), "%s/%s.raw", fbt_root(), vm);
-	snprintf(img, sizeof(img), "%s/%s.%s", fbt_root(), vm, format);
-	assert_int_equal(fbt_image_make(raw, 32u << 20, 41), 0);
-	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "convert", "-f", "raw", "-O",
-	                                      format, raw, img, NULL}),
-	                 0);
+	image_pair(vm, format, 32, 41, raw, img);
 	assert_int_equal(P("primary-vm", "add", vm, img, "--format", format), 0);
 	assert_true(fbt_file_contains(primary.log, format));
 	assert_int_equal(P("primary-rp", "create", vm), 0);
@@ -174,12 +184,7 @@ a_killed_qemu_nbd_is_restarted_and_the_point_is_exact(void **state)
 	int  nbd = 0, done = 0;
 
 	(void)state;
-	snprintf(raw, sizeof(raw), "%s/k.raw", fbt_root());
-	snprintf(img, sizeof(img), "%s/k.qcow2", fbt_root());
-	assert_int_equal(fbt_image_make(raw, 128u << 20, 43), 0);
-	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "convert", "-f", "raw", "-O",
-	                                      "qcow2", raw, img, NULL}),
-	                 0);
+	image_pair("k", "qcow2", 128, 43, raw, img);
 	assert_int_equal(P("primary-vm", "add", "k", img, "--format", "qcow2"), 0);
 	/* 128 MiB at 16 MiB/s: the scan runs for 8 s, time to find and kill
 	 * qemu-nbd even on a loaded machine */
@@ -413,12 +418,7 @@ a_vm_on_qcow2_disks_at_both_sites_goes_home_and_is_protected_again(void **state)
 	                 0);
 	assert_int_equal(fbt_replica_start(&ar, &ap, (const char *[]){lpA, track[0], NULL}), 0);
 	/* site A's VM runs on a qcow2 image */
-	snprintf(raw, sizeof(raw), "%s/home.raw", fbt_root());
-	snprintf(imgA, sizeof(imgA), "%s/home.qcow2", fbt_root());
-	assert_int_equal(fbt_image_make(raw, 32u << 20, 47), 0);
-	assert_int_equal(run((const char *[]){"/usr/bin/qemu-img", "convert", "-f", "raw", "-O",
-	                                      "qcow2", raw, imgA, NULL}),
-	                 0);
+	image_pair("home", "qcow2", 32, 47, raw, imgA);
 	assert_int_equal(FBT_P(out, ap, "primary-vm", "add", "home", imgA, "--format", "qcow2"), 0);
 	assert_int_equal(FBT_P(out, ap, "primary-rp", "create", "home"), 0);
 	assert_int_equal(FBT_R(out, br, "replicate", "home", "--wait"), 0);

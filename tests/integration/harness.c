@@ -127,40 +127,57 @@ static const char *const sanitizer_marks[] = {
     "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
     "WARNING: ThreadSanitizer", NULL};
 
-int
-fbt_sanitizer_reports(void)
+/* Calls each(path, f, arg) for every agent log of this program, open for
+ * reading; returns the sum of what the calls returned. */
+static int
+each_log(int (*each)(const char *path, FILE *f, void *arg), void *arg)
 {
 	DIR           *d;
 	struct dirent *e;
-	int            found = 0;
+	int            sum = 0;
 
 	if (root[0] == '\0' || (d = opendir(root)) == NULL)
 		return 0;
 	while ((e = readdir(d)) != NULL) {
 		size_t len = strlen(e->d_name);
-		char   path[600], line[1024];
+		char   path[600];
 		FILE  *f;
-		int    shown = 0, hit = 0;
 
 		if (len < 5 || strcmp(e->d_name + len - 4, ".log") != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", root, e->d_name);
 		if ((f = fopen(path, "r")) == NULL)
 			continue;
-		while (fgets(line, sizeof(line), f) != NULL) {
-			for (int i = 0; !hit && sanitizer_marks[i] != NULL; i++)
-				if (strstr(line, sanitizer_marks[i]) != NULL) {
-					hit = 1;
-					fprintf(stderr, "fbt: sanitizer report in %s:\n", path);
-				}
-			if (hit && shown++ < 40)
-				fputs(line, stderr);
-		}
+		sum += each(path, f, arg);
 		fclose(f);
-		found += hit;
 	}
 	closedir(d);
-	return found;
+	return sum;
+}
+
+static int
+sanitizer_report(const char *path, FILE *f, void *arg)
+{
+	char line[1024];
+	int  shown = 0, hit = 0;
+
+	(void)arg;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		for (int i = 0; !hit && sanitizer_marks[i] != NULL; i++)
+			if (strstr(line, sanitizer_marks[i]) != NULL) {
+				hit = 1;
+				fprintf(stderr, "fbt: sanitizer report in %s:\n", path);
+			}
+		if (hit && shown++ < 40)
+			fputs(line, stderr);
+	}
+	return hit;
+}
+
+int
+fbt_sanitizer_reports(void)
+{
+	return each_log(sanitizer_report, NULL);
 }
 
 const char *
@@ -193,40 +210,25 @@ wait_exit(pid_t pid, int timeout_ms)
 	}
 }
 
-/* Prints the last lines of every agent log of this program to stderr: what
- * a command that never ended was waiting for. */
-static void
-dump_log_tails(void)
+/* Prints the last 25 lines of an agent log to stderr. */
+static int
+print_tail(const char *path, FILE *f, void *arg)
 {
-	DIR           *d;
-	struct dirent *e;
+	char line[1024], *tail[25] = {0};
+	int  n = 0;
 
-	if (root[0] == '\0' || (d = opendir(root)) == NULL)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		size_t len = strlen(e->d_name);
-		char   path[600], line[1024], *tail[25] = {0};
-		FILE  *f;
-		int    n = 0;
-
-		if (len < 5 || strcmp(e->d_name + len - 4, ".log") != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", root, e->d_name);
-		if ((f = fopen(path, "r")) == NULL)
-			continue;
-		while (fgets(line, sizeof(line), f) != NULL) {
-			free(tail[n % 25]);
-			tail[n++ % 25] = strdup(line);
-		}
-		fclose(f);
-		fprintf(stderr, "fbt: last lines of %s:\n", path);
-		for (int i = n > 25 ? n - 25 : 0; i < n; i++)
-			if (tail[i % 25] != NULL)
-				fputs(tail[i % 25], stderr);
-		for (int i = 0; i < 25; i++)
-			free(tail[i]);
+	(void)arg;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		free(tail[n % 25]);
+		tail[n++ % 25] = strdup(line);
 	}
-	closedir(d);
+	fprintf(stderr, "fbt: last lines of %s:\n", path);
+	for (int i = n > 25 ? n - 25 : 0; i < n; i++)
+		if (tail[i % 25] != NULL)
+			fputs(tail[i % 25], stderr);
+	for (int i = 0; i < 25; i++)
+		free(tail[i]);
+	return 0;
 }
 
 int
@@ -268,7 +270,8 @@ fbt_run(char *const argv[], char *out, size_t cap)
 		for (int i = 0; argv[i] != NULL; i++)
 			fprintf(stderr, " %s", argv[i]);
 		fprintf(stderr, "\nfbt: it had printed: %s\n", out);
-		dump_log_tails();
+		/* what it waited for */
+		(void)each_log(print_tail, NULL);
 	}
 	return st < 0 ? -1 : st;
 }
