@@ -222,7 +222,7 @@ server_start(fb_image *im, fb_err *err)
 {
 	char  opts[9000], errpath[96], said[300];
 	pid_t parent = getpid(), pid;
-	int   st;
+	int   st, conn = 0;
 	size_t k = 0;
 
 	/* image-opts: commas in a value are doubled */
@@ -284,9 +284,12 @@ server_start(fb_image *im, fb_err *err)
 	}
 	if ((im->h = nbd_create()) == NULL ||
 	    nbd_add_meta_context(im->h, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0 ||
-	    nbd_connect_unix(im->h, im->sock) != 0) {
-		uint32_t rv = fb_err_set(err, FB_RV_FAILED, "%s (%s): NBD connection: %s", im->path,
-		                         im->format, nbd_get_error());
+	    (conn = fb_nbd_connect_unix(im->h, im->sock, FB_IMAGE_IO_MS)) != 0) {
+		uint32_t rv = conn == -2 ? fb_err_set(err, FB_RV_TIMEOUT,
+		                                   "%s (%s): qemu-nbd did not answer within %d s",
+		                                   im->path, im->format, FB_IMAGE_IO_MS / 1000)
+		                      : fb_err_set(err, FB_RV_FAILED, "%s (%s): NBD connection: %s",
+		                                   im->path, im->format, nbd_get_error());
 		server_stop(im);
 		return rv;
 	}
@@ -426,12 +429,38 @@ fb_image_close(fb_image *im)
 	free(im);
 }
 
-/* Waits for an asynchronous command: 0 done, -1 failed, -2 no answer in
- * FB_IMAGE_IO_MS (a hung server). */
+int
+fb_nbd_connect_unix(struct nbd_handle *h, const char *sock, unsigned ms)
+{
+	uint64_t until = fb_clock_mono_ms() + ms;
+
+	if (nbd_aio_connect_unix(h, sock) != 0)
+		return -1;
+	for (;;) {
+		uint64_t now;
+
+		if (nbd_aio_is_ready(h) == 1)
+			return 0;
+		if (nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1)
+			return -1;
+		if ((now = fb_clock_mono_ms()) >= until)
+			return -2;
+		if (nbd_poll(h, (int)(until - now)) < 0)
+			return -1;
+	}
+}
+
+/* Waits for an asynchronous command of an image's server (FB_IMAGE_IO_MS). */
 static int
 nbd_wait(struct nbd_handle *h, int64_t cookie)
 {
-	uint64_t until = fb_clock_mono_ms() + FB_IMAGE_IO_MS;
+	return fb_nbd_wait(h, cookie, FB_IMAGE_IO_MS);
+}
+
+int
+fb_nbd_wait(struct nbd_handle *h, int64_t cookie, unsigned ms)
+{
+	uint64_t until = fb_clock_mono_ms() + ms;
 
 	if (cookie < 0)
 		return -1;

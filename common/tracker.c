@@ -61,6 +61,7 @@
 extern char **environ;
 
 #define TOOL_MS 60000
+#define NBD_MS  30000 /* a qemu-nbd that does not answer in this long is hung */
 
 void
 tracker_wrapper(const char *raw, char *out, size_t cap)
@@ -238,7 +239,7 @@ read_bitmap(const char *raw, const char *wrapper, int inimg, const char *name, u
 	char                dir[] = "/tmp/failback-nbd.XXXXXX", sock[64], ctx[96], opts[9000];
 	struct nbd_handle  *h     = NULL;
 	pid_t               pid   = 0;
-	int                 rv    = -1, st;
+	int                 rv    = -1, st, r = 0;
 	posix_spawn_file_actions_t fa;
 
 	if (mkdtemp(dir) == NULL) {
@@ -285,8 +286,13 @@ read_bitmap(const char *raw, const char *wrapper, int inimg, const char *name, u
 		usleep(5000);
 	}
 	if ((h = nbd_create()) == NULL || nbd_add_meta_context(h, ctx) != 0 ||
-	    nbd_connect_unix(h, sock) != 0) {
-		snprintf(why, cap, "NBD connection to qemu-nbd for %s: %s", wrapper, nbd_get_error());
+	    (r = fb_nbd_connect_unix(h, sock, NBD_MS)) != 0) {
+		if (r == -2)
+			snprintf(why, cap, "qemu-nbd serving %s did not answer within %d s", wrapper,
+			         NBD_MS / 1000);
+		else
+			snprintf(why, cap, "NBD connection to qemu-nbd for %s: %s", wrapper,
+			         nbd_get_error());
 		goto out;
 	}
 	if (nbd_can_meta_context(h, ctx) != 1) {
@@ -302,10 +308,17 @@ read_bitmap(const char *raw, const char *wrapper, int inimg, const char *name, u
 		uint64_t len = size - off > (1u << 30) ? (1u << 30) : size - off;
 
 		d->next = off;
-		if (nbd_block_status(h, len, off,
-		                     (nbd_extent_callback){.callback = extent_cb, .user_data = d},
-		                     0) != 0) {
-			snprintf(why, cap, "reading bitmap %s: %s", name, nbd_get_error());
+		if ((r = fb_nbd_wait(h,
+		                     nbd_aio_block_status(
+		                         h, len, off,
+		                         (nbd_extent_callback){.callback = extent_cb, .user_data = d},
+		                         NBD_NULL_COMPLETION, 0),
+		                     NBD_MS)) != 0) {
+			if (r == -2)
+				snprintf(why, cap, "reading bitmap %s: qemu-nbd did not answer within %d s",
+				         name, NBD_MS / 1000);
+			else
+				snprintf(why, cap, "reading bitmap %s: %s", name, nbd_get_error());
 			goto out;
 		}
 		if (d->next <= off) {
@@ -318,14 +331,20 @@ read_bitmap(const char *raw, const char *wrapper, int inimg, const char *name, u
 	rv = 0;
 out:
 	posix_spawn_file_actions_destroy(&fa);
+	/* nothing here waits on the server: the disconnect is only queued, and
+	 * one that does not go on SIGTERM within 5 s is killed */
 	if (h != NULL) {
-		nbd_shutdown(h, 0);
+		if (r != -2)
+			(void)nbd_aio_disconnect(h, 0);
 		nbd_close(h);
 	}
 	if (pid > 0) {
-		kill(pid, SIGTERM);
-		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-			;
+		kill(pid, r == -2 ? SIGKILL : SIGTERM);
+		for (int i = 0; waitpid(pid, &st, WNOHANG) == 0; i++) {
+			if (i == 500)
+				kill(pid, SIGKILL);
+			usleep(10000);
+		}
 	}
 	unlink(sock);
 	rmdir(dir);

@@ -231,6 +231,111 @@ print_tail(const char *path, FILE *f, void *arg)
 	return 0;
 }
 
+/* A /proc file of a process (or "pid/task/tid") into buf, NULs as spaces. */
+static void
+proc_read(const char *who, const char *file, char *buf, size_t cap)
+{
+	char    path[400];
+	int     fd;
+	ssize_t n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%s/%s", who, file);
+	if ((fd = open(path, O_RDONLY)) >= 0) {
+		n = read(fd, buf, cap - 1);
+		close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	for (ssize_t i = 0; i < n; i++)
+		if (buf[i] == '\0' || buf[i] == '\n')
+			buf[i] = ' ';
+}
+
+/* The parent of a process, from /proc (0 when gone). */
+static int
+proc_parent(int pid)
+{
+	char who[16], st[512], *p;
+	int  ppid = 0;
+
+	snprintf(who, sizeof(who), "%d", pid);
+	proc_read(who, "stat", st, sizeof(st));
+	if ((p = strrchr(st, ')')) != NULL)
+		sscanf(p + 2, "%*c %d", &ppid);
+	return ppid;
+}
+
+/* Prints, for every live agent this program started, each thread's state
+ * and where it sleeps, then every process below the agents (workers,
+ * qemu-nbd, qemu-img) with its state and command line. */
+static void
+dump_processes(void)
+{
+	DIR           *d;
+	struct dirent *e;
+
+	for (int i = 0; i < nstarted; i++) {
+		char task[64], who[300], comm[64], wchan[128], st[512];
+		DIR *t;
+
+		if (started[i] <= 0 || kill(started[i], 0) != 0)
+			continue;
+		snprintf(task, sizeof(task), "/proc/%d/task", (int)started[i]);
+		if ((t = opendir(task)) == NULL)
+			continue;
+		fprintf(stderr, "fbt: agent %d, its threads:\n", (int)started[i]);
+		while ((e = readdir(t)) != NULL) {
+			const char *p;
+
+			if (atoi(e->d_name) <= 0)
+				continue;
+			snprintf(who, sizeof(who), "%d/task/%s", (int)started[i], e->d_name);
+			proc_read(who, "comm", comm, sizeof(comm));
+			proc_read(who, "wchan", wchan, sizeof(wchan));
+			proc_read(who, "stat", st, sizeof(st));
+			p = strrchr(st, ')');
+			fprintf(stderr, "fbt:   %s %s state %c wchan %s\n", e->d_name, comm,
+			        p != NULL ? p[2] : '?', wchan);
+		}
+		closedir(t);
+	}
+	/* where each thread of each agent and worker is: gdb when installed */
+	for (int i = 0; i < nstarted && access("/usr/bin/gdb", X_OK) == 0; i++) {
+		char        pid[16];
+		const char *argv[] = {"/usr/bin/gdb", "-p", pid, "-batch", "-nx", "-q",
+		                      "-ex", "thread apply all bt", NULL};
+		pid_t       g;
+
+		if (started[i] <= 0 || kill(started[i], 0) != 0)
+			continue;
+		snprintf(pid, sizeof(pid), "%d", (int)started[i]);
+		if (posix_spawn(&g, argv[0], NULL, NULL, (char *const *)argv, environ) == 0 &&
+		    wait_exit(g, 30000) == -2) {
+			kill(g, SIGKILL);
+			waitpid(g, NULL, 0);
+		}
+	}
+	if ((d = opendir("/proc")) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		int  pid = atoi(e->d_name), below = 0;
+		char cmd[512], st[512], wchan[128];
+
+		for (int up = pid, k = 0; up > 1 && k < 6 && !below; k++) {
+			up = proc_parent(up);
+			for (int i = 0; i < nstarted && !below; i++)
+				below = started[i] > 0 && up == (int)started[i];
+		}
+		if (pid <= 0 || !below)
+			continue;
+		proc_read(e->d_name, "cmdline", cmd, sizeof(cmd));
+		proc_read(e->d_name, "stat", st, sizeof(st));
+		proc_read(e->d_name, "wchan", wchan, sizeof(wchan));
+		fprintf(stderr, "fbt: below an agent: %d (parent %d) state %c wchan %s: %s\n", pid,
+		        proc_parent(pid), strrchr(st, ')') ? strrchr(st, ')')[2] : '?', wchan, cmd);
+	}
+	closedir(d);
+}
+
 int
 fbt_run(char *const argv[], char *out, size_t cap)
 {
@@ -272,6 +377,7 @@ fbt_run(char *const argv[], char *out, size_t cap)
 		fprintf(stderr, "\nfbt: it had printed: %s\n", out);
 		/* what it waited for */
 		(void)each_log(print_tail, NULL);
+		dump_processes();
 	}
 	return st < 0 ? -1 : st;
 }

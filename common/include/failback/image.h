@@ -31,6 +31,15 @@
 int fb_tool_run(const char *const *argv, char *out, size_t cap, unsigned timeout_ms,
                 fb_err *err);
 
+struct nbd_handle;
+
+/* An NBD server can hang (a qemu-nbd stuck on its image): nothing waits on
+ * one without a deadline. fb_nbd_connect_unix connects h to the server at
+ * sock; fb_nbd_wait waits for the asynchronous command cookie (< 0: its
+ * submission failed). Both: 0 done, -1 failed, -2 no answer within ms. */
+int fb_nbd_connect_unix(struct nbd_handle *h, const char *sock, unsigned ms);
+int fb_nbd_wait(struct nbd_handle *h, int64_t cookie, unsigned ms);
+
 /* fb_json_key finds "key": in JSON text from p on; the value's start. */
 const char *fb_json_key(const char *p, const char *key);
 
