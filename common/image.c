@@ -194,8 +194,14 @@ server_stop(fb_image *im)
 	int st;
 
 	if (im->h != NULL) {
-		int graceful = im->writable && im->pid > 0 && nbd_shutdown(im->h, 0) == 0;
+		int graceful = im->writable && im->pid > 0 && nbd_aio_disconnect(im->h, 0) == 0;
 
+		/* the disconnect goes out (a hung server is not waited for) */
+		for (uint64_t until = fb_clock_mono_ms() + 1000;
+		     graceful && nbd_aio_is_closed(im->h) != 1 && nbd_aio_is_dead(im->h) != 1 &&
+		     fb_clock_mono_ms() < until;)
+			if (nbd_poll(im->h, 100) < 0)
+				break;
 		nbd_close(im->h);
 		im->h = NULL;
 		for (int i = 0; graceful && i < 250; i++) {

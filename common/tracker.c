@@ -60,7 +60,7 @@
 
 extern char **environ;
 
-#define TOOL_MS 60000
+#define TOOL_MS 30000 /* metadata of small files: one that takes longer is stuck */
 #define NBD_MS  30000 /* a qemu-nbd that does not answer in this long is hung */
 
 void
