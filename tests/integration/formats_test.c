@@ -347,7 +347,11 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 		fail_msg("the cancelled failback left the disk changed: %s", out);
 
 	/* the read-write qemu-nbd killed mid-transfer: a new worker resumes
-	 * (the cancelled job's writes voided the bitmap's base: a full scan) */
+	 * (the cancelled job's writes voided the bitmap's base: a full scan).
+	 * The blocks come from the local store, not at the transfer rate: the
+	 * VM writes 32 MiB first, so the kill lands well inside the transfer
+	 * even when a sanitizer slows the test's side. */
+	vm_writes(disk, 0xcf, 32);
 	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	wait_moving(&q, job);
