@@ -163,6 +163,7 @@ struct fb_image {
 	int                 can_status;
 	int                 writable; /* served read-write: a dead server loses writes */
 	int                 keep_fd;  /* the server inherits it (the image's lock), or -1 */
+	int                 start_killed; /* the last start ended in a signal (server_killed) */
 };
 
 /* Set once a read-write server died in this process (image.h). */
@@ -221,6 +222,16 @@ server_stop(fb_image *im)
 	unlink(im->sock);
 }
 
+/* qemu-nbd was killed by a signal before it served: nothing was written
+ * through it, so starting it again is safe (image_open). */
+static uint32_t
+server_killed(fb_image *im, int sig, fb_err *err)
+{
+	im->start_killed = 1;
+	return fb_err_set(err, FB_RV_FAILED, "%s (%s): qemu-nbd was killed by signal %d while it "
+	                  "started", im->path, im->format, sig);
+}
+
 /* Starts qemu-nbd on im->sock and connects: FB_RV_OK, or an error naming
  * the image and its format. */
 static uint32_t
@@ -231,6 +242,7 @@ server_start(fb_image *im, fb_err *err)
 	int   st, conn = 0;
 	size_t k = 0;
 
+	im->start_killed = 0;
 	/* image-opts: commas in a value are doubled */
 	k = (size_t)snprintf(opts, sizeof(opts), "driver=%s,file.driver=file,file.filename=",
 	                     im->format);
@@ -274,6 +286,8 @@ server_start(fb_image *im, fb_err *err)
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			im->pid = 0;
 			server_said(im, said, sizeof(said));
+			if (WIFSIGNALED(st))
+				return server_killed(im, WTERMSIG(st), err);
 			return fb_err_set(err, FB_RV_FAILED, "%s (%s): qemu-nbd exited (%s): %s", im->path,
 			                  im->format,
 			                  WIFEXITED(st) && WEXITSTATUS(st) == 127 ? "cannot run qemu-nbd: "
@@ -291,11 +305,27 @@ server_start(fb_image *im, fb_err *err)
 	if ((im->h = nbd_create()) == NULL ||
 	    nbd_add_meta_context(im->h, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0 ||
 	    (conn = fb_nbd_connect_unix(im->h, im->sock, FB_IMAGE_IO_MS)) != 0) {
-		uint32_t rv = conn == -2 ? fb_err_set(err, FB_RV_TIMEOUT,
-		                                   "%s (%s): qemu-nbd did not answer within %d s",
-		                                   im->path, im->format, FB_IMAGE_IO_MS / 1000)
-		                      : fb_err_set(err, FB_RV_FAILED, "%s (%s): NBD connection: %s",
-		                                   im->path, im->format, nbd_get_error());
+		char     why[300];
+		uint32_t rv;
+
+		snprintf(why, sizeof(why), "%s", nbd_get_error() ? nbd_get_error() : "no handle");
+		/* refused: the server may be dying (its socket closes before it
+		 * can be reaped) */
+		for (int i = 0; conn == -1 && i < 50; i++) {
+			if (waitpid(pid, &st, WNOHANG) == pid) {
+				im->pid = 0;
+				server_stop(im);
+				if (WIFSIGNALED(st))
+					return server_killed(im, WTERMSIG(st), err);
+				break;
+			}
+			usleep(20000);
+		}
+		rv = conn == -2 ? fb_err_set(err, FB_RV_TIMEOUT,
+		                             "%s (%s): qemu-nbd did not answer within %d s", im->path,
+		                             im->format, FB_IMAGE_IO_MS / 1000)
+		                : fb_err_set(err, FB_RV_FAILED, "%s (%s): NBD connection: %s", im->path,
+		                             im->format, why);
 		server_stop(im);
 		return rv;
 	}
@@ -328,9 +358,15 @@ image_open(const char *path, const char *format, int writable, int keep_fd, fb_i
 		return rv;
 	}
 	snprintf(im->sock, sizeof(im->sock), "%s/s", im->dir);
-	if ((rv = server_start(im, err)) != FB_RV_OK) {
-		fb_image_close(im);
-		return rv;
+	/* A server killed while it starts has served nothing: it is started
+	 * again, like one that dies under reads (fb_image_read). */
+	for (int attempt = 0; (rv = server_start(im, err)) != FB_RV_OK; attempt++) {
+		if (!im->start_killed || attempt >= FB_IMAGE_RESTARTS) {
+			fb_image_close(im);
+			return rv;
+		}
+		fb_log_warn("FB1030", "%s; starting it again (%d of %d)", err ? err->msg : "", attempt + 1,
+		            FB_IMAGE_RESTARTS);
 	}
 	if ((size = nbd_get_size(im->h)) <= 0) {
 		rv = fb_err_set(err, FB_RV_FAILED, "%s (%s): no size over NBD: %s", path, format,

@@ -177,6 +177,33 @@ qemu_nbd_find(int parent, const char *arg)
 	return found;
 }
 
+/* How many sockets qemu-nbd pid holds: its listening socket, and one
+ * more once its client is connected. */
+static int
+qemu_nbd_sockets(int pid)
+{
+	char           path[64], link[64];
+	DIR           *d;
+	struct dirent *e;
+	int            n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char    fd[400];
+		ssize_t k;
+
+		snprintf(fd, sizeof(fd), "%s/%s", path, e->d_name);
+		if ((k = readlink(fd, link, sizeof(link) - 1)) > 0) {
+			link[k] = '\0';
+			n += strncmp(link, "socket:", 7) == 0;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
 static void
 a_killed_qemu_nbd_is_restarted_and_the_point_is_exact(void **state)
 {
@@ -355,8 +382,11 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	wait_moving(&q, job);
-	for (int i = 0; i < 200 && nbd == 0; i++)
-		if ((nbd = qemu_nbd_find(0, "--discard=unmap")) == 0) /* read-write */
+	/* killed once the worker writes through it (a server killed while it
+	 * starts has taken nothing and is simply started again: FB1030) */
+	for (int i = 0; i < 400 && (nbd == 0 || qemu_nbd_sockets(nbd) < 2); i++)
+		if ((nbd = qemu_nbd_find(0, "--discard=unmap")) == 0 ||
+		    qemu_nbd_sockets(nbd) < 2) /* read-write, connected */
 			usleep(20000);
 	assert_int_not_equal(nbd, 0);
 	assert_int_equal(kill(nbd, SIGKILL), 0);

@@ -9,7 +9,9 @@
  * write any header). qemu-nbd is this process's child (it dies with the
  * thread that started it); one that exits or answers nothing for
  * FB_IMAGE_IO_MS is killed and started again, up to FB_IMAGE_RESTARTS
- * times per read (FB1030), and errors name the file and the format.
+ * times per read (FB1030); one killed by a signal while it starts (it has
+ * served nothing, read-only or not) is started again up to as many times.
+ * Errors name the file and the format.
  *
  * Tools: qemu-img and qemu-nbd (qemu-utils), found on PATH.
  */
