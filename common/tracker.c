@@ -15,8 +15,8 @@
  *                   every write of the VM lands in the raw file and sets
  *                   bits in the bitmap fb-<point GUID>
  *
- * At failback the bitmap is read over NBD (qemu-nbd read-only on a private
- * Unix socket, libnbd's qemu:dirty-bitmap meta context) and only the dirty
+ * At failback the bitmap is read straight from the qcow2 file (qcow2.h: no
+ * QEMU tool is started, so none can hang the job) and only the dirty
  * blocks are read and hashed. The bitmap is believed only when it is
  * there, enabled, not in use (a writer that did not close the image
  * cleanly leaves it so), of 64 KiB granularity, with the raw file as the
@@ -31,7 +31,8 @@
  * needs no wrapper: its bitmap lives in the image ("in-image"), the file
  * the hypervisor opens anyway, and nothing can write the disk around it.
  *
- * Tools: qemu-img and qemu-nbd (qemu-utils), run with a deadline; libnbd.
+ * Tools: qemu-img (qemu-utils) makes and rolls the bitmaps, run with a
+ * deadline.
  * QEMU 7.2's `qemu-img create -o data_file=` zeroes an existing data file,
  * so the wrapper is made over a scratch file and then amended.
  */
@@ -49,19 +50,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libnbd.h>
-
 #include "failback/clock.h"
 #include "failback/fsops.h"
 #include "failback/hash.h"
 #include "failback/image.h"
 #include "failback/log.h"
+#include "failback/qcow2.h"
 #include "failback/tracker.h"
 
 extern char **environ;
 
 #define TOOL_MS 30000 /* metadata of small files: one that takes longer is stuck */
-#define NBD_MS  30000 /* a qemu-nbd that does not answer in this long is hung */
 
 void
 tracker_wrapper(const char *raw, char *out, size_t cap)
@@ -106,8 +105,7 @@ tracker_available(void)
 	char   out[256];
 	fb_err e = {0};
 
-	return tool_run((const char *[]){"qemu-img", "--version", NULL}, out, sizeof(out), &e) == 0 &&
-	       tool_run((const char *[]){"qemu-nbd", "--version", NULL}, out, sizeof(out), &e) == 0;
+	return tool_run((const char *[]){"qemu-img", "--version", NULL}, out, sizeof(out), &e) == 0;
 }
 
 /* Whether the qcow2 file at wrapper has raw as its data file. */
@@ -203,154 +201,6 @@ fail:
 	return err->rv != FB_RV_OK ? err->rv : FB_RV_FAILED;
 }
 
-struct dirty_scan {
-	uint8_t *bits; /* one per block */
-	uint64_t nblocks;
-	uint64_t next; /* where the extents reported so far end */
-};
-
-static int
-extent_cb(void *arg, const char *ctx, uint64_t off, uint32_t *entries, size_t n, int *error)
-{
-	struct dirty_scan *d = arg;
-
-	(void)ctx;
-	(void)error;
-	for (size_t i = 0; i + 1 < n; i += 2) {
-		uint64_t len = entries[i];
-
-		if (entries[i + 1] & 1) {
-			for (uint64_t b = off / FB_BLOCK_SIZE;
-			     b < d->nblocks && b * FB_BLOCK_SIZE < off + len; b++)
-				d->bits[b] = 1;
-		}
-		off += len;
-	}
-	d->next = off;
-	return 0;
-}
-
-/* Serves the wrapper read-only over a private Unix socket and reads the
- * bitmap name's extents into d; 0, or -1 with why. */
-static int
-read_bitmap(const char *raw, const char *wrapper, int inimg, const char *name, uint64_t size,
-            struct dirty_scan *d, char *why, size_t cap)
-{
-	char                dir[] = "/tmp/failback-nbd.XXXXXX", sock[64], ctx[96], opts[9000];
-	struct nbd_handle  *h     = NULL;
-	pid_t               pid   = 0;
-	int                 rv    = -1, st, r = 0;
-	posix_spawn_file_actions_t fa;
-
-	if (mkdtemp(dir) == NULL) {
-		snprintf(why, cap, "no private directory for the NBD socket: %s", strerror(errno));
-		return -1;
-	}
-	snprintf(sock, sizeof(sock), "%s/s", dir);
-	snprintf(ctx, sizeof(ctx), "qemu:dirty-bitmap:%s", name);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-	{
-		/* Image locking off: the job holds its own lock on the raw disk (a
-		 * whole-file write lock QEMU's shared locks would conflict with),
-		 * and qemu-nbd 7.2 has no --force-share. Read-only either way. */
-		const char *argv[] = {"qemu-nbd", "--read-only", "--image-opts", "-B", name,
-		                      "-k", sock, opts, NULL};
-
-		if (inimg)
-			snprintf(opts, sizeof(opts),
-			         "driver=qcow2,file.driver=file,file.filename=%s,file.locking=off",
-			         wrapper);
-		else
-			snprintf(opts, sizeof(opts),
-			         "driver=qcow2,file.driver=file,file.filename=%s,file.locking=off,"
-			         "data-file.driver=file,data-file.filename=%s,data-file.locking=off",
-			         wrapper, raw);
-
-		if ((errno = posix_spawnp(&pid, "qemu-nbd", &fa, NULL, (char *const *)argv,
-		                          environ)) != 0) {
-			snprintf(why, cap, "cannot run qemu-nbd: %s", strerror(errno));
-			pid = 0;
-			goto out;
-		}
-	}
-	/* qemu-nbd is ready when its socket is there (10 s at most) */
-	for (int i = 0; i < 2000 && access(sock, F_OK) != 0; i++) {
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			snprintf(why, cap, "qemu-nbd exited serving %s (exit %d)", wrapper,
-			         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-			pid = 0;
-			goto out;
-		}
-		usleep(5000);
-	}
-	if ((h = nbd_create()) == NULL || nbd_add_meta_context(h, ctx) != 0 ||
-	    (r = fb_nbd_connect_unix(h, sock, NBD_MS)) != 0) {
-		if (r == -2)
-			snprintf(why, cap, "qemu-nbd serving %s did not answer within %d s", wrapper,
-			         NBD_MS / 1000);
-		else
-			snprintf(why, cap, "NBD connection to qemu-nbd for %s: %s", wrapper,
-			         nbd_get_error());
-		goto out;
-	}
-	if (nbd_can_meta_context(h, ctx) != 1) {
-		snprintf(why, cap, "qemu-nbd exports no bitmap %s", name);
-		goto out;
-	}
-	if (nbd_get_size(h) != (int64_t)size) {
-		snprintf(why, cap, "the wrapper is %lld bytes, the disk %llu", (long long)nbd_get_size(h),
-		         (unsigned long long)size);
-		goto out;
-	}
-	for (uint64_t off = 0; off < size;) {
-		uint64_t len = size - off > (1u << 30) ? (1u << 30) : size - off;
-
-		d->next = off;
-		if ((r = fb_nbd_wait(h,
-		                     nbd_aio_block_status(
-		                         h, len, off,
-		                         (nbd_extent_callback){.callback = extent_cb, .user_data = d},
-		                         NBD_NULL_COMPLETION, 0),
-		                     NBD_MS)) != 0) {
-			if (r == -2)
-				snprintf(why, cap, "reading bitmap %s: qemu-nbd did not answer within %d s",
-				         name, NBD_MS / 1000);
-			else
-				snprintf(why, cap, "reading bitmap %s: %s", name, nbd_get_error());
-			goto out;
-		}
-		if (d->next <= off) {
-			snprintf(why, cap, "bitmap %s: no extent at offset %llu", name,
-			         (unsigned long long)off);
-			goto out;
-		}
-		off = d->next;
-	}
-	rv = 0;
-out:
-	posix_spawn_file_actions_destroy(&fa);
-	/* nothing here waits on the server: the disconnect is only queued, and
-	 * one that does not go on SIGTERM within 5 s is killed */
-	if (h != NULL) {
-		if (r != -2)
-			(void)nbd_aio_disconnect(h, 0);
-		nbd_close(h);
-	}
-	if (pid > 0) {
-		kill(pid, r == -2 ? SIGKILL : SIGTERM);
-		for (int i = 0; waitpid(pid, &st, WNOHANG) == 0; i++) {
-			if (i == 500)
-				kill(pid, SIGKILL);
-			usleep(10000);
-		}
-	}
-	unlink(sock);
-	rmdir(dir);
-	return rv;
-}
-
 /*
  * The object of bitmap name in qemu-img info's JSON: 0 with [*start, *end)
  * spanning it, or -1. A wrapper holds at most two bitmaps: the one of its
@@ -385,16 +235,17 @@ bitmap_object(const char *info, const char *name, const char **start, const char
 
 /*
  * Whether the bitmap fb-<rp> of a tracked disk can be believed, from the
- * wrapper's metadata and times alone: 1, or 0 with why.
+ * wrapper's metadata (read straight from the file, qcow2.h) and times
+ * alone: 1, or 0 with why. With bits, its bits are read too (*out).
  */
 static int
-trust(const char *raw, const char *format, uint64_t size, const char *rp, char *why, size_t cap)
+trust(const char *raw, const char *format, uint64_t size, const char *rp, fb_qcow2_bitmap *out,
+      int bits, char *why, size_t cap)
 {
-	char        wrapper[4200], info[16384], name[64];
-	const char *p, *b, *be;
-	fb_err      e = {0};
-	struct stat st;
-	int         inimg = in_image(format);
+	char             wrapper[4200], name[64], said[400];
+	struct stat      st;
+	int              inimg = in_image(format);
+	fb_qcow2_bitmap *b     = out;
 
 	snprintf(name, sizeof(name), "fb-%s", rp);
 	tracker_image(raw, format, wrapper, sizeof(wrapper));
@@ -402,48 +253,31 @@ trust(const char *raw, const char *format, uint64_t size, const char *rp, char *
 		snprintf(why, cap, "no qcow2 wrapper (%s)", wrapper);
 		return 0;
 	}
-	if (tool_run((const char *[]){"qemu-img", "info", "-U", "-f", "qcow2", "--output=json",
-	                              wrapper, NULL},
-	             info, sizeof(info), &e) != 0) {
-		snprintf(why, cap, "qemu-img info %s: %s", wrapper, e.rv ? e.msg : first_line(info));
+	if ((bits ? fb_qcow2_read : fb_qcow2_find)(wrapper, name, b, said, sizeof(said)) != 0) {
+		snprintf(why, cap, "%s", said);
 		return 0;
 	}
 	/* a wrapper must hold exactly the raw file, at its size */
-	if (!inimg &&
-	    ((p = fb_json_key(info, "data-file")) == NULL || strncmp(p + 1, raw, strlen(raw)) != 0 ||
-	     p[1 + strlen(raw)] != '"')) {
+	if (!inimg && strcmp(b->data_file, raw) != 0) {
 		snprintf(why, cap, "the wrapper's data file is not %s", raw);
-		return 0;
+		goto no;
 	}
-	if ((p = fb_json_key(info, "virtual-size")) == NULL || strtoull(p, NULL, 10) != size) {
+	if (b->size != size) {
 		snprintf(why, cap, "the disk's size changed since the wrapper was made");
-		return 0;
+		goto no;
 	}
-	if (bitmap_object(info, name, &b, &be) != 0) {
-		snprintf(why, cap, "the wrapper has no bitmap %s (of the base's point)", name);
-		return 0;
+	if (b->flags & FB_QCOW2_IN_USE) {
+		snprintf(why, cap, "bitmap %s is in use: its writer did not close the image "
+		         "cleanly (or still runs)", name);
+		goto no;
 	}
-	{
-		const char *flags = fb_json_key(b, "flags"), *end = flags ? strchr(flags, ']') : NULL;
-		const char *gran  = fb_json_key(b, "granularity");
-
-		if (flags == NULL || end == NULL || end > be) {
-			snprintf(why, cap, "bitmap %s: no flags", name);
-			return 0;
-		}
-		if (memmem(flags, (size_t)(end - flags), "in-use", 6) != NULL) {
-			snprintf(why, cap, "bitmap %s is in use: its writer did not close the image "
-			         "cleanly (or still runs)", name);
-			return 0;
-		}
-		if (memmem(flags, (size_t)(end - flags), "auto", 4) == NULL) {
-			snprintf(why, cap, "bitmap %s is disabled: it did not record writes", name);
-			return 0;
-		}
-		if (gran == NULL || gran > be || strtoull(gran, NULL, 10) != FB_BLOCK_SIZE) {
-			snprintf(why, cap, "bitmap %s is not of 64 KiB granularity", name);
-			return 0;
-		}
+	if (!(b->flags & FB_QCOW2_AUTO)) {
+		snprintf(why, cap, "bitmap %s is disabled: it did not record writes", name);
+		goto no;
+	}
+	if (b->granularity != FB_BLOCK_SIZE) {
+		snprintf(why, cap, "bitmap %s is not of 64 KiB granularity", name);
+		goto no;
 	}
 	/* QEMU writes the bitmap into the wrapper when it closes it, after the
 	 * writes it tracked: a raw file written later was written around it.
@@ -455,39 +289,33 @@ trust(const char *raw, const char *format, uint64_t size, const char *rp, char *
 		    (rs.st_mtim.tv_sec == st.st_mtim.tv_sec && rs.st_mtim.tv_nsec > st.st_mtim.tv_nsec)) {
 			snprintf(why, cap, "the raw disk was written after its wrapper was last closed "
 			         "(something wrote it around the wrapper)");
-			return 0;
+			goto no;
 		}
 	}
 	return 1;
+no:
+	free(b->bits);
+	b->bits = NULL;
+	return 0;
 }
 
 int
 tracker_dirty(const char *raw, const char *format, uint64_t size, const char *rp, uint8_t **bits,
               char *why, size_t cap)
 {
-	char              wrapper[4200], name[64];
-	struct dirty_scan d = {0};
+	fb_qcow2_bitmap b;
 
 	*bits = NULL;
-	snprintf(name, sizeof(name), "fb-%s", rp);
-	tracker_image(raw, format, wrapper, sizeof(wrapper));
-	if (!trust(raw, format, size, rp, why, cap))
+	if (!trust(raw, format, size, rp, &b, 1, why, cap))
 		return 0;
-	d.nblocks = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
-	if ((d.bits = calloc(d.nblocks + 1, 1)) == NULL) {
-		snprintf(why, cap, "out of memory for the bitmap");
-		return 0;
-	}
-	if (strchr(raw, ',') != NULL || strchr(wrapper, ',') != NULL) {
-		snprintf(why, cap, "the disk's path holds a comma (QEMU's option separator)");
-		free(d.bits);
+	if (b.nbits != (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE) {
+		snprintf(why, cap, "bitmap fb-%s holds %llu bits for %llu blocks", rp,
+		         (unsigned long long)b.nbits,
+		         (unsigned long long)((size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE));
+		free(b.bits);
 		return 0;
 	}
-	if (read_bitmap(raw, wrapper, in_image(format), name, size, &d, why, cap) != 0) {
-		free(d.bits);
-		return 0;
-	}
-	*bits = d.bits;
+	*bits = b.bits;
 	return 1;
 }
 
@@ -659,7 +487,11 @@ tracker_trusted(const char *raw, const char *format, uint64_t size, char *rp, ch
 		snprintf(why, cap, "no base leaves next to %s", raw);
 		return 0;
 	}
-	return trust(raw, format, size, rp, why, cap);
+	{
+		fb_qcow2_bitmap b;
+
+		return trust(raw, format, size, rp, &b, 0, why, cap);
+	}
 }
 
 uint32_t

@@ -1,0 +1,248 @@
+/*
+ * qcow2_test.c - dirty bitmaps read straight from qcow2 files (qcow2.h),
+ * against images made and written by the real QEMU tools: the bits are
+ * exactly the blocks qemu-io wrote, across several bitmap clusters; the
+ * flags say in use after a writer is killed and not auto once disabled;
+ * the external data file's name is read; and a damaged file (cut short,
+ * any header byte changed, a table entry pointing outside the file) gives
+ * an error or a bitmap, never a crash or a read outside the file.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "failback/qcow2.h"
+
+#define MIB (1024ull * 1024)
+#define BLK (64ull * 1024)
+
+static char dir[256], raw[300], wrap[300], img[300];
+
+static int
+sh(const char *fmt, ...)
+{
+	char    cmd[2048];
+	va_list ap;
+	int     st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (access("/usr/bin/qemu-img", X_OK) != 0 || access("/usr/bin/qemu-io", X_OK) != 0) {
+		fprintf(stderr, "qcow2_test needs qemu-utils (qemu-img, qemu-io): "
+		                "apt-get install qemu-utils\n");
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%s/fbqcow2.XXXXXX",
+	         getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(raw, sizeof(raw), "%s/disk.raw", dir);
+	snprintf(wrap, sizeof(wrap), "%s/disk.raw.qcow2", dir);
+	snprintf(img, sizeof(img), "%s/disk.qcow2", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	return sh("rm -rf '%s'", dir) == 0 ? 0 : -1;
+}
+
+/* A wrapper over a raw file of mib MiB, made as the tracker makes it, with
+ * 512-byte clusters so that its bitmap spans several clusters (4096 bits,
+ * 256 MiB of disk, each), and the bitmap fb-x. */
+static void
+make_wrapper(unsigned mib)
+{
+	assert_int_equal(sh("rm -f '%s' '%s' '%s.s' && truncate -s %uM '%s' && "
+	                    "qemu-img create -q -f qcow2 -o cluster_size=512,data_file='%s.s',"
+	                    "data_file_raw=on '%s' %uM && "
+	                    "qemu-img amend -f qcow2 -o data_file='%s' '%s' && rm -f '%s.s' && "
+	                    "qemu-img bitmap -f qcow2 --add --granularity 65536 '%s' fb-x",
+	                    raw, wrap, wrap, mib, raw, wrap, wrap, mib, raw, wrap, wrap, wrap),
+	                 0);
+}
+
+static void
+write_at(const char *path, uint64_t off, uint64_t len)
+{
+	assert_int_equal(sh("qemu-io -f qcow2 -c 'write -P 7 %llu %llu' '%s' >/dev/null",
+	                    (unsigned long long)off, (unsigned long long)len, path),
+	                 0);
+}
+
+static void
+the_bits_are_the_blocks_qemu_io_wrote(void **state)
+{
+	/* in the first, second and last bitmap clusters, one write over two
+	 * blocks, one unaligned write inside a block */
+	const uint64_t  w[][2] = {{0, 4096},
+	                          {5 * BLK + 100, 10},
+	                          {300 * MIB - BLK / 2, BLK},
+	                          {700 * MIB + 3 * BLK, 2 * BLK},
+	                          {1024 * MIB - BLK, BLK}};
+	uint8_t         want[16384] = {0};
+	fb_qcow2_bitmap b;
+	char            why[400];
+
+	(void)state;
+	make_wrapper(1024);
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+		write_at(wrap, w[i][0], w[i][1]);
+		for (uint64_t k = w[i][0] / BLK; k * BLK < w[i][0] + w[i][1]; k++)
+			want[k] = 1;
+	}
+	if (fb_qcow2_read(wrap, "fb-x", &b, why, sizeof(why)) != 0)
+		fail_msg("%s", why);
+	assert_int_equal(b.size, 1024 * MIB);
+	assert_string_equal(b.data_file, raw);
+	assert_int_equal(b.granularity, BLK);
+	assert_int_equal(b.flags, FB_QCOW2_AUTO);
+	assert_int_equal(b.nbits, 16384);
+	for (uint64_t k = 0; k < 16384; k++)
+		if (b.bits[k] != want[k])
+			fail_msg("block %llu: bit %u, qemu-io wrote it: %u", (unsigned long long)k,
+			         b.bits[k], want[k]);
+	free(b.bits);
+
+	/* a name that is not there; find reads no bits */
+	assert_int_equal(fb_qcow2_read(wrap, "fb-y", &b, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "has no bitmap fb-y"));
+	assert_int_equal(fb_qcow2_find(wrap, "fb-x", &b, why, sizeof(why)), 0);
+	assert_null(b.bits);
+}
+
+static void
+a_killed_writer_leaves_it_in_use_and_a_disabled_one_is_not_auto(void **state)
+{
+	fb_qcow2_bitmap b;
+	char            why[400];
+
+	(void)state;
+	assert_int_equal(sh("rm -f '%s' && qemu-img create -q -f qcow2 '%s' 64M && "
+	                    "qemu-img bitmap -f qcow2 --add --granularity 65536 '%s' fb-x",
+	                    img, img, img),
+	                 0);
+	/* a standalone image: no data file */
+	assert_int_equal(fb_qcow2_find(img, "fb-x", &b, why, sizeof(why)), 0);
+	assert_string_equal(b.data_file, "");
+	assert_int_equal(b.flags, FB_QCOW2_AUTO);
+	/* qemu-io killed while it has the image open */
+	(void)sh("qemu-io -f qcow2 -c 'write 0 64k' -c 'sigraise 9' '%s' >/dev/null 2>&1", img);
+	assert_int_equal(fb_qcow2_find(img, "fb-x", &b, why, sizeof(why)), 0);
+	assert_true(b.flags & FB_QCOW2_IN_USE);
+
+	assert_int_equal(sh("qemu-img create -q -f qcow2 '%s' 64M && "
+	                    "qemu-img bitmap -f qcow2 --add --granularity 65536 --disable '%s' fb-x",
+	                    img, img),
+	                 0);
+	assert_int_equal(fb_qcow2_find(img, "fb-x", &b, why, sizeof(why)), 0);
+	assert_int_equal(b.flags, 0);
+}
+
+/* Writes the first len bytes of img_bytes to path. */
+static void
+put(const char *path, const uint8_t *img_bytes, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(img_bytes, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void
+a_damaged_file_gives_an_error_never_a_crash(void **state)
+{
+	fb_qcow2_bitmap b;
+	char            why[400], cut[400];
+	struct stat     st;
+	uint8_t        *whole, *bad;
+	FILE           *f;
+	int             errors = 0;
+	size_t          n;
+
+	(void)state;
+	/* a standalone image of 512-byte clusters: its bitmap table spans
+	 * several clusters, and the file is small */
+	assert_int_equal(sh("rm -f '%s' && qemu-img create -q -f qcow2 -o cluster_size=512 '%s' "
+	                    "600M && qemu-img bitmap -f qcow2 --add --granularity 65536 '%s' fb-x",
+	                    img, img, img),
+	                 0);
+	write_at(img, 0, BLK);
+	write_at(img, 500 * MIB, BLK);
+	assert_int_equal(stat(img, &st), 0);
+	n = (size_t)st.st_size;
+	assert_true(n >= 8192 && n < (4u << 20));
+	whole = malloc(n);
+	bad   = malloc(n);
+	assert_non_null(whole);
+	assert_non_null(bad);
+	f = fopen(img, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(whole, 1, n, f), n);
+	fclose(f);
+
+	/* cut short anywhere: an error naming the file */
+	snprintf(cut, sizeof(cut), "%s/cut.qcow2", dir);
+	for (size_t len = 0; len < n; len += n / 256 + 1) {
+		put(cut, whole, len);
+		if (fb_qcow2_read(cut, "fb-x", &b, why, sizeof(why)) == 0)
+			free(b.bits); /* only if what is left still holds it all */
+		else
+			assert_non_null(strstr(why, cut));
+	}
+	if (fb_qcow2_read(img, "fb-x", &b, why, sizeof(why)) != 0)
+		fail_msg("%s", why);
+	assert_int_equal(b.bits[0] + b.bits[8000] + b.bits[9599], 2);
+	free(b.bits);
+	/* every byte of the first and the last 4 KiB (the header and its
+	 * extensions; the bitmap directory, table and data QEMU wrote last)
+	 * inverted in turn */
+	for (size_t i = 0; i < n; i = i + 1 == 4096 && n > 8192 ? n - 4096 : i + 1) {
+		memcpy(bad, whole, n);
+		bad[i] = (uint8_t)~bad[i];
+		put(cut, bad, n);
+		if (fb_qcow2_read(cut, "fb-x", &b, why, sizeof(why)) == 0)
+			free(b.bits);
+		else
+			errors++;
+	}
+	assert_true(errors > 0);
+	free(whole);
+	free(bad);
+	/* not a qcow2 file at all */
+	assert_int_equal(fb_qcow2_read(raw, "fb-x", &b, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "is not a qcow2 image"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(the_bits_are_the_blocks_qemu_io_wrote),
+	    cmocka_unit_test(a_killed_writer_leaves_it_in_use_and_a_disabled_one_is_not_auto),
+	    cmocka_unit_test(a_damaged_file_gives_an_error_never_a_crash),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
