@@ -296,8 +296,8 @@ out:
 }
 
 static int
-qcow2_bitmap(const char *path, const char *name, int read_bits, fb_qcow2_bitmap *b, char *why,
-             size_t cap)
+qcow2_bitmap(int fd, const char *path, const char *name, int read_bits, fb_qcow2_bitmap *b,
+             char *why, size_t cap)
 {
 	struct image im;
 	struct stat  st;
@@ -307,30 +307,47 @@ qcow2_bitmap(const char *path, const char *name, int read_bits, fb_qcow2_bitmap 
 
 	memset(b, 0, sizeof(*b));
 	memset(&im, 0, sizeof(im));
-	if ((im.f.fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return WHY("%s: %s", path, strerror(errno));
-	if (fstat(im.f.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(im.f.fd);
+	im.f.fd = fd;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return WHY("%s is not a regular file", path);
-	}
 	im.f.len = (uint64_t)st.st_size;
 	rv       = head(&im, b, path, why, cap);
 	if (rv == 0)
 		rv = entry(&im, b, path, name, &toff, &tsize, why, cap);
 	if (rv == 0 && read_bits)
 		rv = bits(&im, b, path, name, toff, tsize, why, cap);
-	close(im.f.fd);
+	return rv;
+}
+
+static int
+qcow2_open(const char *path, const char *name, int read_bits, fb_qcow2_bitmap *b, char *why,
+           size_t cap)
+{
+	int fd, rv;
+
+	memset(b, 0, sizeof(*b));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return WHY("%s: %s", path, strerror(errno));
+	rv = qcow2_bitmap(fd, path, name, read_bits, b, why, cap);
+	close(fd);
 	return rv;
 }
 
 int
 fb_qcow2_find(const char *path, const char *name, fb_qcow2_bitmap *b, char *why, size_t cap)
 {
-	return qcow2_bitmap(path, name, 0, b, why, cap);
+	return qcow2_open(path, name, 0, b, why, cap);
 }
 
 int
 fb_qcow2_read(const char *path, const char *name, fb_qcow2_bitmap *b, char *why, size_t cap)
 {
-	return qcow2_bitmap(path, name, 1, b, why, cap);
+	return qcow2_open(path, name, 1, b, why, cap);
+}
+
+int
+fb_qcow2_read_fd(int fd, const char *label, const char *name, fb_qcow2_bitmap *b, char *why,
+                 size_t cap)
+{
+	return qcow2_bitmap(fd, label, name, 1, b, why, cap);
 }

@@ -35,5 +35,9 @@ typedef struct fb_qcow2_bitmap {
  */
 int fb_qcow2_find(const char *path, const char *name, fb_qcow2_bitmap *b, char *why, size_t cap);
 int fb_qcow2_read(const char *path, const char *name, fb_qcow2_bitmap *b, char *why, size_t cap);
+/* fb_qcow2_read_fd: fb_qcow2_read of the open file fd, named label in why
+ * (the fuzz target's entry). */
+int fb_qcow2_read_fd(int fd, const char *label, const char *name, fb_qcow2_bitmap *b, char *why,
+                     size_t cap);
 
 #endif
