@@ -82,6 +82,23 @@ fb_tool_run(const char *const *argv, char *out, size_t cap, unsigned timeout_ms,
 	return WEXITSTATUS(st);
 }
 
+int
+fb_qemu_opt(char *out, size_t cap, size_t *len, const char *value)
+{
+	size_t k = *len;
+
+	for (const char *c = value; *c; c++) {
+		if (k + (*c == ',' ? 2 : 1) >= cap)
+			return -1;
+		out[k++] = *c;
+		if (*c == ',')
+			out[k++] = ',';
+	}
+	out[k] = '\0';
+	*len   = k;
+	return 0;
+}
+
 const char *
 fb_json_key(const char *p, const char *key)
 {
@@ -243,14 +260,11 @@ server_start(fb_image *im, fb_err *err)
 	size_t k = 0;
 
 	im->start_killed = 0;
-	/* image-opts: commas in a value are doubled */
 	k = (size_t)snprintf(opts, sizeof(opts), "driver=%s,file.driver=file,file.filename=",
 	                     im->format);
-	for (const char *c = im->path; *c && k + 3 < sizeof(opts); c++) {
-		opts[k++] = *c;
-		if (*c == ',')
-			opts[k++] = ',';
-	}
+	if (fb_qemu_opt(opts, sizeof(opts), &k, im->path) != 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: path too long for qemu-nbd",
+		                  im->path);
 	snprintf(opts + k, sizeof(opts) - k, ",file.locking=off");
 	snprintf(errpath, sizeof(errpath), "%s/err", im->dir);
 	unlink(im->sock);

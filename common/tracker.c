@@ -157,8 +157,9 @@ create_in_image(const char *disk, uint64_t size, const char *rp, fb_err *err)
 uint32_t
 tracker_create(const char *raw, const char *format, uint64_t size, const char *rp, fb_err *err)
 {
-	char wrapper[4200], scratch[4300], opt[4400], sz[32], name[64], out[2048];
-	int  rc;
+	char   wrapper[4200], scratch[4300], opt[8800], sz[32], name[64], out[2048];
+	int    rc;
+	size_t k;
 
 	if (in_image(format))
 		return create_in_image(raw, size, rp, err);
@@ -175,13 +176,19 @@ tracker_create(const char *raw, const char *format, uint64_t size, const char *r
 	snprintf(name, sizeof(name), "fb-%s", rp);
 	unlink(wrapper);
 	unlink(scratch);
-	/* over a scratch data file: create would zero an existing one */
-	snprintf(opt, sizeof(opt), "data_file=%s,data_file_raw=on", scratch);
+	/* over a scratch data file: create would zero an existing one (a path's
+	 * commas doubled: one option value) */
+	k = (size_t)snprintf(opt, sizeof(opt), "data_file=");
+	if (fb_qemu_opt(opt, sizeof(opt), &k, scratch) != 0 ||
+	    k + sizeof(",data_file_raw=on") > sizeof(opt))
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: path too long", raw);
+	snprintf(opt + k, sizeof(opt) - k, ",data_file_raw=on");
 	if ((rc = tool_run((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o", opt, wrapper,
 	                                sz, NULL},
 	               out, sizeof(out), err)) != 0)
 		goto fail;
-	snprintf(opt, sizeof(opt), "data_file=%s", raw);
+	k = (size_t)snprintf(opt, sizeof(opt), "data_file=");
+	(void)fb_qemu_opt(opt, sizeof(opt), &k, raw); /* fits: the scratch's path is longer */
 	if ((rc = tool_run((const char *[]){"qemu-img", "amend", "-f", "qcow2", "-o", opt, wrapper,
 	                                NULL},
 	               out, sizeof(out), err)) != 0)

@@ -112,8 +112,10 @@ group_setup(void **state)
 	    fbt_replica_start(&replica, &primary, (const char *[]){"--change-tracking=qcow2", NULL}) !=
 	        0)
 		return -1;
-	if (P("primary-vm", "add", "vm1", img) != 0 || P("--json", "primary-rp", "create", "vm1") != 0)
+	if (P("primary-vm", "add", "vm1", img) != 0 || P("--json", "primary-rp", "create", "vm1") != 0) {
+		fprintf(stderr, "setup: %s\n", out);
 		return -1;
+	}
 	if ((p = strstr(out, "\"point\":{\"id\":\"")) == NULL) {
 		fprintf(stderr, "setup: no point in: %s\n", out);
 		return -1;

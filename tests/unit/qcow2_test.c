@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "failback/qcow2.h"
+#include "failback/tracker.h"
 
 #define MIB (1024ull * 1024)
 #define BLK (64ull * 1024)
@@ -235,6 +236,32 @@ a_damaged_file_gives_an_error_never_a_crash(void **state)
 	assert_non_null(strstr(why, "is not a qcow2 image"));
 }
 
+/* The tracker's wrapper over a raw disk whose path holds commas (QEMU's
+ * option separator): it names exactly that file as its data file. */
+static void
+a_wrapper_over_a_path_with_commas_names_it_exactly(void **state)
+{
+	char            d[400], path[500], w[600], why[400];
+	fb_qcow2_bitmap b;
+	fb_err          err = {0};
+
+	(void)state;
+	snprintf(d, sizeof(d), "%s/a,data_file_raw=off,b", dir);
+	assert_int_equal(sh("mkdir -p '%s' && truncate -s 8M '%s/disk.raw'", d, d), 0);
+	snprintf(path, sizeof(path), "%s/disk.raw", d);
+	if (tracker_create(path, "raw", 8 * MIB, "11111111-2222-3333-4444-555555555555", &err) !=
+	    FB_RV_OK)
+		fail_msg("%s", err.msg);
+	snprintf(w, sizeof(w), "%s.qcow2", path);
+	if (fb_qcow2_find(w, "fb-11111111-2222-3333-4444-555555555555", &b, why, sizeof(why)) != 0)
+		fail_msg("%s", why);
+	assert_string_equal(b.data_file, path);
+	assert_int_equal(b.size, 8 * MIB);
+	assert_int_equal(b.flags, FB_QCOW2_AUTO);
+	/* and the raw image was left as it was: still 8 MiB of zeros */
+	assert_int_equal(sh("cmp -s -n 8388608 '%s' /dev/zero", path), 0);
+}
+
 int
 main(void)
 {
@@ -242,6 +269,7 @@ main(void)
 	    cmocka_unit_test(the_bits_are_the_blocks_qemu_io_wrote),
 	    cmocka_unit_test(a_killed_writer_leaves_it_in_use_and_a_disabled_one_is_not_auto),
 	    cmocka_unit_test(a_damaged_file_gives_an_error_never_a_crash),
+	    cmocka_unit_test(a_wrapper_over_a_path_with_commas_names_it_exactly),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

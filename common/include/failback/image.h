@@ -42,6 +42,11 @@ struct nbd_handle;
 int fb_nbd_connect_unix(struct nbd_handle *h, const char *sock, unsigned ms);
 int fb_nbd_wait(struct nbd_handle *h, int64_t cookie, unsigned ms);
 
+/* fb_qemu_opt appends value to out (of cap bytes, NUL-terminated, holding
+ * *len) as a QEMU option value: a comma is doubled, so a path with commas
+ * stays one value. 0, or -1 when it does not fit. */
+int fb_qemu_opt(char *out, size_t cap, size_t *len, const char *value);
+
 /* fb_json_key finds "key": in JSON text from p on; the value's start. */
 const char *fb_json_key(const char *p, const char *key);
 
