@@ -3,6 +3,11 @@
  * certificate, FB_WORKER_FETCHERS connections, calls with retries, the
  * throttle, Negotiate with a validated manifest, and the networked drive
  * of the tree walk (walk.h is the pure engine).
+ *
+ * Connection 0 is made when the session opens (Negotiate, the walk and
+ * every call of the main thread use it); each other one on its fetcher's
+ * first call, in that thread, so their handshakes run in parallel and a
+ * failback whose blocks all come from this host's store makes none.
  */
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -151,11 +156,9 @@ session_dial(session *s, const replica *r, int nconn, const char *pin, fb_err *e
 	if ((rv = fb_tls_config_client_pinned(&s->tls, r->set->ca_agents, r->set->cert,
 	                                      r->set->key, s->sname, pin, 0, err)) != FB_RV_OK)
 		return rv;
+	(void)nconn; /* connections 1.. are made when first used */
 	s->pinned = pin != NULL && *pin != '\0';
-	for (int i = 0; i < nconn; i++)
-		if ((rv = session_connect(s, i, err)) != FB_RV_OK)
-			return rv;
-	return FB_RV_OK;
+	return session_connect(s, 0, err);
 }
 
 uint32_t

@@ -80,7 +80,8 @@ typedef struct session {
 /* session_open finds the primary (the settings' PrimaryConnectionPoint and
  * port, else the job's primary (p->peer_url), else the VM's relationship
  * (vm may be NULL), else the agent's peer), checks the certificate pinned
- * for it, and opens FB_WORKER_FETCHERS connections, with retries. Blocks. */
+ * for it, and opens connection 0, with retries (the others, up to
+ * FB_WORKER_FETCHERS, on their first call). Blocks. */
 uint32_t session_open(session *s, const replica *r, const fb_vm *vm,
                       const Failback__JobParams *p, const fb_rsd *rsd, progress *pg,
                       const char *job, fb_err *err);
