@@ -117,7 +117,12 @@ monitor_on_operator_listener_is_refused_at_handshake(void **state)
 {
 	(void)state;
 	assert_refused(replica.control, "monitor", "replica.failback.test");
-	assert_non_null(strstr(out, "the agent refused this certificate"));
+	/* The agent's alert names the cause; when the agent's close overtakes
+	 * it (a reset: the rest of this client's handshake was still unread
+	 * there), the client can only say which causes are possible. */
+	if (strstr(out, "the agent refused this certificate") == NULL &&
+	    strstr(out, "the agent does not accept this certificate on this listener") == NULL)
+		fail_msg("no reason for the refusal: %s", out);
 }
 
 static void
