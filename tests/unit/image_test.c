@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "failback/image.h"
+#include "image.h"
 
 #define MIB (1024u * 1024u)
 
@@ -72,14 +73,7 @@ setup(void **state)
 	FILE *f;
 
 	(void)state;
-	if (access("/usr/bin/qemu-nbd", X_OK) != 0 || access("/usr/bin/qemu-io", X_OK) != 0) {
-		fprintf(stderr, "image_test needs qemu-utils (qemu-img, qemu-nbd, qemu-io): "
-		                "apt-get install qemu-utils\n");
-		return -1;
-	}
-	snprintf(dir, sizeof(dir), "%s/fbimage.XXXXXX",
-	         getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
-	if (mkdtemp(dir) == NULL)
+	if (fbt_qemu_dir("image_test", dir, sizeof(dir)) != 0)
 		return -1;
 	snprintf(img, sizeof(img), "%s/disk.qcow2", dir);
 	snprintf(counter, sizeof(counter), "%s/starts", dir);

@@ -23,6 +23,7 @@
 
 #include "failback/qcow2.h"
 #include "failback/tracker.h"
+#include "image.h"
 
 #define MIB (1024ull * 1024)
 #define BLK (64ull * 1024)
@@ -47,14 +48,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	if (access("/usr/bin/qemu-img", X_OK) != 0 || access("/usr/bin/qemu-io", X_OK) != 0) {
-		fprintf(stderr, "qcow2_test needs qemu-utils (qemu-img, qemu-io): "
-		                "apt-get install qemu-utils\n");
-		return -1;
-	}
-	snprintf(dir, sizeof(dir), "%s/fbqcow2.XXXXXX",
-	         getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
-	if (mkdtemp(dir) == NULL)
+	if (fbt_qemu_dir("qcow2_test", dir, sizeof(dir)) != 0)
 		return -1;
 	snprintf(raw, sizeof(raw), "%s/disk.raw", dir);
 	snprintf(img, sizeof(img), "%s/disk.qcow2", dir);

@@ -131,3 +131,19 @@ fbt_file_sha256(const char *path, char *hex)
 	hex[64] = '\0';
 	return 0;
 }
+
+int
+fbt_qemu_dir(const char *test, char *dir, size_t cap)
+{
+	const char *tools[] = {"/usr/bin/qemu-img", "/usr/bin/qemu-nbd", "/usr/bin/qemu-io"};
+
+	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+		if (access(tools[i], X_OK) != 0) {
+			fprintf(stderr, "%s needs qemu-utils (%s is missing): apt-get install qemu-utils\n",
+			        test, tools[i]);
+			return -1;
+		}
+	snprintf(dir, cap, "%s/%s.XXXXXX", getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp",
+	         test);
+	return mkdtemp(dir) == NULL ? -1 : 0;
+}
