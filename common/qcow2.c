@@ -295,9 +295,10 @@ out:
 	return rv;
 }
 
+/* read_bits: 0, or read the bits when the virtual size is size */
 static int
-qcow2_bitmap(int fd, const char *path, const char *name, int read_bits, fb_qcow2_bitmap *b,
-             char *why, size_t cap)
+qcow2_bitmap(int fd, const char *path, const char *name, int read_bits, uint64_t size,
+             fb_qcow2_bitmap *b, char *why, size_t cap)
 {
 	struct image im;
 	struct stat  st;
@@ -314,21 +315,24 @@ qcow2_bitmap(int fd, const char *path, const char *name, int read_bits, fb_qcow2
 	rv       = head(&im, b, path, why, cap);
 	if (rv == 0)
 		rv = entry(&im, b, path, name, &toff, &tsize, why, cap);
+	if (rv == 0 && read_bits && b->size != size)
+		rv = WHY("%s is %llu bytes, not %llu", path, (unsigned long long)b->size,
+		         (unsigned long long)size);
 	if (rv == 0 && read_bits)
 		rv = bits(&im, b, path, name, toff, tsize, why, cap);
 	return rv;
 }
 
 static int
-qcow2_open(const char *path, const char *name, int read_bits, fb_qcow2_bitmap *b, char *why,
-           size_t cap)
+qcow2_open(const char *path, const char *name, int read_bits, uint64_t size, fb_qcow2_bitmap *b,
+           char *why, size_t cap)
 {
 	int fd, rv;
 
 	memset(b, 0, sizeof(*b));
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return WHY("%s: %s", path, strerror(errno));
-	rv = qcow2_bitmap(fd, path, name, read_bits, b, why, cap);
+	rv = qcow2_bitmap(fd, path, name, read_bits, size, b, why, cap);
 	close(fd);
 	return rv;
 }
@@ -336,18 +340,19 @@ qcow2_open(const char *path, const char *name, int read_bits, fb_qcow2_bitmap *b
 int
 fb_qcow2_find(const char *path, const char *name, fb_qcow2_bitmap *b, char *why, size_t cap)
 {
-	return qcow2_open(path, name, 0, b, why, cap);
+	return qcow2_open(path, name, 0, 0, b, why, cap);
 }
 
 int
-fb_qcow2_read(const char *path, const char *name, fb_qcow2_bitmap *b, char *why, size_t cap)
+fb_qcow2_read(const char *path, const char *name, uint64_t size, fb_qcow2_bitmap *b, char *why,
+              size_t cap)
 {
-	return qcow2_open(path, name, 1, b, why, cap);
+	return qcow2_open(path, name, 1, size, b, why, cap);
 }
 
 int
-fb_qcow2_read_fd(int fd, const char *label, const char *name, fb_qcow2_bitmap *b, char *why,
-                 size_t cap)
+fb_qcow2_read_fd(int fd, const char *label, const char *name, uint64_t size, fb_qcow2_bitmap *b,
+                 char *why, size_t cap)
 {
-	return qcow2_bitmap(fd, label, name, 1, b, why, cap);
+	return qcow2_bitmap(fd, label, name, 1, size, b, why, cap);
 }

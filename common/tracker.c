@@ -260,31 +260,31 @@ trust(const char *raw, const char *format, uint64_t size, const char *rp, fb_qco
 		snprintf(why, cap, "no qcow2 wrapper (%s)", wrapper);
 		return 0;
 	}
-	if ((bits ? fb_qcow2_read : fb_qcow2_find)(wrapper, name, b, said, sizeof(said)) != 0) {
+	if (fb_qcow2_find(wrapper, name, b, said, sizeof(said)) != 0) {
 		snprintf(why, cap, "%s", said);
 		return 0;
 	}
 	/* a wrapper must hold exactly the raw file, at its size */
 	if (!inimg && strcmp(b->data_file, raw) != 0) {
 		snprintf(why, cap, "the wrapper's data file is not %s", raw);
-		goto no;
+		return 0;
 	}
 	if (b->size != size) {
 		snprintf(why, cap, "the disk's size changed since the wrapper was made");
-		goto no;
+		return 0;
 	}
 	if (b->flags & FB_QCOW2_IN_USE) {
 		snprintf(why, cap, "bitmap %s is in use: its writer did not close the image "
 		         "cleanly (or still runs)", name);
-		goto no;
+		return 0;
 	}
 	if (!(b->flags & FB_QCOW2_AUTO)) {
 		snprintf(why, cap, "bitmap %s is disabled: it did not record writes", name);
-		goto no;
+		return 0;
 	}
 	if (b->granularity != FB_BLOCK_SIZE) {
 		snprintf(why, cap, "bitmap %s is not of 64 KiB granularity", name);
-		goto no;
+		return 0;
 	}
 	/* QEMU writes the bitmap into the wrapper when it closes it, after the
 	 * writes it tracked: a raw file written later was written around it.
@@ -296,14 +296,14 @@ trust(const char *raw, const char *format, uint64_t size, const char *rp, fb_qco
 		    (rs.st_mtim.tv_sec == st.st_mtim.tv_sec && rs.st_mtim.tv_nsec > st.st_mtim.tv_nsec)) {
 			snprintf(why, cap, "the raw disk was written after its wrapper was last closed "
 			         "(something wrote it around the wrapper)");
-			goto no;
+			return 0;
 		}
 	}
+	if (bits && fb_qcow2_read(wrapper, name, size, b, said, sizeof(said)) != 0) {
+		snprintf(why, cap, "%s", said);
+		return 0;
+	}
 	return 1;
-no:
-	free(b->bits);
-	b->bits = NULL;
-	return 0;
 }
 
 int

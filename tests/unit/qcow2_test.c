@@ -104,7 +104,7 @@ the_bits_are_the_blocks_qemu_io_wrote(void **state)
 		for (uint64_t k = w[i][0] / BLK; k * BLK < w[i][0] + w[i][1]; k++)
 			want[k] = 1;
 	}
-	if (fb_qcow2_read(img, "fb-x", &b, why, sizeof(why)) != 0)
+	if (fb_qcow2_read(img, "fb-x", 1024 * MIB, &b, why, sizeof(why)) != 0)
 		fail_msg("%s", why);
 	assert_int_equal(b.size, 1024 * MIB);
 	assert_string_equal(b.data_file, "");
@@ -118,8 +118,12 @@ the_bits_are_the_blocks_qemu_io_wrote(void **state)
 	free(b.bits);
 
 	/* a name that is not there; find reads no bits */
-	assert_int_equal(fb_qcow2_read(img, "fb-y", &b, why, sizeof(why)), -1);
+	assert_int_equal(fb_qcow2_read(img, "fb-y", 1024 * MIB, &b, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "has no bitmap fb-y"));
+	/* another size: nothing is read (or allocated) */
+	assert_int_equal(fb_qcow2_read(img, "fb-x", 512 * MIB, &b, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "not 536870912"));
+	assert_null(b.bits);
 	assert_int_equal(fb_qcow2_find(img, "fb-x", &b, why, sizeof(why)), 0);
 	assert_null(b.bits);
 }
@@ -193,12 +197,12 @@ a_damaged_file_gives_an_error_never_a_crash(void **state)
 	snprintf(cut, sizeof(cut), "%s/cut.qcow2", dir);
 	for (size_t len = 0; len < n; len += n / 256 + 1) {
 		put(cut, whole, len);
-		if (fb_qcow2_read(cut, "fb-x", &b, why, sizeof(why)) == 0)
+		if (fb_qcow2_read(cut, "fb-x", 600 * MIB, &b, why, sizeof(why)) == 0)
 			free(b.bits); /* only if what is left still holds it all */
 		else
 			assert_non_null(strstr(why, cut));
 	}
-	if (fb_qcow2_read(img, "fb-x", &b, why, sizeof(why)) != 0)
+	if (fb_qcow2_read(img, "fb-x", 600 * MIB, &b, why, sizeof(why)) != 0)
 		fail_msg("%s", why);
 	assert_int_equal(b.bits[0] + b.bits[8000] + b.bits[9599], 2);
 	free(b.bits);
@@ -212,7 +216,7 @@ a_damaged_file_gives_an_error_never_a_crash(void **state)
 		uint8_t inv = (uint8_t)~whole[i];
 
 		assert_int_equal(pwrite(fileno(f), &inv, 1, (off_t)i), 1);
-		if (fb_qcow2_read(cut, "fb-x", &b, why, sizeof(why)) == 0)
+		if (fb_qcow2_read(cut, "fb-x", 600 * MIB, &b, why, sizeof(why)) == 0)
 			free(b.bits);
 		else
 			errors++;
@@ -223,7 +227,7 @@ a_damaged_file_gives_an_error_never_a_crash(void **state)
 	free(whole);
 	/* not a qcow2 file at all */
 	assert_int_equal(sh("head -c 1048576 /dev/urandom > '%s'", raw), 0);
-	assert_int_equal(fb_qcow2_read(raw, "fb-x", &b, why, sizeof(why)), -1);
+	assert_int_equal(fb_qcow2_read(raw, "fb-x", 600 * MIB, &b, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "is not a qcow2 image"));
 }
 

@@ -30,14 +30,16 @@ typedef struct fb_qcow2_bitmap {
 /*
  * fb_qcow2_find reads the header and the directory entry of bitmap name:
  * 0 with *b filled (bits NULL), or -1 with why (not qcow2, corrupt, no
- * such bitmap, ...). fb_qcow2_read does the same and also reads the
- * bitmap's bits (b->bits, to be freed by the caller).
+ * such bitmap, ...). fb_qcow2_read does the same and, when the image's
+ * virtual size is size (nothing is allocated for any other), also reads
+ * the bitmap's bits (b->bits, to be freed by the caller).
  */
 int fb_qcow2_find(const char *path, const char *name, fb_qcow2_bitmap *b, char *why, size_t cap);
-int fb_qcow2_read(const char *path, const char *name, fb_qcow2_bitmap *b, char *why, size_t cap);
+int fb_qcow2_read(const char *path, const char *name, uint64_t size, fb_qcow2_bitmap *b,
+                  char *why, size_t cap);
 /* fb_qcow2_read_fd: fb_qcow2_read of the open file fd, named label in why
  * (the fuzz target's entry). */
-int fb_qcow2_read_fd(int fd, const char *label, const char *name, fb_qcow2_bitmap *b, char *why,
-                     size_t cap);
+int fb_qcow2_read_fd(int fd, const char *label, const char *name, uint64_t size,
+                     fb_qcow2_bitmap *b, char *why, size_t cap);
 
 #endif
