@@ -151,6 +151,7 @@ head(struct image *im, fb_qcow2_bitmap *b, const char *path, char *why, size_t c
 			im->dir_size    = be64(e + 8);
 			im->dir_off     = be64(e + 16);
 			im->has_bitmaps = 1;
+			b->nbitmaps     = im->nb_bitmaps;
 		}
 		off += (len + 7u) & ~7u;
 	}

@@ -440,6 +440,39 @@ tracker_suspend(const char *raw)
 		fb_fs_fsync_dir(path);
 }
 
+/*
+ * After a failback to the point the disk's bitmap already counts from (its
+ * only bitmap, trusted but for the writes the failback made around it),
+ * one QEMU run clears that bitmap; making the wrapper anew takes three.
+ * 0 when done; -1 when the image is anything else or the run failed (the
+ * caller then makes the bitmap anew).
+ */
+static int
+restart_cleared(const char *raw, const char *format, uint64_t size, const char *rp)
+{
+	char            image[4200], name[64], why[256], out[2048];
+	fb_qcow2_bitmap b;
+	fb_err          e     = {0};
+	int             inimg = in_image(format);
+
+	tracker_image(raw, format, image, sizeof(image));
+	snprintf(name, sizeof(name), "fb-%s", rp);
+	if (fb_qcow2_find(image, name, &b, why, sizeof(why)) != 0 || b.nbitmaps != 1 ||
+	    (!inimg && strcmp(b.data_file, raw) != 0) || b.size != size ||
+	    (b.flags & FB_QCOW2_IN_USE) || !(b.flags & FB_QCOW2_AUTO) ||
+	    b.granularity != FB_BLOCK_SIZE)
+		return -1;
+	if (tool_run((const char *[]){"qemu-img", "bitmap", "-f", "qcow2", "--clear", image, name,
+	                              NULL},
+	             out, sizeof(out), &e) != 0)
+		return -1;
+	/* The bitmap counts from now: the wrapper must be newer than the raw
+	 * file the failback wrote (trust() compares the two). */
+	if (!inimg && utimensat(AT_FDCWD, image, NULL, 0) != 0)
+		return -1;
+	return 0;
+}
+
 uint32_t
 tracker_commit(const char *raw, const char *format, uint64_t size, fb_err *err)
 {
@@ -457,7 +490,8 @@ tracker_commit(const char *raw, const char *format, uint64_t size, fb_err *err)
 	}
 	free(leaves);
 	/* the bitmap first: a base without its bitmap is never believed */
-	if (tracker_create(raw, format, size, rp, err) != FB_RV_OK)
+	if (restart_cleared(raw, format, size, rp) != 0 &&
+	    tracker_create(raw, format, size, rp, err) != FB_RV_OK)
 		return err->rv;
 	if (rename(next, base) != 0)
 		return fb_err_errno(err, errno, base);

@@ -257,6 +257,77 @@ a_wrapper_over_a_path_with_commas_names_it_exactly(void **state)
 	assert_int_equal(sh("cmp -s -n 8388608 '%s' /dev/zero", path), 0);
 }
 
+/* After a failback (its writes around the wrapper, its base pending), the
+ * commit starts the bitmap over from the base's point, whether the old
+ * bitmap is that point's (cleared in place), in use after a killed writer
+ * or another point's (the wrapper made anew); the raw data stays as the
+ * failback left it, and a write through the wrapper after the commit is
+ * tracked again. */
+static void
+a_commit_starts_the_bitmap_over_from_the_new_base(void **state)
+{
+	static const char *const rp[] = {"11111111-2222-3333-4444-555555555555",
+	                                 "11111111-2222-3333-4444-555555555555",
+	                                 "66666666-7777-8888-9999-000000000000"};
+	static fb_hash           leaves[128];
+	char                     w[400], why[400], at[FB_ID_LEN + 1];
+	fb_hash                 *base;
+	uint8_t                 *bits;
+	fb_err                   err = {0};
+
+	(void)state;
+	assert_int_equal(sh("truncate -s 8M '%s'", raw), 0);
+	if (tracker_create(raw, "raw", 8 * MIB, rp[0], &err) != FB_RV_OK)
+		fail_msg("%s", err.msg);
+	tracker_wrapper(raw, w, sizeof(w));
+	for (size_t i = 0; i < 3; i++) {
+		/* the VM writes block 0 through the wrapper; for the second
+		 * round it is killed with the image open (the bitmap in use) */
+		if (i == 1)
+			(void)sh("qemu-io -f qcow2 -c 'write -P 7 0 64k' -c 'sigraise 9' '%s' "
+			         ">/dev/null 2>&1", w);
+		else
+			write_at(w, 0, BLK);
+		/* the failback: base dropped, block 3 written around the wrapper,
+		 * its leaves left pending for the commit */
+		tracker_suspend(raw);
+		assert_int_equal(sh("printf 'failback' | dd of='%s' bs=65536 seek=3 conv=notrunc "
+		                    "status=none", raw),
+		                 0);
+		assert_int_equal(tracker_changed(raw, "raw", 8 * MIB, &base, &bits, at, why,
+		                                 sizeof(why)),
+		                 0);
+		leaves[5].b[0] = (uint8_t)(i + 1);
+		if (tracker_base_write(raw, rp[i], leaves, 128, 1, &err) != FB_RV_OK ||
+		    tracker_commit(raw, "raw", 8 * MIB, &err) != FB_RV_OK)
+			fail_msg("round %zu: %s", i, err.msg);
+		if (tracker_changed(raw, "raw", 8 * MIB, &base, &bits, at, why, sizeof(why)) != 1)
+			fail_msg("round %zu: %s", i, why);
+		assert_string_equal(at, rp[i]);
+		assert_int_equal(base[5].b[0], i + 1);
+		for (size_t k = 0; k < 128; k++)
+			if (bits[k] != 0)
+				fail_msg("round %zu: block %zu is dirty right after the commit", i, k);
+		free(base);
+		free(bits);
+		/* the data is what the VM and the failback wrote */
+		assert_int_equal(sh("test $(head -c 65536 '%s' | tr -d '\\007' | wc -c) -eq 0", raw),
+		                 0);
+	}
+	assert_int_equal(sh("dd if='%s' bs=65536 skip=3 count=1 status=none | head -c 8 | "
+	                    "grep -qx failback",
+	                    raw),
+	                 0);
+	/* and writes are tracked again from the last point */
+	write_at(w, 9 * BLK, 10);
+	if (tracker_changed(raw, "raw", 8 * MIB, &base, &bits, at, why, sizeof(why)) != 1)
+		fail_msg("%s", why);
+	for (size_t k = 0; k < 128; k++)
+		assert_int_equal(bits[k], k == 9);
+	free(base);
+	free(bits);
+}
+
 int
 main(void)
 {
@@ -265,6 +336,7 @@ main(void)
 	    cmocka_unit_test(a_killed_writer_leaves_it_in_use_and_a_disabled_one_is_not_auto),
 	    cmocka_unit_test(a_damaged_file_gives_an_error_never_a_crash),
 	    cmocka_unit_test(a_wrapper_over_a_path_with_commas_names_it_exactly),
+	    cmocka_unit_test(a_commit_starts_the_bitmap_over_from_the_new_base),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -20,6 +20,7 @@
 
 typedef struct fb_qcow2_bitmap {
 	uint64_t size;           /* the image's virtual size */
+	uint32_t nbitmaps;       /* how many bitmaps the image holds */
 	char     data_file[4096]; /* its external data file, "" when none */
 	uint32_t flags;          /* FB_QCOW2_IN_USE | FB_QCOW2_AUTO of the bitmap */
 	uint64_t granularity;    /* bytes per bit */
