@@ -5,7 +5,7 @@
  *                walk the target's Merkle tree top-down (session_walk),
  *                descending only into subtrees whose hashes differ: the
  *                hashes exchanged are O(changed blocks x depth).
- *   Transferring the differing blocks, in batches: zero blocks as holes,
+ *   Transferring the differing blocks, in batches: zero blocks zeroed,
  *                blocks the local store holds copied locally, the rest
  *                pulled (fetch.c), each checked against its leaf hash, and
  *                written undo-protected (apply.h). Every CKPT_BLOCKS blocks

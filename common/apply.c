@@ -170,6 +170,7 @@ fb_apply_blocks(fb_apply *a, uint32_t d, const uint64_t *blocks, const uint8_t *
 		    FB_RV_OK)
 			return rv;
 	}
+	fb_dev_start_flush(dev);
 	return FB_RV_OK;
 }
 

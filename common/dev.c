@@ -108,8 +108,15 @@ fb_dev_zero(fb_dev *d, uint64_t off, uint32_t len, fb_err *err)
 {
 	if (d->im != NULL)
 		return fb_image_zero(d->im, off, len, err);
-	return fb_fs_punch(d->fd, (off_t)off, (off_t)len) != 0 ? fb_err_errno(err, errno, d->path)
-	                                                      : FB_RV_OK;
+	return fb_fs_zero(d->fd, (off_t)off, (off_t)len) != 0 ? fb_err_errno(err, errno, d->path)
+	                                                     : FB_RV_OK;
+}
+
+void
+fb_dev_start_flush(fb_dev *d)
+{
+	if (d->im == NULL)
+		fb_fs_start_writeback(d->fd, 0, 0);
 }
 
 uint32_t

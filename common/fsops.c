@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -61,14 +62,40 @@ real_punch(int fd, off_t off, off_t len)
 	return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 
+/* Zeroes without writing zeros where the filesystem can: the range
+ * becomes unwritten extents (ext4, XFS; the space stays allocated), else
+ * a hole, else zeros are written. */
+static int
+real_zero(int fd, off_t off, off_t len)
+{
+	static const uint8_t z[64 * 1024];
+
+	if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		return -1;
+	if (real_punch(fd, off, len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		return -1;
+	for (off_t done = 0; done < len;) {
+		size_t n = (size_t)(len - done < (off_t)sizeof(z) ? len - done : (off_t)sizeof(z));
+
+		if (real_pwrite(fd, z, n, off + done) < 0)
+			return -1;
+		done += (off_t)n;
+	}
+	return 0;
+}
+
 static int
 real_open(const char *path, int flags, mode_t mode)
 {
 	return open(path, flags | O_CLOEXEC, mode);
 }
 
-static const fb_fsops real_ops = {real_pwrite, fsync,      rename,    ftruncate,
-                                  real_commit, real_pread, real_punch, real_open};
+static const fb_fsops real_ops = {real_pwrite, fsync,      rename,     ftruncate, real_commit,
+                                  real_pread,  real_punch, real_open, real_zero};
 static const fb_fsops *ops     = &real_ops;
 
 void
@@ -120,6 +147,12 @@ fb_fs_punch(int fd, off_t off, off_t len)
 }
 
 int
+fb_fs_zero(int fd, off_t off, off_t len)
+{
+	return (ops->zero != NULL ? ops->zero : real_zero)(fd, off, len);
+}
+
+int
 fb_fs_open(const char *path, int flags, mode_t mode)
 {
 	return (ops->open != NULL ? ops->open : real_open)(path, flags, mode);
@@ -141,4 +174,10 @@ fb_fs_fsync_dir(const char *path)
 	rv = fb_fs_fsync(fd);
 	close(fd);
 	return rv;
+}
+
+void
+fb_fs_start_writeback(int fd, off_t off, off_t len)
+{
+	(void)sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE);
 }

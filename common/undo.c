@@ -21,9 +21,12 @@
 #define U_HDR    56u
 #define U_ZERO   1u
 
+#define KICK_BYTES (1 << 20)
+
 struct fb_undo {
 	int   fd;
 	off_t end;
+	off_t kicked; /* written back up to here (started) */
 	char  path[4096];
 };
 
@@ -64,7 +67,8 @@ fb_undo_open(fb_undo **out, const char *path, fb_err *err)
 		free(u);
 		return rv;
 	}
-	u->end = st.st_size;
+	u->end    = st.st_size;
+	u->kicked = st.st_size & ~(off_t)4095;
 	if (fb_fs_fsync_dir(path) != 0) {
 		close(u->fd);
 		free(u);
@@ -94,6 +98,12 @@ fb_undo_append(fb_undo *u, uint32_t disk, uint64_t block, const void *data, uint
 	    (data != NULL && fb_fs_pwrite(u->fd, data, len, u->end + U_HDR) < 0))
 		return fb_err_errno(err, errno, u->path);
 	u->end += U_HDR + (data != NULL ? len : 0);
+	/* the disk starts on the log while more is read and appended: less
+	 * left for fb_undo_sync (whole pages, a MiB at a time) */
+	if ((u->end & ~(off_t)4095) - u->kicked >= KICK_BYTES) {
+		fb_fs_start_writeback(u->fd, u->kicked, (u->end & ~(off_t)4095) - u->kicked);
+		u->kicked = u->end & ~(off_t)4095;
+	}
 	return FB_RV_OK;
 }
 

@@ -3,7 +3,7 @@
  * fails, and wherever a crash cuts the log, rolling back returns every
  * disk to its content before the first write, byte for byte.
  *
- * Each operation of the fsops table (open, pread, pwrite, punch, fsync)
+ * Each operation of the fsops table (open, pread, pwrite, zero, fsync)
  * is failed in turn, once as a crash (it and every later one fail, as if
  * the process died there) while applying, then while rolling back; the
  * rollback that follows with working disks must restore the originals.
@@ -100,7 +100,8 @@ static const fb_fsops fi_ops = {.pwrite = fi_pwrite,
                                 .fsync  = fi_fsync,
                                 .pread  = fi_pread,
                                 .punch  = fi_punch,
-                                .open   = fi_open};
+                                .open   = fi_open,
+                                .zero   = fi_punch};
 
 static void
 arm(long fail_at)
@@ -224,7 +225,7 @@ writes_land_and_rollback_restores_the_disks(void **state)
 	(void)state;
 	fresh_disks();
 	assert_int_equal(scenario(&err), FB_RV_OK);
-	/* the writes landed: block 7 is a hole now, block 1 changed */
+	/* the writes landed: block 7 reads as zeros now, block 1 changed */
 	memset(zero, 0, sizeof(zero));
 	fd = open(d0, O_RDONLY);
 	assert_int_equal(pread(fd, b, FB_BLOCK_SIZE, 7 * (off_t)FB_BLOCK_SIZE), FB_BLOCK_SIZE);
@@ -361,6 +362,45 @@ a_record_for_a_disk_that_does_not_fit_is_refused(void **state)
 	assert_file_is(d1, orig1, D1_SIZE);
 }
 
+/* A zero block reads as zeros after fb_fs_zero on the filesystems a disk
+ * lives on: ext4 or XFS (unwritten extents: the space stays allocated),
+ * tmpfs (no zero range: a hole), with its neighbours and the file's size
+ * (a short last block) untouched. */
+static void
+a_zeroed_block_reads_as_zeros_on_any_filesystem(void **state)
+{
+	const char *where[] = {dir, "/dev/shm"};
+	uint8_t     zero[FB_BLOCK_SIZE], *back = malloc(D1_SIZE);
+
+	(void)state;
+	memset(zero, 0, sizeof(zero));
+	for (size_t i = 0; i < 2; i++) {
+		char        path[300];
+		struct stat st;
+		int         fd;
+
+		if (i == 1 && access(where[i], W_OK) != 0) {
+			fprintf(stderr, "no writable /dev/shm here: the tmpfs case is not run\n");
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/zero-%d", where[i], (int)getpid());
+		write_file(path, orig1, D1_SIZE);
+		assert_true((fd = open(path, O_RDWR)) >= 0);
+		assert_int_equal(fb_fs_zero(fd, (off_t)FB_BLOCK_SIZE, FB_BLOCK_SIZE), 0);
+		assert_int_equal(fb_fs_zero(fd, 3 * (off_t)FB_BLOCK_SIZE, 1000), 0); /* the short end */
+		assert_int_equal(fstat(fd, &st), 0);
+		assert_int_equal(st.st_size, D1_SIZE);
+		assert_int_equal(pread(fd, back, D1_SIZE, 0), D1_SIZE);
+		close(fd);
+		unlink(path);
+		assert_memory_equal(back, orig1, FB_BLOCK_SIZE);
+		assert_memory_equal(back + FB_BLOCK_SIZE, zero, FB_BLOCK_SIZE);
+		assert_memory_equal(back + 2 * FB_BLOCK_SIZE, orig1 + 2 * FB_BLOCK_SIZE, FB_BLOCK_SIZE);
+		assert_memory_equal(back + 3 * FB_BLOCK_SIZE, zero, 1000);
+	}
+	free(back);
+}
+
 int
 main(void)
 {
@@ -370,6 +410,7 @@ main(void)
 	    cmocka_unit_test(a_failed_rollback_keeps_the_log_and_can_be_run_again),
 	    cmocka_unit_test(undo_log_survives_torn_write),
 	    cmocka_unit_test(a_record_for_a_disk_that_does_not_fit_is_refused),
+	    cmocka_unit_test(a_zeroed_block_reads_as_zeros_on_any_filesystem),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

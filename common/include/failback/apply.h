@@ -6,7 +6,7 @@
  * The rule, per batch of blocks of one disk:
  *   1. the old content of each block is appended to the undo log, and the
  *      log is fsynced;
- *   2. only then the new content is written (a zero block becomes a hole);
+ *   2. only then the new content is written (a zero block is zeroed, fb_fs_zero);
  *   3. fb_apply_sync fsyncs the disk; the caller then records its progress.
  * The data may lag the log: writing a block again after a crash writes the
  * same content, and replaying keeps the oldest record of a block.
@@ -49,7 +49,7 @@ uint32_t fb_apply_open(fb_apply **out, const char *undo_path, const fb_apply_dis
 void     fb_apply_close(fb_apply *a); /* close(NULL) is a no-op; does not sync */
 
 /* fb_apply_blocks writes n blocks of disk d: blocks[i] gets FB_BLOCK_SIZE
- * bytes at data + i * FB_BLOCK_SIZE (cut at the disk's end), or a hole when
+ * bytes at data + i * FB_BLOCK_SIZE (cut at the disk's end), or zeros when
  * zero[i]. Steps 1 and 2 above. */
 uint32_t fb_apply_blocks(fb_apply *a, uint32_t d, const uint64_t *blocks, const uint8_t *zero,
                          const uint8_t *data, size_t n, fb_err *err);

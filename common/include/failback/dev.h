@@ -26,9 +26,14 @@ uint32_t fb_dev_create(const char *path, const char *format, uint64_t size, fb_d
 /* Exactly len bytes at off, or an error naming the image and the offset. */
 uint32_t fb_dev_read(fb_dev *d, void *buf, uint32_t len, uint64_t off, fb_err *err);
 uint32_t fb_dev_write(fb_dev *d, const void *buf, uint32_t len, uint64_t off, fb_err *err);
-/* The range reads as zeros afterwards (a hole or unallocated clusters). */
+/* The range reads as zeros afterwards (a raw file's unwritten extents,
+ * fb_fs_zero; unallocated clusters through NBD). */
 uint32_t fb_dev_zero(fb_dev *d, uint64_t off, uint32_t len, fb_err *err);
 uint32_t fb_dev_flush(fb_dev *d, fb_err *err);
+/* fb_dev_start_flush starts writing what was written to the disk and
+ * returns without waiting (a raw file; a no-op through NBD): the
+ * fb_dev_flush that follows has less to do. */
+void fb_dev_start_flush(fb_dev *d);
 /* fb_dev_server_pid: the qemu-nbd behind d, 0 for a raw image. */
 int  fb_dev_server_pid(const fb_dev *d);
 void fb_dev_close(fb_dev *d);

@@ -22,6 +22,7 @@ typedef struct fb_fsops {
 	ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
 	int (*punch)(int fd, off_t off, off_t len); /* make [off, off+len) a hole */
 	int (*open)(const char *path, int flags, mode_t mode);
+	int (*zero)(int fd, off_t off, off_t len); /* make [off, off+len) read as zeros */
 } fb_fsops;
 
 /* fb_fsops_set installs ops (NULL restores the real ones). Not thread-safe:
@@ -36,6 +37,18 @@ int     fb_fs_commit(void);
 ssize_t fb_fs_pread(int fd, void *buf, size_t n, off_t off); /* all n bytes, or -1 (EIO at EOF) */
 int     fb_fs_punch(int fd, off_t off, off_t len);           /* keeps the size */
 int     fb_fs_open(const char *path, int flags, mode_t mode);
+/* fb_fs_zero makes a range read as zeros, keeping the size: unwritten
+ * extents where the filesystem has them (no data written, but the space
+ * stays allocated: a block written by the VM is not given back), else a
+ * hole, else zeros written. Unlike a hole punched on ext4 (0.2 to 2 ms a
+ * block, reading the block group's bitmaps), it changes one extent
+ * record (docs/STORAGE.md). */
+int     fb_fs_zero(int fd, off_t off, off_t len);
+
+/* fb_fs_start_writeback starts writing [off, off+len) of fd to the disk
+ * and returns without waiting: a hint that makes the fsync that follows
+ * shorter (the fsync alone makes the bytes durable). */
+void fb_fs_start_writeback(int fd, off_t off, off_t len);
 
 /* fb_fs_fsync_dir fsyncs the directory holding path (after a create or
  * rename in it). */

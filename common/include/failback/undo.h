@@ -23,7 +23,7 @@
 typedef struct fb_undo fb_undo;
 
 uint32_t fb_undo_open(fb_undo **out, const char *path, fb_err *err);
-/* data == NULL records an all-zero block (restored as a hole). */
+/* data == NULL records an all-zero block (restored by zeroing). */
 uint32_t fb_undo_append(fb_undo *u, uint32_t disk, uint64_t block, const void *data, uint32_t len,
                         fb_err *err);
 uint32_t fb_undo_sync(fb_undo *u, fb_err *err);
