@@ -38,6 +38,14 @@ failback_commit(replica *r, run *j, fb_err *err)
 	return rv;
 }
 
+/* The forgotten undo log is deleted once the job is Completed: freeing
+ * its space is not the caller's wait. */
+static void
+failback_done(replica *r, run *j)
+{
+	local_discard_undo(r, j->vm_id);
+}
+
 static uint32_t
 failback_rollback(replica *r, run *j, uint64_t *blocks, fb_err *err)
 {
@@ -65,27 +73,27 @@ static const job_driver drivers[] = {
     {JT_FAILBACK, "InitiateFailback", "WaitingForFailback", 1, failback_from, N(failback_from),
      RS(FAILBACK_IN_PROGRESS), RS(FAILBACK_COMPLETE), RS(CRITICAL),
      FAILBACK__REPLICATION_HEALTH__RH_CRITICAL, failback_flow, NULL, failback_commit,
-     failback_rollback, 0},
+     failback_rollback, 0, failback_done},
     /* Reads and compares only: no lock, no state, nothing to undo. */
     {JT_ESTIMATE, "EstimateFailback", "Negotiating", 1, failback_from, N(failback_from),
      VMSTATE_KEEP, VMSTATE_KEEP, VMSTATE_KEEP, FAILBACK__REPLICATION_HEALTH__RH_OK,
-     estimate_flow, NULL, NULL, NULL, 0},
+     estimate_flow, NULL, NULL, NULL, 0, NULL},
     {JT_REPLICATE, "Replicate", "Negotiating", 1, replicate_from, N(replicate_from),
      VMSTATE_KEEP, RS(REPLICATING), VMSTATE_PREV, FAILBACK__REPLICATION_HEALTH__RH_WARNING,
-     replicate_flow, NULL, NULL, NULL, 0},
+     replicate_flow, NULL, NULL, NULL, 0, NULL},
     /* Its steps record the VM's state and mode themselves (reverse.c). */
     {JT_REVERSE, "ReverseReplicationRelationship", "Reversing", 0, reverse_from,
      N(reverse_from), VMSTATE_KEEP, RS(READY), VMSTATE_KEEP,
-     FAILBACK__REPLICATION_HEALTH__RH_WARNING, reverse_flow, NULL, NULL, NULL, 1},
+     FAILBACK__REPLICATION_HEALTH__RH_WARNING, reverse_flow, NULL, NULL, NULL, 1, NULL},
     {JT_FAILOVER, "InitiateFailover", "Materializing", 0, failover_from, N(failover_from),
      RS(FAILOVER_IN_PROGRESS), RS(RECOVERED), VMSTATE_PREV,
-     FAILBACK__REPLICATION_HEALTH__RH_WARNING, NULL, failover_local, NULL, NULL, 0},
+     FAILBACK__REPLICATION_HEALTH__RH_WARNING, NULL, failover_local, NULL, NULL, 0, NULL},
     {JT_REVERT, "RevertFailover", "Starting", 0, recovered_only, N(recovered_only),
      VMSTATE_KEEP, RS(REPLICATING), VMSTATE_PREV, FAILBACK__REPLICATION_HEALTH__RH_WARNING,
-     NULL, revert_local, NULL, NULL, 0},
+     NULL, revert_local, NULL, NULL, 0, NULL},
     {JT_COMMIT, "CommitFailover", "Starting", 0, recovered_only, N(recovered_only),
      VMSTATE_KEEP, RS(COMMITTED), VMSTATE_PREV, FAILBACK__REPLICATION_HEALTH__RH_WARNING, NULL,
-     commit_local, NULL, NULL, 0},
+     commit_local, NULL, NULL, 0, NULL},
 };
 
 const job_driver *

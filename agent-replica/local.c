@@ -11,6 +11,7 @@
  * the hypervisor opens as it is.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -293,6 +294,36 @@ local_forget_undo(replica *r, const char *vm_id, fb_err *err)
 	if ((rv = replica_path_undo(r, vm_id, undo, sizeof(undo), err)) != FB_RV_OK)
 		return rv;
 	return fb_apply_forget(undo, err);
+}
+
+void
+local_discard_undo(replica *r, const char *vm_id)
+{
+	char   undo[4200];
+	fb_err e = {0};
+
+	if (replica_path_undo(r, vm_id, undo, sizeof(undo), &e) == FB_RV_OK)
+		fb_apply_discard(undo);
+}
+
+void
+local_discard_forgotten(replica *r)
+{
+	char           dir[4200];
+	fb_err         e = {0};
+	DIR           *d;
+	struct dirent *de;
+
+	if (replica_path(r, dir, sizeof(dir), &e, "undo") != FB_RV_OK || (d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+
+		/* "<vm-guid>.done", as fb_apply_forget names it */
+		if (n == FB_ID_LEN + 5 && strcmp(de->d_name + FB_ID_LEN, ".done") == 0)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
 }
 
 uint32_t

@@ -138,6 +138,7 @@ replica_setup(fb_agent *agent, fb_rpc_registry *reg, fb_err *err)
 		if (mkdir(path, 0700) != 0 && errno != EEXIST)
 			return fb_err_errno(err, errno, path);
 	}
+	local_discard_forgotten(&the_replica);
 	if ((rv = fb_rpc_registry_add(reg, &failback__replication_service__descriptor,
 	                              replica_control_methods, replica_control_nmethods,
 	                              &the_replica, err)) != FB_RV_OK ||

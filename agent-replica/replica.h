@@ -188,6 +188,10 @@ uint32_t local_revert(replica *r, const char *vm_id, fb_err *err);
 uint32_t local_commit(replica *r, const char *vm_id, fb_err *err);
 uint32_t local_rollback(replica *r, const char *vm_id, uint64_t *blocks, fb_err *err);
 uint32_t local_forget_undo(replica *r, const char *vm_id, fb_err *err);
+/* local_discard_undo deletes a VM's forgotten undo log (apply.h);
+ * local_discard_forgotten, at the agent's start, every one a crash left. */
+void     local_discard_undo(replica *r, const char *vm_id);
+void     local_discard_forgotten(replica *r);
 /* local_track_commit makes the bases a completed failback left the bases of
  * fresh bitmaps (tracker_commit), once its worker and its locks are gone. */
 uint32_t local_track_commit(replica *r, const char *vm_id, fb_err *err);

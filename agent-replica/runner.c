@@ -78,6 +78,8 @@ runner_completed(run *j)
 	pthread_mutex_unlock(&j->mtx);
 	run_set_state(j, FAILBACK__JOB_STATE__JS_COMPLETED, "Completed");
 	fb_log_info("FB5020", "job %s completed", j->id);
+	if (d->done != NULL)
+		d->done(j->r, j);
 }
 
 static void

@@ -220,8 +220,37 @@ fb_apply_rollback(const char *undo_path, const fb_apply_disk *disks, size_t ndis
 	return rv;
 }
 
+/* "<undo_path>.done": a forgotten log, until fb_apply_discard. */
+static int
+done_path(const char *undo_path, char *out, size_t cap)
+{
+	int n = snprintf(out, cap, "%s.done", undo_path);
+
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 uint32_t
 fb_apply_forget(const char *undo_path, fb_err *err)
 {
-	return fb_undo_remove(undo_path, err);
+	char done[4200];
+
+	if (done_path(undo_path, done, sizeof(done)) != 0)
+		return fb_err_set(err, FB_RV_INVALID_PARAMETER, "undo log path too long");
+	if (fb_fs_rename(undo_path, done) != 0) {
+		if (errno != ENOENT)
+			return fb_err_errno(err, errno, undo_path);
+		return FB_RV_OK; /* nothing written, or forgotten already */
+	}
+	if (fb_fs_fsync_dir(undo_path) != 0)
+		return fb_err_errno(err, errno, "fsync undo directory");
+	return FB_RV_OK;
+}
+
+void
+fb_apply_discard(const char *undo_path)
+{
+	char done[4200];
+
+	if (done_path(undo_path, done, sizeof(done)) == 0)
+		(void)unlink(done);
 }

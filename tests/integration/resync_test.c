@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -718,6 +719,58 @@ replica_agent_killed_mid_transfer_resumes_and_completes(void **state)
 	assert_true(fbt_file_contains(replica.log, "resuming job"));
 }
 
+/* Entries of directory dir, but . and .. */
+static int
+entries(const char *dir)
+{
+	DIR           *d = opendir(dir);
+	struct dirent *de;
+	int            n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
+
+/* A completed failback leaves no undo log: it is put out of a rollback's
+ * reach before Completed and deleted right after. One a crash left in
+ * between is deleted when the agent starts; other files are left alone. */
+static void
+a_completed_failback_leaves_no_undo_log(void **state)
+{
+	char        dir[800], done[900], other[900], lc[200], lm[200], le[200];
+	const char *keep[] = {lc, lm, le, NULL};
+	FILE       *f;
+	int         i;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/undo", replica.dir);
+	assert_int_equal(fbt_image_mutate(disk, 40, 97), 40);
+	assert_int_equal(R("failback", "web", "--rp", p1, "--wait"), 0);
+	assert_non_null(strstr(out, "Completed (7)"));
+	for (i = 0; i < 500 && entries(dir) > 0; i++)
+		usleep(20000);
+	assert_int_equal(entries(dir), 0);
+
+	snprintf(done, sizeof(done), "%s/01234567-89ab-cdef-0123-456789abcdef.done", dir);
+	snprintf(other, sizeof(other), "%s/notes.done", dir);
+	for (i = 0; i < 2; i++) {
+		assert_non_null(f = fopen(i ? other : done, "w"));
+		fputs("old", f);
+		fclose(f);
+	}
+	snprintf(lc, sizeof(lc), "--listen-control=%s", replica.control);
+	snprintf(lm, sizeof(lm), "--listen-monitor=%s", replica.monitor);
+	snprintf(le, sizeof(le), "--listen-events=%s", replica.events);
+	assert_int_equal(fbt_agent_stop(&replica, SIGTERM, 10000), 0);
+	assert_int_equal(start_replica(keep), 0);
+	assert_int_equal(access(done, F_OK), -1);
+	assert_int_equal(access(other, F_OK), 0);
+	unlink(other);
+}
+
 static void
 primary_killed_mid_transfer_three_times_job_completes(void **state)
 {
@@ -1236,6 +1289,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(replica_holds_the_committed_point_and_its_disk),
 	    cmocka_unit_test(failback_to_p1_makes_the_disk_identical_to_p1),
+	    cmocka_unit_test(a_completed_failback_leaves_no_undo_log),
 	    cmocka_unit_test(synchronous_checks_return_hyperv_codes_and_change_nothing),
 	    cmocka_unit_test(failback_of_a_vm_that_is_not_a_recovery_vm_is_invalid_state),
 	    cmocka_unit_test(cancel_mid_transfer_restores_the_disk_byte_for_byte),

@@ -14,7 +14,7 @@
  * fb_apply_rollback replays the log onto the disks (newest record first, so
  * the pre-failback content lands last), fsyncs them and only then removes
  * the log; any failure keeps the log, so the rollback can be run again.
- * fb_apply_forget removes the log once the new content is final.
+ * fb_apply_forget puts the log out of reach once the new content is final.
  *
  * Disks are given by index (the VM's disk order), which is what the log
  * records. Every file operation goes through fsops.h, so a test can fail
@@ -63,8 +63,14 @@ uint32_t fb_apply_sync(fb_apply *a, uint32_t d, fb_err *err);
 uint32_t fb_apply_rollback(const char *undo_path, const fb_apply_disk *disks, size_t ndisks,
                            uint64_t *records, fb_err *err);
 
-/* fb_apply_forget removes the log durably (the writes are final). */
+/* fb_apply_forget makes the writes final: the log is renamed out of a
+ * rollback's reach, durably, to "<undo_path>.done" (one rename and a
+ * directory fsync, where deleting a log of 85 MB took 50-65 ms, freeing
+ * its blocks). fb_apply_discard deletes that file, later, when nothing
+ * waits for it; a crash in between leaves it for the next discard or the
+ * agent's start. */
 uint32_t fb_apply_forget(const char *undo_path, fb_err *err);
+void     fb_apply_discard(const char *undo_path);
 
 /* fb_block_len is the length of block index of a disk of size bytes. */
 static inline uint32_t
