@@ -402,8 +402,8 @@ const ctl_cmd ctl_replica_cmds[] = {
       OPT_SETTINGS,
       OPT_FORCE,
       {"verify", "MODE",
-       "after a bitmap compare: fast (re-read what changed) or full (the whole disk); "
-       "default: the agent's verify_mode"},
+       "fast (trust the compare: re-read only dirty blocks it did not write) or full "
+       "(re-read the whole disk); default: the agent's verify_mode"},
       OPT_WAIT},
      "InitiateFailback: resync VM's disks here to a point of its primary", cmd_failback},
     {"estimate", NULL, "VM", 1, 1,

@@ -228,6 +228,45 @@ a_writer_killed_with_the_image_open_means_a_full_scan(void **state)
 	same_as_p1();
 }
 
+/* A full scan reads the whole disk to compare; with the fast
+ * verification it is not read a second time: the blocks not written keep
+ * the leaves that read gave, and the disk still ends exact. */
+static void
+a_full_scan_with_fast_verification_reads_the_disk_once(void **state)
+{
+	char               job[40], script[2400];
+	unsigned long long full, fast;
+
+	(void)state;
+	snprintf(script, sizeof(script),
+	         "printf 'around again' | dd of='%s' bs=1 seek=%d conv=notrunc 2>/dev/null", disk,
+	         11 * MIB);
+	assert_int_equal(sh(script), 0);
+	assert_int_equal(failback(job, NULL), 0);
+	assert_true(job_mode_is(job, "full scan"));
+	full = job_number(job, "bytes_read");
+	same_as_p1();
+	assert_int_equal(sh(script), 0);
+	assert_int_equal(failback(job, "--verify=fast"), 0);
+	assert_true(job_mode_is(job, "full scan"));
+	fast = job_number(job, "bytes_read");
+	same_as_p1();
+	assert_true(fast >= 8u * MIB);               /* the compare read the disk... */
+	assert_true(fast <= full / 2 + 65536);       /* ...once, where full read it twice */
+	{
+		char  line[1024];
+		int   said = 0;
+		FILE *f    = fopen(replica.log, "r");
+
+		assert_non_null(f);
+		while (fgets(line, sizeof(line), f) != NULL)
+			said |= strstr(line, job) != NULL && strstr(line, "FB6019") != NULL &&
+			        strstr(line, "fast verification") != NULL;
+		fclose(f);
+		assert_true(said);
+	}
+}
+
 static void
 writes_around_the_wrapper_are_caught(void **state)
 {
@@ -403,6 +442,7 @@ main(void)
 	    cmocka_unit_test(a_failback_reads_only_what_the_vm_wrote),
 	    cmocka_unit_test(a_writer_killed_with_the_image_open_means_a_full_scan),
 	    cmocka_unit_test(writes_around_the_wrapper_are_caught),
+	    cmocka_unit_test(a_full_scan_with_fast_verification_reads_the_disk_once),
 	    cmocka_unit_test(a_resized_disk_is_refused_until_shrunk_back),
 	    cmocka_unit_test(a_cancelled_failback_restores_the_tracked_disk_exactly),
 	    cmocka_unit_test(tracking_off_leaves_no_wrapper),
