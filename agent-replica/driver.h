@@ -53,7 +53,8 @@ typedef struct job_driver {
 	/* The flow opens its own sessions (else the worker opens one with the
 	 * VM's primary before the flow). */
 	int own_sessions;
-	/* Once the job is Completed (may be NULL): work nobody waits for. */
+	/* Once the job's Completed end is durable and announced (may be NULL):
+	 * work nobody waits for. */
 	void (*done)(struct replica *r, struct run *j);
 } job_driver;
 

@@ -78,8 +78,6 @@ runner_completed(run *j)
 	pthread_mutex_unlock(&j->mtx);
 	run_set_state(j, FAILBACK__JOB_STATE__JS_COMPLETED, "Completed");
 	fb_log_info("FB5020", "job %s completed", j->id);
-	if (d->done != NULL)
-		d->done(j->r, j);
 }
 
 static void
@@ -166,6 +164,9 @@ runner_thread(void *arg)
 	else
 		runner_failed(j, &err);
 	run_make_end_durable(j);
+	/* seen ended by now: what follows is nobody's wait */
+	if (res == R_DONE && j->drv->done != NULL)
+		j->drv->done(j->r, j);
 	(void)run_finish_or_cancel(j); /* no cancel is being recorded any more */
 	a.on_end(j);
 	/* A handler that found the run before it left the registry may still
