@@ -268,6 +268,28 @@ exact(const char *disk, const char *want, const char *what)
 	}
 }
 
+/* One failback to point rp from a cold page cache (with verify, e.g.
+ * "--verify=fast", when not NULL): its time into ph, the disk checked byte
+ * for byte against want; returns the bytes it read from the disk, and its
+ * compare's mode into mode. */
+static unsigned long long
+timed_failback(phase *ph, const char *rp, const char *verify, const char *disk, const char *want,
+               const char *what, char *mode, size_t cap)
+{
+	char   job[40];
+	double t0;
+
+	drop();
+	t0 = now_s();
+	must(verify != NULL ? R("failback", "bench", "--rp", rp, verify, "--wait")
+	                    : R("failback", "bench", "--rp", rp, "--wait"),
+	     what);
+	ph->t[ph->n++] = now_s() - t0;
+	exact(disk, want, what);
+	job_of(job);
+	return job_read(job, mode, cap);
+}
+
 /* rsync over ssh to this host: a private sshd on a loopback port. */
 static struct {
 	int   on;
@@ -492,7 +514,7 @@ main(int argc, char **argv)
 	      fsf = {"full_scan_fast_verify", {0}, 0};
 	unsigned long long wire = 0, wire2 = 0, wire_bm = 0, read_fb = 0, read_bm = 0, read_bmf = 0,
 	                   read_fsf = 0;
-	char         job[40], mode_fb[16] = "?", mode_bm[16] = "?";
+	char         mode_fb[16] = "?", mode_bm[16] = "?";
 	unsigned long long repl_wire = 0, repl_data = 0;
 	double       ceil_mib[3] = {0, 0, 0}, ceil_best;
 
@@ -581,23 +603,13 @@ main(int argc, char **argv)
 		/* The recovery VM writes through its wrapper: the bitmap knows. Once
 		 * with the default full verification, once with the fast one. */
 		vm_writes(disk, changed, nblocks, 2 + 10 * (unsigned)r);
-		drop();
-		t0 = now_s();
-		must(R("failback", "bench", "--rp", p1, "--wait"), "failback with the bitmap");
-		bmf.t[bmf.n++] = now_s() - t0;
-		exact(disk, want_p1, "the bitmap failback");
-		job_of(job);
-		read_bmf = job_read(job, mode_bm, sizeof(mode_bm));
+		read_bmf = timed_failback(&bmf, p1, NULL, disk, want_p1, "the bitmap failback", mode_bm,
+		                          sizeof(mode_bm));
 		vm_writes(disk, changed, nblocks, 4 + 10 * (unsigned)r);
-		drop();
-		t0 = now_s();
-		must(R("failback", "bench", "--rp", p1, "--verify=fast", "--wait"),
-		     "failback with the bitmap, fast verification");
-		bm.t[bm.n++] = now_s() - t0;
-		exact(disk, want_p1, "the bitmap failback with fast verification");
-		job_of(job);
+		read_bm = timed_failback(&bm, p1, "--verify=fast", disk, want_p1,
+		                         "the bitmap failback with fast verification", mode_bm,
+		                         sizeof(mode_bm));
 		wire_bm = wire_bytes();
-		read_bm = job_read(job, mode_bm, sizeof(mode_bm));
 
 		/* The same amount written around the wrapper: a full scan. rsync
 		 * gets the same pair: the changed disk, and the image it came from. */
@@ -609,28 +621,18 @@ main(int argc, char **argv)
 			if (sh(cmd) != 0)
 				return 1;
 		}
-		drop();
-		t0 = now_s();
-		must(R("failback", "bench", "--rp", p1, "--wait"), "failback");
-		fs.t[fs.n++] = now_s() - t0;
-		exact(disk, want_p1, "the full-scan failback");
-		job_of(job);
+		read_fb = timed_failback(&fs, p1, NULL, disk, want_p1, "the full-scan failback", mode_fb,
+		                         sizeof(mode_fb));
 		wire    = wire_bytes();
-		read_fb = job_read(job, mode_fb, sizeof(mode_fb));
 		if (rs.on) {
 			rsy.t[rsy.n++] = rsync_run(img, copy);
 			exact(copy, want_p1, "rsync");
 		}
 		/* The same, verified fast: the scan's leaves stand for the rest. */
 		fbt_image_mutate(disk, changed, 5 + 10 * (uint32_t)r);
-		drop();
-		t0 = now_s();
-		must(R("failback", "bench", "--rp", p1, "--verify=fast", "--wait"),
-		     "failback by full scan, fast verification");
-		fsf.t[fsf.n++] = now_s() - t0;
-		exact(disk, want_p1, "the full-scan failback with fast verification");
-		job_of(job);
-		read_fsf = job_read(job, mode_fb, sizeof(mode_fb));
+		read_fsf = timed_failback(&fsf, p1, "--verify=fast", disk, want_p1,
+		                          "the full-scan failback with fast verification", mode_fb,
+		                          sizeof(mode_fb));
 	}
 
 	/* The primary's data changed instead: the blocks must cross the wire. */
