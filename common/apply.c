@@ -147,7 +147,13 @@ fb_apply_blocks(fb_apply *a, uint32_t d, const uint64_t *blocks, const uint8_t *
 
 	if (dev == NULL)
 		return err->rv;
-	/* 1. the old content, durable before anything is overwritten */
+	/* 1. the old content, durable before anything is overwritten; asked
+	 * for all at once (after a scan that read around the page cache, or
+	 * none, the blocks are on the disk only) */
+	for (size_t i = 0; i < n; i++)
+		if (fb_block_len(a->dk->sizes[d], blocks[i]) > 0)
+			fb_dev_prefetch(dev, blocks[i] * FB_BLOCK_SIZE,
+			                fb_block_len(a->dk->sizes[d], blocks[i]));
 	for (size_t i = 0; i < n; i++) {
 		uint32_t len = fb_block_len(a->dk->sizes[d], blocks[i]);
 

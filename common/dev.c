@@ -81,6 +81,13 @@ fb_dev_create(const char *path, const char *format, uint64_t size, fb_dev **out,
 	return FB_RV_OK;
 }
 
+void
+fb_dev_prefetch(fb_dev *d, uint64_t off, uint32_t len)
+{
+	if (d->im == NULL && len > 0) /* 0 would be "to the end" */
+		(void)posix_fadvise(d->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
 uint32_t
 fb_dev_read(fb_dev *d, void *buf, uint32_t len, uint64_t off, fb_err *err)
 {

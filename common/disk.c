@@ -1,11 +1,16 @@
 /*
  * disk.c - the parallel, sparse-aware disk scan of disk.h.
  *
- * One batch at a time: the calling thread reads it (holes zero-filled
- * without reading), then every worker and the caller take blocks of the
- * batch from a shared counter and hash them, then the caller visits them
- * in order. Hashing is the bottleneck (~1.5 GB/s per core), so the workers
- * do nothing else.
+ * Six threads each take the next 4 MiB batch, read it (holes zero-filled
+ * without reading) and hash its blocks, while the calling thread visits
+ * the finished batches in order: reading and hashing overlap, and six
+ * reads are in flight. A raw image is read with O_DIRECT where the file
+ * system allows it. Measured on an 8 GiB mixed image (6.4 GB of data), 2
+ * cores, cold cache, alternating runs: the former scan (the caller reads a
+ * batch through the page cache, then every core hashes it) 11.9-14.2 s,
+ * 8.5-9.6 s of it system time copying pages; this one 4.3-6.7 s with 6
+ * threads, 0.7 s system time (2 threads 9.0-10.9 s, 4 threads 6.2-13.1 s,
+ * 8 threads 4.5-6.0 s with 8 MiB more memory).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,65 +27,58 @@
 #include "failback/image.h"
 
 #define BATCH_BLOCKS 64u
-#define MAX_WORKERS  8
+#define THREADS      6 /* 24 MiB of reads in flight (measured: see above) */
+#define NO_BATCH     UINT64_MAX
+#define DIRECT_ALIGN 4096u
 
-struct scan {
-	uint8_t        *buf;
-	uint32_t       *lens;
-	uint8_t        *zero;
-	fb_hash        *hashes;
-	uint32_t        nb;
-	atomic_uint     next;
-	pthread_mutex_t mtx;
-	pthread_cond_t  cv;
-	unsigned        gen;     /* batch generation */
-	unsigned        pending; /* workers still hashing this generation */
-	int             stop;
+/* One batch being read and hashed, or ready for the caller. */
+struct slot {
+	uint8_t *buf;
+	uint32_t lens[BATCH_BLOCKS];
+	uint8_t  zero[BATCH_BLOCKS];
+	fb_hash  hashes[BATCH_BLOCKS];
+	uint64_t ready;      /* the batch it holds once hashed, else NO_BATCH */
+	uint64_t bytes_read; /* what reading it read */
+	int      rc;         /* 0, -1 read error (errno in eno), -2 short, -3 image error */
+	int      eno;
+	fb_err   err;        /* rc -3 */
 };
 
-static void
-scan_hash_some(struct scan *sc)
+struct scan {
+	const char     *path;
+	int             fd, dfd; /* dfd: O_DIRECT, or -1 */
+	fb_image       *im;
+	pthread_mutex_t read_mtx; /* an image's reads take turns (image.h) */
+	uint64_t        size, nbatches;
+	pthread_mutex_t mtx;
+	pthread_cond_t  cv;
+	uint64_t        next;    /* the next batch a thread takes */
+	uint64_t        visited; /* batches the caller is done with */
+	int             stop;
+	unsigned        nslots;
+	struct slot     slots[THREADS + 1];
+};
+
+/* Reads len bytes at pos into buf: directly (dfd, O_DIRECT: no page cache,
+ * no copy) when the range is aligned, else through the page cache (fd). A
+ * direct read may run past len up to the next 4 KiB at the end of the
+ * file; buf has room for it (batches are 4 MiB aligned). */
+static ssize_t
+read_some(int fd, int dfd, uint8_t *buf, uint64_t len, uint64_t pos)
 {
-	unsigned i;
+	if (dfd >= 0 && pos % DIRECT_ALIGN == 0 && (uintptr_t)buf % DIRECT_ALIGN == 0) {
+		uint64_t whole = (len + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+		ssize_t  r     = pread(dfd, buf, whole, (off_t)pos);
 
-	while ((i = atomic_fetch_add(&sc->next, 1)) < sc->nb) {
-		const uint8_t *p = sc->buf + (size_t)i * FB_BLOCK_SIZE;
-
-		sc->zero[i] = fb_is_zero(p, sc->lens[i]);
-		if (sc->zero[i])
-			sc->hashes[i] = *fb_hash_zero();
-		else
-			fb_hash_block(p, sc->lens[i], FB_BLOCK_SIZE, &sc->hashes[i]);
+		if (r >= 0 || errno != EINVAL)
+			return r < 0 || (uint64_t)r <= len ? r : (ssize_t)len;
 	}
-}
-
-static void *
-scan_worker(void *arg)
-{
-	struct scan *sc   = arg;
-	unsigned     seen = 0;
-
-	for (;;) {
-		pthread_mutex_lock(&sc->mtx);
-		while (sc->gen == seen && !sc->stop)
-			pthread_cond_wait(&sc->cv, &sc->mtx);
-		if (sc->stop) {
-			pthread_mutex_unlock(&sc->mtx);
-			return NULL;
-		}
-		seen = sc->gen;
-		pthread_mutex_unlock(&sc->mtx);
-		scan_hash_some(sc);
-		pthread_mutex_lock(&sc->mtx);
-		if (--sc->pending == 0)
-			pthread_cond_broadcast(&sc->cv);
-		pthread_mutex_unlock(&sc->mtx);
-	}
+	return pread(fd, buf, len, (off_t)pos);
 }
 
 /* Reads [off, off+len) into buf, zero-filling holes without reading them. */
 static int
-scan_read(int fd, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *bytes_read)
+scan_read(int fd, int dfd, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *bytes_read)
 {
 	uint64_t pos = off, end = off + len;
 
@@ -107,7 +105,7 @@ scan_read(int fd, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *bytes_read
 				data_end = end;
 		}
 		while (pos < data_end) {
-			ssize_t r = pread(fd, buf + (pos - off), data_end - pos, (off_t)pos);
+			ssize_t r = read_some(fd, dfd, buf + (pos - off), data_end - pos, pos);
 
 			if (r < 0 && errno == EINTR)
 				continue;
@@ -120,124 +118,201 @@ scan_read(int fd, uint8_t *buf, uint64_t off, uint64_t len, uint64_t *bytes_read
 	return 0;
 }
 
+/* Reads batch b into its slot and hashes its blocks. */
+static void
+scan_batch(struct scan *sc, uint64_t b)
+{
+	struct slot *s   = &sc->slots[b % sc->nslots];
+	uint64_t     off = b * BATCH_BLOCKS * FB_BLOCK_SIZE;
+	uint64_t     len = sc->size - off < (uint64_t)BATCH_BLOCKS * FB_BLOCK_SIZE
+	                       ? sc->size - off
+	                       : (uint64_t)BATCH_BLOCKS * FB_BLOCK_SIZE;
+	uint32_t     nb  = (uint32_t)((len + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE);
+
+	s->bytes_read = 0;
+	s->rc         = 0;
+	if (sc->im != NULL) {
+		pthread_mutex_lock(&sc->read_mtx);
+		if (fb_image_read(sc->im, s->buf, off, len, &s->bytes_read, &s->err) != FB_RV_OK)
+			s->rc = -3;
+		pthread_mutex_unlock(&sc->read_mtx);
+	} else if ((s->rc = scan_read(sc->fd, sc->dfd, s->buf, off, len, &s->bytes_read)) == -1) {
+		s->eno = errno;
+	}
+	for (uint32_t i = 0; i < nb && s->rc == 0; i++) {
+		const uint8_t *p = s->buf + (size_t)i * FB_BLOCK_SIZE;
+
+		s->lens[i] = (uint32_t)(len - (uint64_t)i * FB_BLOCK_SIZE < FB_BLOCK_SIZE
+		                            ? len - (uint64_t)i * FB_BLOCK_SIZE
+		                            : FB_BLOCK_SIZE);
+		s->zero[i] = fb_is_zero(p, s->lens[i]);
+		if (s->zero[i])
+			s->hashes[i] = *fb_hash_zero();
+		else
+			fb_hash_block(p, s->lens[i], FB_BLOCK_SIZE, &s->hashes[i]);
+	}
+}
+
+/* Each thread takes the next batch whose slot the caller has freed, reads
+ * and hashes it: while one thread waits for the disk, another hashes. */
+static void *
+scan_thread(void *arg)
+{
+	struct scan *sc = arg;
+
+	pthread_mutex_lock(&sc->mtx);
+	for (;;) {
+		uint64_t b;
+
+		while (!sc->stop && sc->next < sc->nbatches && sc->next >= sc->visited + sc->nslots)
+			pthread_cond_wait(&sc->cv, &sc->mtx);
+		if (sc->stop || sc->next >= sc->nbatches)
+			break;
+		b = sc->next++;
+		pthread_mutex_unlock(&sc->mtx);
+		scan_batch(sc, b);
+		pthread_mutex_lock(&sc->mtx);
+		sc->slots[b % sc->nslots].ready = b;
+		pthread_cond_broadcast(&sc->cv);
+	}
+	pthread_mutex_unlock(&sc->mtx);
+	return NULL;
+}
+
 uint32_t
 fb_disk_hash(const char *path, fb_disk_visit visit, void *arg, fb_disk_scan *out, fb_err *err)
 {
 	return fb_disk_hash_format(path, "raw", visit, arg, out, err);
 }
 
+/* The caller visits the batches in order as the threads finish them. */
+static uint32_t
+scan_visit(struct scan *sc, fb_disk_scan *res, fb_disk_visit visit, void *arg, fb_err *err)
+{
+	uint32_t rv = FB_RV_OK;
+
+	for (uint64_t b = 0; b < sc->nbatches && rv == FB_RV_OK; b++) {
+		struct slot *s = &sc->slots[b % sc->nslots];
+		uint64_t     first = b * BATCH_BLOCKS;
+		uint32_t     nb    = (uint32_t)(res->nblocks - first < BATCH_BLOCKS ? res->nblocks - first
+		                                                                    : BATCH_BLOCKS);
+
+		pthread_mutex_lock(&sc->mtx);
+		while (s->ready != b)
+			pthread_cond_wait(&sc->cv, &sc->mtx);
+		pthread_mutex_unlock(&sc->mtx);
+		res->bytes_read += s->bytes_read;
+		if (s->rc == -3)
+			rv = fb_err_set(err, s->err.rv ? s->err.rv : FB_RV_FAILED, "%s", s->err.msg);
+		else if (s->rc == -2)
+			rv = fb_err_set(err, FB_RV_FAILED, "%s: disk shrank while hashing (at byte %llu)",
+			                sc->path, (unsigned long long)(first * FB_BLOCK_SIZE));
+		else if (s->rc != 0)
+			rv = fb_err_errno(err, s->eno, sc->path);
+		for (uint32_t i = 0; i < nb && rv == FB_RV_OK; i++) {
+			res->leaves[first + i] = s->hashes[i];
+			if (visit != NULL)
+				rv = visit(arg, first + i, s->buf + (size_t)i * FB_BLOCK_SIZE, s->lens[i],
+				           &s->hashes[i], s->zero[i], err);
+		}
+		pthread_mutex_lock(&sc->mtx);
+		s->ready    = NO_BATCH;
+		sc->visited = b + 1;
+		pthread_cond_broadcast(&sc->cv);
+		pthread_mutex_unlock(&sc->mtx);
+	}
+	return rv;
+}
+
 uint32_t
 fb_disk_hash_format(const char *path, const char *format, fb_disk_visit visit, void *arg,
                     fb_disk_scan *out, fb_err *err)
 {
-	struct scan sc;
-	struct stat st, st2;
-	pthread_t   workers[MAX_WORKERS];
-	int         nworkers = 0, fd = -1;
-	long        ncpu     = sysconf(_SC_NPROCESSORS_ONLN);
-	uint32_t    rv       = FB_RV_OK;
-	fb_disk_scan res     = {0};
-	fb_image    *im      = NULL;
+	struct scan  sc;
+	struct stat  st, st2;
+	pthread_t    threads[THREADS];
+	int          nthreads = 0, oom;
+	uint32_t     rv       = FB_RV_OK;
+	fb_disk_scan res      = {0};
 
 	memset(&sc, 0, sizeof(sc));
+	sc.path = path;
+	sc.fd   = -1;
+	sc.dfd  = -1;
 	if (format != NULL && format[0] != '\0' && strcmp(format, "raw") != 0) {
-		if ((rv = fb_image_open(path, format, &im, err)) != FB_RV_OK)
+		if ((rv = fb_image_open(path, format, &sc.im, err)) != FB_RV_OK)
 			return rv;
-		res.size = fb_image_size(im);
+		res.size = fb_image_size(sc.im);
 		memset(&st, 0, sizeof(st));
 	} else {
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		if ((sc.fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 			return fb_err_errno(err, errno, path);
-		if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-			close(fd);
+		if (fstat(sc.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+			close(sc.fd);
 			return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: not a regular file", path);
 		}
 		if (st.st_size == 0) {
-			close(fd);
+			close(sc.fd);
 			return fb_err_set(err, FB_RV_INVALID_PARAMETER, "%s: empty disk image", path);
 		}
-		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		posix_fadvise(sc.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		/* where the file system allows it (not tmpfs), read around the page
+		 * cache: no copy, no cache to fill, and the reads of all threads in
+		 * flight at once */
+		sc.dfd   = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
 		res.size = (uint64_t)st.st_size;
 	}
 	res.nblocks = (res.size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
-	sc.buf    = malloc((size_t)BATCH_BLOCKS * FB_BLOCK_SIZE);
-	sc.lens   = calloc(BATCH_BLOCKS, sizeof(*sc.lens));
-	sc.zero   = calloc(BATCH_BLOCKS, 1);
-	sc.hashes = calloc(BATCH_BLOCKS, sizeof(fb_hash));
-	res.leaves = malloc(res.nblocks * sizeof(fb_hash));
-	if (!sc.buf || !sc.lens || !sc.zero || !sc.hashes || !res.leaves) {
+	sc.size     = res.size;
+	sc.nbatches = (res.nblocks + BATCH_BLOCKS - 1) / BATCH_BLOCKS;
+	sc.nslots   = THREADS + 1;
+	res.leaves  = malloc(res.nblocks * sizeof(fb_hash));
+	oom         = res.leaves == NULL;
+	for (unsigned i = 0; i < sc.nslots; i++) {
+		sc.slots[i].ready = NO_BATCH;
+		if (posix_memalign((void **)&sc.slots[i].buf, DIRECT_ALIGN,
+		                   (size_t)BATCH_BLOCKS * FB_BLOCK_SIZE) != 0) {
+			sc.slots[i].buf = NULL;
+			oom             = 1;
+		}
+	}
+	if (oom) {
 		rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for %llu leaves",
 		                (unsigned long long)res.nblocks);
 		goto out;
 	}
 	pthread_mutex_init(&sc.mtx, NULL);
+	pthread_mutex_init(&sc.read_mtx, NULL);
 	pthread_cond_init(&sc.cv, NULL);
-	for (long i = 1; i < ncpu && nworkers < MAX_WORKERS; i++)
-		if (pthread_create(&workers[nworkers], NULL, scan_worker, &sc) == 0)
-			nworkers++;
-
-	for (uint64_t first = 0; first < res.nblocks && rv == FB_RV_OK; first += BATCH_BLOCKS) {
-		uint32_t nb  = (uint32_t)(res.nblocks - first < BATCH_BLOCKS ? res.nblocks - first
-		                                                              : BATCH_BLOCKS);
-		uint64_t off = first * FB_BLOCK_SIZE;
-		uint64_t len = res.size - off < (uint64_t)nb * FB_BLOCK_SIZE
-		                   ? res.size - off
-		                   : (uint64_t)nb * FB_BLOCK_SIZE;
-		int      r;
-
-		if (im != NULL) {
-			if ((rv = fb_image_read(im, sc.buf, off, len, &res.bytes_read, err)) != FB_RV_OK)
-				break;
-		} else if ((r = scan_read(fd, sc.buf, off, len, &res.bytes_read)) != 0) {
-			rv = r == -2 ? fb_err_set(err, FB_RV_FAILED,
-			                          "%s: disk shrank while hashing (at byte %llu)", path,
-			                          (unsigned long long)off)
-			             : fb_err_errno(err, errno, path);
-			break;
-		}
-		for (uint32_t i = 0; i < nb; i++)
-			sc.lens[i] = (uint32_t)(len - (uint64_t)i * FB_BLOCK_SIZE < FB_BLOCK_SIZE
-			                            ? len - (uint64_t)i * FB_BLOCK_SIZE
-			                            : FB_BLOCK_SIZE);
-		pthread_mutex_lock(&sc.mtx);
-		sc.nb = nb;
-		atomic_store(&sc.next, 0);
-		sc.pending = (unsigned)nworkers;
-		sc.gen++;
-		pthread_cond_broadcast(&sc.cv);
-		pthread_mutex_unlock(&sc.mtx);
-		scan_hash_some(&sc);
-		pthread_mutex_lock(&sc.mtx);
-		while (sc.pending > 0)
-			pthread_cond_wait(&sc.cv, &sc.mtx);
-		pthread_mutex_unlock(&sc.mtx);
-		for (uint32_t i = 0; i < nb && rv == FB_RV_OK; i++) {
-			res.leaves[first + i] = sc.hashes[i];
-			if (visit != NULL)
-				rv = visit(arg, first + i, sc.buf + (size_t)i * FB_BLOCK_SIZE, sc.lens[i],
-				           &sc.hashes[i], sc.zero[i], err);
-		}
-	}
+	for (unsigned i = 0; i < THREADS; i++)
+		if (pthread_create(&threads[nthreads], NULL, scan_thread, &sc) == 0)
+			nthreads++;
+	if (nthreads == 0)
+		rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "%s: no thread to read the disk with", path);
+	else
+		rv = scan_visit(&sc, &res, visit, arg, err);
 	pthread_mutex_lock(&sc.mtx);
 	sc.stop = 1;
 	pthread_cond_broadcast(&sc.cv);
 	pthread_mutex_unlock(&sc.mtx);
-	for (int i = 0; i < nworkers; i++)
-		pthread_join(workers[i], NULL);
+	for (int i = 0; i < nthreads; i++)
+		pthread_join(threads[i], NULL);
 	pthread_mutex_destroy(&sc.mtx);
+	pthread_mutex_destroy(&sc.read_mtx);
 	pthread_cond_destroy(&sc.cv);
-	if (rv == FB_RV_OK && im == NULL && (fstat(fd, &st2) != 0 || st2.st_size != st.st_size))
+	if (rv == FB_RV_OK && sc.im == NULL &&
+	    (fstat(sc.fd, &st2) != 0 || st2.st_size != st.st_size))
 		rv = fb_err_set(err, FB_RV_FAILED,
 		                "%s: disk changed size while hashing (%lld → %lld bytes)", path,
 		                (long long)st.st_size, (long long)st2.st_size);
 out:
-	if (fd >= 0)
-		close(fd);
-	fb_image_close(im);
-	free(sc.buf);
-	free(sc.lens);
-	free(sc.zero);
-	free(sc.hashes);
+	if (sc.fd >= 0)
+		close(sc.fd);
+	if (sc.dfd >= 0)
+		close(sc.dfd);
+	fb_image_close(sc.im);
+	for (unsigned i = 0; i < sc.nslots; i++)
+		free(sc.slots[i].buf);
 	if (rv != FB_RV_OK) {
 		free(res.leaves);
 		return rv;

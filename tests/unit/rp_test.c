@@ -1,9 +1,11 @@
 /*
  * rp_test.c - VMs and recovery points: registration checks, points that
  * read back byte-for-byte, deduplication, RecoveryHistory pruning, sparse
- * disks, a disk that changes size, and crash safety proved by failing every
+ * disks, the scan around and through the page cache, a disk that changes
+ * size, and crash safety proved by failing every
  * write, fsync and commit of taking and of removing a point in turn.
  */
+#define _GNU_SOURCE /* O_DIRECT, mincore */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -378,6 +381,102 @@ disk_that_changes_size_while_hashing_makes_no_point(void **state)
 	assert_non_null(strstr(err.msg, "changed size while hashing"));
 }
 
+/* The leaves of the file at path, read and hashed one block at a time. */
+static fb_hash *
+leaves_by_hand(const char *path, uint64_t size)
+{
+	uint64_t n      = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE;
+	fb_hash *leaves = malloc(n * sizeof(fb_hash));
+	uint8_t *blk    = malloc(FB_BLOCK_SIZE);
+	int      fd     = open(path, O_RDONLY);
+
+	assert_true(fd >= 0 && leaves != NULL && blk != NULL);
+	for (uint64_t b = 0; b < n; b++) {
+		ssize_t r = pread(fd, blk, FB_BLOCK_SIZE, (off_t)(b * FB_BLOCK_SIZE));
+
+		assert_true(r > 0);
+		fb_hash_block(blk, (size_t)r, FB_BLOCK_SIZE, &leaves[b]);
+	}
+	close(fd);
+	free(blk);
+	return leaves;
+}
+
+/* The scan reads a raw disk around the page cache where the file system
+ * allows it (ext4 here) and through it where not (tmpfs), several batches
+ * at once: either way every leaf is the block's, the holes count as zero
+ * blocks without being read, and a last block shorter than 4 KiB (which a
+ * direct read rounds up) is read exactly. */
+static void
+the_scan_reads_every_block_exactly_around_the_page_cache_or_through_it(void **state)
+{
+	const char    *where[] = {dir, "/dev/shm"};
+	const uint64_t size    = 37 * (uint64_t)FB_BLOCK_SIZE * 16 + 1000; /* 37 MiB and 1000 */
+	uint8_t       *data    = malloc(3 * FB_BLOCK_SIZE);
+
+	(void)state;
+	for (size_t i = 0; i < 3 * FB_BLOCK_SIZE; i++)
+		data[i] = (uint8_t)(i * 7 + i / 4096);
+	for (size_t w = 0; w < 2; w++) {
+		char         path[300];
+		fb_disk_scan scan;
+		fb_hash     *want;
+		fb_err       err;
+		uint64_t     written = 0;
+		int          fd;
+
+		if (w == 1 && access(where[w], W_OK) != 0) {
+			fprintf(stderr, "no writable /dev/shm here: the tmpfs case is not run\n");
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/scan-%d", where[w], (int)getpid());
+		assert_true((fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0);
+		assert_int_equal(ftruncate(fd, (off_t)size), 0);
+		/* data every 3 MiB (crossing batches), a hole between, and the end */
+		for (uint64_t off = 0; off + 3 * FB_BLOCK_SIZE < size; off += 48 * FB_BLOCK_SIZE) {
+			assert_int_equal(pwrite(fd, data, 3 * FB_BLOCK_SIZE, (off_t)off),
+			                 3 * FB_BLOCK_SIZE);
+			written += 3 * FB_BLOCK_SIZE;
+		}
+		assert_int_equal(pwrite(fd, data + 5, 1000 + FB_BLOCK_SIZE,
+		                        (off_t)(size - 1000 - FB_BLOCK_SIZE)),
+		                 1000 + FB_BLOCK_SIZE);
+		written += 1000 + FB_BLOCK_SIZE;
+		assert_int_equal(fsync(fd), 0);
+		close(fd);
+		want = leaves_by_hand(path, size);
+		assert_true((fd = open(path, O_RDONLY)) >= 0);
+		assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		assert_int_equal(fb_disk_hash(path, NULL, NULL, &scan, &err), FB_RV_OK);
+		if (w == 0) { /* read around the cache: the scan left it empty */
+			int   direct = open(path, O_RDONLY | O_DIRECT);
+			void *map    = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+			unsigned char vec[(37 * 16 + 1) * 16 + 1];
+
+			assert_true(map != MAP_FAILED);
+			assert_int_equal(mincore(map, size, vec), 0);
+			for (size_t p = 0; direct >= 0 && p < (size + 4095) / 4096; p++)
+				assert_int_equal(vec[p] & 1, 0);
+			if (direct < 0)
+				fprintf(stderr, "%s allows no O_DIRECT: the scan went through the cache\n", dir);
+			else
+				close(direct);
+			munmap(map, size);
+		}
+		close(fd);
+		assert_int_equal(scan.size, size);
+		assert_int_equal(scan.nblocks, (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE);
+		assert_memory_equal(scan.leaves, want, scan.nblocks * sizeof(fb_hash));
+		/* the holes were not read (a file system may allocate a little
+		 * around the data, never the 37 MiB) */
+		assert_true(scan.bytes_read >= written && scan.bytes_read < written * 2);
+		free(scan.leaves);
+		free(want);
+		unlink(path);
+	}
+	free(data);
+}
+
 /* --- fault injection --- */
 
 static int fi_count, fi_fail_at, fi_crashed, fi_crash_mode, fi_errno;
@@ -553,6 +652,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(history_points_and_kept_points, setup, teardown),
 	    cmocka_unit_test_setup_teardown(disk_that_changes_size_while_hashing_makes_no_point,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        the_scan_reads_every_block_exactly_around_the_page_cache_or_through_it, setup,
+	        teardown),
 	    cmocka_unit_test_setup_teardown(take_point_survives_a_crash_at_every_step, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(take_point_survives_each_single_failure_like_disk_full,

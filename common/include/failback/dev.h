@@ -23,6 +23,10 @@ uint32_t fb_dev_open(const char *path, const char *format, int lock_fd, fb_dev *
  * stays sparse; other formats are made by qemu-img) and opens it. */
 uint32_t fb_dev_create(const char *path, const char *format, uint64_t size, fb_dev **out,
                        fb_err *err);
+/* fb_dev_prefetch asks for len bytes at off to be read in the background
+ * (a raw file: POSIX_FADV_WILLNEED; a no-op through NBD): reads of
+ * scattered blocks asked for together are served together. */
+void     fb_dev_prefetch(fb_dev *d, uint64_t off, uint32_t len);
 /* Exactly len bytes at off, or an error naming the image and the offset. */
 uint32_t fb_dev_read(fb_dev *d, void *buf, uint32_t len, uint64_t off, fb_err *err);
 uint32_t fb_dev_write(fb_dev *d, const void *buf, uint32_t len, uint64_t off, fb_err *err);

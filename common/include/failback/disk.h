@@ -1,11 +1,13 @@
 /*
  * disk.h - hashing a raw disk image into its leaf list.
  *
- * The image is read sequentially in 4 MiB batches by the calling thread
- * and each batch is hashed by every core (a small pool made for the scan).
- * Holes of a sparse file are found with SEEK_DATA/SEEK_HOLE and become
- * zero blocks without being read. Memory is the leaf list plus two
- * batches, whatever the disk size.
+ * The image is read in 4 MiB batches by a small pool made for the scan
+ * (six threads), each thread reading and hashing its own batch, so reads
+ * overlap each other and the hashing; a raw image is read around the page
+ * cache (O_DIRECT) where its file system allows. Holes of a sparse file
+ * are found with SEEK_DATA/SEEK_HOLE and become zero blocks without being
+ * read. Memory is the leaf list plus seven batches (28 MiB), whatever the
+ * disk size.
  *
  * visit, if given, sees every block in order on the calling thread (with
  * its data, valid only during the call) so a caller can store new blocks
