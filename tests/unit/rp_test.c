@@ -477,6 +477,71 @@ the_scan_reads_every_block_exactly_around_the_page_cache_or_through_it(void **st
 	free(data);
 }
 
+static uint64_t seen_order[600];
+static size_t   nseen;
+
+static uint32_t
+note_order(void *arg, uint64_t index, const uint8_t *data, uint32_t len, const fb_hash *h,
+           int zero, fb_err *err)
+{
+	fb_hash again;
+
+	(void)arg;
+	(void)err;
+	fb_hash_block(data, len, FB_BLOCK_SIZE, &again);
+	assert_memory_equal(&again, h, sizeof(again));
+	assert_int_equal(zero, fb_is_zero(data, len));
+	assert_true(nseen < 600);
+	seen_order[nseen++] = index;
+	return FB_RV_OK;
+}
+
+/* A bitmap's dirty blocks, scattered and more than a few batches' worth,
+ * are read by the pool and visited in the order given, each with its own
+ * data and leaf (the short last block too); a block past the end is an
+ * error that names it. */
+static void
+a_list_of_blocks_is_read_and_visited_in_its_order(void **state)
+{
+	const uint64_t size  = 40 * (uint64_t)FB_BLOCK_SIZE * 16 + 1000; /* 640 blocks and 1000 */
+	uint64_t       n     = (size + FB_BLOCK_SIZE - 1) / FB_BLOCK_SIZE, list[300];
+	uint8_t       *marks = calloc(n, 1);
+	fb_hash       *want, *got = calloc(n, sizeof(fb_hash));
+	fb_err         err;
+	uint64_t       k = 0, count;
+
+	(void)state;
+	assert_int_equal(fbt_image_make(img, size, 9), 0);
+	want = leaves_by_hand(img, size);
+	for (uint64_t b = 3; b < n; b += 3)
+		marks[b] = 1, list[k++] = b;
+	marks[n - 1] = 1;
+	if (list[k - 1] != n - 1)
+		list[k++] = n - 1;
+	nseen = 0;
+	assert_int_equal(fb_disk_rehash_marked(img, NULL, size, marks, n, got, note_order, NULL,
+	                                       &count, &err),
+	                 FB_RV_OK);
+	assert_int_equal(count, k);
+	assert_int_equal(nseen, k);
+	assert_memory_equal(seen_order, list, k * sizeof(uint64_t));
+	for (uint64_t i = 0; i < k; i++)
+		assert_memory_equal(&got[list[i]], &want[list[i]], sizeof(fb_hash));
+	/* past the end: named, whichever thread met it */
+	list[200] = n + 5;
+	assert_int_equal(fb_disk_rehash(img, size, list, k, got, &err), FB_RV_FAILED);
+	assert_non_null(strstr(err.msg, "past the end"));
+	{
+		char blk[40];
+
+		snprintf(blk, sizeof(blk), "block %llu", (unsigned long long)(n + 5));
+		assert_non_null(strstr(err.msg, blk));
+	}
+	free(marks);
+	free(want);
+	free(got);
+}
+
 /* --- fault injection --- */
 
 static int fi_count, fi_fail_at, fi_crashed, fi_crash_mode, fi_errno;
@@ -655,6 +720,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        the_scan_reads_every_block_exactly_around_the_page_cache_or_through_it, setup,
 	        teardown),
+	    cmocka_unit_test_setup_teardown(a_list_of_blocks_is_read_and_visited_in_its_order,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(take_point_survives_a_crash_at_every_step, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(take_point_survives_each_single_failure_like_disk_full,

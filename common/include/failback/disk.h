@@ -44,8 +44,10 @@ uint32_t fb_disk_hash_format(const char *path, const char *format, fb_disk_visit
                              void *arg, fb_disk_scan *out, fb_err *err);
 
 /* fb_disk_rehash reads blocks[0..n) of the image at path (size bytes) and
- * writes each block's hash into leaves[block]. Blocks are read in the
- * order given; errors name the block. */
+ * writes each block's hash into leaves[block]. The same pool reads them,
+ * 64 blocks a batch, through the page cache (a failback's undo log reads
+ * the same blocks next); visits come in the order given; errors name the
+ * block. */
 uint32_t fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
                         fb_hash *leaves, fb_err *err);
 /* fb_disk_rehash_visit is fb_disk_rehash that also shows each block it
