@@ -508,6 +508,8 @@ transfer(struct flow *fl, fb_err *err)
 			rv = checkpoint(fl, k, err);
 	}
 	free(items);
+	free(fl->pend); /* 8 MiB the verification's scan can use */
+	fl->pend = NULL;
 	progress_emit(&w->pg, 1);
 	return rv;
 }

@@ -1,19 +1,22 @@
 /*
  * disk.c - the parallel, sparse-aware disk scan of disk.h.
  *
- * Six threads each take the next 4 MiB batch, read it (holes zero-filled
+ * Eight threads each take the next 2 MiB batch, read it (holes zero-filled
  * without reading) and hash its blocks, while the calling thread visits
- * the finished batches in order: reading and hashing overlap, and six
+ * the finished batches in order: reading and hashing overlap, and eight
  * reads are in flight. A raw image is read with O_DIRECT where the file
  * system allows it. Measured on an 8 GiB mixed image (6.4 GB of data), 2
  * cores, cold cache, alternating runs: the former scan (the caller reads a
- * batch through the page cache, then every core hashes it) 11.9-14.2 s,
- * 8.5-9.6 s of it system time copying pages; this one 4.3-6.7 s with 6
- * threads, 0.7 s system time (2 threads 9.0-10.9 s, 4 threads 6.2-13.1 s,
- * 8 threads 4.5-6.0 s with 8 MiB more memory).
+ * 4 MiB batch through the page cache, then every core hashes it)
+ * 11.9-16.4 s, 8.5-9.6 s of it system time copying pages; with 4 MiB
+ * batches read around the cache, 0.7 s system time and 2 threads
+ * 9.0-10.9 s, 4 threads 6.2-13.1 s, 6 threads 4.3-10.6 s, 8 threads
+ * 4.5-6.0 s; 2 MiB batches, 8 threads 7.9-9.3 s and 12 threads 7.6-9.6 s
+ * in an hour when 4 MiB and 6 threads took 6.8-10.6 s. Memory is what
+ * is in flight, so 2 MiB x 8 (18 MiB with the caller's batch).
  *
  * The same pool reads a list of scattered blocks (a bitmap's dirty ones),
- * 64 to a batch, each batch's blocks asked for at once (WILLNEED) and
+ * 32 to a batch, each batch's blocks asked for at once (WILLNEED) and
  * read through the page cache.
  */
 #define _GNU_SOURCE
@@ -29,8 +32,8 @@
 #include "failback/disk.h"
 #include "failback/image.h"
 
-#define BATCH_BLOCKS 64u
-#define THREADS      6 /* 24 MiB of reads in flight (measured: see above) */
+#define BATCH_BLOCKS 32u
+#define THREADS      8 /* 16 MiB of reads in flight (measured: see above) */
 #define NO_BATCH     UINT64_MAX
 #define DIRECT_ALIGN 4096u
 
@@ -68,7 +71,7 @@ struct scan {
 /* Reads len bytes at pos into buf: directly (dfd, O_DIRECT: no page cache,
  * no copy) when the range is aligned, else through the page cache (fd). A
  * direct read may run past len up to the next 4 KiB at the end of the
- * file; buf has room for it (batches are 4 MiB aligned). */
+ * file; buf has room for it (batches are 2 MiB aligned). */
 static ssize_t
 read_some(int fd, int dfd, uint8_t *buf, uint64_t len, uint64_t pos)
 {

@@ -1,12 +1,12 @@
 /*
  * disk.h - hashing a raw disk image into its leaf list.
  *
- * The image is read in 4 MiB batches by a small pool made for the scan
- * (six threads), each thread reading and hashing its own batch, so reads
+ * The image is read in 2 MiB batches by a small pool made for the scan
+ * (eight threads), each thread reading and hashing its own batch, so reads
  * overlap each other and the hashing; a raw image is read around the page
  * cache (O_DIRECT) where its file system allows. Holes of a sparse file
  * are found with SEEK_DATA/SEEK_HOLE and become zero blocks without being
- * read. Memory is the leaf list plus seven batches (28 MiB), whatever the
+ * read. Memory is the leaf list plus nine batches (18 MiB), whatever the
  * disk size.
  *
  * visit, if given, sees every block in order on the calling thread (with
@@ -45,7 +45,7 @@ uint32_t fb_disk_hash_format(const char *path, const char *format, fb_disk_visit
 
 /* fb_disk_rehash reads blocks[0..n) of the image at path (size bytes) and
  * writes each block's hash into leaves[block]. The same pool reads them,
- * 64 blocks a batch, through the page cache (a failback's undo log reads
+ * 32 blocks a batch, through the page cache (a failback's undo log reads
  * the same blocks next); visits come in the order given; errors name the
  * block. */
 uint32_t fb_disk_rehash(const char *path, uint64_t size, const uint64_t *blocks, size_t n,
