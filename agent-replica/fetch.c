@@ -253,6 +253,9 @@ fetch_run(const fetch_spec *f, const fetch_item *items, size_t n, fetch_consume_
 	p.n        = n;
 	p.nbatches = (n + BATCH - 1) / BATCH;
 	p.activity = fb_clock_mono_ms();
+	/* a lookup in the store's index per item, on the fetchers, which
+	 * take turns at the database: its pages are better read ahead */
+	fb_store_expect(f->store, n);
 	pthread_mutex_init(&p.mtx, NULL);
 	fb_clock_cond_init(&p.cv);
 	for (int i = 0; i < RING && rv == FB_RV_OK; i++)

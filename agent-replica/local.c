@@ -44,6 +44,7 @@ local_write_disk(replica *r, const fb_rp *rp, const fb_rp_disk *d, const char *p
 
 	if ((rv = fb_rp_leaves(r->db, rp->id, d->name, &leaves, &n, err)) != FB_RV_OK)
 		return rv;
+	fb_store_expect(r->store, n); /* a lookup per block */
 	if ((buf = malloc((size_t)RUN_BLOCKS * FB_BLOCK_SIZE)) == NULL) {
 		free(leaves);
 		return fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory");

@@ -419,6 +419,30 @@ fb_store_contains(fb_store *s, const fb_hash *h, int *present, fb_err *err)
 	return rv;
 }
 
+void
+fb_store_expect(fb_store *s, uint64_t n)
+{
+	const char *db = sqlite3_db_filename(fb_db_handle(s->db), "main");
+	char        wal[4200];
+	const char *paths[2] = {db, wal};
+	int         fds[2]   = {-1, -1};
+	uint64_t    pages    = 0;
+	struct stat st;
+
+	if (db == NULL || db[0] == '\0' || snprintf(wal, sizeof(wal), "%s-wal", db) >= (int)sizeof(wal))
+		return;
+	for (int i = 0; i < 2; i++)
+		if ((fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC)) >= 0 && fstat(fds[i], &st) == 0)
+			pages += (uint64_t)st.st_size / 4096;
+	for (int i = 0; i < 2; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (n >= pages / 32)
+			(void)posix_fadvise(fds[i], 0, 0, POSIX_FADV_WILLNEED);
+		close(fds[i]);
+	}
+}
+
 uint32_t
 fb_store_locate(fb_store *s, const fb_hash *h, fb_store_loc *loc, fb_err *err)
 {

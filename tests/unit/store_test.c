@@ -4,8 +4,10 @@
  * tail is dropped at open, and freed blocks give their space back. A
  * block's stored frame is handed out as it is, and a frame handed in is
  * kept as it came (what a ReadBlocks reply carries without compressing
- * again), unless it is not one frame of a known size.
+ * again), unless it is not one frame of a known size. Many lookups to
+ * come read the index ahead; a few do not.
  */
+#define _GNU_SOURCE /* mincore */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -304,6 +307,77 @@ referencing_a_missing_block_names_it(void **state)
 	assert_non_null(strstr(err.msg, hex));
 }
 
+/* How many of path's pages the page cache holds (and of how many), or -1
+ * when its clean pages cannot be dropped (tmpfs keeps them). */
+static long
+resident(const char *path, long *pages, int drop)
+{
+	struct stat    sb;
+	int            fd = open(path, O_RDWR);
+	long           n  = 0;
+	void          *map;
+	unsigned char *vec;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	*pages = (long)((sb.st_size + 4095) / 4096);
+	if (drop) {
+		assert_int_equal(fsync(fd), 0);
+		assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	}
+	assert_true((map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED);
+	assert_non_null(vec = malloc((size_t)*pages));
+	assert_int_equal(mincore(map, (size_t)sb.st_size, vec), 0);
+	for (long i = 0; i < *pages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	munmap(map, (size_t)sb.st_size);
+	close(fd);
+	return drop && n > 0 ? -1 : n;
+}
+
+static void
+many_lookups_to_come_read_the_index_ahead_a_few_do_not(void **state)
+{
+	char  wal[320];
+	long  pages, wpages, got = 0;
+	fb_err err;
+
+	(void)state;
+	/* an index of 20000 blocks (locations made up: nothing is read) */
+	assert_int_equal(fb_db_begin(db, &err), FB_RV_OK);
+	for (uint32_t i = 0; i < 20000; i++) {
+		fb_hash      h;
+		fb_store_loc loc = {1, (uint64_t)i * FB_BLOCK_SIZE, 100, 100, 0};
+		int          added;
+
+		memset(&h, 0, sizeof(h));
+		memcpy(h.b, &i, sizeof(i));
+		h.b[31] = 0x77;
+		assert_int_equal(fb_store_index_add(st, &h, &loc, 1, &added, &err), FB_RV_OK);
+	}
+	assert_int_equal(fb_db_commit(db, &err), FB_RV_OK);
+	snprintf(wal, sizeof(wal), "%s-wal", dbpath);
+	if (resident(dbpath, &pages, 1) < 0 || resident(wal, &wpages, 1) < 0) {
+		fprintf(stderr, "%s keeps clean pages cached (tmpfs?): read-ahead not observable\n",
+		        dir);
+		return;
+	}
+	assert_true(pages + wpages >= 64);
+	/* a few lookups: nothing is read ahead */
+	fb_store_expect(st, (uint64_t)(pages + wpages) / 64);
+	usleep(200000);
+	assert_int_equal(resident(dbpath, &pages, 0) + resident(wal, &wpages, 0), 0);
+	/* a lookup for every 32 pages: the files come into the cache whole
+	 * (asynchronously: waited for, up to 20 s) */
+	fb_store_expect(st, (uint64_t)(pages + wpages) / 32);
+	for (int i = 0; i < 200 && got < pages + wpages; i++) {
+		usleep(100000);
+		got = resident(dbpath, &pages, 0) + resident(wal, &wpages, 0);
+	}
+	assert_int_equal(got, pages + wpages);
+}
+
 int
 main(void)
 {
@@ -316,6 +390,7 @@ main(void)
 	    cmocka_unit_test(unindexed_tail_from_a_crash_is_dropped_at_open),
 	    cmocka_unit_test(swept_blocks_give_their_space_back),
 	    cmocka_unit_test(referencing_a_missing_block_names_it),
+	    cmocka_unit_test(many_lookups_to_come_read_the_index_ahead_a_few_do_not),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -114,6 +114,14 @@ uint32_t fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err);
 uint32_t fb_store_get_packed(fb_store *s, const fb_hash *h, void *buf, void *z, uint32_t *zlen,
                              fb_err *err);
 
+/* fb_store_expect says that about n lookups of scattered hashes follow.
+ * Each reads a page of the index, at random when the host's page cache
+ * does not hold it: when n reaches 1/32 of the database's pages, the
+ * database and its write-ahead log are read ahead in sequence instead
+ * (asynchronously, POSIX_FADV_WILLNEED), which costs about as much as
+ * that 1/32 read at random. */
+void fb_store_expect(fb_store *s, uint64_t n);
+
 /* fb_store_locate says where block h lives (File not found if nowhere). */
 uint32_t fb_store_locate(fb_store *s, const fb_hash *h, fb_store_loc *loc, fb_err *err);
 
