@@ -489,7 +489,7 @@ transfer(struct flow *fl, fb_err *err)
 	for (size_t k = 0; k < cp->n_disks && rv == FB_RV_OK; k++) {
 		Failback__DiskCheckpoint *dc = cp->disks[k];
 		fetch_spec f = {&w->s, w->store, w->params->vm, fl->target->id, names,
-		                w->rsd.compression != 0, 1};
+		                w->rsd.compression != 0, 1, 0};
 		size_t     n = 0;
 
 		w->pg.blocks_done += dc->applied;
@@ -885,7 +885,7 @@ estimate_sample(struct flow *fl, uint64_t differing, Failback__FailbackEstimate 
 	for (size_t k = 0; k < cp->n_disks && rv == FB_RV_OK; k++) {
 		Failback__DiskCheckpoint *dc = cp->disks[k];
 		fetch_spec f = {&w->s, w->store, w->params->vm, fl->target->id, names,
-		                w->rsd.compression != 0, 1};
+		                w->rsd.compression != 0, 1, 0};
 		size_t     n = 0;
 
 		for (size_t i = 0; i < dc->n_blocks && n < SAMPLE_BLOCKS; i += step) {

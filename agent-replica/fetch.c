@@ -260,7 +260,8 @@ fetch_run(const fetch_spec *f, const fetch_item *items, size_t n, fetch_consume_
 	fb_clock_cond_init(&p.cv);
 	for (int i = 0; i < RING && rv == FB_RV_OK; i++)
 		if ((p.slots[i].data = malloc((size_t)BATCH * FB_BLOCK_SIZE)) == NULL ||
-		    (f->compress && (p.slots[i].packed = malloc((size_t)BATCH * FB_BLOCK_SIZE)) == NULL))
+		    (f->compress && f->keep_frames &&
+		     (p.slots[i].packed = malloc((size_t)BATCH * FB_BLOCK_SIZE)) == NULL))
 			rv = fb_err_set(err, FB_RV_OUT_OF_MEMORY, "out of memory for transfer buffers");
 	while (rv == FB_RV_OK && nt < FB_WORKER_FETCHERS) {
 		fa[nt] = (struct fetcher_arg){&p, nt};

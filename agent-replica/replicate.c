@@ -260,7 +260,7 @@ replicate_disk(worker *w, const fb_vm *vm, const Failback__RecoveryPoint *t, siz
 	w->pg.bytes_total += u * FB_BLOCK_SIZE;
 	progress_phase(&w->pg, "Transferring");
 	if (u > 0) {
-		fetch_spec f = {&w->s, w->store, w->params->vm, t->id, names, 1, 0};
+		fetch_spec f = {&w->s, w->store, w->params->vm, t->id, names, 1, 0, 1};
 
 		rv = fetch_run(&f, items, u, store_batch, ad, err);
 	}

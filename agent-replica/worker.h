@@ -144,7 +144,9 @@ typedef struct fetch_spec {
 	const char        *rp;
 	const char *const *disks; /* names by fetch_item.disk */
 	int                compress;
-	int                fill_local; /* copy blocks the store holds instead of pulling them */
+	int                fill_local;  /* copy blocks the store holds instead of pulling them */
+	int                keep_frames; /* hand compressed frames to consume as they came (a
+	                                 * store takes them without compressing again) */
 } fetch_spec;
 
 /* fetch_run brings items (batches never cross disks: the caller orders
