@@ -8,6 +8,7 @@
  * and on every terminal event, is the authority on how the job ended,
  * since a subscriber may drop events. Exit status 0 only for Completed.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,37 @@ waiter_open(ctl *c, struct waiter *w)
 		}
 		nng_tls_config_free(tls);
 	}
+}
+
+static void *
+waiter_open_thread(void *arg)
+{
+	void **a = arg;
+
+	waiter_open(a[0], a[1]);
+	return NULL;
+}
+
+/* The subscriber and the control connection, dialled at once: two TLS
+ * handshakes in the time of one. Both are up before anything is called,
+ * so no event of the job is missed. */
+static uint32_t
+waiter_connect(ctl *c, struct waiter *w, fb_err *err)
+{
+	void     *arg[2] = {c, w};
+	pthread_t t;
+	int       apart;
+	uint32_t  rv;
+
+	if ((rv = ctl_crl(c, err)) != FB_RV_OK)
+		return rv;
+	apart = pthread_create(&t, NULL, waiter_open_thread, arg) == 0;
+	if (!apart)
+		waiter_open(c, w);
+	rv = ctl_connect(c, err);
+	if (apart)
+		pthread_join(t, NULL);
+	return rv;
 }
 
 /* After the state (of len columns), one line that fits 80 columns: how
@@ -281,13 +313,15 @@ int
 ctl_call_and_wait(ctl *c, const char *method, const ProtobufCMessage *in, int wait)
 {
 	struct waiter                 w;
+	fb_err                        err = {0};
 	Failback__JobStartedResponse *out = NULL;
 	uint32_t                      rv;
 	int                           code;
 
 	if (!wait)
 		return ctl_call(c, &failback__replication_service__descriptor, method, in, NULL);
-	waiter_open(c, &w);
+	if (waiter_connect(c, &w, &err) != FB_RV_OK)
+		return ctl_fail(c, &err);
 	code = ctl_call_quiet(c, &failback__replication_service__descriptor, method, in,
 	                      (ProtobufCMessage **)&out, &rv);
 	if (code != CTL_EXIT_OK)
@@ -309,9 +343,8 @@ ctl_cmd_job_wait(ctl *c, const ctl_args *a)
 	struct waiter w;
 	fb_err        err = {0};
 
-	if (ctl_connect(c, &err) != FB_RV_OK)
+	if (waiter_connect(c, &w, &err) != FB_RV_OK)
 		return ctl_fail(c, &err);
-	waiter_open(c, &w);
 	return waiter_run(c, &w, a->argv[0]);
 }
 

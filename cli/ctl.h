@@ -81,6 +81,9 @@ const char *ctl_arg(const ctl_args *a, const char *name);
 
 /* ctl_connect opens c->cli if it is not open yet. */
 uint32_t ctl_connect(ctl *c, fb_err *err);
+/* ctl_crl hands --crl to the TLS layer, once: before any TLS
+ * configuration is made, on one thread (the process keeps one). */
+uint32_t ctl_crl(ctl *c, fb_err *err);
 
 /* ctl_call_and_wait calls a ReplicationService method that starts a job
  * and, with wait, follows the job to its end (cmd_wait.c). */

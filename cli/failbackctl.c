@@ -288,6 +288,17 @@ dial_watchdog(void *arg)
 }
 
 uint32_t
+ctl_crl(ctl *c, fb_err *err)
+{
+	static int given;
+
+	if (given || c->crl == NULL)
+		return FB_RV_OK;
+	given = 1;
+	return fb_tls_set_crl(c->crl, err);
+}
+
+uint32_t
 ctl_connect(ctl *c, fb_err *err)
 {
 	nng_tls_config *tls;
@@ -297,7 +308,7 @@ ctl_connect(ctl *c, fb_err *err)
 
 	if (c->cli != NULL)
 		return FB_RV_OK;
-	if (c->crl != NULL && (rv = fb_tls_set_crl(c->crl, err)) != FB_RV_OK)
+	if ((rv = ctl_crl(c, err)) != FB_RV_OK)
 		return rv;
 	if ((rv = fb_tls_config_client(&tls, c->ca, c->cert, c->key, c->server_name, 0, err)) !=
 	    FB_RV_OK)

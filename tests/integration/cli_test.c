@@ -317,6 +317,11 @@ settings_in_utf16_with_a_bom_are_read(void **state)
 	}
 	assert_int_equal(fbt_image_mutate(disk, 10, 21), 10);
 	assert_int_equal(R("failback", VM, "--settings", path, "--wait"), 0);
+	/* --wait showed the job from its first event: the subscriber was up
+	 * before the call (it is dialled alongside the control connection) */
+	assert_non_null(strstr(out, "% WaitingForFailback ("));
+	assert_non_null(strstr(out, "% Completed ("));
+	assert_null(strstr(out, "no live progress"));
 	assert_int_equal(fbt_file_sha256(img, want), 0);
 	assert_int_equal(fbt_file_sha256(disk, got), 0);
 	assert_string_equal(got, want);
