@@ -45,10 +45,12 @@
 #define CKPT_BLOCKS 256 /* 16 MiB */
 #define CKPT_MS     500
 /* Blocks gathered from the fetch's batches before they are applied: one
- * undo fsync per PEND_BLOCKS (8 MiB) instead of one per batch of
+ * undo fsync per PEND_BLOCKS (4 MiB) instead of one per batch of
  * FB_WIRE_BATCH (alternating 4 and 8 MiB run by run at 8 GiB, 1%: 0.89-1.03
- * s against 0.86-0.99 s; the worker's peak was 38 MiB with 4, of 64). */
-#define PEND_BLOCKS (4 * FB_WIRE_BATCH)
+ * s against 0.86-0.99 s). 8 MiB took the worker's peak to 65.8 MiB in a
+ * failback of a 16 GiB disk at 10% (the transfer's: the leaves, the ring,
+ * the fetchers' replies and this), past the 64 MiB it must stay under. */
+#define PEND_BLOCKS (2 * FB_WIRE_BATCH)
 
 struct flow {
 	worker                        *w;
@@ -508,7 +510,7 @@ transfer(struct flow *fl, fb_err *err)
 			rv = checkpoint(fl, k, err);
 	}
 	free(items);
-	free(fl->pend); /* 8 MiB the verification's scan can use */
+	free(fl->pend); /* 4 MiB the verification's scan can use */
 	fl->pend = NULL;
 	progress_emit(&w->pg, 1);
 	return rv;

@@ -24,7 +24,7 @@
 #include "worker.h"
 
 #define BATCH FB_WIRE_BATCH
-#define RING  6
+#define RING  (FB_WORKER_FETCHERS + 1) /* one per fetcher, one being consumed */
 
 enum slot_state { SLOT_FREE, SLOT_FETCHING, SLOT_READY };
 
