@@ -7,7 +7,8 @@
 # a rogue CA and an operator certificate from it, an expired operator
 # certificate, a replica-agent certificate for the wrong DNS name, primary
 # certificates without a subjectAltName, for a wildcard and with another
-# key, and a revoked operator certificate with its CA's CRL.
+# key, and a revoked operator and a revoked replica-agent certificate, each
+# with its CA's CRL.
 #
 # Keys are EC P-256, mode 0600. Nothing here is for production: a real
 # deployment keeps its CA keys offline. Re-running with an existing DIR does
@@ -104,6 +105,14 @@ openssl ca -config "$work/ca.cnf" -cert operators-ca.pem -keyfile operators-ca.k
 openssl ca -config "$work/ca.cnf" -cert operators-ca.pem -keyfile operators-ca.key \
 	-gencrl -crldays 3650 -out operators-crl.pem >/dev/null 2>&1
 chmod 644 operators-crl.pem
+# ... and a replica-agent certificate the agents CA revoked, with that CA's
+# CRL (agents-crl.pem), for failbackctl --crl.
+leaf revoked-replica agents replica.failback.test serverAuth,clientAuth replica.failback.test
+openssl ca -config "$work/ca.cnf" -cert agents-ca.pem -keyfile agents-ca.key \
+	-revoke revoked-replica.pem >/dev/null 2>&1
+openssl ca -config "$work/ca.cnf" -cert agents-ca.pem -keyfile agents-ca.key \
+	-gencrl -crldays 3650 -out agents-crl.pem >/dev/null 2>&1
+chmod 644 agents-crl.pem
 start=$(date -u -d '30 days ago' +%Y%m%d%H%M%SZ)
 end=$(date -u -d '2 days ago' +%Y%m%d%H%M%SZ)
 leaf expired-operator operators operator clientAuth

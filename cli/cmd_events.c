@@ -37,8 +37,7 @@ cmd_events(ctl *c, const ctl_args *a)
 		if (*end != '\0' || count_s[0] == '\0' || limit <= 0)
 			return ctl_usage(a->cmd, "--count needs a positive number (got '%s')", count_s);
 	}
-	if (fb_tls_config_client(&tls, c->ca, c->cert, c->key, c->server_name, 0, &err) !=
-	    FB_RV_OK)
+	if (ctl_tls(c, &tls, &err) != FB_RV_OK)
 		return ctl_fail(c, &err);
 	if (fb_events_sub_open(&sub, c->events_url, tls, prefix, &err) != FB_RV_OK) {
 		nng_tls_config_free(tls);

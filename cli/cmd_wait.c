@@ -123,8 +123,7 @@ waiter_open(ctl *c, struct waiter *w)
 	w->tty         = isatty(STDERR_FILENO);
 	w->quiet       = c->json;
 	w->started_ms  = fb_clock_mono_ms();
-	if (fb_tls_config_client(&tls, c->ca, c->cert, c->key, c->server_name, 0, &err) ==
-	    FB_RV_OK) {
+	if (ctl_tls(c, &tls, &err) == FB_RV_OK) {
 		if (fb_events_sub_open(&w->sub, c->events_url, tls, "job/", &err) != FB_RV_OK) {
 			fprintf(stderr, "failbackctl: no live progress (%s); polling the job\n",
 			            err.msg);

@@ -81,9 +81,13 @@ const char *ctl_arg(const ctl_args *a, const char *name);
 
 /* ctl_connect opens c->cli if it is not open yet. */
 uint32_t ctl_connect(ctl *c, fb_err *err);
-/* ctl_crl hands --crl to the TLS layer, once: before any TLS
- * configuration is made, on one thread (the process keeps one). */
+/* ctl_crl hands --crl to the TLS layer, once (the process keeps one;
+ * any thread may call it): before any TLS configuration is made. */
 uint32_t ctl_crl(ctl *c, fb_err *err);
+/* ctl_tls makes the client TLS configuration of every connection the
+ * command opens (control or events): the CA, certificate, key and server
+ * name of the command line, with its --crl. */
+uint32_t ctl_tls(ctl *c, nng_tls_config **tls, fb_err *err);
 
 /* ctl_call_and_wait calls a ReplicationService method that starts a job
  * and, with wait, follows the job to its end (cmd_wait.c). */

@@ -290,12 +290,29 @@ dial_watchdog(void *arg)
 uint32_t
 ctl_crl(ctl *c, fb_err *err)
 {
-	static int given;
+	static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	static int             given;
+	static uint32_t        rv;
 
-	if (given || c->crl == NULL)
-		return FB_RV_OK;
-	given = 1;
-	return fb_tls_set_crl(c->crl, err);
+	pthread_mutex_lock(&m);
+	if (!given && c->crl != NULL) {
+		given = 1;
+		rv    = fb_tls_set_crl(c->crl, err);
+	} else if (rv != FB_RV_OK) {
+		fb_err_set(err, rv, "--crl %s cannot be used", c->crl);
+	}
+	pthread_mutex_unlock(&m);
+	return rv;
+}
+
+uint32_t
+ctl_tls(ctl *c, nng_tls_config **tls, fb_err *err)
+{
+	uint32_t rv;
+
+	if ((rv = ctl_crl(c, err)) != FB_RV_OK)
+		return rv;
+	return fb_tls_config_client(tls, c->ca, c->cert, c->key, c->server_name, 0, err);
 }
 
 uint32_t
@@ -308,10 +325,7 @@ ctl_connect(ctl *c, fb_err *err)
 
 	if (c->cli != NULL)
 		return FB_RV_OK;
-	if ((rv = ctl_crl(c, err)) != FB_RV_OK)
-		return rv;
-	if ((rv = fb_tls_config_client(&tls, c->ca, c->cert, c->key, c->server_name, 0, err)) !=
-	    FB_RV_OK)
+	if ((rv = ctl_tls(c, &tls, err)) != FB_RV_OK)
 		return rv;
 	dial_watch.c    = c;
 	dial_watch.done = 0;

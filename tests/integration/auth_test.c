@@ -411,6 +411,47 @@ a_revoked_certificate_is_refused_by_an_agent_with_the_crl(void **state)
 	assert_true(fbt_file_contains(badcrl.log, "--crl"));
 }
 
+/* --crl on failbackctl: an agent whose certificate its CA revoked is
+ * refused on the control listener and on the events listener (events,
+ * and --wait's progress), while the same agent is served without the CRL
+ * and the genuine replica with it. */
+static void
+failbackctl_with_the_crl_refuses_a_revoked_agent_on_every_connection(void **state)
+{
+	static fbt_agent revoked;
+	char             crl[700], ev[700];
+
+	(void)state;
+	snprintf(crl, sizeof(crl), "--crl=%s", fbt_pki_file("agents-crl.pem"));
+	assert_int_equal(fbt_agent_start(&revoked, "replica", "revoked-replica", NULL), 0);
+	snprintf(ev, sizeof(ev), "--events-url=%s", revoked.events);
+	assert_int_equal(fbt_ctl(out, sizeof(out), revoked.control, "operator",
+	                         "replica.failback.test", "status", NULL),
+	                 0);
+	assert_int_equal(fbt_ctl(out, sizeof(out), revoked.control, "operator",
+	                         "replica.failback.test", crl, "status", NULL),
+	                 1);
+	assert_non_null(strstr(out, "handshake"));
+	assert_int_equal(fbt_ctl(out, sizeof(out), replica.control, "operator",
+	                         "replica.failback.test", crl, "status", NULL),
+	                 0);
+	assert_non_null(strstr(out, "agent: replica"));
+	/* the events listener: the subscription is refused, and says where */
+	assert_int_equal(fbt_ctl(out, sizeof(out), revoked.control, "operator",
+	                         "replica.failback.test", crl, ev, "--timeout=1500", "events",
+	                         "--count", "1", NULL),
+	                 1);
+	assert_non_null(strstr(out, "handshake"));
+	assert_non_null(strstr(out, revoked.events));
+	/* --wait: the job's call is refused before any progress is followed */
+	assert_int_equal(fbt_ctl(out, sizeof(out), revoked.control, "operator",
+	                         "replica.failback.test", crl, ev, "replicate", "nosuchvm", "--wait",
+	                         NULL),
+	                 1);
+	assert_non_null(strstr(out, "handshake"));
+	assert_int_equal(fbt_agent_stop(&revoked, SIGTERM, 10000), 0);
+}
+
 /* Connections that stop after the first byte of a ClientHello are dropped
  * by the agent (FB1008), while an authenticated client that is merely idle
  * keeps its connection and is served. (One byte each, so the kernel's
@@ -714,6 +755,7 @@ main(void)
 	    cmocka_unit_test(unreachable_agent_is_system_not_available),
 	    cmocka_unit_test(timeout_bounds_the_first_connection),
 	    cmocka_unit_test(a_revoked_certificate_is_refused_by_an_agent_with_the_crl),
+	    cmocka_unit_test(failbackctl_with_the_crl_refuses_a_revoked_agent_on_every_connection),
 	    cmocka_unit_test(silent_connections_are_dropped_idle_clients_are_kept),
 	    cmocka_unit_test(events_listener_admits_operators_and_monitors_only),
 	    cmocka_unit_test(a_flood_on_the_monitor_listener_leaves_operators_served),
