@@ -404,38 +404,38 @@ a_vm_is_unregistered_on_both_agents(void **state)
 
 	(void)state;
 	assert_int_equal(fbt_file_sha256(img, before), 0);
-	assert_int_equal(RJ("vm", "show", VM), 0);
+	fbt_assert_exit(RJ("vm", "show", VM), 0, out);
 	snprintf(id, sizeof(id), "%s", jq(".[0].result.vm.id"));
 	snprintf(vmdir, sizeof(vmdir), "%s/vms/%s", replica.dir, id);
 	assert_int_equal(access(vmdir, F_OK), 0);
-	assert_int_equal(R("vm", "remove", VM, "--delete-disks"), 0);
+	fbt_assert_exit(R("vm", "remove", VM, "--delete-disks"), 0, out);
 	assert_non_null(strstr(out, "points_removed: "));
 	assert_null(strstr(out, "points_removed: 0\n"));
 	assert_int_equal(access(vmdir, F_OK), -1); /* its recovery disks went with it */
-	assert_int_equal(R("vm", "list"), 0);
+	fbt_assert_exit(R("vm", "list"), 0, out);
 	assert_null(strstr(out, VM));
-	assert_int_equal(R("rp", "list", id), 1);
+	fbt_assert_exit(R("rp", "list", id), 1, out);
 	assert_non_null(strstr(out, "File not found (32779)"));
-	assert_int_equal(R("vm", "remove", VM), 1);
+	fbt_assert_exit(R("vm", "remove", VM), 1, out);
 	assert_non_null(strstr(out, "File not found (32779)"));
 
 	/* The failback pulled its point minutes ago: a replica may still need it. */
-	assert_int_equal(P("primary-vm", "remove", VM), 1);
+	fbt_assert_exit(P("primary-vm", "remove", VM), 1, out);
 	assert_non_null(strstr(out, "System is in use (32774)"));
 	assert_non_null(strstr(out, "remove with force"));
-	assert_int_equal(P("primary-rp", "list", VM), 0); /* nothing went */
-	assert_int_equal(P("primary-vm", "remove", VM, "--force"), 0);
-	assert_int_equal(P("primary-vm", "list"), 0);
+	fbt_assert_exit(P("primary-rp", "list", VM), 0, out); /* nothing went */
+	fbt_assert_exit(P("primary-vm", "remove", VM, "--force"), 0, out);
+	fbt_assert_exit(P("primary-vm", "list"), 0, out);
 	assert_null(strstr(out, VM));
-	assert_int_equal(P("primary-rp", "list", VM), 1);
+	fbt_assert_exit(P("primary-rp", "list", VM), 1, out);
 	assert_non_null(strstr(out, "File not found (32779)"));
 	assert_int_equal(fbt_file_sha256(img, after), 0);
 	assert_string_equal(after, before); /* the primary's disk is untouched */
 	/* It can be registered and replicated again from scratch. */
-	assert_int_equal(P("primary-vm", "add", VM, img), 0);
-	assert_int_equal(P("primary-rp", "create", VM), 0);
-	assert_int_equal(R("replicate", VM, "--wait"), 0);
-	assert_int_equal(R("vm", "list"), 0);
+	fbt_assert_exit(P("primary-vm", "add", VM, img), 0, out);
+	fbt_assert_exit(P("primary-rp", "create", VM), 0, out);
+	fbt_assert_exit(R("replicate", VM, "--wait"), 0, out);
+	fbt_assert_exit(R("vm", "list"), 0, out);
 	assert_non_null(strstr(out, VM));
 }
 

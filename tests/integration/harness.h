@@ -26,6 +26,18 @@ typedef struct fbt_agent {
 	int   exit_status; /* set when it exited during fbt_agent_start */
 } fbt_agent;
 
+/* fbt_assert_exit: a command's exit status (call) must be want; when it
+ * is not, its output (out) is printed before the failure, so a failure
+ * in CI says what the command said. */
+#define fbt_assert_exit(call, want, out)                                                       \
+	do {                                                                                   \
+		int fbt_rc_ = (call);                                                          \
+		if (fbt_rc_ != (want))                                                         \
+			fprintf(stderr, "exit status %d, not %d; the command said:\n%s\n", fbt_rc_, \
+			        (want), (out));                                                \
+		assert_int_equal(fbt_rc_, (want));                                             \
+	} while (0)
+
 /* The scratch directory and PKI directory of this test program. */
 const char *fbt_root(void);
 const char *fbt_pki(void);
