@@ -163,20 +163,21 @@ fetcher(void *arg)
 			snprintf(p->msg, sizeof(p->msg), "out of memory for decompression");
 			pthread_cond_broadcast(&p->cv);
 		}
+		/* The next batch is taken only once its slot is free, and the
+		 * slot with it: a batch taken first and its slot waited for
+		 * after could lose the slot to a later batch (b + RING, taken by
+		 * a fetcher that ran while this one waited to be scheduled), and
+		 * the consumer, waiting for b, would wait forever. */
+		while (p->next < p->nbatches && p->slots[p->next % RING].state != SLOT_FREE &&
+		       !p->fatal)
+			pthread_cond_wait(&p->cv, &p->mtx);
 		if (p->next >= p->nbatches || p->fatal) {
 			pthread_mutex_unlock(&p->mtx);
 			ZSTD_freeDCtx(dctx);
 			return NULL;
 		}
-		b = p->next++;
-		s = &p->slots[b % RING];
-		while (s->state != SLOT_FREE && !p->fatal)
-			pthread_cond_wait(&p->cv, &p->mtx);
-		if (p->fatal) {
-			pthread_mutex_unlock(&p->mtx);
-			ZSTD_freeDCtx(dctx);
-			return NULL;
-		}
+		b        = p->next++;
+		s        = &p->slots[b % RING];
 		s->state = SLOT_FETCHING;
 		s->batch = b;
 		pthread_mutex_unlock(&p->mtx);
