@@ -40,6 +40,7 @@ struct fb_store {
 	int             nunsynced;
 	struct freed   *freed;
 	size_t          nfreed, capfreed;
+	sqlite3_stmt   *find; /* the index lookup, prepared once; guarded by the db's lock */
 };
 
 static void
@@ -198,6 +199,11 @@ fb_store_close(fb_store *s)
 	if (s->cur_fd >= 0)
 		close(s->cur_fd);
 	free(s->freed);
+	if (s->find != NULL) {
+		fb_db_lock(s->db);
+		sqlite3_finalize(s->find);
+		fb_db_unlock(s->db);
+	}
 	pthread_mutex_destroy(&s->mtx);
 	free(s);
 }
@@ -380,6 +386,10 @@ fb_store_append_as(fb_store *s, const fb_hash *h, const void *data, const void *
 	                          zlen > 0 ? FB_STORE_ZSTD : 0, loc, err);
 }
 
+/* Looks h up in the index; the caller holds the db's lock. The statement
+ * is prepared once per store (a lookup per block served or received made
+ * SQL parsing a visible share of a replication) and reset after each use,
+ * so no read transaction outlives the call. */
 static uint32_t
 store_find(fb_store *s, const fb_hash *h, fb_store_loc *loc, int *found, fb_err *err)
 {
@@ -387,11 +397,13 @@ store_find(fb_store *s, const fb_hash *h, fb_store_loc *loc, int *found, fb_err 
 	uint32_t      rv;
 	int           rc;
 
-	if ((rv = fb_db_prepare(s->db,
+	if (s->find == NULL &&
+	    (rv = fb_db_prepare(s->db,
 	                        "SELECT pack, offset, stored_len, raw_len, flags FROM blocks "
 	                        "WHERE hash = ?",
-	                        &st, err)) != FB_RV_OK)
+	                        &s->find, err)) != FB_RV_OK)
 		return rv;
+	st = s->find;
 	sqlite3_bind_blob(st, 1, h->b, FB_HASH_LEN, SQLITE_STATIC);
 	rc     = sqlite3_step(st);
 	*found = rc == SQLITE_ROW;
@@ -402,7 +414,8 @@ store_find(fb_store *s, const fb_hash *h, fb_store_loc *loc, int *found, fb_err 
 		loc->raw_len    = (uint32_t)sqlite3_column_int64(st, 3);
 		loc->flags      = (uint32_t)sqlite3_column_int64(st, 4);
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fb_db_err(s->db, rc, "block index", err);
 	return FB_RV_OK;
@@ -650,7 +663,9 @@ fb_store_get_packed(fb_store *s, const fb_hash *h, void *buf, void *z, uint32_t 
 		return fb_err_set(err, FB_RV_FAILED,
 		                  "block %s: bad record header in %s at offset %llu", hex, path,
 		                  (unsigned long long)loc.offset);
-	memset(buf, 0, FB_BLOCK_SIZE);
+	/* A block shorter than FB_BLOCK_SIZE (a disk's last) reads as zeros
+	 * after its end; the rest of buf is written below. */
+	memset((uint8_t *)buf + loc.raw_len, 0, FB_BLOCK_SIZE - loc.raw_len);
 	if (loc.flags & FB_STORE_ZSTD) {
 		size_t d;
 		if (sc->dctx == NULL && (sc->dctx = ZSTD_createDCtx()) == NULL)
