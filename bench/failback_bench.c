@@ -6,12 +6,13 @@
  * and hash the replica disk once, the failback's time and its ratio to
  * that, bytes read from the disk and on the wire against the changed
  * bytes, and the initial replication's throughput (a full resync, timed by
- * its job: acceptance to Completed). The changes are made twice: through
- * the recovery disk's qcow2 wrapper, as the VM's QEMU would (the failback
- * reads only the dirty blocks), and around it (the failback scans the
- * disk whole, then once more with the fast verification, which does not
- * read the disk again). The page cache
- * is dropped before every timed phase when run as root ("warm" otherwise).
+ * its job: acceptance to Completed) against the transport's ceiling, the
+ * best of one measure just before it and one just after. The changes are
+ * made twice: through the recovery disk's qcow2 wrapper, as the VM's QEMU
+ * would (the failback reads only the dirty blocks), and around it (the
+ * failback scans the disk whole, then once more with the fast
+ * verification, which does not read the disk again). The page cache is
+ * dropped before every timed phase when run as root ("warm" otherwise).
  *
  * Each timed phase runs --runs times (default 3; the disk is changed again
  * before each run) and is printed as its median with the min and max.
@@ -523,7 +524,7 @@ main(int argc, char **argv)
 	                   read_fsf = 0;
 	char         mode_fb[16] = "?", mode_bm[16] = "?";
 	unsigned long long repl_wire = 0, repl_data = 0;
-	double       ceil_mib[3] = {0, 0, 0}, ceil_best;
+	double       ceil_mib[3] = {0, 0, 0}, ceil_pass[2][3] = {{0}}, ceil_best;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
@@ -581,13 +582,19 @@ main(int argc, char **argv)
 	must(P("--json", "primary-rp", "create", "bench"), "recovery point");
 	snprintf(p1, sizeof(p1), "%.36s", strstr(out, "\"point\":{\"id\":\"") + 15);
 
+	/* The ceiling is measured just before the replication and just after
+	 * it, and each N's best counts: this machine's rate moves from minute
+	 * to minute, and the larger of two is the stricter mark. */
+	for (int i = 0; i < 3 && !smoke; i++)
+		ceil_pass[0][i] = ceiling(1 << i, 3.0);
 	drop();
 	t_repl    = run_job(R("replicate", "bench"), "replicate");
 	repl_data = job_done_bytes();
 	repl_wire = wire_bytes();
-	if (!smoke)
-		for (int i = 0; i < 3; i++)
-			ceil_mib[i] = ceiling(1 << i, 3.0);
+	for (int i = 0; i < 3 && !smoke; i++) {
+		ceil_pass[1][i] = ceiling(1 << i, 3.0);
+		ceil_mib[i] = ceil_pass[0][i] > ceil_pass[1][i] ? ceil_pass[0][i] : ceil_pass[1][i];
+	}
 	must(R("failover", "bench", "--wait"), "failover");
 	must(R("failover-commit", "bench", "--wait"), "commit");
 	must(R("vm", "show", "bench"), "vm show");
@@ -675,11 +682,14 @@ main(int argc, char **argv)
 		printf("{\"bench\":\"failback\",\"mib\":%llu,\"percent_changed\":%g,\"blocks_changed\":"
 		       "%llu,\"runs\":%d,\"cold\":%s,\"exact\":true,\"initial_replication_s\":%.3f,"
 		       "\"initial_replication_data_mib_s\":%.1f,"
-		       "\"initial_replication_wire_mib_s\":%.1f,\"ceiling_mib_s\":[%.1f,%.1f,%.1f],",
+		       "\"initial_replication_wire_mib_s\":%.1f,\"ceiling_mib_s\":[%.1f,%.1f,%.1f],"
+		       "\"ceiling_before_mib_s\":[%.1f,%.1f,%.1f],"
+		       "\"ceiling_after_mib_s\":[%.1f,%.1f,%.1f],",
 		       (unsigned long long)mib, pct, (unsigned long long)changed, runs,
 		       cold ? "true" : "false", t_repl, (double)repl_data / t_repl / (1 << 20),
-		       (double)repl_wire / t_repl / (1 << 20),
-		       ceil_mib[0], ceil_mib[1], ceil_mib[2]);
+		       (double)repl_wire / t_repl / (1 << 20), ceil_mib[0], ceil_mib[1], ceil_mib[2],
+		       ceil_pass[0][0], ceil_pass[0][1], ceil_pass[0][2], ceil_pass[1][0],
+		       ceil_pass[1][1], ceil_pass[1][2]);
 		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 			if (all[i]->n > 0)
 				printf("\"%s_s\":{\"median\":%.3f,\"min\":%.3f,\"max\":%.3f},", all[i]->key,
@@ -703,9 +713,11 @@ main(int argc, char **argv)
 		       (double)repl_data / (1 << 20), (double)repl_wire / t_repl / (1 << 20));
 		if (ceil_best > 0)
 			printf("ceiling: 64 KiB replies over 1 / 2 / 4 mTLS NNG connections  %.1f / %.1f "
-			       "/ %.1f MiB/s; the resync moved data at %.0f%% of the best, its wire rate "
-			       "is %.0f%%\n",
-			       ceil_mib[0], ceil_mib[1], ceil_mib[2],
+			       "/ %.1f MiB/s (best of before the replication %.1f / %.1f / %.1f and "
+			       "after it %.1f / %.1f / %.1f); the resync moved data at %.0f%% of the "
+			       "best, its wire rate is %.0f%%\n",
+			       ceil_mib[0], ceil_mib[1], ceil_mib[2], ceil_pass[0][0], ceil_pass[0][1],
+			       ceil_pass[0][2], ceil_pass[1][0], ceil_pass[1][1], ceil_pass[1][2],
 			       100.0 * (double)repl_data / t_repl / (1 << 20) / ceil_best,
 			       100.0 * (double)repl_wire / t_repl / (1 << 20) / ceil_best);
 		printf("read + hash the replica disk once  %s  %7.1f MiB/s\n", ph_str(&hash),
