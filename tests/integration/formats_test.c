@@ -249,7 +249,7 @@ static void
 wait_moving(const fbt_agent *q, const char *job)
 {
 	for (int i = 0; i < 1200; i++) {
-		assert_int_equal(FBT_R(out, *q, "--json", "job", "show", job), 0);
+		fbt_assert_exit(FBT_R(out, *q, "--json", "job", "show", job), 0, out);
 		if (strstr(out, "\"phase\":\"Transferring\"") != NULL &&
 		    strstr(out, "\"blocks_done\":0,") == NULL)
 			return;
@@ -304,10 +304,10 @@ failback_completes(const fbt_agent *a, const char *vm, const char *verify)
 {
 	char job[40];
 
-	assert_int_equal(FBT_R(out, *a, "failback", vm, "--verify", verify), 0);
+	fbt_assert_exit(FBT_R(out, *a, "failback", vm, "--verify", verify), 0, out);
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	(void)FBT_R(out, *a, "job", "wait", job);
-	assert_int_equal(FBT_R(out, *a, "--json", "job", "show", job), 0);
+	fbt_assert_exit(FBT_R(out, *a, "--json", "job", "show", job), 0, out);
 	if (strstr(out, "\"job_state\":7") == NULL)
 		fail_msg("failback %s did not complete: %s", job, out);
 }
@@ -339,9 +339,9 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	assert_int_equal(fbt_image_make(raw, 64u << 20, 45), 0);
 	assert_int_equal(P("primary-vm", "add", "q", raw), 0);
 	assert_int_equal(P("primary-rp", "create", "q"), 0);
-	assert_int_equal(FBT_R(out, q, "replicate", "q", "--wait"), 0);
-	assert_int_equal(FBT_R(out, q, "failover", "q", "--wait"), 0);
-	assert_int_equal(FBT_R(out, q, "vm", "show", "q"), 0);
+	fbt_assert_exit(FBT_R(out, q, "replicate", "q", "--wait"), 0, out);
+	fbt_assert_exit(FBT_R(out, q, "failover", "q", "--wait"), 0, out);
+	fbt_assert_exit(FBT_R(out, q, "vm", "show", "q"), 0, out);
 	assert_non_null(strstr(out, "format: qcow2"));
 	sscanf(strstr(out, "path: ") + 6, "%799s", disk);
 	/* a standalone qcow2 image (no data file) holding the point, and its
@@ -354,19 +354,19 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	assert_non_null(strstr(out, "\"name\": \"fb-"));
 	assert_true(fbt_file_contains(q.log, "a qcow2 image holding its bitmap"));
 	assert_same(raw, disk, "qcow2");
-	assert_int_equal(FBT_R(out, q, "failover-commit", "q", "--wait"), 0);
+	fbt_assert_exit(FBT_R(out, q, "failover-commit", "q", "--wait"), 0, out);
 
 	/* cancel mid-transfer: the disk is what it was before the call */
 	vm_writes(disk, 0xcd, 8);
 	snprintf(before, sizeof(before), "%s.before", disk);
 	assert_int_equal(run((const char *[]){"/bin/cp", "--sparse=always", disk, before, NULL}), 0);
-	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
+	fbt_assert_exit(FBT_R(out, q, "failback", "q"), 0, out);
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	wait_moving(&q, job);
 	assert_non_null(strstr(out, "\"compare_mode\":\"bitmap\""));
-	assert_int_equal(FBT_R(out, q, "job", "cancel", job), 0);
+	fbt_assert_exit(FBT_R(out, q, "job", "cancel", job), 0, out);
 	(void)FBT_R(out, q, "job", "wait", job);
-	assert_int_equal(FBT_R(out, q, "job", "show", job), 0);
+	fbt_assert_exit(FBT_R(out, q, "job", "show", job), 0, out);
 	assert_non_null(strstr(out, "Terminated (8)"));
 	rc = run((const char *[]){"/usr/bin/qemu-img", "compare", "-f", "qcow2", "-F", "qcow2",
 	                          before, disk, NULL});
@@ -379,7 +379,7 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	 * VM writes 32 MiB first, so the kill lands well inside the transfer
 	 * even when a sanitizer slows the test's side. */
 	vm_writes(disk, 0xcf, 32);
-	assert_int_equal(FBT_R(out, q, "failback", "q"), 0);
+	fbt_assert_exit(FBT_R(out, q, "failback", "q"), 0, out);
 	snprintf(job, sizeof(job), "%.36s", strstr(out, "InstanceID=\"") + 12);
 	wait_moving(&q, job);
 	/* killed once the worker writes through it (a server killed while it
@@ -391,7 +391,7 @@ a_qcow2_recovery_disk_is_tracked_fails_back_cancels_and_survives_its_server(void
 	assert_int_not_equal(nbd, 0);
 	assert_int_equal(kill(nbd, SIGKILL), 0);
 	(void)FBT_R(out, q, "job", "wait", job);
-	assert_int_equal(FBT_R(out, q, "job", "show", job), 0);
+	fbt_assert_exit(FBT_R(out, q, "job", "show", job), 0, out);
 	if (strstr(out, "Completed (7)") == NULL)
 		fail_msg("the failback did not complete after qemu-nbd died: %s", out);
 	assert_true(fbt_file_contains(q.log, "FB6027"));
@@ -453,22 +453,22 @@ a_vm_on_qcow2_disks_at_both_sites_goes_home_and_is_protected_again(void **state)
 	assert_int_equal(fbt_replica_start(&ar, &ap, (const char *[]){lpA, track[0], NULL}), 0);
 	/* site A's VM runs on a qcow2 image */
 	image_pair("home", "qcow2", 32, 47, raw, imgA);
-	assert_int_equal(FBT_P(out, ap, "primary-vm", "add", "home", imgA, "--format", "qcow2"), 0);
-	assert_int_equal(FBT_P(out, ap, "primary-rp", "create", "home"), 0);
-	assert_int_equal(FBT_R(out, br, "replicate", "home", "--wait"), 0);
+	fbt_assert_exit(FBT_P(out, ap, "primary-vm", "add", "home", imgA, "--format", "qcow2"), 0, out);
+	fbt_assert_exit(FBT_P(out, ap, "primary-rp", "create", "home"), 0, out);
+	fbt_assert_exit(FBT_R(out, br, "replicate", "home", "--wait"), 0, out);
 	/* A's VM writes 1 MiB that never replicates (the lost tail), then
 	 * the next point counts only what its bitmap says was written */
 	vm_writes(imgA, 0xd0, 1);
-	assert_int_equal(FBT_P(out, ap, "primary-rp", "create", "home"), 0);
+	fbt_assert_exit(FBT_P(out, ap, "primary-rp", "create", "home"), 0, out);
 	assert_true(fbt_file_contains(ap.log, "16 of 512 blocks written, read only those"));
-	assert_int_equal(FBT_R(out, br, "replicate", "home", "--wait"), 0);
+	fbt_assert_exit(FBT_R(out, br, "replicate", "home", "--wait"), 0, out);
 	assert_int_equal(run((const char *[]){"/usr/bin/qemu-io", "-f", "qcow2", "-c",
 	                                      "write -P 0xd3 0 1M", imgA, NULL}),
 	                 0);
 	/* B fails over to a qcow2 recovery disk; its VM writes 4 MiB */
-	assert_int_equal(FBT_R(out, br, "failover", "home", "--wait"), 0);
-	assert_int_equal(FBT_R(out, br, "failover-commit", "home", "--wait"), 0);
-	assert_int_equal(FBT_R(out, br, "vm", "show", "home"), 0);
+	fbt_assert_exit(FBT_R(out, br, "failover", "home", "--wait"), 0, out);
+	fbt_assert_exit(FBT_R(out, br, "failover-commit", "home", "--wait"), 0, out);
+	fbt_assert_exit(FBT_R(out, br, "vm", "show", "home"), 0, out);
 	assert_non_null(strstr(out, "format: qcow2"));
 	sscanf(strstr(out, "path: ") + 6, "%799s", dB);
 	vm_writes(dB, 0xd1, 4);
@@ -479,10 +479,10 @@ a_vm_on_qcow2_disks_at_both_sites_goes_home_and_is_protected_again(void **state)
 	          "replica.failback.test", "--wait") != 0 ||
 	    strstr(out, "Completed (7)") == NULL)
 		fail_msg("reverse of a VM on qcow2 disks: %s", out);
-	assert_int_equal(FBT_P(out, bp, "--json", "primary-vm", "list"), 0);
+	fbt_assert_exit(FBT_P(out, bp, "--json", "primary-vm", "list"), 0, out);
 	assert_non_null(strstr(out, dB));
 	assert_non_null(strstr(out, "\"format\":\"qcow2\""));
-	assert_int_equal(FBT_R(out, ar, "vm", "show", "home"), 0);
+	fbt_assert_exit(FBT_R(out, ar, "vm", "show", "home"), 0, out);
 	assert_non_null(strstr(out, imgA));
 	assert_non_null(strstr(out, "format: qcow2"));
 
@@ -503,13 +503,13 @@ a_vm_on_qcow2_disks_at_both_sites_goes_home_and_is_protected_again(void **state)
 	    strstr(out, "Completed (7)") == NULL)
 		fail_msg("re-protect of a VM on qcow2 disks: %s", out);
 	vm_writes(imgA, 0xd2, 1);
-	assert_int_equal(FBT_P(out, ap, "primary-rp", "create", "home"), 0);
-	assert_int_equal(FBT_R(out, br, "replicate", "home", "--wait"), 0);
+	fbt_assert_exit(FBT_P(out, ap, "primary-rp", "create", "home"), 0, out);
+	fbt_assert_exit(FBT_R(out, br, "replicate", "home", "--wait"), 0, out);
 	/* what B's image already held was read from it, not pulled */
 	assert_true(fbt_file_contains(br.log, "were on this host's disk, not pulled"));
 	/* and a failover at B now brings up exactly A's image */
-	assert_int_equal(FBT_R(out, br, "failover", "home", "--wait"), 0);
-	assert_int_equal(FBT_R(out, br, "vm", "show", "home"), 0);
+	fbt_assert_exit(FBT_R(out, br, "failover", "home", "--wait"), 0, out);
+	fbt_assert_exit(FBT_R(out, br, "vm", "show", "home"), 0, out);
 	sscanf(strstr(out, "path: ") + 6, "%799s", dB);
 	assert_same_qcow2(imgA, dB);
 	assert_int_equal(fbt_agent_stop(&ar, SIGTERM, 10000), 0);
