@@ -21,8 +21,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "failback/apply.h"
+#include "failback/crc32c.h"
 #include "failback/fsops.h"
 
 #define D0_SIZE (16u * FB_BLOCK_SIZE)
@@ -346,6 +348,84 @@ undo_log_survives_torn_write(void **state)
 	free(data);
 }
 
+/* The undo records' checksum is the standard CRC-32C (RFC 3720's vectors),
+ * the same by the CPU's instruction and by table, in one piece or several. */
+static void
+the_undo_checksum_is_the_standard_crc32c(void **state)
+{
+	uint8_t  zeros[32], ones[32];
+	uint8_t *buf = random_bytes(FB_BLOCK_SIZE + 64, 11);
+
+	(void)state;
+	memset(zeros, 0, sizeof(zeros));
+	memset(ones, 0xff, sizeof(ones));
+	assert_int_equal(fb_crc32c(0, "123456789", 9), 0xe3069283u);
+	assert_int_equal(fb_crc32c(0, zeros, 32), 0x8a9136aau);
+	assert_int_equal(fb_crc32c(0, ones, 32), 0x62a8ab43u);
+	assert_int_equal(fb_crc32c_table(0, "123456789", 9), 0xe3069283u);
+	for (size_t off = 0; off < 9; off++)
+		for (size_t len = 0; len < 40; len++)
+			assert_int_equal(fb_crc32c(0, buf + off, len), fb_crc32c_table(0, buf + off, len));
+	assert_int_equal(fb_crc32c(0, buf + 3, FB_BLOCK_SIZE),
+	                 fb_crc32c_table(0, buf + 3, FB_BLOCK_SIZE));
+	assert_int_equal(fb_crc32c(fb_crc32c(0, buf, 1001), buf + 1001, FB_BLOCK_SIZE - 1001),
+	                 fb_crc32c(0, buf, FB_BLOCK_SIZE));
+	free(buf);
+}
+
+/* A log whose first records were written with SHA-256 checksums (FBU1,
+ * before the CRC) and whose later ones carry CRC-32C (a failback resumed
+ * after an upgrade) rolls back whole. */
+static void
+a_log_begun_with_sha256_records_still_rolls_back(void **state)
+{
+	struct {
+		uint32_t magic, disk, flags, len;
+		uint64_t block;
+		uint8_t  sum[32];
+	} h;
+	fb_err       err;
+	fb_apply    *a;
+	uint8_t     *junk = random_bytes(FB_BLOCK_SIZE, 12);
+	uint64_t     blk  = 5, records;
+	uint8_t      z    = 0;
+	EVP_MD_CTX  *c    = EVP_MD_CTX_new();
+	unsigned int n;
+	int          fd;
+
+	(void)state;
+	assert_int_equal(sizeof(h), 56);
+	fresh_disks();
+	unlink(undo);
+	/* block 2 of disk 0: its old content in an FBU1 record, then overwritten */
+	memset(&h, 0, sizeof(h));
+	h.magic = 0x31554246u;
+	h.len   = FB_BLOCK_SIZE;
+	h.block = 2;
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	EVP_DigestUpdate(c, &h, offsetof(__typeof__(h), sum));
+	EVP_DigestUpdate(c, orig0 + 2 * FB_BLOCK_SIZE, FB_BLOCK_SIZE);
+	EVP_DigestFinal_ex(c, h.sum, &n);
+	EVP_MD_CTX_free(c);
+	assert_true((fd = open(undo, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+	assert_int_equal(write(fd, &h, sizeof(h)), sizeof(h));
+	assert_int_equal(write(fd, orig0 + 2 * FB_BLOCK_SIZE, FB_BLOCK_SIZE), FB_BLOCK_SIZE);
+	close(fd);
+	assert_true((fd = open(d0, O_WRONLY)) >= 0);
+	assert_int_equal(pwrite(fd, junk, FB_BLOCK_SIZE, 2 * (off_t)FB_BLOCK_SIZE), FB_BLOCK_SIZE);
+	close(fd);
+	/* block 5 by this version: an FBU2 record appended to the same log */
+	assert_int_equal(fb_apply_open(&a, undo, disks, 2, &err), FB_RV_OK);
+	assert_int_equal(fb_apply_blocks(a, 0, &blk, &z, junk, 1, &err), FB_RV_OK);
+	assert_int_equal(fb_apply_sync(a, 0, &err), FB_RV_OK);
+	fb_apply_close(a);
+	assert_int_equal(fb_apply_rollback(undo, disks, 2, &records, &err), FB_RV_OK);
+	assert_int_equal(records, 2);
+	assert_file_is(d0, orig0, D0_SIZE);
+	assert_file_is(d1, orig1, D1_SIZE);
+	free(junk);
+}
+
 static void
 a_record_for_a_disk_that_does_not_fit_is_refused(void **state)
 {
@@ -409,6 +489,8 @@ main(void)
 	    cmocka_unit_test(a_crash_at_any_operation_while_applying_rolls_back_exactly),
 	    cmocka_unit_test(a_failed_rollback_keeps_the_log_and_can_be_run_again),
 	    cmocka_unit_test(undo_log_survives_torn_write),
+	    cmocka_unit_test(the_undo_checksum_is_the_standard_crc32c),
+	    cmocka_unit_test(a_log_begun_with_sha256_records_still_rolls_back),
 	    cmocka_unit_test(a_record_for_a_disk_that_does_not_fit_is_refused),
 	    cmocka_unit_test(a_zeroed_block_reads_as_zeros_on_any_filesystem),
 	};
