@@ -452,6 +452,15 @@ material_put(material *m)
 	free(m);
 }
 
+/* The key exchange's groups, fastest first: mbedTLS 2.28 otherwise offers
+ * and picks secp521r1 first, and a handshake (new socket, dial, both
+ * sides on one machine) took 29.7 ms at p50 against 15.8 ms with X25519
+ * (`rpc_bench 100 500`). The larger curves stay, last, for a peer that
+ * offers nothing else. */
+static const mbedtls_ecp_group_id ecdhe_groups[] = {
+    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE};
+
 /* A fresh material for c, with c's mode and settings; NULL when out of memory. */
 static material *
 material_new(nng_tls_engine_config *c)
@@ -480,6 +489,7 @@ material_new(nng_tls_engine_config *c)
 	                             MBEDTLS_SSL_MINOR_VERSION_3);
 	mbedtls_ssl_conf_rng(&m->cfg, engine_random, NULL);
 	mbedtls_ssl_conf_verify(&m->cfg, verify, c);
+	mbedtls_ssl_conf_curves(&m->cfg, ecdhe_groups);
 	return m;
 }
 
