@@ -79,6 +79,9 @@ static const char *const migrations[] = {
     "ALTER TABLE vms ADD COLUMN peer_pin TEXT NOT NULL DEFAULT '';",
     /* 4 → 5: a disk's image format (raw, or one read through qemu-nbd). */
     "ALTER TABLE disks ADD COLUMN format TEXT NOT NULL DEFAULT 'raw';",
+    /* 5 → 6: a block record's CRC-32C (store.h); NULL for records written
+     * before, which a read checks by their hash. */
+    "ALTER TABLE blocks ADD COLUMN crc INTEGER;",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

@@ -14,6 +14,7 @@
 
 #include <zstd.h>
 
+#include "failback/crc32c.h"
 #include "failback/fsops.h"
 #include "failback/log.h"
 #include "failback/store.h"
@@ -317,6 +318,8 @@ store_write_record(fb_store *s, struct store_scratch *sc, const fb_hash *h, uint
 	loc->stored_len = stored;
 	loc->raw_len    = len;
 	loc->flags      = flags;
+	loc->crc        = fb_crc32c(0, sc->wrec, HDR_LEN + stored);
+	loc->has_crc    = 1;
 	s->cur_size += HDR_LEN + stored;
 	store_mark_unsynced(s, s->cur_fd);
 out:
@@ -399,7 +402,7 @@ store_find(fb_store *s, const fb_hash *h, fb_store_loc *loc, int *found, fb_err 
 
 	if (s->find == NULL &&
 	    (rv = fb_db_prepare(s->db,
-	                        "SELECT pack, offset, stored_len, raw_len, flags FROM blocks "
+	                        "SELECT pack, offset, stored_len, raw_len, flags, crc FROM blocks "
 	                        "WHERE hash = ?",
 	                        &s->find, err)) != FB_RV_OK)
 		return rv;
@@ -413,6 +416,8 @@ store_find(fb_store *s, const fb_hash *h, fb_store_loc *loc, int *found, fb_err 
 		loc->stored_len = (uint32_t)sqlite3_column_int64(st, 2);
 		loc->raw_len    = (uint32_t)sqlite3_column_int64(st, 3);
 		loc->flags      = (uint32_t)sqlite3_column_int64(st, 4);
+		loc->has_crc    = sqlite3_column_type(st, 5) != SQLITE_NULL;
+		loc->crc        = (uint32_t)sqlite3_column_int64(st, 5);
 	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -483,7 +488,7 @@ fb_store_index_add(fb_store *s, const fb_hash *h, const fb_store_loc *loc, int64
 
 	if ((rv = fb_db_prepare(s->db,
 	                        "INSERT OR IGNORE INTO blocks (hash, pack, offset, stored_len, "
-	                        "raw_len, flags, refs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	                        "raw_len, flags, refs, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 	                        &st, err)) != FB_RV_OK)
 		return rv;
 	sqlite3_bind_blob(st, 1, h->b, FB_HASH_LEN, SQLITE_STATIC);
@@ -493,6 +498,10 @@ fb_store_index_add(fb_store *s, const fb_hash *h, const fb_store_loc *loc, int64
 	sqlite3_bind_int64(st, 5, loc->raw_len);
 	sqlite3_bind_int64(st, 6, loc->flags);
 	sqlite3_bind_int64(st, 7, refs);
+	if (loc->has_crc)
+		sqlite3_bind_int64(st, 8, loc->crc);
+	else
+		sqlite3_bind_null(st, 8);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -663,6 +672,20 @@ fb_store_get_packed(fb_store *s, const fb_hash *h, void *buf, void *z, uint32_t 
 		return fb_err_set(err, FB_RV_FAILED,
 		                  "block %s: bad record header in %s at offset %llu", hex, path,
 		                  (unsigned long long)loc.offset);
+	/* The record as written (its header holds h): a damaged byte anywhere
+	 * fails here, and an intact frame goes out without decoding. */
+	if (loc.has_crc) {
+		if (fb_crc32c(0, sc->rrec, HDR_LEN + loc.stored_len) != loc.crc)
+			return fb_err_set(err, FB_RV_FAILED,
+			                  "block %s fails verification: %s at offset %llu holds other "
+			                  "data (its checksum does not match)",
+			                  hex, path, (unsigned long long)loc.offset);
+		if (z != NULL && (loc.flags & FB_STORE_ZSTD)) {
+			memcpy(z, sc->rrec + HDR_LEN, loc.stored_len);
+			*zlen = loc.stored_len;
+			return FB_RV_OK;
+		}
+	}
 	/* A block shorter than FB_BLOCK_SIZE (a disk's last) reads as zeros
 	 * after its end; the rest of buf is written below. */
 	memset((uint8_t *)buf + loc.raw_len, 0, FB_BLOCK_SIZE - loc.raw_len);
@@ -678,8 +701,9 @@ fb_store_get_packed(fb_store *s, const fb_hash *h, void *buf, void *z, uint32_t 
 	} else {
 		memcpy(buf, sc->rrec + HDR_LEN, loc.raw_len);
 	}
-	fb_hash_block(buf, FB_BLOCK_SIZE, FB_BLOCK_SIZE, &got);
-	if (memcmp(&got, h, sizeof(got)) != 0)
+	if (!loc.has_crc)
+		fb_hash_block(buf, FB_BLOCK_SIZE, FB_BLOCK_SIZE, &got);
+	if (!loc.has_crc && memcmp(&got, h, sizeof(got)) != 0)
 		return fb_err_set(err, FB_RV_FAILED,
 		                  "block %s fails verification: %s at offset %llu holds other data",
 		                  hex, path, (unsigned long long)loc.offset);

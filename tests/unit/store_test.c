@@ -129,8 +129,8 @@ frames_are_passed_on_as_they_are_stored(void **state)
 	for (size_t i = 0; i < sizeof(txt); i++)
 		txt[i] = "the frame goes out as it is "[i % 28];
 	put(txt, sizeof(txt), &h, &l);
+	assert_true(l.has_crc);
 	assert_int_equal(fb_store_get_packed(st, &h, got, z, &zlen, &err), FB_RV_OK);
-	assert_memory_equal(got, txt, sizeof(txt));
 	assert_int_equal(zlen, l.stored_len);
 	assert_int_equal(ZSTD_decompress(got, sizeof(got), z, zlen), FB_BLOCK_SIZE);
 	assert_memory_equal(got, txt, sizeof(txt));
@@ -226,6 +226,82 @@ flipped_byte_in_pack_is_reported_with_pack_and_offset(void **state)
 	assert_non_null(strstr(err.msg, path));
 	snprintf(want, sizeof(want), "offset %llu", (unsigned long long)l.offset);
 	assert_non_null(strstr(err.msg, want));
+}
+
+/* Flips one byte of a record's data in its pack. */
+static void
+flip(const fb_store_loc *l, uint64_t at, char *path, size_t cap)
+{
+	uint8_t b;
+	int     fd;
+
+	fb_store_pack_path(st, l->pack, path, cap);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, (off_t)(l->offset + 48 + at)), 1);
+	b ^= 0x40;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)(l->offset + 48 + at)), 1);
+	close(fd);
+}
+
+/* A compressed record handed out as its frame, undecoded, is checked by
+ * its CRC first: a damaged one is named, never sent. */
+static void
+a_damaged_frame_is_not_handed_out(void **state)
+{
+	static uint8_t txt[FB_BLOCK_SIZE], got[FB_BLOCK_SIZE];
+	static uint8_t z[ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE)];
+	fb_hash        h;
+	fb_store_loc   l;
+	fb_err         err;
+	uint32_t       zlen = 0;
+	char           path[400], want[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(txt); i++)
+		txt[i] = "a frame with a damaged byte "[i % 28];
+	put(txt, sizeof(txt), &h, &l);
+	assert_int_equal(l.flags, FB_STORE_ZSTD);
+	flip(&l, l.stored_len / 2, path, sizeof(path));
+	assert_int_equal(fb_store_get_packed(st, &h, got, z, &zlen, &err), FB_RV_FAILED);
+	assert_int_equal(zlen, 0);
+	assert_non_null(strstr(err.msg, "fails verification"));
+	assert_non_null(strstr(err.msg, path));
+	snprintf(want, sizeof(want), "offset %llu", (unsigned long long)l.offset);
+	assert_non_null(strstr(err.msg, want));
+}
+
+/* An index entry made before records had a CRC (schema 5) is read as it
+ * was: decoded and checked by its hash, damaged or not. */
+static void
+a_block_indexed_without_a_crc_is_checked_by_its_hash(void **state)
+{
+	static uint8_t txt[FB_BLOCK_SIZE], got[FB_BLOCK_SIZE];
+	static uint8_t z[ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE)];
+	fb_hash        h;
+	fb_store_loc   l;
+	fb_err         err;
+	uint32_t       zlen = 0;
+	char           path[400];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(txt); i++)
+		txt[i] = "indexed by an older agent "[i % 26];
+	put(txt, sizeof(txt), &h, &l);
+	assert_int_equal(fb_db_exec(db, "UPDATE blocks SET crc = NULL", &err), FB_RV_OK);
+	memset(got, 0xaa, sizeof(got));
+	assert_int_equal(fb_store_get_packed(st, &h, got, z, &zlen, &err), FB_RV_OK);
+	assert_memory_equal(got, txt, sizeof(txt)); /* decoded, as before */
+	assert_int_equal(zlen, l.stored_len);
+	assert_int_equal(fb_store_locate(st, &h, &l, &err), FB_RV_OK);
+	assert_false(l.has_crc);
+	/* a damaged byte that still decodes: only the hash can tell */
+	flip(&l, l.stored_len - 3, path, sizeof(path));
+	if (fb_store_get(st, &h, got, &err) != FB_RV_FAILED)
+		fail_msg("a damaged block without a CRC was read as good");
+	assert_true(strstr(err.msg, "fails verification") != NULL ||
+	            strstr(err.msg, "undecodable") != NULL);
+	assert_non_null(strstr(err.msg, path));
 }
 
 static void
@@ -348,7 +424,7 @@ many_lookups_to_come_read_the_index_ahead_a_few_do_not(void **state)
 	assert_int_equal(fb_db_begin(db, &err), FB_RV_OK);
 	for (uint32_t i = 0; i < 20000; i++) {
 		fb_hash      h;
-		fb_store_loc loc = {1, (uint64_t)i * FB_BLOCK_SIZE, 100, 100, 0};
+		fb_store_loc loc = {1, (uint64_t)i * FB_BLOCK_SIZE, 100, 100, 0, 0, 0};
 		int          added;
 
 		memset(&h, 0, sizeof(h));
@@ -387,6 +463,8 @@ main(void)
 	    cmocka_unit_test(short_block_reads_back_zero_padded),
 	    cmocka_unit_test(zero_hash_reads_zeros_without_a_lookup),
 	    cmocka_unit_test(flipped_byte_in_pack_is_reported_with_pack_and_offset),
+	    cmocka_unit_test(a_damaged_frame_is_not_handed_out),
+	    cmocka_unit_test(a_block_indexed_without_a_crc_is_checked_by_its_hash),
 	    cmocka_unit_test(unindexed_tail_from_a_crash_is_dropped_at_open),
 	    cmocka_unit_test(swept_blocks_give_their_space_back),
 	    cmocka_unit_test(referencing_a_missing_block_names_it),

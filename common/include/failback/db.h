@@ -18,7 +18,7 @@
 
 #include "failback/err.h"
 
-#define FB_DB_SCHEMA_VERSION 5
+#define FB_DB_SCHEMA_VERSION 6
 
 typedef struct fb_db fb_db;
 

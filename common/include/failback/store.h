@@ -39,6 +39,8 @@ typedef struct fb_store_loc {
 	uint32_t stored_len;
 	uint32_t raw_len;
 	uint32_t flags;
+	uint32_t crc;     /* CRC-32C of the record as written (header and data) */
+	int      has_crc; /* 0: indexed before records had one (the hash checks it) */
 } fb_store_loc;
 
 #define FB_STORE_ZSTD   1u
@@ -103,14 +105,19 @@ void fb_store_release(fb_store *s);
 void fb_store_forget(fb_store *s);
 
 /* fb_store_get reads block h into buf (FB_BLOCK_SIZE bytes; the part
- * beyond the block's raw length is zero-filled), verifying its hash. The
- * zero hash yields zeros without a lookup. */
+ * beyond the block's raw length is zero-filled), verified: by the CRC-32C
+ * its index entry keeps of the record (header, with h in it, and data), or
+ * for an entry made before records had one, by hashing the data. The zero
+ * hash yields zeros without a lookup. */
 uint32_t fb_store_get(fb_store *s, const fb_hash *h, void *buf, fb_err *err);
 /* fb_store_get_packed is fb_store_get that also copies the record's zstd
  * frame into z (room for ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE) bytes) and sets
  * *zlen to its length when the block is stored compressed, 0 when it is
  * stored raw (it did not compress): what a sender can pass on without
- * compressing it again. */
+ * compressing it again. When it sets *zlen > 0 for a record whose index
+ * entry has a CRC, buf is not filled: the CRC over the record as written
+ * and the hash in its header prove it is block h, with no decoding (the
+ * receiver decodes and checks the hash anyway). */
 uint32_t fb_store_get_packed(fb_store *s, const fb_hash *h, void *buf, void *z, uint32_t *zlen,
                              fb_err *err);
 
