@@ -246,24 +246,35 @@ flip(const fb_store_loc *l, uint64_t at, char *path, size_t cap)
 
 /* A compressed record handed out as its frame, undecoded, is checked by
  * its CRC first: a damaged one is named, never sent. */
+static uint8_t frame[ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE)], back[FB_BLOCK_SIZE];
+
+/* Puts a block of text repeating pattern (it compresses); returns it. */
+static const uint8_t *
+put_text(const char *pattern, fb_hash *h, fb_store_loc *l)
+{
+	static uint8_t txt[FB_BLOCK_SIZE];
+	size_t         n = strlen(pattern);
+
+	for (size_t i = 0; i < sizeof(txt); i++)
+		txt[i] = (uint8_t)pattern[i % n];
+	put(txt, sizeof(txt), h, l);
+	assert_int_equal(l->flags, FB_STORE_ZSTD);
+	return txt;
+}
+
 static void
 a_damaged_frame_is_not_handed_out(void **state)
 {
-	static uint8_t txt[FB_BLOCK_SIZE], got[FB_BLOCK_SIZE];
-	static uint8_t z[ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE)];
-	fb_hash        h;
-	fb_store_loc   l;
-	fb_err         err;
-	uint32_t       zlen = 0;
-	char           path[400], want[64];
+	fb_hash      h;
+	fb_store_loc l;
+	fb_err       err;
+	uint32_t     zlen = 0;
+	char         path[400], want[64];
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(txt); i++)
-		txt[i] = "a frame with a damaged byte "[i % 28];
-	put(txt, sizeof(txt), &h, &l);
-	assert_int_equal(l.flags, FB_STORE_ZSTD);
+	put_text("a frame with a damaged byte ", &h, &l);
 	flip(&l, l.stored_len / 2, path, sizeof(path));
-	assert_int_equal(fb_store_get_packed(st, &h, got, z, &zlen, &err), FB_RV_FAILED);
+	assert_int_equal(fb_store_get_packed(st, &h, back, frame, &zlen, &err), FB_RV_FAILED);
 	assert_int_equal(zlen, 0);
 	assert_non_null(strstr(err.msg, "fails verification"));
 	assert_non_null(strstr(err.msg, path));
@@ -276,8 +287,7 @@ a_damaged_frame_is_not_handed_out(void **state)
 static void
 a_block_indexed_without_a_crc_is_checked_by_its_hash(void **state)
 {
-	static uint8_t txt[FB_BLOCK_SIZE], got[FB_BLOCK_SIZE];
-	static uint8_t z[ZSTD_COMPRESSBOUND(FB_BLOCK_SIZE)];
+	const uint8_t *txt;
 	fb_hash        h;
 	fb_store_loc   l;
 	fb_err         err;
@@ -285,19 +295,17 @@ a_block_indexed_without_a_crc_is_checked_by_its_hash(void **state)
 	char           path[400];
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(txt); i++)
-		txt[i] = "indexed by an older agent "[i % 26];
-	put(txt, sizeof(txt), &h, &l);
+	txt = put_text("indexed by an older agent ", &h, &l);
 	assert_int_equal(fb_db_exec(db, "UPDATE blocks SET crc = NULL", &err), FB_RV_OK);
-	memset(got, 0xaa, sizeof(got));
-	assert_int_equal(fb_store_get_packed(st, &h, got, z, &zlen, &err), FB_RV_OK);
-	assert_memory_equal(got, txt, sizeof(txt)); /* decoded, as before */
+	memset(back, 0xaa, sizeof(back));
+	assert_int_equal(fb_store_get_packed(st, &h, back, frame, &zlen, &err), FB_RV_OK);
+	assert_memory_equal(back, txt, FB_BLOCK_SIZE); /* decoded, as before */
 	assert_int_equal(zlen, l.stored_len);
 	assert_int_equal(fb_store_locate(st, &h, &l, &err), FB_RV_OK);
 	assert_false(l.has_crc);
 	/* a damaged byte that still decodes: only the hash can tell */
 	flip(&l, l.stored_len - 3, path, sizeof(path));
-	if (fb_store_get(st, &h, got, &err) != FB_RV_FAILED)
+	if (fb_store_get(st, &h, back, &err) != FB_RV_FAILED)
 		fail_msg("a damaged block without a CRC was read as good");
 	assert_true(strstr(err.msg, "fails verification") != NULL ||
 	            strstr(err.msg, "undecodable") != NULL);
